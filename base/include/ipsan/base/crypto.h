@@ -1,0 +1,49 @@
+// ipsan/base/crypto.h: the few cryptographic primitives ipsan uses, all from libsodium.
+//
+// Why libsodium: a well-kept, audited library with constant-time primitives and a small API; it
+// also gives the Ed25519 signatures and AEAD encryption the storage manager will need. ipsan uses:
+//  - HMAC-SHA-256 for LOGIN challenge-response and session-key derivation;
+//  - XChaCha20-Poly1305 (IETF) with an empty plaintext as a MAC over each RPC message: the message
+//    is the associated data, the 24-byte nonce is built from (direction, slot, sequence), which
+//    never repeats under one session key. Poly1305 runs at several GB/s, so a MAC on every 1 MiB
+//    WRITE costs little, and the same construction encrypts when encryption is enabled later.
+// All functions are thread-safe after crypto_init().
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace ipsan {
+
+using Key256 = std::array<std::uint8_t, 32>;
+using Digest256 = std::array<std::uint8_t, 32>;
+using Tag128 = std::array<std::uint8_t, 16>;
+using Nonce192 = std::array<std::uint8_t, 24>;
+
+// Initialises libsodium; safe to call repeatedly. Returns false if the library cannot start.
+bool crypto_init() noexcept;
+
+// HMAC-SHA-256 over the concatenation of `parts`.
+Digest256 hmac_sha256(std::span<const std::uint8_t> key,
+                      std::initializer_list<std::span<const std::uint8_t>> parts) noexcept;
+
+// Poly1305 tag (via XChaCha20-Poly1305 AEAD, empty plaintext) over the concatenation of `parts`.
+Tag128 aead_mac(const Key256& key, const Nonce192& nonce,
+                std::initializer_list<std::span<const std::uint8_t>> parts) noexcept;
+
+bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) noexcept;
+
+void random_bytes(std::span<std::uint8_t> out) noexcept;
+std::uint64_t random_u64() noexcept;
+
+// Parses a key given as 64 hex digits; a shorter passphrase is stretched with SHA-256 so
+// command lines can use readable secrets. Empty input is rejected (returns false).
+bool parse_key(std::string_view text, Key256& out) noexcept;
+
+inline std::span<const std::uint8_t> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace ipsan

@@ -1,0 +1,35 @@
+# Shared build settings and helper functions.
+include(GoogleTest)
+
+add_library(ipsan_warnings INTERFACE)
+target_compile_options(ipsan_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+  -Wcast-align -Wunused -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough
+  $<$<BOOL:${IPSAN_WERROR}>:-Werror>)
+
+if(IPSAN_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
+# ipsan_library(NAME <name> SOURCES ... DEPS ... [PRIVATE_DEPS ...])
+# Creates target ipsan_<name>; public headers in <dir>/include, private in <dir>/src.
+function(ipsan_library)
+  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(ipsan_${A_NAME} STATIC ${A_SOURCES})
+  target_include_directories(ipsan_${A_NAME} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+                                              PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_link_libraries(ipsan_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ipsan_warnings ${A_PRIVATE_DEPS})
+endfunction()
+
+# ipsan_test(NAME <name> SOURCES ... LIBS ... LABELS unit|integration|conformance|vm|fuzz [TIMEOUT s])
+# One GoogleTest binary; every test case becomes a CTest test carrying the labels.
+function(ipsan_test)
+  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  add_executable(${A_NAME} ${A_SOURCES})
+  target_link_libraries(${A_NAME} PRIVATE ${A_LIBS} GTest::gtest GTest::gtest_main ipsan_warnings)
+  gtest_discover_tests(${A_NAME} DISCOVERY_MODE PRE_TEST
+    PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
+endfunction()

@@ -1,0 +1,81 @@
+// ipsan/proto/transport.h: message transports, the seam between ONC-RPC and the wire.
+//
+// A transport moves whole messages (one ONC-RPC call or reply each) reliably between a client and a
+// server. Two implementations: reliable UDP (proto/rudp, the primary) and record-marked TCP
+// (proto/tcp, RFC 5531 section 11). Messages may be delivered in any order (no head-of-line
+// blocking); each message sent on a live transport is delivered at most once. Exactly-once
+// *execution* across reconnects is the session layer's job (slots and sequence numbers).
+//
+// Threading: a transport belongs to one Asio io_context; every method must be called, and every
+// callback runs, on that io_context's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ipsan/base/bytes.h"
+#include "ipsan/base/errc.h"
+
+namespace ipsan::proto {
+
+enum class TransportKind { kUdp, kTcp };
+
+struct TransportStats {
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t datagrams_sent = 0;      // UDP only
+  std::uint64_t datagrams_received = 0;  // UDP only
+  std::uint64_t retransmissions = 0;     // UDP only
+  std::uint64_t dropped_bad_crc = 0;     // UDP only
+  std::uint64_t dropped_malformed = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  double srtt_us = 0;                    // UDP only
+};
+
+// Client end of a transport to one server.
+class ClientTransport {
+ public:
+  virtual ~ClientTransport() = default;
+
+  // Called once per received message.
+  std::function<void(Bytes)> on_message;
+  // Called when the transport becomes unusable: kTimeout (peer silent for the idle timeout),
+  // kConnectionLost (reset/closed), kStaleSession (the server restarted: new boot epoch).
+  // After this, send() fails; the owner may reconnect with a new transport.
+  std::function<void(Errc)> on_closed;
+
+  // Queues a message. Returns kOk, kTooLarge (over max message size) or kConnectionLost.
+  virtual Errc send(Bytes message) = 0;
+  virtual void close() = 0;
+  virtual bool is_open() const = 0;
+  // Server boot epoch learned at connection set-up (0 if the transport has none, e.g. TCP).
+  virtual std::uint32_t peer_epoch() const = 0;
+  virtual TransportStats stats() const = 0;
+  virtual std::string describe() const = 0;  // e.g. "udp 127.0.0.1:3260"
+};
+
+// A server-side peer: one client connection. Stable for the life of that connection.
+using PeerId = std::uint64_t;
+
+// Server end: accepts connections from many clients.
+class ServerTransport {
+ public:
+  virtual ~ServerTransport() = default;
+
+  std::function<void(PeerId, Bytes)> on_message;
+  std::function<void(PeerId)> on_peer_closed;
+
+  virtual Errc send(PeerId peer, Bytes message) = 0;
+  virtual void close_peer(PeerId peer) = 0;
+  // Stops accepting and closes every connection.
+  virtual void close() = 0;
+  // Local port actually bound (useful with port 0).
+  virtual std::uint16_t local_port() const = 0;
+  virtual TransportStats stats() const = 0;
+  virtual std::string peer_name(PeerId peer) const = 0;  // "udp 127.0.0.1:40000 conn 1a2b"
+};
+
+}  // namespace ipsan::proto
