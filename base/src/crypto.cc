@@ -24,32 +24,20 @@ Digest256 hmac_sha256(std::span<const std::uint8_t> key,
   return out;
 }
 
-namespace {
-unsigned char kEmpty = 0;  // libsodium declares the (empty) message pointers nonnull
-}  // namespace
-
 Tag128 aead_mac(const Key256& key, const Nonce192& nonce,
                 std::initializer_list<std::span<const std::uint8_t>> parts) noexcept {
-  static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == 16);
-  Tag128 tag{};
-  if (parts.size() == 1) {
-    auto p = *parts.begin();
-    unsigned long long taglen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(&kEmpty, tag.data(), &taglen, &kEmpty, 0,
-                                                        p.data(), p.size(), nullptr, nonce.data(),
-                                                        key.data());
-    return tag;
-  }
-  // libsodium's AEAD takes one associated-data buffer; join the parts.
-  std::size_t total = 0;
-  for (auto p : parts) total += p.size();
-  std::vector<std::uint8_t> joined;
-  joined.reserve(total);
-  for (auto p : parts) joined.insert(joined.end(), p.begin(), p.end());
-  unsigned long long taglen = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt_detached(&kEmpty, tag.data(), &taglen, &kEmpty, 0,
-                                                      joined.data(), joined.size(), nullptr,
-                                                      nonce.data(), key.data());
+  // The Poly1305 half of XChaCha20-Poly1305: a one-time Poly1305 key is the first 32 bytes of the
+  // XChaCha20 keystream for (key, nonce); the tag is Poly1305 over the parts, streamed (no copy).
+  unsigned char otk[crypto_onetimeauth_poly1305_KEYBYTES];
+  static_assert(sizeof otk == 32);
+  crypto_stream_xchacha20(otk, sizeof otk, nonce.data(), key.data());
+  crypto_onetimeauth_poly1305_state st;
+  crypto_onetimeauth_poly1305_init(&st, otk);
+  for (auto p : parts) crypto_onetimeauth_poly1305_update(&st, p.data(), p.size());
+  Tag128 tag;
+  static_assert(crypto_onetimeauth_poly1305_BYTES == 16);
+  crypto_onetimeauth_poly1305_final(&st, tag.data());
+  sodium_memzero(otk, sizeof otk);
   return tag;
 }
 

@@ -3,10 +3,11 @@
 // Why libsodium: a well-kept, audited library with constant-time primitives and a small API; it
 // also gives the Ed25519 signatures and AEAD encryption the storage manager will need. ipsan uses:
 //  - HMAC-SHA-256 for LOGIN challenge-response and session-key derivation;
-//  - XChaCha20-Poly1305 (IETF) with an empty plaintext as a MAC over each RPC message: the message
-//    is the associated data, the 24-byte nonce is built from (direction, slot, sequence), which
-//    never repeats under one session key. Poly1305 runs at several GB/s, so a MAC on every 1 MiB
-//    WRITE costs little, and the same construction encrypts when encryption is enabled later.
+//  - Poly1305 keyed per message from XChaCha20 (the MAC half of XChaCha20-Poly1305) over each RPC
+//    message: the 24-byte nonce is built from (direction, slot, sequence), which never repeats
+//    under one session key. Poly1305 runs at several GB/s and streams over several parts without
+//    copying, so a MAC on every 1 MiB WRITE costs little; the same keys encrypt when AEAD
+//    encryption is enabled later.
 // All functions are thread-safe after crypto_init().
 #pragma once
 
@@ -29,7 +30,8 @@ bool crypto_init() noexcept;
 Digest256 hmac_sha256(std::span<const std::uint8_t> key,
                       std::initializer_list<std::span<const std::uint8_t>> parts) noexcept;
 
-// Poly1305 tag (via XChaCha20-Poly1305 AEAD, empty plaintext) over the concatenation of `parts`.
+// Poly1305 tag over the concatenation of `parts`, one-time key = XChaCha20(key, nonce) bytes 0..31.
+// A (key, nonce) pair must never MAC two different messages.
 Tag128 aead_mac(const Key256& key, const Nonce192& nonce,
                 std::initializer_list<std::span<const std::uint8_t>> parts) noexcept;
 
