@@ -1,1 +1,1 @@
-set(IPSAN_PROTO_TCP_SOURCES)
+set(IPSAN_PROTO_TCP_SOURCES src/tcp/tcp_transport.cc)

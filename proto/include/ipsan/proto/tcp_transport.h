@@ -1,0 +1,56 @@
+// ipsan/proto/tcp_transport.h: ONC-RPC over TCP with record marking (RFC 5531 section 11), the
+// second transport. Each message is one record: fragments of at most kMaxFragment bytes, each
+// preceded by a 4-byte big-endian header (bit 31 = last fragment, bits 0-30 = fragment length).
+// A peer that announces a record larger than max_message is disconnected (bounded memory).
+//
+// Threading: everything runs on the io_context passed in; see transport.h.
+#pragma once
+
+#include <utility>  // before Asio (GCC 12 + Asio 1.74 awaitable header)
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <memory>
+
+#include "ipsan/proto/transport.h"
+
+namespace ipsan::proto {
+
+struct TcpConfig {
+  std::size_t max_message = 9u << 20;  // 8 MiB of data plus RPC headers
+  std::size_t max_fragment = 1u << 20;  // fragment size we send
+};
+
+// Connects asynchronously; messages sent before the connection is up are queued.
+std::unique_ptr<ClientTransport> make_tcp_client(boost::asio::io_context& io,
+                                                 const boost::asio::ip::tcp::endpoint& server,
+                                                 const TcpConfig& config = {});
+
+// Binds and listens immediately (throws boost::system::system_error on failure: start-up only).
+std::unique_ptr<ServerTransport> make_tcp_server(boost::asio::io_context& io,
+                                                 const boost::asio::ip::tcp::endpoint& bind,
+                                                 const TcpConfig& config = {});
+
+// Record-marking codec, exposed for tests and fuzzing. Feed bytes in; complete records come out.
+class RecordReader {
+ public:
+  explicit RecordReader(std::size_t max_message) : max_message_(max_message) {}
+  // Consumes bytes; returns kOk, or kTooLarge when a record would exceed max_message (the stream
+  // is then unusable). Complete records are appended to `out`.
+  Errc feed(ByteSpan bytes, std::vector<Bytes>& out);
+
+ private:
+  std::size_t max_message_;
+  std::uint8_t header_[4]{};
+  std::size_t header_have_ = 0;
+  std::uint32_t frag_left_ = 0;
+  bool frag_last_ = false;
+  bool in_fragment_ = false;
+  Bytes record_;
+};
+
+// Appends the record-marking headers + message to `out` (fragments of max_fragment bytes).
+void append_record(Bytes& out, ByteSpan message, std::size_t max_fragment);
+
+}  // namespace ipsan::proto

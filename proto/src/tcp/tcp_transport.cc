@@ -1,0 +1,328 @@
+#include "ipsan/proto/tcp_transport.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <deque>
+#include <unordered_map>
+
+#include "ipsan/base/log.h"
+
+namespace ipsan::proto {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+Errc RecordReader::feed(ByteSpan bytes, std::vector<Bytes>& out) {
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    if (!in_fragment_) {
+      while (header_have_ < 4 && i < bytes.size()) header_[header_have_++] = bytes[i++];
+      if (header_have_ < 4) break;
+      header_have_ = 0;
+      std::uint32_t h = load_be32(header_);
+      frag_last_ = (h & 0x80000000u) != 0;
+      frag_left_ = h & 0x7FFFFFFFu;
+      if (record_.size() + frag_left_ > max_message_) return Errc::kTooLarge;
+      in_fragment_ = true;
+      record_.reserve(record_.size() + frag_left_);
+    }
+    std::size_t take = std::min<std::size_t>(frag_left_, bytes.size() - i);
+    record_.insert(record_.end(), bytes.begin() + static_cast<std::ptrdiff_t>(i),
+                   bytes.begin() + static_cast<std::ptrdiff_t>(i + take));
+    i += take;
+    frag_left_ -= static_cast<std::uint32_t>(take);
+    if (frag_left_ == 0) {
+      in_fragment_ = false;
+      if (frag_last_) {
+        out.push_back(std::move(record_));
+        record_ = Bytes();
+      }
+    }
+  }
+  return Errc::kOk;
+}
+
+void append_record(Bytes& out, ByteSpan message, std::size_t max_fragment) {
+  if (max_fragment == 0 || max_fragment > 0x7FFFFFFFu) max_fragment = 0x7FFFFFFFu;
+  std::size_t off = 0;
+  do {
+    std::size_t n = std::min(max_fragment, message.size() - off);
+    bool last = off + n == message.size();
+    std::uint8_t h[4];
+    store_be32(h, static_cast<std::uint32_t>(n) | (last ? 0x80000000u : 0u));
+    out.insert(out.end(), h, h + 4);
+    out.insert(out.end(), message.begin() + static_cast<std::ptrdiff_t>(off),
+               message.begin() + static_cast<std::ptrdiff_t>(off + n));
+    off += n;
+  } while (off < message.size());
+}
+
+namespace {
+
+// One TCP connection: reads records, writes a queue of records. Shared by client and server.
+class Stream : public std::enable_shared_from_this<Stream> {
+ public:
+  Stream(tcp::socket socket, const TcpConfig& cfg)
+      : socket_(std::move(socket)), cfg_(cfg), reader_(cfg.max_message) {}
+
+  std::function<void(Bytes)> on_message;
+  std::function<void(Errc)> on_closed;
+
+  tcp::socket& socket() { return socket_; }
+  bool open() const { return open_; }
+  TransportStats stats;
+
+  void start() {
+    boost::system::error_code ec;
+    socket_.set_option(tcp::no_delay(true), ec);
+    open_ = true;
+    read_more();
+    if (!queue_.empty()) write_more();
+  }
+
+  Errc send(Bytes message) {
+    if (closed_) return Errc::kConnectionLost;
+    if (message.size() > cfg_.max_message) return Errc::kTooLarge;
+    Bytes framed;
+    framed.reserve(message.size() + 4 + 4 * (message.size() / cfg_.max_fragment));
+    append_record(framed, message, cfg_.max_fragment);
+    stats.messages_sent++;
+    stats.bytes_sent += framed.size();
+    queue_.push_back(std::move(framed));
+    if (open_ && !writing_) write_more();
+    return Errc::kOk;
+  }
+
+  void close(Errc why) {
+    if (closed_) return;
+    closed_ = true;
+    open_ = false;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    queue_.clear();
+    if (on_closed) {
+      auto cb = std::move(on_closed);
+      on_closed = nullptr;
+      cb(why);
+    }
+  }
+
+ private:
+  void read_more() {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(buf_), [this, self](boost::system::error_code ec,
+                                                             std::size_t n) {
+      if (closed_) return;
+      if (ec) {
+        close(Errc::kConnectionLost);
+        return;
+      }
+      stats.bytes_received += n;
+      std::vector<Bytes> records;
+      Errc e = reader_.feed(ByteSpan(buf_.data(), n), records);
+      for (auto& r : records) {
+        stats.messages_received++;
+        if (on_message) on_message(std::move(r));
+        if (closed_) return;
+      }
+      if (e != Errc::kOk) {
+        IPSAN_LOG(LogLevel::kWarn, "tcp", "peer sent a record over the size limit; closing");
+        stats.dropped_malformed++;
+        close(e);
+        return;
+      }
+      read_more();
+    });
+  }
+
+  void write_more() {
+    if (queue_.empty() || closed_) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    // Gather several queued records into one write.
+    batch_.clear();
+    batch_.swap(queue_);
+    std::vector<asio::const_buffer> bufs;
+    bufs.reserve(batch_.size());
+    for (auto& b : batch_) bufs.emplace_back(asio::buffer(b));
+    auto self = shared_from_this();
+    asio::async_write(socket_, bufs, [this, self](boost::system::error_code ec, std::size_t) {
+      if (closed_) return;
+      if (ec) {
+        close(Errc::kConnectionLost);
+        return;
+      }
+      write_more();
+    });
+  }
+
+  tcp::socket socket_;
+  TcpConfig cfg_;
+  RecordReader reader_;
+  std::array<std::uint8_t, 256 * 1024> buf_{};
+  std::deque<Bytes> queue_;
+  std::deque<Bytes> batch_;
+  bool open_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+};
+
+class TcpClient final : public ClientTransport {
+ public:
+  TcpClient(asio::io_context& io, const tcp::endpoint& server, const TcpConfig& cfg)
+      : server_(server), stream_(std::make_shared<Stream>(tcp::socket(io), cfg)) {
+    stream_->on_message = [this](Bytes m) {
+      if (on_message) on_message(std::move(m));
+    };
+    stream_->on_closed = [this](Errc e) {
+      if (on_closed) on_closed(e);
+    };
+    auto s = stream_;
+    s->socket().async_connect(server_, [s](boost::system::error_code ec) {
+      if (ec) {
+        s->close(Errc::kConnectionLost);
+        return;
+      }
+      s->start();
+    });
+  }
+  ~TcpClient() override {
+    stream_->on_closed = nullptr;
+    stream_->on_message = nullptr;
+    stream_->close(Errc::kShutdown);
+  }
+  Errc send(Bytes message) override { return stream_->send(std::move(message)); }
+  void close() override {
+    stream_->on_closed = nullptr;
+    stream_->close(Errc::kShutdown);
+  }
+  bool is_open() const override { return stream_->open(); }
+  std::uint32_t peer_epoch() const override { return 0; }
+  TransportStats stats() const override { return stream_->stats; }
+  std::string describe() const override {
+    return "tcp " + server_.address().to_string() + ":" + std::to_string(server_.port());
+  }
+
+ private:
+  tcp::endpoint server_;
+  std::shared_ptr<Stream> stream_;
+};
+
+class TcpServer final : public ServerTransport {
+ public:
+  TcpServer(asio::io_context& io, const tcp::endpoint& bind, const TcpConfig& cfg)
+      : acceptor_(io), cfg_(cfg) {
+    acceptor_.open(bind.protocol());
+    acceptor_.set_option(tcp::acceptor::reuse_address(true));
+    acceptor_.bind(bind);
+    acceptor_.listen();
+    accept_more();
+  }
+  ~TcpServer() override { close(); }
+
+  Errc send(PeerId peer, Bytes message) override {
+    auto it = peers_.find(peer);
+    if (it == peers_.end()) return Errc::kConnectionLost;
+    return it->second.stream->send(std::move(message));
+  }
+  void close_peer(PeerId peer) override {
+    auto it = peers_.find(peer);
+    if (it == peers_.end()) return;
+    auto s = it->second.stream;
+    s->close(Errc::kShutdown);  // on_closed erases it
+  }
+  void close() override {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    auto peers = std::move(peers_);
+    peers_.clear();
+    for (auto& [id, p] : peers) {
+      p.stream->on_closed = nullptr;
+      p.stream->on_message = nullptr;
+      p.stream->close(Errc::kShutdown);
+    }
+  }
+  std::uint16_t local_port() const override {
+    boost::system::error_code ec;
+    auto ep = acceptor_.local_endpoint(ec);
+    return ec ? 0 : ep.port();
+  }
+  TransportStats stats() const override {
+    TransportStats t = closed_stats_;
+    for (auto& [id, p] : peers_) add(t, p.stream->stats);
+    return t;
+  }
+  std::string peer_name(PeerId peer) const override {
+    auto it = peers_.find(peer);
+    return it == peers_.end() ? "tcp (closed peer)" : it->second.name;
+  }
+
+ private:
+  struct Peer {
+    std::shared_ptr<Stream> stream;
+    std::string name;
+  };
+  static void add(TransportStats& t, const TransportStats& s) {
+    t.messages_sent += s.messages_sent;
+    t.messages_received += s.messages_received;
+    t.bytes_sent += s.bytes_sent;
+    t.bytes_received += s.bytes_received;
+    t.dropped_malformed += s.dropped_malformed;
+  }
+
+  void accept_more() {
+    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+        accept_more();
+        return;
+      }
+      PeerId id = next_id_++;
+      boost::system::error_code ec2;
+      auto rep = sock.remote_endpoint(ec2);
+      std::string name = "tcp " + (ec2 ? std::string("?") : rep.address().to_string() + ":" +
+                                                              std::to_string(rep.port()));
+      auto s = std::make_shared<Stream>(std::move(sock), cfg_);
+      s->on_message = [this, id](Bytes m) {
+        if (on_message) on_message(id, std::move(m));
+      };
+      s->on_closed = [this, id](Errc) {
+        auto it = peers_.find(id);
+        if (it != peers_.end()) {
+          add(closed_stats_, it->second.stream->stats);
+          // Keep the stream alive until this callback returns.
+          auto keep = it->second.stream;
+          peers_.erase(it);
+          if (on_peer_closed) on_peer_closed(id);
+        }
+      };
+      peers_.emplace(id, Peer{s, std::move(name)});
+      s->start();
+      accept_more();
+    });
+  }
+
+  tcp::acceptor acceptor_;
+  TcpConfig cfg_;
+  std::unordered_map<PeerId, Peer> peers_;
+  PeerId next_id_ = 1;
+  TransportStats closed_stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<ClientTransport> make_tcp_client(asio::io_context& io, const tcp::endpoint& server,
+                                                 const TcpConfig& config) {
+  return std::make_unique<TcpClient>(io, server, config);
+}
+
+std::unique_ptr<ServerTransport> make_tcp_server(asio::io_context& io, const tcp::endpoint& bind,
+                                                 const TcpConfig& config) {
+  return std::make_unique<TcpServer>(io, bind, config);
+}
+
+}  // namespace ipsan::proto
