@@ -1,0 +1,138 @@
+// ipsan/server/server.h: the storage server (patent FIG. 4 storage server 240, FIG. 6).
+//
+// Receives ONC-RPC calls over reliable UDP and/or TCP, authenticates them (LOGIN challenge-response,
+// then a MAC on every call bound to session, slot and sequence), enforces exactly-once execution
+// per slot (slots.h), answers READY / IDENTIFY / CAPACITY without touching a device (step 635), and
+// maps READ / WRITE / FLUSH / TRIM / WRITE_ZEROES onto the exported back end (steps 640-670), which
+// may be a virtual disk that splits one request into several back-end commands.
+//
+// Threading: a StorageServer lives on one io_context thread; every public method must be called on
+// it. Back-end completions (which may arrive on worker threads) are posted back to that thread.
+#pragma once
+
+#include <utility>  // before Asio
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ipsan/backends/backend.h"
+#include "ipsan/base/clock.h"
+#include "ipsan/proto/generic.h"
+#include "ipsan/proto/transport.h"
+#include "ipsan/server/keyring.h"
+#include "ipsan/server/slots.h"
+
+namespace ipsan::server {
+
+inline constexpr std::uint16_t kDefaultPort = 5260;
+
+struct Export {
+  std::uint32_t device_id = 0;
+  std::string name;
+  backends::BackendPtr backend;
+  bool read_only = false;
+  std::vector<std::string> allowed_clients;  // empty: every authenticated client
+};
+
+struct ServerOptions {
+  std::uint32_t slot_count = 64;       // per session: the client's maximum queue depth
+  std::uint32_t max_io_bytes = 8u << 20;  // largest READ/WRITE payload accepted
+  std::uint32_t max_sessions = 1024;
+  std::uint32_t max_pending_logins = 4096;
+  Duration login_timeout = std::chrono::seconds(30);
+  Duration session_idle_timeout = std::chrono::minutes(10);
+  std::uint32_t boot_epoch = 0;  // 0: random (a restart is visible to clients)
+};
+
+struct ServerStats {
+  std::uint64_t calls = 0;
+  std::uint64_t executed = 0;
+  std::uint64_t replayed = 0;          // retransmissions answered from the slot cache
+  std::uint64_t misordered = 0;        // stale/duplicate calls refused (never executed)
+  std::uint64_t rejected = 0;          // RPC-level rejections (garbage, unknown proc, ...)
+  std::uint64_t auth_failures = 0;     // bad login proof, bad MAC, unknown session
+  std::uint64_t dropped = 0;           // unparsable messages (no reply possible)
+  std::uint64_t logins = 0;
+  std::uint64_t bytes_read = 0;
+  std::uint64_t bytes_written = 0;
+  std::uint64_t device_errors = 0;
+  std::uint64_t sessions = 0;          // live sessions now
+};
+
+class StorageServer {
+ public:
+  StorageServer(boost::asio::io_context& io, ServerOptions options, KeyRing keys,
+                std::vector<Export> exports);
+  ~StorageServer();
+  StorageServer(const StorageServer&) = delete;
+  StorageServer& operator=(const StorageServer&) = delete;
+
+  // Serves calls arriving on `transport` (UDP, TCP, or an in-memory one in tests). A UDP
+  // transport should be created with boot_epoch() so clients can detect restarts.
+  void attach(std::unique_ptr<proto::ServerTransport> transport);
+  // Starts the session reaper.
+  void start();
+  // Stops accepting, waits for requests in flight, flushes every back end, closes transports,
+  // then calls `done` (on the io thread).
+  void stop(std::function<void()> done);
+
+  // Local port of the index-th attached transport (0 if none).
+  std::uint16_t port(std::size_t index) const;
+  std::uint32_t boot_epoch() const { return epoch_; }
+  ServerStats stats() const;
+  std::string stats_line() const;  // one human-readable line
+  proto::TransportStats transport_stats() const;
+
+  // Identity reported for an export (also used by tests).
+  static proto::Identity make_identity(const Export& e, std::uint32_t max_io_bytes);
+
+ private:
+  struct Route {
+    proto::ServerTransport* transport = nullptr;
+    proto::PeerId peer = 0;
+  };
+  struct Session;
+  struct PendingLogin;
+  struct ExportEntry {
+    Export exp;
+    proto::Identity identity;
+  };
+
+  void on_message(proto::ServerTransport* t, proto::PeerId peer, Bytes message);
+  void handle_login_begin(const Route& r, std::uint32_t xid, ByteSpan args);
+  void handle_login_finish(const Route& r, std::uint32_t xid, ByteSpan args);
+  void handle_session_call(const Route& r, std::shared_ptr<Bytes> msg, std::uint32_t xid,
+                           std::uint32_t proc, const void* parsed_call);
+  void execute(std::shared_ptr<Session> s, std::uint32_t xid, std::uint32_t slot,
+               std::uint64_t seq, proto::Op op, std::shared_ptr<Bytes> msg, ByteSpan args);
+  void finish(const std::shared_ptr<Session>& s, std::uint32_t slot, std::uint64_t seq, Bytes reply,
+              bool cache);
+  void send(const Route& r, Bytes reply);
+  void reap(TimePoint now);
+  void arm_reaper();
+  void maybe_finish_stop();
+  const ExportEntry* find_export(std::uint32_t device_id) const;
+
+  boost::asio::io_context& io_;
+  ServerOptions opt_;
+  KeyRing keys_;
+  std::unordered_map<std::uint32_t, ExportEntry> exports_;
+  std::uint32_t epoch_ = 0;
+  std::vector<std::unique_ptr<proto::ServerTransport>> transports_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<Session>> sessions_;
+  std::unordered_map<std::string, PendingLogin> pending_logins_;  // key: server nonce bytes
+  boost::asio::steady_timer reaper_;
+  ServerStats stats_;
+  std::uint64_t in_flight_ = 0;
+  bool stopping_ = false;
+  std::function<void()> stop_done_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace ipsan::server

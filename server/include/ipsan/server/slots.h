@@ -1,0 +1,51 @@
+// ipsan/server/slots.h: exactly-once execution for one session (NFSv4.1-style slots).
+//
+// A session has N slots. A client uses a slot for one request at a time, numbering the requests on
+// that slot 1, 2, 3, ... The server executes a call only if seq == last_seq + 1; a call with
+// seq == last_seq is a retransmission: the cached reply is sent again (or, for READ, whose data is
+// not cached, the read is executed again, which is harmless); anything else is answered
+// SEQ_MISORDERED without execution. So a delayed duplicate of an old WRITE can never be applied
+// twice or overwrite newer data. Pure logic, no I/O; not thread-safe (one io thread owns it).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ipsan/base/bytes.h"
+
+namespace ipsan::server {
+
+enum class SlotVerdict {
+  kExecute,       // new request: run it; slot is now in progress
+  kReplayCached,  // retransmission of a completed request: send cached_reply()
+  kReexecute,     // retransmission of a completed request whose reply was not cached (READ)
+  kInProgress,    // retransmission of a request still running: its reply will come
+  kMisordered,    // stale or skipped sequence: do not execute, answer SEQ_MISORDERED
+  kBadSlot,       // slot number out of range
+};
+
+class SlotTable {
+ public:
+  explicit SlotTable(std::uint32_t slots) : slots_(slots) {}
+
+  std::uint32_t size() const { return static_cast<std::uint32_t>(slots_.size()); }
+
+  SlotVerdict admit(std::uint32_t slot, std::uint64_t seq);
+  // Records completion of (slot, seq). `reply` is cached for retransmissions unless empty.
+  void complete(std::uint32_t slot, std::uint64_t seq, Bytes reply);
+  const Bytes& cached_reply(std::uint32_t slot) const { return slots_[slot].reply; }
+  std::uint64_t last_seq(std::uint32_t slot) const { return slots_[slot].last_seq; }
+  bool busy() const;  // any slot in progress
+  std::size_t cached_bytes() const;
+
+ private:
+  struct Slot {
+    std::uint64_t last_seq = 0;
+    bool in_progress = false;
+    bool cached = false;
+    Bytes reply;
+  };
+  std::vector<Slot> slots_;
+};
+
+}  // namespace ipsan::server

@@ -1,0 +1,528 @@
+#include "ipsan/server/server.h"
+
+#include <boost/asio/post.hpp>
+#include <cstring>
+#include <sstream>
+
+#include "ipsan/base/crypto.h"
+#include "ipsan/base/log.h"
+#include "ipsan/proto/codec.h"
+#include "ipsan/proto/login.h"
+#include "ipsan/proto/rpc.h"
+
+namespace ipsan::server {
+
+namespace asio = boost::asio;
+using proto::Op;
+
+struct StorageServer::Session {
+  std::uint64_t id = 0;
+  std::string client;
+  Key256 key{};
+  SlotTable slots;
+  std::vector<Route> reply_to;  // per slot: where the latest copy of the call came from
+  TimePoint last_active;
+  Session(std::uint32_t n) : slots(n), reply_to(n) {}
+};
+
+struct StorageServer::PendingLogin {
+  std::string client;
+  proto::LoginNonce client_nonce{};
+  TimePoint expires;
+};
+
+namespace {
+
+std::string nonce_key(const proto::LoginNonce& n) {
+  return std::string(reinterpret_cast<const char*>(n.data()), n.size());
+}
+
+proto::Reply status_reply(Errc e) {
+  proto::Reply r;
+  r.status = e;
+  return r;
+}
+
+}  // namespace
+
+StorageServer::StorageServer(asio::io_context& io, ServerOptions options, KeyRing keys,
+                             std::vector<Export> exports)
+    : io_(io), opt_(std::move(options)), keys_(std::move(keys)), reaper_(io) {
+  crypto_init();
+  if (opt_.slot_count == 0 || opt_.slot_count > proto::kMaxSlots)
+    throw std::runtime_error("slot count must be 1.." + std::to_string(proto::kMaxSlots));
+  if (opt_.max_io_bytes == 0 || opt_.max_io_bytes > proto::kMaxIoBytes)
+    throw std::runtime_error("max I/O size must be 1.." + std::to_string(proto::kMaxIoBytes));
+  epoch_ = opt_.boot_epoch;
+  while (epoch_ == 0) epoch_ = static_cast<std::uint32_t>(random_u64());
+  for (auto& e : exports) {
+    if (!e.backend) throw std::runtime_error("export '" + e.name + "' has no back end");
+    if (exports_.count(e.device_id))
+      throw std::runtime_error("device id " + std::to_string(e.device_id) + " exported twice");
+    proto::Identity id = make_identity(e, opt_.max_io_bytes);
+    std::uint32_t dev = e.device_id;
+    exports_.emplace(dev, ExportEntry{std::move(e), id});
+  }
+}
+
+StorageServer::~StorageServer() {
+  *alive_ = false;
+  for (auto& t : transports_) {
+    t->on_message = nullptr;
+    t->on_peer_closed = nullptr;
+    t->close();
+  }
+}
+
+proto::Identity StorageServer::make_identity(const Export& e, std::uint32_t max_io_bytes) {
+  proto::Identity id;
+  auto g = e.backend->geometry();
+  auto caps = e.backend->capabilities();
+  id.vendor = "IPSAN";
+  id.product = e.name.empty() ? "VIRTUAL-DISK" : e.name.substr(0, proto::kMaxProduct);
+  id.revision = "0001";
+  // A stable identity: same export name, device id and back end give the same UUID and serial.
+  std::string basis = e.name + "/" + std::to_string(e.device_id) + "/" + e.backend->describe();
+  Digest256 h = hmac_sha256(as_bytes("ipsan-device-uuid-v1"), {as_bytes(basis)});
+  std::memcpy(id.uuid.data(), h.data(), id.uuid.size());
+  id.uuid[6] = static_cast<std::uint8_t>((id.uuid[6] & 0x0F) | 0x50);  // RFC 4122 name-based (v5-style)
+  id.uuid[8] = static_cast<std::uint8_t>((id.uuid[8] & 0x3F) | 0x80);
+  id.serial = to_hex(ByteSpan(h.data() + 16, 8));
+  id.block_size = g.block_size;
+  id.block_count = g.block_count;
+  std::uint32_t c = 0;
+  if (caps.fua) c |= proto::kCapFua;
+  if (caps.flush) c |= proto::kCapFlush;
+  if (caps.trim) c |= proto::kCapTrim;
+  if (caps.write_zeroes) c |= proto::kCapWriteZeroes;
+  if (caps.read_only || e.read_only) c |= proto::kCapReadOnly;
+  if (caps.rotational) c |= proto::kCapRotational;
+  id.capabilities = c;
+  std::uint32_t max_blocks = max_io_bytes / g.block_size;
+  if (caps.max_transfer_blocks != 0 && caps.max_transfer_blocks < max_blocks) {
+    // The server splits larger requests itself only through the virtualization layer; keep the
+    // advertised limit at what one request may carry.
+  }
+  id.max_transfer_blocks = max_blocks;
+  id.optimal_transfer_blocks = std::min<std::uint32_t>(max_blocks, (1u << 20) / g.block_size);
+  return id;
+}
+
+void StorageServer::attach(std::unique_ptr<proto::ServerTransport> transport) {
+  proto::ServerTransport* t = transport.get();
+  t->on_message = [this, t](proto::PeerId peer, Bytes m) { on_message(t, peer, std::move(m)); };
+  t->on_peer_closed = [](proto::PeerId) {};  // sessions outlive connections
+  transports_.push_back(std::move(transport));
+}
+
+void StorageServer::start() { arm_reaper(); }
+
+std::uint16_t StorageServer::port(std::size_t index) const {
+  return index < transports_.size() ? transports_[index]->local_port() : 0;
+}
+
+void StorageServer::arm_reaper() {
+  reaper_.expires_after(std::chrono::seconds(1));
+  auto alive = alive_;
+  reaper_.async_wait([this, alive](boost::system::error_code ec) {
+    if (ec || !*alive || stopping_) return;
+    reap(steady_now());
+    arm_reaper();
+  });
+}
+
+void StorageServer::reap(TimePoint now) {
+  for (auto it = pending_logins_.begin(); it != pending_logins_.end();) {
+    if (it->second.expires <= now) it = pending_logins_.erase(it);
+    else ++it;
+  }
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto& s = it->second;
+    if (!s->slots.busy() && now - s->last_active > opt_.session_idle_timeout) {
+      IPSAN_LOG(LogLevel::kInfo, "server", "session ", s->id, " of '", s->client, "' expired");
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void StorageServer::send(const Route& r, Bytes reply) {
+  if (r.transport) r.transport->send(r.peer, std::move(reply));
+}
+
+void StorageServer::on_message(proto::ServerTransport* t, proto::PeerId peer, Bytes message) {
+  Route route{t, peer};
+  stats_.calls++;
+  if (stopping_) {
+    stats_.dropped++;
+    return;
+  }
+  auto msg = std::make_shared<Bytes>(std::move(message));
+  auto parsed = proto::parse_call(*msg);
+  if (!parsed) {
+    const proto::RpcReject& rej = parsed.error();
+    if (rej.kind == proto::RejectKind::kDrop) {
+      stats_.dropped++;
+      IPSAN_LOG(LogLevel::kDebug, "server", "dropped unparsable message from ", t->peer_name(peer));
+      return;
+    }
+    if (rej.kind == proto::RejectKind::kAuthError) stats_.auth_failures++;
+    else stats_.rejected++;
+    send(route, proto::encode_reject(rej));
+    return;
+  }
+  const proto::ParsedCall& call = *parsed;
+  switch (call.op) {
+    case Op::kNull:
+      send(route, proto::encode_unauthenticated_reply(call.xid, Op::kNull, status_reply(Errc::kOk)));
+      return;
+    case Op::kLoginBegin:
+      handle_login_begin(route, call.xid, call.args);
+      return;
+    case Op::kLoginFinish:
+      handle_login_finish(route, call.xid, call.args);
+      return;
+    default:
+      handle_session_call(route, msg, call.xid, call.proc, &call);
+      return;
+  }
+}
+
+void StorageServer::handle_login_begin(const Route& r, std::uint32_t xid, ByteSpan args) {
+  auto a = proto::decode_login_begin_args(args);
+  if (!a) {
+    stats_.rejected++;
+    send(r, proto::encode_reject(xid, proto::RpcReject{proto::RejectKind::kGarbageArgs, xid, {}}));
+    return;
+  }
+  proto::LoginBeginRes res;
+  // Unknown clients get a challenge too, so a prober cannot tell which names exist; the proof at
+  // LOGIN_FINISH fails for them.
+  random_bytes(res.server_nonce);
+  res.boot_epoch = epoch_;
+  if (pending_logins_.size() >= opt_.max_pending_logins) reap(steady_now());
+  if (pending_logins_.size() >= opt_.max_pending_logins) {
+    res = proto::LoginBeginRes{};
+    res.status = Errc::kBusy;
+  } else {
+    pending_logins_[nonce_key(res.server_nonce)] =
+        PendingLogin{a->client_name, a->client_nonce, steady_now() + opt_.login_timeout};
+  }
+  send(r, proto::encode_login_begin_reply(xid, res));
+}
+
+void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteSpan args) {
+  auto a = proto::decode_login_finish_args(args);
+  if (!a) {
+    stats_.rejected++;
+    send(r, proto::encode_reject(xid, proto::RpcReject{proto::RejectKind::kGarbageArgs, xid, {}}));
+    return;
+  }
+  proto::LoginFinishRes res;
+  auto it = pending_logins_.find(nonce_key(a->server_nonce));
+  std::optional<Key256> key = keys_.find(a->client_name);
+  bool ok = it != pending_logins_.end() && it->second.client == a->client_name &&
+            it->second.client_nonce == a->client_nonce && it->second.expires > steady_now() &&
+            key.has_value();
+  if (it != pending_logins_.end()) pending_logins_.erase(it);  // a challenge is good for one try
+  if (ok) {
+    Digest256 expect =
+        proto::login_client_proof(*key, a->client_name, a->client_nonce, a->server_nonce);
+    ok = constant_time_equal(expect, a->proof);
+  }
+  if (!ok) {
+    stats_.auth_failures++;
+    IPSAN_LOG(LogLevel::kWarn, "server", "login failed for client '", a->client_name, "' from ",
+              r.transport->peer_name(r.peer));
+    res.status = Errc::kAuthFailed;
+    send(r, proto::encode_login_finish_reply(xid, res));
+    return;
+  }
+  if (sessions_.size() >= opt_.max_sessions) reap(steady_now());
+  if (sessions_.size() >= opt_.max_sessions) {
+    res.status = Errc::kBusy;
+    send(r, proto::encode_login_finish_reply(xid, res));
+    return;
+  }
+  std::uint64_t sid = 0;
+  while (sid == 0 || sessions_.count(sid)) sid = random_u64();
+  auto s = std::make_shared<Session>(opt_.slot_count);
+  s->id = sid;
+  s->client = a->client_name;
+  s->key = proto::derive_session_key(*key, a->client_name, a->client_nonce, a->server_nonce, sid);
+  s->last_active = steady_now();
+  sessions_.emplace(sid, s);
+  stats_.logins++;
+  res.session_id = sid;
+  res.boot_epoch = epoch_;
+  res.slot_count = opt_.slot_count;
+  res.max_request_bytes = opt_.max_io_bytes + 4096;
+  res.server_proof =
+      proto::login_server_proof(*key, a->client_name, a->client_nonce, a->server_nonce, sid);
+  IPSAN_LOG(LogLevel::kInfo, "server", "client '", s->client, "' logged in, session ", sid);
+  send(r, proto::encode_login_finish_reply(xid, res));
+}
+
+void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> msg,
+                                        std::uint32_t xid, std::uint32_t /*proc*/,
+                                        const void* parsed_call) {
+  const auto& call = *static_cast<const proto::ParsedCall*>(parsed_call);
+  auto deny = [&](proto::AuthStat why) {
+    stats_.auth_failures++;
+    send(r, proto::encode_reject(
+                xid, proto::RpcReject{proto::RejectKind::kAuthError, xid, why}));
+  };
+  if (call.flavor != proto::kAuthIpsan) return deny(proto::AuthStat::kTooWeak);
+  auto it = sessions_.find(call.cred.session_id);
+  if (it == sessions_.end()) return deny(proto::AuthStat::kRejectedCred);
+  std::shared_ptr<Session> s = it->second;
+  if (!proto::verify_call(call, s->key)) return deny(proto::AuthStat::kBadVerf);
+  s->last_active = steady_now();
+  const std::uint32_t slot = call.cred.slot;
+  const std::uint64_t seq = call.cred.seq;
+  switch (s->slots.admit(slot, seq)) {
+    case SlotVerdict::kBadSlot:
+      stats_.rejected++;
+      send(r, proto::encode_reply(xid, call.cred, s->key, call.op,
+                                  status_reply(Errc::kInvalidArgument)));
+      return;
+    case SlotVerdict::kMisordered:
+      stats_.misordered++;
+      send(r, proto::encode_reply(xid, call.cred, s->key, call.op,
+                                  status_reply(Errc::kSeqMisordered)));
+      return;
+    case SlotVerdict::kInProgress:
+      s->reply_to[slot] = r;  // answer the newest copy's sender when it completes
+      return;
+    case SlotVerdict::kReplayCached:
+      stats_.replayed++;
+      send(r, s->slots.cached_reply(slot));
+      return;
+    case SlotVerdict::kReexecute:
+      stats_.replayed++;
+      [[fallthrough]];
+    case SlotVerdict::kExecute:
+      s->reply_to[slot] = r;
+      break;
+  }
+  if (call.op == Op::kLogout) {
+    Bytes reply = proto::encode_reply(xid, call.cred, s->key, Op::kLogout, status_reply(Errc::kOk));
+    s->slots.complete(slot, seq, {});
+    sessions_.erase(s->id);
+    send(r, std::move(reply));
+    return;
+  }
+  if (!proto::is_device_op(call.op)) {
+    // parse_call only admits known procedures; anything else here is a bug, answer cleanly.
+    finish(s, slot, seq,
+           proto::encode_reply(xid, call.cred, s->key, call.op, status_reply(Errc::kNotSupported)),
+           true);
+    return;
+  }
+  execute(std::move(s), xid, slot, seq, call.op, std::move(msg), call.args);
+}
+
+const StorageServer::ExportEntry* StorageServer::find_export(std::uint32_t device_id) const {
+  auto it = exports_.find(device_id);
+  return it == exports_.end() ? nullptr : &it->second;
+}
+
+void StorageServer::finish(const std::shared_ptr<Session>& s, std::uint32_t slot,
+                           std::uint64_t seq, Bytes reply, bool cache) {
+  Route r = s->reply_to[slot];
+  if (cache) {
+    s->slots.complete(slot, seq, reply);  // copy kept for retransmissions (small: no READ data)
+    send(r, std::move(reply));
+  } else {
+    s->slots.complete(slot, seq, {});
+    send(r, std::move(reply));
+  }
+}
+
+void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::uint32_t slot,
+                            std::uint64_t seq, Op op, std::shared_ptr<Bytes> msg, ByteSpan args) {
+  proto::SlotCred cred{s->id, slot, seq};
+  auto reply_status = [&](Errc e) {
+    if (e != Errc::kOk) stats_.device_errors++;
+    finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
+  };
+  auto req = proto::decode_request(op, args);
+  if (!req) {
+    stats_.rejected++;
+    finish(s, slot, seq, proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs),
+           true);
+    return;
+  }
+  const ExportEntry* ex = find_export(req->device_id);
+  if (ex == nullptr) return reply_status(Errc::kUnknownDevice);
+  if (!ex->exp.allowed_clients.empty() &&
+      std::find(ex->exp.allowed_clients.begin(), ex->exp.allowed_clients.end(), s->client) ==
+          ex->exp.allowed_clients.end()) {
+    return reply_status(Errc::kUnknownDevice);  // not exported to this client: do not reveal it
+  }
+  const proto::Identity& id = ex->identity;
+  stats_.executed++;
+
+  // Requests that need no device access (patent FIG. 6 step 635).
+  if (op == Op::kIdentify || op == Op::kCapacity || op == Op::kReady) {
+    proto::Reply rep;
+    rep.identity = id;
+    auto g = ex->exp.backend->geometry();  // live geometry: a grown disk reports its new size
+    rep.identity.block_count = g.block_count;
+    rep.capacity = proto::Capacity{g.block_size, g.block_count};
+    finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), true);
+    return;
+  }
+
+  const auto g = ex->exp.backend->geometry();
+  const bool is_write = op == Op::kWrite || op == Op::kTrim || op == Op::kWriteZeroes;
+  if (is_write && (id.capabilities & proto::kCapReadOnly)) return reply_status(Errc::kWriteProtected);
+  if (op != Op::kFlush) {
+    if (backends::check_range(g, req->lba, req->blocks) != Errc::kOk)
+      return reply_status(Errc::kLbaOutOfRange);
+  }
+  const std::uint64_t bytes = std::uint64_t{req->blocks} * g.block_size;
+  if ((op == Op::kRead || op == Op::kWrite) && bytes > opt_.max_io_bytes)
+    return reply_status(Errc::kTooLarge);
+  if (op == Op::kWrite && req->data.size() != bytes) return reply_status(Errc::kInvalidArgument);
+
+  auto backend = ex->exp.backend;
+  auto alive = alive_;
+  in_flight_++;
+  // Back-end completions may run on a worker thread: hop back to the io thread.
+  auto complete_on_io = [this, alive](std::function<void()> fn) {
+    asio::post(io_, [this, alive, fn = std::move(fn)] {
+      if (!*alive) return;
+      in_flight_--;
+      fn();
+      maybe_finish_stop();
+    });
+  };
+
+  if (op == Op::kRead) {
+    if (req->blocks == 0) {
+      in_flight_--;
+      proto::Reply rep;
+      finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), false);
+      return;
+    }
+    auto builder = std::make_shared<proto::ReadReplyBuilder>(xid, cred, static_cast<std::size_t>(bytes));
+    backend->read(req->lba, builder->data(), [=, this](Errc e) {
+      complete_on_io([=, this] {
+        if (e != Errc::kOk) {
+          stats_.device_errors++;
+          finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
+          return;
+        }
+        stats_.bytes_read += bytes;
+        finish(s, slot, seq, builder->finish(s->key), false);  // READ data is not cached
+      });
+    });
+    return;
+  }
+
+  auto done = [=, this](Errc e) {
+    complete_on_io([=, this] {
+      if (e != Errc::kOk) stats_.device_errors++;
+      else if (op == Op::kWrite) stats_.bytes_written += bytes;
+      finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
+    });
+  };
+  switch (op) {
+    case Op::kWrite:
+      if (req->blocks == 0) return done(Errc::kOk);
+      // `msg` owns the bytes `req->data` points into; keep it alive until the write completes.
+      backend->write(req->lba, req->data, (req->flags & proto::kFlagFua) != 0,
+                     [msg, done](Errc e) { done(e); });
+      return;
+    case Op::kFlush:
+      backend->flush(done);
+      return;
+    case Op::kTrim:
+      if (req->blocks == 0) return done(Errc::kOk);
+      backend->trim(req->lba, req->blocks, done);
+      return;
+    case Op::kWriteZeroes:
+      if (req->blocks == 0) return done(Errc::kOk);
+      backend->write_zeroes(req->lba, req->blocks, (req->flags & proto::kFlagMayTrim) != 0, done);
+      return;
+    default:
+      done(Errc::kNotSupported);
+      return;
+  }
+}
+
+void StorageServer::stop(std::function<void()> done) {
+  if (stopping_) return;
+  stopping_ = true;
+  stop_done_ = std::move(done);
+  reaper_.cancel();
+  maybe_finish_stop();
+}
+
+void StorageServer::maybe_finish_stop() {
+  if (!stopping_ || in_flight_ != 0 || !stop_done_) return;
+  auto done = std::move(stop_done_);
+  stop_done_ = nullptr;
+  // Flush every back end, then close the transports.
+  auto remaining = std::make_shared<std::size_t>(exports_.size());
+  auto alive = alive_;
+  auto after_flush = [this, alive, remaining, done]() {
+    if (--*remaining != 0) return;
+    for (auto& t : transports_) t->close();
+    IPSAN_LOG(LogLevel::kInfo, "server", "stopped: ", stats_line());
+    done();
+  };
+  if (exports_.empty()) {
+    *remaining = 1;
+    after_flush();
+    return;
+  }
+  for (auto& [id, e] : exports_) {
+    e.exp.backend->flush([this, alive, after_flush, name = e.exp.name](Errc err) {
+      asio::post(io_, [alive, after_flush, err, name] {
+        if (!*alive) return;
+        if (err != Errc::kOk)
+          IPSAN_LOG(LogLevel::kError, "server", "flush of '", name, "' failed: ", to_string(err));
+        after_flush();
+      });
+    });
+  }
+}
+
+ServerStats StorageServer::stats() const {
+  ServerStats s = stats_;
+  s.sessions = sessions_.size();
+  return s;
+}
+
+std::string StorageServer::stats_line() const {
+  auto s = stats();
+  std::ostringstream os;
+  os << "calls=" << s.calls << " executed=" << s.executed << " replayed=" << s.replayed
+     << " misordered=" << s.misordered << " rejected=" << s.rejected
+     << " auth_failures=" << s.auth_failures << " dropped=" << s.dropped << " logins=" << s.logins
+     << " sessions=" << s.sessions << " read_bytes=" << s.bytes_read
+     << " written_bytes=" << s.bytes_written << " device_errors=" << s.device_errors;
+  return os.str();
+}
+
+proto::TransportStats StorageServer::transport_stats() const {
+  proto::TransportStats t;
+  for (auto& tr : transports_) {
+    auto s = tr->stats();
+    t.messages_sent += s.messages_sent;
+    t.messages_received += s.messages_received;
+    t.datagrams_sent += s.datagrams_sent;
+    t.datagrams_received += s.datagrams_received;
+    t.retransmissions += s.retransmissions;
+    t.dropped_bad_crc += s.dropped_bad_crc;
+    t.dropped_malformed += s.dropped_malformed;
+    t.bytes_sent += s.bytes_sent;
+    t.bytes_received += s.bytes_received;
+  }
+  return t;
+}
+
+}  // namespace ipsan::server
