@@ -5,17 +5,6 @@
 
 namespace ipsan::backends {
 
-std::string_view to_string(OpKind op) noexcept {
-  switch (op) {
-    case OpKind::kRead: return "read";
-    case OpKind::kWrite: return "write";
-    case OpKind::kFlush: return "flush";
-    case OpKind::kTrim: return "trim";
-    case OpKind::kWriteZeroes: return "write-zeroes";
-  }
-  return "?";
-}
-
 FaultInjectingBackend::FaultInjectingBackend(BackendPtr inner, std::string name)
     : inner_(std::move(inner)), name_(std::move(name)) {}
 

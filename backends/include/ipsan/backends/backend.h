@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "ipsan/base/errc.h"
 
@@ -39,6 +40,11 @@ struct Capabilities {
 };
 
 using Completion = std::function<void(Errc)>;
+
+// The five operations, for logs, traces and test doubles.
+enum class OpKind { kRead, kWrite, kFlush, kTrim, kWriteZeroes };
+// "read", "write", "flush", "trim", "write-zeroes".
+std::string_view to_string(OpKind op) noexcept;
 
 class Backend {
  public:

@@ -20,9 +20,6 @@
 
 namespace ipsan::backends {
 
-enum class OpKind { kRead, kWrite, kFlush, kTrim, kWriteZeroes };
-std::string_view to_string(OpKind op) noexcept;
-
 class FaultInjectingBackend final : public Backend {
  public:
   struct OpRecord {
