@@ -102,8 +102,8 @@ TEST_F(Login, MutualHandshakeYieldsSharedSessionKey) {
   const std::string name = "host-b";
   // Client proves knowledge of the key.
   const Digest256 proof = login_client_proof(key_, name, cn_, sn_);
-  auto fin = decode_login_finish_args(
-      parse_call(encode_login_finish_call(1, {name, cn_, sn_, proof}))->args);
+  const Bytes fin_msg = encode_login_finish_call(1, {name, cn_, sn_, proof});
+  auto fin = decode_login_finish_args(parse_call(fin_msg)->args);
   ASSERT_TRUE(fin);
   // Server checks it with its copy of the key.
   EXPECT_TRUE(proof_equal(login_client_proof(key_, fin->client_name, fin->client_nonce,

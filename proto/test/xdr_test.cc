@@ -78,7 +78,8 @@ TEST(Xdr, RejectsBadBool) {
 }
 
 TEST(Xdr, LengthsAboveMaxOrRemainingFail) {
-  XdrReader over(hex("0000000501020304050000"));
+  const Bytes over_in = hex("0000000501020304050000");
+  XdrReader over(over_in);
   auto o = over.get_opaque(4);
   ASSERT_FALSE(o);
   EXPECT_EQ(o.error(), Errc::kTooLarge);
@@ -94,12 +95,14 @@ TEST(Xdr, LengthsAboveMaxOrRemainingFail) {
     EXPECT_FALSE(r3.get_opaque_fixed(len)) << len;
   }
   // Missing padding after an exactly-present body.
-  XdrReader nopad(hex("000000050102030405"));
+  const Bytes nopad_in = hex("000000050102030405");
+  XdrReader nopad(nopad_in);
   EXPECT_FALSE(nopad.get_opaque(10));
 }
 
 TEST(Xdr, StringRejectsNul) {
-  XdrReader r(hex("0000000361006200"));
+  const Bytes r_in = hex("0000000361006200");
+  XdrReader r(r_in);
   EXPECT_FALSE(r.get_string(10));
 }
 
@@ -121,7 +124,8 @@ TEST(Xdr, TruncationAtEveryOffsetFails) {
 }
 
 TEST(Xdr, TrailingBytesFailExpectEnd) {
-  XdrReader r(hex("0000000100"));
+  const Bytes r_in = hex("0000000100");
+  XdrReader r(r_in);
   EXPECT_TRUE(r.get_u32());
   EXPECT_EQ(r.remaining(), 1u);
   EXPECT_FALSE(r.expect_end());

@@ -77,6 +77,7 @@ struct RequestView {
 // Range checks against the device (blocks * block_size == data size, lba range, flags) are the
 // server's job.
 Result<RequestView> decode_request(Op op, ByteSpan args);
+Result<RequestView> decode_request(Op op, Bytes&& args) = delete;  // would dangle
 // Copies a RequestView into an owning Request (tests, client-side tools).
 Request to_request(const RequestView& view);
 

@@ -108,6 +108,8 @@ struct ParsedCall {
 };
 
 Result<ParsedCall, RpcReject> parse_call(ByteSpan msg);
+// The result views `msg`: refuse temporaries that would dangle.
+Result<ParsedCall, RpcReject> parse_call(Bytes&& msg) = delete;
 // Constant-time MAC check of a kAuthIpsan call; false for any other flavor.
 bool verify_call(const ParsedCall& call, const Key256& session_key);
 
@@ -139,6 +141,7 @@ struct ParsedReply {
 // Parses a reply header; kBadMessage if malformed (including trailing bytes after a non-success
 // reply body). Does not verify the MAC.
 Result<ParsedReply> parse_reply(ByteSpan msg);
+Result<ParsedReply> parse_reply(Bytes&& msg) = delete;  // would dangle
 // Constant-time MAC check of a reply to the call made with `cred`. False if the reply has no
 // kAuthIpsan verifier (e.g. a denied reply: those are unauthenticated hints, see PROTOCOL.md).
 bool verify_reply(const ParsedReply& reply, const Key256& session_key, const SlotCred& cred);

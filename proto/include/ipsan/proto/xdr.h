@@ -67,6 +67,8 @@ class XdrWriter {
 class XdrReader {
  public:
   explicit XdrReader(ByteSpan in) : in_(in) {}
+  // The reader keeps a view: refuse temporaries that would dangle.
+  explicit XdrReader(Bytes&&) = delete;
 
   Result<std::uint32_t> get_u32();
   Result<std::int32_t> get_i32();
