@@ -1,0 +1,270 @@
+// ipsan/proto/rudp/connection.h: the sans-I/O reliable-UDP connection engine.
+//
+// A Connection consumes datagrams and the time (`now` is always passed in; no clock is read) and
+// produces datagrams, timer deadlines and reassembled messages. It owns no socket and no thread,
+// so tests drive two of them through an in-memory lossy link with a virtual clock, and the Asio
+// binding (udp_transport.h) drives them from a UDP socket. Loss recovery follows RFC 9002
+// (packet- and time-threshold loss detection over selective ACK ranges, PTO with backoff),
+// congestion control is NewReno with pacing, flow control is receiver-driven (FLOW frames).
+// Messages are delivered at most once per connection, in any order.
+//
+// Threading: not thread-safe; one owner thread calls every method.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "ipsan/base/bytes.h"
+#include "ipsan/base/clock.h"
+#include "ipsan/base/errc.h"
+#include "ipsan/proto/rudp/wire.h"
+
+namespace ipsan::proto::rudp {
+
+using namespace std::chrono_literals;
+
+// Every knob of the engine. Defaults suit loopback and LAN (microsecond RTTs): timers are in
+// micro/milliseconds, not the hundreds of milliseconds TCP stacks use.
+struct Config {
+  // Largest UDP payload ever sent. 1452 = 1500 (Ethernet MTU) - 40 (IPv6) - 8 (UDP), so it fits
+  // both IPv4 and IPv6 without IP fragmentation. Clamped to [kMinDatagram, kMaxDatagram].
+  std::size_t max_datagram = 1452;
+  // Largest message accepted by send() and by the receiver (one ONC-RPC record).
+  std::size_t max_message_bytes = 8 * 1024 * 1024 + 4096;
+  // Receive buffer bound: bytes of messages being reassembled or delivered but not yet polled.
+  // Raised to max_message_bytes if smaller (a message must always fit).
+  std::uint64_t recv_window_bytes = 16 * 1024 * 1024;
+  // Messages that may be incomplete (not fully acknowledged) at once; also bounds the receiver's
+  // record of delivered message ids.
+  std::uint32_t max_messages_in_flight = 1024;
+
+  // RFC 9002 loss recovery.
+  Duration initial_rtt = 2ms;
+  Duration timer_granularity = 100us;
+  Duration max_ack_delay = 200us;       // how long a receiver may hold an ACK
+  std::uint32_t ack_eliciting_threshold = 2;  // ACK every Nth ack-eliciting packet
+  std::uint32_t packet_threshold = 3;
+  double time_threshold = 9.0 / 8.0;
+  Duration max_pto = 1s;                // cap on PTO after exponential backoff
+  std::size_t max_ack_ranges = 32;      // ranges per ACK frame (SACK blocks)
+
+  // NewReno congestion control (in datagrams of max_datagram bytes).
+  std::size_t initial_window_packets = 32;
+  std::size_t min_window_packets = 2;
+  std::size_t max_window_bytes = 64 * 1024 * 1024;
+  bool pacing = true;
+  std::size_t pacing_burst_packets = 16;  // datagrams that may leave back to back
+
+  // Liveness.
+  Duration idle_timeout = 5s;           // peer silent this long -> closed with kTimeout
+  Duration keepalive_interval = 1s;     // PING after this long without sending
+
+  // Listener only.
+  std::size_t max_connections = 1024;
+  std::size_t closed_id_memory = 4096;  // recently closed ids refused on HELLO (replay guard)
+};
+
+// Counters; all monotonic except the gauges at the end.
+struct ConnectionStats {
+  std::uint64_t packets_sent = 0;
+  std::uint64_t packets_received = 0;
+  std::uint64_t bytes_sent = 0;          // UDP payload bytes
+  std::uint64_t bytes_received = 0;
+  std::uint64_t messages_sent = 0;       // fully acknowledged
+  std::uint64_t messages_queued = 0;
+  std::uint64_t messages_received = 0;   // delivered to poll_message
+  std::uint64_t fragments_sent = 0;
+  std::uint64_t fragments_retransmitted = 0;
+  std::uint64_t packets_retransmitted = 0;  // packets carrying at least one resent fragment
+  std::uint64_t packets_lost = 0;
+  std::uint64_t pto_fired = 0;
+  std::uint64_t acks_sent = 0;
+  std::uint64_t dropped_bad_crc = 0;
+  std::uint64_t dropped_malformed = 0;   // too short, bad version/type, bad frames, limits
+  std::uint64_t dropped_duplicate = 0;   // packet number already seen
+  std::uint64_t dropped_other = 0;       // wrong connection id / epoch / state
+  std::uint64_t duplicate_fragments = 0; // fragments of delivered messages or already held
+  std::uint64_t congestion_events = 0;
+  std::uint64_t persistent_congestion = 0;
+  // Gauges.
+  double srtt_us = 0;
+  double rttvar_us = 0;
+  double min_rtt_us = 0;
+  std::uint64_t cwnd = 0;
+  std::uint64_t bytes_in_flight = 0;
+  std::uint64_t recv_buffered = 0;       // receive-buffer bytes now
+  std::uint64_t recv_buffered_max = 0;   // high-water mark
+};
+
+enum class Role { kClient, kServer };
+enum class State { kHandshake, kEstablished, kClosed };
+
+class Connection {
+ public:
+  // A client connection; queues a HELLO at once. `conn_id` should be random and non-zero.
+  static Connection make_client(std::uint64_t conn_id, const Config& config, TimePoint now);
+  // A server connection (made by Listener on a valid HELLO): established at once.
+  static Connection make_server(std::uint64_t conn_id, std::uint32_t boot_epoch,
+                                const Config& config, TimePoint now);
+
+  // Feeds one received datagram (any garbage is dropped and counted).
+  void on_datagram(ByteSpan datagram, TimePoint now);
+  // Call when now >= next_deadline().
+  void on_timer(TimePoint now);
+  // Queues a message: kOk, kTooLarge, or kConnectionLost when closed.
+  Errc send(Bytes message, TimePoint now);
+  // Writes the next datagram into `out` (needs max_datagram bytes) and returns its size; 0 when
+  // nothing may be sent now (nothing queued, congestion window full, or pacing).
+  std::size_t poll_transmit(MutableByteSpan out, TimePoint now);
+  // Earliest time on_timer() must run (loss, PTO, delayed ACK, pacing, keepalive, idle).
+  std::optional<TimePoint> next_deadline() const;
+  // Next reassembled message, if any.
+  std::optional<Bytes> poll_message();
+  // Orderly close: the next poll_transmit emits CLOSE, state becomes kClosed (kShutdown).
+  void close(TimePoint now);
+
+  State state() const { return state_; }
+  Errc close_reason() const { return close_reason_; }
+  Role role() const { return role_; }
+  std::uint64_t id() const { return conn_id_; }
+  // Client: boot epoch learned from HELLO_ACK (0 before). Server: its own epoch.
+  std::uint32_t peer_epoch() const { return epoch_; }
+  const ConnectionStats& stats() const;
+  const Config& config() const { return cfg_; }
+  // True while a CLOSE datagram still has to go out.
+  bool close_pending() const { return close_pending_; }
+  bool has_messages() const { return !ready_.empty(); }
+
+ private:
+  Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch, const Config& config,
+             TimePoint now);
+
+  // Per-fragment sender state lives in frag_pn: 0 = never sent, kFragAcked, kFragLost (queued for
+  // retransmission) or the packet number of the newest packet carrying it.
+  static constexpr std::uint64_t kFragAcked = ~std::uint64_t{0};
+  static constexpr std::uint64_t kFragLost = ~std::uint64_t{0} - 1;
+
+  struct OutMessage {
+    Bytes data;
+    std::vector<std::uint64_t> frag_pn;
+    std::uint32_t acked = 0;
+    std::uint32_t next_unsent = 0;
+    bool opened = false;  // counted against the peer's FLOW limit and the id window
+  };
+  struct FragRef {
+    std::uint64_t message_id;
+    std::uint32_t index;
+  };
+  struct SentPacket {
+    TimePoint time_sent;
+    std::uint32_t size = 0;
+    bool ack_eliciting = false;
+    bool in_flight = false;
+    bool has_flow = false;
+    bool is_hello = false;
+    std::vector<FragRef> frags;
+  };
+  struct InMessage {
+    Bytes data;
+    std::map<std::uint32_t, std::uint32_t> have;  // received byte intervals [lo, hi)
+    std::uint64_t received = 0;
+  };
+
+  void close_with(Errc reason);
+  void handle_packet(const Packet& pkt, TimePoint now);
+  bool validate_frames(const Frames& f) const;
+  void apply_frames(const Frames& f, TimePoint now);
+  void on_ack(const AckFrame& ack, TimePoint now);
+  void on_fragment(const MessageFrame& m);
+  void detect_lost(TimePoint now, const std::vector<std::uint64_t>& newly_acked);
+  void on_packet_lost(std::uint64_t pn, SentPacket& p);
+  void requeue_content(std::uint64_t pn, const SentPacket& p);
+  void on_congestion_event(TimePoint time_sent, TimePoint now);
+  void update_rtt(Duration latest, Duration ack_delay);
+  Duration pto_base() const;
+  std::optional<TimePoint> pto_deadline() const;
+  bool record_received(std::uint64_t pn);
+  void schedule_ack(bool ack_eliciting, bool out_of_order, TimePoint now);
+  std::size_t build_hello(MutableByteSpan out, TimePoint now);
+  std::size_t build_data(MutableByteSpan out, TimePoint now, bool allow_eliciting);
+  bool write_ack(PacketWriter& w, TimePoint now);
+  bool has_eliciting_work() const;
+  bool pacer_allows(TimePoint now);
+  void pacer_spend(std::size_t bytes);
+  void on_sent(std::uint64_t pn, SentPacket p, TimePoint now);
+  std::uint64_t advertised_max_data() const;
+
+  Config cfg_;
+  Role role_;
+  State state_;
+  Errc close_reason_ = Errc::kOk;
+  std::uint64_t conn_id_;
+  std::uint32_t epoch_;
+  std::size_t frag_size_;
+  TimePoint created_;
+
+  // Send side.
+  std::uint64_t next_pn_ = 1;
+  std::uint64_t next_message_id_ = 1;
+  std::map<std::uint64_t, OutMessage> out_;      // queued or incomplete messages, by id
+  std::uint64_t send_cursor_ = 1;                // lowest id that may have unsent fragments
+  std::deque<FragRef> retransmit_;
+  std::map<std::uint64_t, SentPacket> sent_;     // ack-eliciting packets awaiting ACK
+  std::uint64_t sent_data_ = 0;                  // bytes of messages opened (FLOW accounting)
+  std::uint64_t peer_max_data_ = 0;
+  bool hello_pending_ = false;
+  bool hello_ack_pending_ = false;
+  bool ping_pending_ = false;
+  bool flow_pending_ = false;
+  bool close_pending_ = false;
+  std::uint32_t probes_ = 0;                     // PTO probes that may ignore cwnd/pacing
+
+  // Recovery and congestion (RFC 9002 names).
+  std::uint64_t largest_acked_ = 0;
+  bool has_rtt_sample_ = false;
+  Duration latest_rtt_{};
+  Duration smoothed_rtt_;
+  Duration rttvar_;
+  Duration min_rtt_{};
+  std::uint32_t pto_count_ = 0;
+  std::optional<TimePoint> loss_time_;
+  TimePoint last_eliciting_sent_;
+  bool eliciting_in_flight_ = false;
+  std::uint64_t bytes_in_flight_ = 0;
+  std::uint64_t cwnd_;
+  std::uint64_t ssthresh_ = ~std::uint64_t{0};
+  std::uint64_t ca_acked_ = 0;
+  std::optional<TimePoint> recovery_start_;
+  double pacer_tokens_;
+  TimePoint pacer_last_;
+  std::optional<TimePoint> pacer_wait_until_;
+
+  // Receive side.
+  std::map<std::uint64_t, std::uint64_t> recv_ranges_;  // received packet numbers [lo, hi]
+  std::uint64_t recv_floor_ = 1;  // numbers below this count as already received
+  std::uint64_t largest_recv_ = 0;
+  TimePoint largest_recv_time_;
+  bool ack_pending_ = false;
+  bool ack_immediate_ = false;
+  std::uint32_t eliciting_since_ack_ = 0;
+  std::optional<TimePoint> ack_deadline_;
+  std::map<std::uint64_t, InMessage> reassembly_;
+  std::uint64_t delivered_floor_ = 0;             // every id <= floor is delivered
+  std::set<std::uint64_t> delivered_above_;       // delivered ids above the floor
+  std::deque<Bytes> ready_;
+  std::uint64_t recv_reserved_ = 0;               // bytes of messages held (reassembly + ready)
+  std::uint64_t recv_released_ = 0;               // bytes of messages handed to the owner
+  std::uint64_t last_advertised_ = 0;
+  TimePoint last_recv_;
+  Frames scratch_;
+
+  mutable ConnectionStats stats_;
+};
+
+}  // namespace ipsan::proto::rudp

@@ -1,0 +1,11 @@
+# Tests of the reliable-UDP part. RUDP_TEST_DIR lets a scratch build include this file from
+# elsewhere; inside the tree it is proto/.
+if(NOT RUDP_TEST_DIR)
+  set(RUDP_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR})
+endif()
+ipsan_test(NAME proto_rudp_test LABELS unit TIMEOUT 60
+  SOURCES ${RUDP_TEST_DIR}/test/rudp/connection_test.cc
+  LIBS ipsan_proto)
+ipsan_test(NAME proto_rudp_udp_test LABELS integration TIMEOUT 60
+  SOURCES ${RUDP_TEST_DIR}/test/rudp/udp_transport_test.cc
+  LIBS ipsan_proto)

@@ -1,0 +1,578 @@
+// Asio binding of the rudp engine: UdpClientTransport and UdpServerTransport (udp_transport.h).
+//
+// Each transport keeps its state in a Core held by shared_ptr; pending Asio handlers hold it
+// alive, and the public object detaches itself (owner = nullptr) on destruction, so a callback
+// may destroy the transport that invoked it.
+#include <utility>  // before Asio (see README)
+
+#include "ipsan/proto/rudp/udp_transport.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "ipsan/base/crypto.h"
+#include "ipsan/base/log.h"
+#include "ipsan/proto/rudp/listener.h"
+
+namespace ipsan::proto::rudp {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+
+constexpr std::size_t kBatch = 32;
+constexpr std::size_t kRxBufSize = 65536;
+
+void set_socket_options(udp::socket& s, const UdpOptions& opt, bool v6) {
+  const int fd = s.native_handle();
+  const int buf = opt.socket_buffer_bytes;
+  // FORCE variants need CAP_NET_ADMIN; fall back silently (the kernel caps at rmem_max).
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  }
+#ifdef IP_MTU_DISCOVER
+  // Never let the kernel fragment: IP fragments are silently mis-reassembled under loss
+  // (RFC 4963). rudp keeps every datagram within Config::max_datagram.
+  if (v6) {
+    const int v = IPV6_PMTUDISC_DO;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof v);
+  } else {
+    const int v = IP_PMTUDISC_DO;
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v);
+  }
+#else
+  (void)v6;
+#endif
+}
+
+TransportStats to_transport_stats(const ConnectionStats& c) {
+  TransportStats t;
+  t.messages_sent = c.messages_sent;
+  t.messages_received = c.messages_received;
+  t.datagrams_sent = c.packets_sent;
+  t.datagrams_received = c.packets_received;
+  t.retransmissions = c.packets_retransmitted;
+  t.dropped_bad_crc = c.dropped_bad_crc;
+  t.dropped_malformed = c.dropped_malformed;
+  t.bytes_sent = c.bytes_sent;
+  t.bytes_received = c.bytes_received;
+  t.srtt_us = c.srtt_us;
+  return t;
+}
+
+asio::steady_timer::time_point to_timer_time(TimePoint t) {
+  return asio::steady_timer::time_point(
+      std::chrono::duration_cast<asio::steady_timer::duration>(t.time_since_epoch()));
+}
+
+std::string endpoint_string(const udp::endpoint& e) {
+  return e.address().to_string() + ":" + std::to_string(e.port());
+}
+
+// Receive and send batches over one non-blocking socket. Addresses are used only when the
+// socket is not connected (server).
+class Io {
+ public:
+  Io(const UdpOptions& opt, std::size_t max_datagram)
+      : opt_(opt), max_datagram_(max_datagram), rx_(kBatch * kRxBufSize),
+        tx_(kBatch * max_datagram), tx_len_(kBatch, 0), tx_to_(kBatch) {}
+
+  // Reads up to kBatch datagrams; calls f(span, from) for each. Returns false on would-block.
+  template <class F>
+  std::size_t receive(udp::socket& s, F&& f) {
+    const int fd = s.native_handle();
+    if (opt_.batch_syscalls) {
+      std::array<mmsghdr, kBatch> msgs{};
+      std::array<iovec, kBatch> iov{};
+      std::array<sockaddr_storage, kBatch> addrs{};
+      for (std::size_t i = 0; i < kBatch; ++i) {
+        iov[i] = {rx_.data() + i * kRxBufSize, kRxBufSize};
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      }
+      const int n = recvmmsg(fd, msgs.data(), kBatch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) return 0;
+      for (int i = 0; i < n; ++i) {
+        udp::endpoint from;
+        if (msgs[i].msg_hdr.msg_namelen <= from.capacity()) {
+          std::memcpy(from.data(), &addrs[i], msgs[i].msg_hdr.msg_namelen);
+          from.resize(msgs[i].msg_hdr.msg_namelen);
+        }
+        const std::size_t len = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : msgs[i].msg_len;
+        f(ByteSpan(rx_.data() + i * kRxBufSize, len), from);
+      }
+      return static_cast<std::size_t>(n);
+    }
+    udp::endpoint from;
+    boost::system::error_code ec;
+    const std::size_t len = s.receive_from(asio::buffer(rx_.data(), kRxBufSize), from, 0, ec);
+    if (ec) return 0;
+    f(ByteSpan(rx_.data(), len), from);
+    return 1;
+  }
+
+  // Batch of outgoing datagrams: fill slots, then flush.
+  bool full() const { return tx_count_ == kBatch; }
+  bool empty() const { return tx_sent_ == tx_count_; }
+  MutableByteSpan slot() { return {tx_.data() + tx_count_ * max_datagram_, max_datagram_}; }
+  void commit(std::size_t len, const udp::endpoint* to) {
+    tx_len_[tx_count_] = len;
+    if (to) tx_to_[tx_count_] = *to;
+    ++tx_count_;
+  }
+  // Sends what is queued; returns false if the socket would block (call again when writable).
+  bool flush(udp::socket& s, bool connected) {
+    const int fd = s.native_handle();
+    while (tx_sent_ < tx_count_) {
+      if (opt_.batch_syscalls) {
+        std::array<mmsghdr, kBatch> msgs{};
+        std::array<iovec, kBatch> iov{};
+        const std::size_t n = tx_count_ - tx_sent_;
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::size_t k = tx_sent_ + i;
+          iov[i] = {tx_.data() + k * max_datagram_, tx_len_[k]};
+          msgs[i].msg_hdr.msg_iov = &iov[i];
+          msgs[i].msg_hdr.msg_iovlen = 1;
+          if (!connected) {
+            msgs[i].msg_hdr.msg_name = tx_to_[k].data();
+            msgs[i].msg_hdr.msg_namelen = static_cast<socklen_t>(tx_to_[k].size());
+          }
+        }
+        const int r = sendmmsg(fd, msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
+        if (r < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return false;
+          if (errno == EINTR) continue;
+          ++send_errors_;
+          ++tx_sent_;  // e.g. ECONNREFUSED from an earlier ICMP: drop this one (a "loss")
+          continue;
+        }
+        tx_sent_ += static_cast<std::size_t>(r);
+      } else {
+        boost::system::error_code ec;
+        const auto buf = asio::buffer(tx_.data() + tx_sent_ * max_datagram_, tx_len_[tx_sent_]);
+        if (connected) {
+          s.send(buf, 0, ec);
+        } else {
+          s.send_to(buf, tx_to_[tx_sent_], 0, ec);
+        }
+        if (ec == asio::error::would_block || ec == asio::error::no_buffer_space) return false;
+        if (ec && ec != asio::error::interrupted) ++send_errors_;
+        if (ec != asio::error::interrupted) ++tx_sent_;
+      }
+    }
+    tx_sent_ = tx_count_ = 0;
+    return true;
+  }
+  std::uint64_t send_errors() const { return send_errors_; }
+
+ private:
+  UdpOptions opt_;
+  std::size_t max_datagram_;
+  std::vector<std::uint8_t> rx_;
+  std::vector<std::uint8_t> tx_;
+  std::vector<std::size_t> tx_len_;
+  std::vector<udp::endpoint> tx_to_;
+  std::size_t tx_count_ = 0;
+  std::size_t tx_sent_ = 0;
+  std::uint64_t send_errors_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+class UdpClientTransport;
+
+struct ClientCore : std::enable_shared_from_this<ClientCore> {
+  ClientCore(asio::io_context& io_ctx, const udp::endpoint& srv, const Config& cfg,
+             const UdpOptions& opt)
+      : socket(io_ctx),
+        timer(io_ctx),
+        server(srv),
+        conn(Connection::make_client(random_u64() | 1, cfg, steady_now())),
+        io(opt, conn.config().max_datagram) {}
+
+  udp::socket socket;
+  asio::steady_timer timer;
+  udp::endpoint server;
+  Connection conn;
+  Io io;
+  UdpClientTransport* owner = nullptr;
+  std::optional<TimePoint> armed;
+  bool in_pump = false;
+  bool pump_again = false;
+  bool waiting_write = false;
+  bool closed_reported = false;
+
+  void start();
+  void wait_read();
+  void pump();
+  void arm_timer();
+};
+
+class UdpClientTransport final : public ClientTransport {
+ public:
+  UdpClientTransport(asio::io_context& io, const udp::endpoint& server, const Config& cfg,
+                     const UdpOptions& opt)
+      : core_(std::make_shared<ClientCore>(io, server, cfg, opt)) {
+    core_->socket.open(server.protocol());
+    set_socket_options(core_->socket, opt, server.address().is_v6());
+    core_->socket.non_blocking(true);
+    core_->socket.connect(server);
+    core_->owner = this;
+    core_->start();
+  }
+  ~UdpClientTransport() override {
+    close();
+    core_->owner = nullptr;
+    boost::system::error_code ec;
+    core_->timer.cancel();
+    core_->socket.close(ec);
+  }
+
+  Errc send(Bytes message) override {
+    if (!is_open()) return Errc::kConnectionLost;
+    const Errc e = core_->conn.send(std::move(message), steady_now());
+    if (e == Errc::kOk) core_->pump();
+    return e;
+  }
+  void close() override {
+    if (core_->conn.state() == State::kClosed) return;
+    core_->conn.close(steady_now());
+    core_->closed_reported = true;  // a local close is not reported through on_closed
+    core_->pump();
+  }
+  bool is_open() const override { return core_->conn.state() != State::kClosed; }
+  std::uint32_t peer_epoch() const override { return core_->conn.peer_epoch(); }
+  TransportStats stats() const override {
+    TransportStats t = to_transport_stats(core_->conn.stats());
+    t.dropped_malformed += core_->io.send_errors();
+    return t;
+  }
+  std::string describe() const override {
+    return "udp " + endpoint_string(core_->server);
+  }
+
+  void deliver(Bytes m) {
+    if (on_message) on_message(std::move(m));
+  }
+  void report_closed(Errc e) {
+    if (on_closed) on_closed(e);
+  }
+
+ private:
+  std::shared_ptr<ClientCore> core_;
+};
+
+void ClientCore::start() {
+  wait_read();
+  pump();
+}
+
+void ClientCore::wait_read() {
+  socket.async_wait(udp::socket::wait_read,
+                    [w = weak_from_this()](const boost::system::error_code& ec) {
+                      auto self = w.lock();
+                      if (!self || ec || !self->owner) return;
+                      const TimePoint now = steady_now();
+                      while (self->io.receive(self->socket, [&](ByteSpan d, const udp::endpoint&) {
+                        self->conn.on_datagram(d, now);
+                      }) == kBatch) {
+                      }
+                      self->pump();
+                      if (self->owner && self->socket.is_open()) self->wait_read();
+                    });
+}
+
+void ClientCore::pump() {
+  if (in_pump) {
+    pump_again = true;
+    return;
+  }
+  auto self = shared_from_this();
+  in_pump = true;
+  do {
+    pump_again = false;
+    const TimePoint now = steady_now();
+    if (auto d = conn.next_deadline(); d && *d <= now) conn.on_timer(now);
+    // Transmit.
+    if (!waiting_write) {
+      while (true) {
+        while (!io.full()) {
+          const std::size_t n = conn.poll_transmit(io.slot(), now);
+          if (n == 0) break;
+          io.commit(n, nullptr);
+        }
+        if (io.empty()) break;
+        if (!io.flush(socket, true)) {
+          waiting_write = true;
+          socket.async_wait(udp::socket::wait_write,
+                            [w = weak_from_this()](const boost::system::error_code& ec) {
+                              auto s = w.lock();
+                              if (!s || ec || !s->owner) return;
+                              s->waiting_write = false;
+                              s->pump();
+                            });
+          break;
+        }
+      }
+    }
+    // Deliver.
+    while (auto m = conn.poll_message()) {
+      if (!owner) break;
+      owner->deliver(std::move(*m));
+      if (!owner) break;
+    }
+    if (!owner) break;
+    if (conn.state() == State::kClosed && !closed_reported) {
+      closed_reported = true;
+      owner->report_closed(conn.close_reason());
+      if (!owner) break;
+    }
+  } while (pump_again);
+  in_pump = false;
+  if (owner) arm_timer();
+}
+
+void ClientCore::arm_timer() {
+  const auto d = conn.next_deadline();
+  if (d == armed) return;
+  armed = d;
+  timer.cancel();
+  if (!d) return;
+  timer.expires_at(to_timer_time(*d));
+  timer.async_wait([w = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = w.lock();
+    if (!self || ec || !self->owner) return;
+    self->armed.reset();
+    self->conn.on_timer(steady_now());
+    self->pump();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class UdpServerTransport;
+
+struct ServerCore : std::enable_shared_from_this<ServerCore> {
+  ServerCore(asio::io_context& io_ctx, std::uint32_t epoch, const Config& cfg,
+             const UdpOptions& opt)
+      : socket(io_ctx), timer(io_ctx), listener(epoch, cfg), io(opt, max_dg(cfg)) {}
+  static std::size_t max_dg(const Config& c) {
+    return std::clamp(c.max_datagram, kMinDatagram, kMaxDatagram);
+  }
+
+  udp::socket socket;
+  asio::steady_timer timer;
+  Listener listener;
+  Io io;
+  std::map<std::uint64_t, udp::endpoint> peers;
+  UdpServerTransport* owner = nullptr;
+  std::optional<TimePoint> armed;
+  bool in_pump = false;
+  bool pump_again = false;
+  bool waiting_write = false;
+  std::array<std::uint8_t, kPacketOverhead + 8> reset_buf{};
+
+  void wait_read();
+  void pump();
+  void arm_timer();
+};
+
+class UdpServerTransport final : public ServerTransport {
+ public:
+  UdpServerTransport(asio::io_context& io, const udp::endpoint& bind, std::uint32_t epoch,
+                     const Config& cfg, const UdpOptions& opt)
+      : core_(std::make_shared<ServerCore>(io, epoch, cfg, opt)) {
+    core_->socket.open(bind.protocol());
+    set_socket_options(core_->socket, opt, bind.address().is_v6());
+    core_->socket.bind(bind);
+    core_->socket.non_blocking(true);
+    core_->owner = this;
+    core_->wait_read();
+  }
+  // Abrupt, like a crash: no CLOSE datagrams (call close() first for an orderly shutdown).
+  ~UdpServerTransport() override {
+    core_->owner = nullptr;
+    boost::system::error_code ec;
+    core_->timer.cancel();
+    core_->socket.close(ec);
+  }
+
+  Errc send(PeerId peer, Bytes message) override {
+    Connection* c = core_->listener.find(peer);
+    if (!c || c->state() == State::kClosed) return Errc::kConnectionLost;
+    const Errc e = c->send(std::move(message), steady_now());
+    if (e == Errc::kOk) core_->pump();
+    return e;
+  }
+  void close_peer(PeerId peer) override {
+    core_->listener.close(peer, steady_now());
+    core_->pump();
+  }
+  void close() override {
+    core_->listener.close_all(steady_now());
+    core_->pump();
+  }
+  std::uint16_t local_port() const override {
+    boost::system::error_code ec;
+    return core_->socket.local_endpoint(ec).port();
+  }
+  TransportStats stats() const override {
+    TransportStats t;
+    core_->listener.for_each([&t](std::uint64_t, const Connection& c) {
+      const TransportStats s = to_transport_stats(c.stats());
+      t.messages_sent += s.messages_sent;
+      t.messages_received += s.messages_received;
+      t.datagrams_sent += s.datagrams_sent;
+      t.datagrams_received += s.datagrams_received;
+      t.retransmissions += s.retransmissions;
+      t.dropped_bad_crc += s.dropped_bad_crc;
+      t.dropped_malformed += s.dropped_malformed;
+      t.bytes_sent += s.bytes_sent;
+      t.bytes_received += s.bytes_received;
+      t.srtt_us = std::max(t.srtt_us, s.srtt_us);
+    });
+    const ListenerStats& l = core_->listener.stats();
+    t.dropped_bad_crc += l.dropped_bad_crc;
+    t.dropped_malformed += l.dropped_malformed;
+    return t;
+  }
+  std::string peer_name(PeerId peer) const override {
+    auto it = core_->peers.find(peer);
+    char id[24];
+    std::snprintf(id, sizeof id, "%llx", static_cast<unsigned long long>(peer));
+    return "udp " + (it == core_->peers.end() ? std::string("?") : endpoint_string(it->second)) +
+           " conn " + id;
+  }
+
+  void deliver(PeerId p, Bytes m) {
+    if (on_message) on_message(p, std::move(m));
+  }
+  void report_closed(PeerId p) {
+    if (on_peer_closed) on_peer_closed(p);
+  }
+
+ private:
+  std::shared_ptr<ServerCore> core_;
+};
+
+void ServerCore::wait_read() {
+  socket.async_wait(udp::socket::wait_read,
+                    [w = weak_from_this()](const boost::system::error_code& ec) {
+                      auto self = w.lock();
+                      if (!self || ec || !self->owner) return;
+                      const TimePoint now = steady_now();
+                      auto on_dgram = [&](ByteSpan d, const udp::endpoint& from) {
+                        const Listener::Routed r =
+                            self->listener.on_datagram(d, now, self->reset_buf);
+                        if (r.conn_id) self->peers.try_emplace(*r.conn_id, from);
+                        if (r.reset_size) {
+                          boost::system::error_code ign;
+                          self->socket.send_to(asio::buffer(self->reset_buf.data(), r.reset_size),
+                                               from, 0, ign);
+                        }
+                      };
+                      while (self->io.receive(self->socket, on_dgram) == kBatch) {
+                      }
+                      self->pump();
+                      if (self->owner && self->socket.is_open()) self->wait_read();
+                    });
+}
+
+void ServerCore::pump() {
+  if (in_pump) {
+    pump_again = true;
+    return;
+  }
+  auto self = shared_from_this();
+  in_pump = true;
+  do {
+    pump_again = false;
+    const TimePoint now = steady_now();
+    listener.on_timer(now);
+    if (!waiting_write) {
+      while (true) {
+        while (!io.full()) {
+          auto t = listener.poll_transmit(io.slot(), now);
+          if (!t) break;
+          auto p = peers.find(t->first);
+          if (p == peers.end()) continue;  // no address (cannot happen): drop
+          io.commit(t->second, &p->second);
+        }
+        if (io.empty()) break;
+        if (!io.flush(socket, false)) {
+          waiting_write = true;
+          socket.async_wait(udp::socket::wait_write,
+                            [w = weak_from_this()](const boost::system::error_code& ec) {
+                              auto s = w.lock();
+                              if (!s || ec || !s->owner) return;
+                              s->waiting_write = false;
+                              s->pump();
+                            });
+          break;
+        }
+      }
+    }
+    while (auto m = listener.poll_message()) {
+      if (!owner) break;
+      owner->deliver(m->first, std::move(m->second));
+      if (!owner) break;
+    }
+    if (!owner) break;
+    while (auto c = listener.poll_closed()) {
+      peers.erase(c->first);
+      // Closes we initiated (close_peer/close) are not reported back.
+      if (c->second != Errc::kShutdown) owner->report_closed(c->first);
+      if (!owner) break;
+    }
+    if (!owner) break;
+  } while (pump_again);
+  in_pump = false;
+  if (owner) arm_timer();
+}
+
+void ServerCore::arm_timer() {
+  const auto d = listener.next_deadline();
+  if (d == armed) return;
+  armed = d;
+  timer.cancel();
+  if (!d) return;
+  timer.expires_at(to_timer_time(*d));
+  timer.async_wait([w = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = w.lock();
+    if (!self || ec || !self->owner) return;
+    self->armed.reset();
+    self->pump();
+  });
+}
+
+}  // namespace
+
+std::unique_ptr<ClientTransport> make_udp_client(asio::io_context& io,
+                                                 const udp::endpoint& server,
+                                                 const Config& config, const UdpOptions& options) {
+  return std::make_unique<UdpClientTransport>(io, server, config, options);
+}
+
+std::unique_ptr<ServerTransport> make_udp_server(asio::io_context& io, const udp::endpoint& bind,
+                                                 std::uint32_t boot_epoch, const Config& config,
+                                                 const UdpOptions& options) {
+  return std::make_unique<UdpServerTransport>(io, bind, boot_epoch, config, options);
+}
+
+}  // namespace ipsan::proto::rudp

@@ -1,0 +1,772 @@
+// rudp::Connection: the sans-I/O engine (see connection.h and docs/RUDP.md).
+#include "ipsan/proto/rudp/connection.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+namespace ipsan::proto::rudp {
+namespace {
+
+// Received-packet intervals kept for ACK ranges and duplicate detection. Older intervals are
+// folded into a floor (everything below it counts as seen), which bounds memory.
+constexpr std::size_t kMaxTrackedRanges = 256;
+
+Config normalize(Config c) {
+  c.max_datagram = std::clamp(c.max_datagram, kMinDatagram, kMaxDatagram);
+  c.max_message_bytes = std::min<std::size_t>(c.max_message_bytes, 0xffffffffu);
+  c.recv_window_bytes = std::max<std::uint64_t>(c.recv_window_bytes, c.max_message_bytes);
+  c.max_messages_in_flight = std::max<std::uint32_t>(c.max_messages_in_flight, 1);
+  c.ack_eliciting_threshold = std::max<std::uint32_t>(c.ack_eliciting_threshold, 1);
+  c.packet_threshold = std::max<std::uint32_t>(c.packet_threshold, 1);
+  c.max_ack_ranges = std::clamp<std::size_t>(c.max_ack_ranges, 1, kMaxAckRangesOnWire);
+  c.min_window_packets = std::max<std::size_t>(c.min_window_packets, 1);
+  c.initial_window_packets = std::max(c.initial_window_packets, c.min_window_packets);
+  c.pacing_burst_packets = std::max<std::size_t>(c.pacing_burst_packets, 1);
+  c.time_threshold = std::max(c.time_threshold, 1.0);
+  if (c.timer_granularity <= Duration::zero()) c.timer_granularity = 1us;
+  if (c.initial_rtt <= Duration::zero()) c.initial_rtt = 1ms;
+  return c;
+}
+
+}  // namespace
+
+Connection::Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch,
+                       const Config& config, TimePoint now)
+    : cfg_(normalize(config)),
+      role_(role),
+      state_(role == Role::kClient ? State::kHandshake : State::kEstablished),
+      conn_id_(conn_id),
+      epoch_(epoch),
+      frag_size_(cfg_.max_datagram - kPacketOverhead - kMessageFrameHeader),
+      created_(now),
+      smoothed_rtt_(cfg_.initial_rtt),
+      rttvar_(cfg_.initial_rtt / 2),
+      last_eliciting_sent_(now),
+      cwnd_(cfg_.initial_window_packets * cfg_.max_datagram),
+      pacer_tokens_(static_cast<double>(cfg_.pacing_burst_packets * cfg_.max_datagram)),
+      pacer_last_(now),
+      largest_recv_time_(now),
+      last_recv_(now) {
+  scratch_.messages.reserve(8);
+}
+
+Connection Connection::make_client(std::uint64_t conn_id, const Config& config, TimePoint now) {
+  Connection c(Role::kClient, conn_id, 0, config, now);
+  c.hello_pending_ = true;
+  return c;
+}
+
+Connection Connection::make_server(std::uint64_t conn_id, std::uint32_t boot_epoch,
+                                   const Config& config, TimePoint now) {
+  return Connection(Role::kServer, conn_id, boot_epoch, config, now);
+}
+
+const ConnectionStats& Connection::stats() const {
+  stats_.srtt_us = to_micros(smoothed_rtt_);
+  stats_.rttvar_us = to_micros(rttvar_);
+  stats_.min_rtt_us = to_micros(min_rtt_);
+  stats_.cwnd = cwnd_;
+  stats_.bytes_in_flight = bytes_in_flight_;
+  stats_.recv_buffered = recv_reserved_;
+  return stats_;
+}
+
+void Connection::close_with(Errc reason) {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  close_reason_ = reason;
+  sent_.clear();
+  out_.clear();
+  retransmit_.clear();
+  reassembly_.clear();
+  bytes_in_flight_ = 0;
+}
+
+void Connection::close(TimePoint) {
+  if (state_ == State::kClosed) return;
+  const bool can_say_goodbye = state_ == State::kEstablished;
+  close_with(Errc::kShutdown);
+  close_pending_ = can_say_goodbye;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receive path.
+
+void Connection::on_datagram(ByteSpan datagram, TimePoint now) {
+  if (state_ == State::kClosed) return;
+  auto pkt = parse_packet(datagram);
+  if (!pkt) {
+    if (pkt.error() == DropReason::kBadCrc) {
+      ++stats_.dropped_bad_crc;
+    } else {
+      ++stats_.dropped_malformed;
+    }
+    return;
+  }
+  if (pkt->header.conn_id != conn_id_) {
+    ++stats_.dropped_other;
+    return;
+  }
+  handle_packet(*pkt, now);
+}
+
+void Connection::handle_packet(const Packet& pkt, TimePoint now) {
+  const Header& h = pkt.header;
+  switch (h.type) {
+    case PacketType::kReset:
+      // Stateless: the server has no such connection. A different boot epoch than the one
+      // learned at HELLO_ACK means the server restarted and every session is gone.
+      if (role_ != Role::kClient) {
+        ++stats_.dropped_other;
+        return;
+      }
+      close_with(state_ == State::kEstablished && h.epoch != epoch_ ? Errc::kStaleSession
+                                                                   : Errc::kConnectionLost);
+      return;
+    case PacketType::kClose:
+      if (state_ == State::kEstablished && h.epoch != epoch_) {
+        ++stats_.dropped_other;
+        return;
+      }
+      close_with(Errc::kConnectionLost);
+      return;
+    case PacketType::kHello:
+      if (role_ != Role::kServer) {
+        ++stats_.dropped_other;
+        return;
+      }
+      break;
+    case PacketType::kHelloAck:
+      if (role_ != Role::kClient || (state_ == State::kEstablished && h.epoch != epoch_)) {
+        ++stats_.dropped_other;
+        return;
+      }
+      break;
+    case PacketType::kData:
+      if (state_ != State::kEstablished || h.epoch != epoch_) {
+        ++stats_.dropped_other;
+        return;
+      }
+      break;
+  }
+  if (h.packet_number == 0 || !parse_frames(pkt.body, scratch_) || !validate_frames(scratch_)) {
+    ++stats_.dropped_malformed;
+    return;
+  }
+  if (h.type == PacketType::kHelloAck && state_ == State::kHandshake) {
+    epoch_ = h.epoch;
+    state_ = State::kEstablished;
+    hello_pending_ = false;
+  }
+  if (h.type == PacketType::kHello) hello_ack_pending_ = true;
+  last_recv_ = now;
+  const std::uint64_t pn = h.packet_number;
+  if (!record_received(pn)) {
+    // Probably our ACK was lost: acknowledge again, but do not process the frames twice.
+    ++stats_.dropped_duplicate;
+    if (scratch_.ack_eliciting()) {
+      ack_pending_ = true;
+      ack_immediate_ = true;
+    }
+    return;
+  }
+  ++stats_.packets_received;
+  stats_.bytes_received += kPacketOverhead + pkt.body.size();
+  const bool out_of_order = pn != largest_recv_ + 1;
+  if (pn > largest_recv_) {
+    largest_recv_ = pn;
+    largest_recv_time_ = now;
+  }
+  apply_frames(scratch_, now);
+  schedule_ack(scratch_.ack_eliciting(), out_of_order, now);
+}
+
+// Checks every limit before anything is applied, so a rejected packet has no effect at all
+// (and is not acknowledged: the peer will resend what it carried).
+bool Connection::validate_frames(const Frames& f) const {
+  if (f.ack && f.ack->largest >= next_pn_) return false;  // acknowledges a number never sent
+  std::uint64_t new_bytes = 0;
+  std::uint64_t last_new_id = 0;
+  for (const MessageFrame& m : f.messages) {
+    if (m.message_id == 0 || m.total_length > cfg_.max_message_bytes) return false;
+    if (m.message_id > delivered_floor_ + cfg_.max_messages_in_flight) return false;
+    if (m.message_id <= delivered_floor_ || delivered_above_.count(m.message_id)) continue;
+    auto it = reassembly_.find(m.message_id);
+    if (it != reassembly_.end()) {
+      if (it->second.data.size() != m.total_length) return false;
+      continue;
+    }
+    // A new message: reserve its full length against the receive window (FLOW limit).
+    if (m.message_id != last_new_id) {
+      bool seen = false;
+      for (const MessageFrame& o : f.messages) {
+        if (&o == &m) break;
+        if (o.message_id == m.message_id) {
+          if (o.total_length != m.total_length) return false;
+          seen = true;
+          break;
+        }
+      }
+      if (!seen) new_bytes += m.total_length;
+      last_new_id = m.message_id;
+    }
+  }
+  return recv_reserved_ + new_bytes <= cfg_.recv_window_bytes;
+}
+
+void Connection::apply_frames(const Frames& f, TimePoint now) {
+  if (f.max_data) peer_max_data_ = std::max(peer_max_data_, *f.max_data);
+  if (f.ack) on_ack(*f.ack, now);
+  for (const MessageFrame& m : f.messages) on_fragment(m);
+}
+
+bool Connection::record_received(std::uint64_t pn) {
+  if (pn < recv_floor_) return false;
+  auto it = recv_ranges_.upper_bound(pn);  // first interval starting above pn
+  if (it != recv_ranges_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second >= pn) return false;
+    if (prev->second + 1 == pn) {
+      prev->second = pn;
+      if (it != recv_ranges_.end() && it->first == pn + 1) {
+        prev->second = it->second;
+        recv_ranges_.erase(it);
+      }
+      return true;
+    }
+  }
+  if (it != recv_ranges_.end() && it->first == pn + 1) {
+    const std::uint64_t hi = it->second;
+    recv_ranges_.erase(it);
+    recv_ranges_.emplace(pn, hi);
+  } else {
+    recv_ranges_.emplace(pn, pn);
+  }
+  while (recv_ranges_.size() > kMaxTrackedRanges) {
+    recv_floor_ = recv_ranges_.begin()->second + 1;
+    recv_ranges_.erase(recv_ranges_.begin());
+  }
+  return true;
+}
+
+void Connection::schedule_ack(bool ack_eliciting, bool out_of_order, TimePoint now) {
+  if (!ack_eliciting) return;
+  ack_pending_ = true;
+  ++eliciting_since_ack_;
+  if (out_of_order || eliciting_since_ack_ >= cfg_.ack_eliciting_threshold) {
+    ack_immediate_ = true;
+    ack_deadline_.reset();
+  } else if (!ack_deadline_) {
+    ack_deadline_ = now + cfg_.max_ack_delay;
+  }
+}
+
+void Connection::on_fragment(const MessageFrame& m) {
+  const std::uint64_t id = m.message_id;
+  if (id <= delivered_floor_ || delivered_above_.count(id)) {
+    ++stats_.duplicate_fragments;
+    return;
+  }
+  auto [it, inserted] = reassembly_.try_emplace(id);
+  InMessage& in = it->second;
+  if (inserted) {
+    in.data.resize(m.total_length);
+    recv_reserved_ += m.total_length;
+    stats_.recv_buffered_max = std::max(stats_.recv_buffered_max, recv_reserved_);
+  }
+  const std::uint32_t a = m.offset;
+  const std::uint32_t b = static_cast<std::uint32_t>(m.offset + m.payload.size());
+  if (b > a) {
+    // Merge [a, b) into the received intervals, counting bytes not held before.
+    auto cur = in.have.upper_bound(a);
+    if (cur != in.have.begin() && std::prev(cur)->second >= a) --cur;
+    std::uint32_t lo = a;
+    std::uint32_t hi = b;
+    std::uint64_t already = 0;
+    while (cur != in.have.end() && cur->first <= hi) {
+      const std::uint32_t ol = std::max(cur->first, a);
+      const std::uint32_t oh = std::min(cur->second, b);
+      if (oh > ol) already += oh - ol;
+      lo = std::min(lo, cur->first);
+      hi = std::max(hi, cur->second);
+      cur = in.have.erase(cur);
+    }
+    in.have.emplace(lo, hi);
+    const std::uint64_t fresh = (b - a) - already;
+    if (fresh == 0) {
+      ++stats_.duplicate_fragments;
+      return;
+    }
+    std::memcpy(in.data.data() + a, m.payload.data(), m.payload.size());
+    in.received += fresh;
+  }
+  if (in.received < in.data.size()) return;
+  ready_.push_back(std::move(in.data));
+  reassembly_.erase(it);
+  ++stats_.messages_received;
+  if (id == delivered_floor_ + 1) {
+    ++delivered_floor_;
+    while (!delivered_above_.empty() && *delivered_above_.begin() == delivered_floor_ + 1) {
+      delivered_above_.erase(delivered_above_.begin());
+      ++delivered_floor_;
+    }
+  } else {
+    delivered_above_.insert(id);
+  }
+}
+
+std::optional<Bytes> Connection::poll_message() {
+  if (ready_.empty()) return std::nullopt;
+  Bytes m = std::move(ready_.front());
+  ready_.pop_front();
+  recv_reserved_ -= m.size();
+  recv_released_ += m.size();
+  // Re-advertise once a useful part of the window has been freed.
+  if (state_ == State::kEstablished &&
+      advertised_max_data() - last_advertised_ >= std::max<std::uint64_t>(
+                                                       cfg_.recv_window_bytes / 8, 1)) {
+    flow_pending_ = true;
+  }
+  return m;
+}
+
+std::uint64_t Connection::advertised_max_data() const {
+  return recv_released_ + cfg_.recv_window_bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acknowledgments, RTT, loss detection, congestion control (RFC 9002).
+
+void Connection::on_ack(const AckFrame& ack, TimePoint now) {
+  std::vector<std::uint64_t> newly;
+  bool rtt_sample = false;
+  TimePoint largest_sent_time{};
+  for (std::size_t i = 0; i < ack.range_count; ++i) {
+    const AckRange& r = ack.ranges[i];
+    for (auto it = sent_.lower_bound(r.lo); it != sent_.end() && it->first <= r.hi;) {
+      SentPacket& p = it->second;
+      newly.push_back(it->first);
+      if (it->first == ack.largest) {
+        rtt_sample = true;
+        largest_sent_time = p.time_sent;
+      }
+      if (p.in_flight) {
+        bytes_in_flight_ -= std::min<std::uint64_t>(bytes_in_flight_, p.size);
+        // NewReno: no growth for packets sent before the current recovery period began.
+        if (!recovery_start_ || p.time_sent > *recovery_start_) {
+          if (cwnd_ < ssthresh_) {
+            cwnd_ += p.size;
+          } else {
+            ca_acked_ += p.size;
+            while (ca_acked_ >= cwnd_) {
+              ca_acked_ -= cwnd_;
+              cwnd_ += cfg_.max_datagram;
+            }
+          }
+          cwnd_ = std::min<std::uint64_t>(cwnd_, std::max<std::uint64_t>(
+                                                     cfg_.max_window_bytes, 2 * cfg_.max_datagram));
+        }
+      }
+      for (const FragRef& fr : p.frags) {
+        auto m = out_.find(fr.message_id);
+        if (m == out_.end()) continue;
+        std::uint64_t& s = m->second.frag_pn[fr.index];
+        if (s == kFragAcked) continue;
+        s = kFragAcked;
+        if (++m->second.acked == m->second.frag_pn.size()) {
+          ++stats_.messages_sent;
+          out_.erase(m);
+        }
+      }
+      it = sent_.erase(it);
+    }
+  }
+  if (newly.empty()) return;
+  if (ack.largest > largest_acked_) largest_acked_ = ack.largest;
+  if (rtt_sample) {
+    update_rtt(now - largest_sent_time, std::chrono::microseconds(ack.ack_delay_us));
+  }
+  std::sort(newly.begin(), newly.end());
+  detect_lost(now, newly);
+  pto_count_ = 0;
+}
+
+void Connection::update_rtt(Duration latest, Duration ack_delay) {
+  if (latest < Duration::zero()) latest = Duration::zero();
+  latest_rtt_ = latest;
+  if (!has_rtt_sample_) {
+    has_rtt_sample_ = true;
+    min_rtt_ = latest;
+    smoothed_rtt_ = latest;
+    rttvar_ = latest / 2;
+    return;
+  }
+  min_rtt_ = std::min(min_rtt_, latest);
+  ack_delay = std::min(ack_delay, cfg_.max_ack_delay);
+  Duration adjusted = latest;
+  if (latest >= min_rtt_ + ack_delay) adjusted = latest - ack_delay;
+  const Duration diff = smoothed_rtt_ > adjusted ? smoothed_rtt_ - adjusted : adjusted - smoothed_rtt_;
+  rttvar_ = (rttvar_ * 3 + diff) / 4;
+  smoothed_rtt_ = (smoothed_rtt_ * 7 + adjusted) / 8;
+}
+
+void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& newly_acked) {
+  loss_time_.reset();
+  if (largest_acked_ == 0) return;
+  const Duration base = std::max(latest_rtt_, smoothed_rtt_);
+  const Duration loss_delay = std::max(
+      std::chrono::duration_cast<Duration>(base * cfg_.time_threshold), cfg_.timer_granularity);
+  const TimePoint lost_send_time = now - loss_delay;
+  std::vector<std::pair<std::uint64_t, SentPacket>> lost;
+  for (auto it = sent_.begin(); it != sent_.end() && it->first <= largest_acked_;) {
+    if (it->second.time_sent <= lost_send_time ||
+        largest_acked_ >= it->first + cfg_.packet_threshold) {
+      lost.emplace_back(it->first, std::move(it->second));
+      it = sent_.erase(it);
+    } else {
+      const TimePoint t = it->second.time_sent + loss_delay;
+      if (!loss_time_ || t < *loss_time_) loss_time_ = t;
+      ++it;
+    }
+  }
+  if (lost.empty()) return;
+  for (auto& [pn, p] : lost) on_packet_lost(pn, p);
+  on_congestion_event(lost.back().second.time_sent, now);
+  // Persistent congestion (RFC 9002 7.6): lost packets spanning more than 3 PTOs with nothing
+  // acknowledged in between -> the path is (or was) black-holed; restart from the minimum window.
+  if (has_rtt_sample_ && lost.size() >= 2) {
+    const Duration span = lost.back().second.time_sent - lost.front().second.time_sent;
+    const Duration pc = (smoothed_rtt_ + std::max(rttvar_ * 4, cfg_.timer_granularity) +
+                         cfg_.max_ack_delay) * 3;
+    const std::uint64_t lo = lost.front().first;
+    const std::uint64_t hi = lost.back().first;
+    const bool acked_between = std::any_of(newly_acked.begin(), newly_acked.end(),
+                                           [&](std::uint64_t pn) { return pn > lo && pn < hi; });
+    if (span > pc && !acked_between) {
+      ++stats_.persistent_congestion;
+      cwnd_ = cfg_.min_window_packets * cfg_.max_datagram;
+      ca_acked_ = 0;
+      recovery_start_.reset();
+    }
+  }
+}
+
+void Connection::on_packet_lost(std::uint64_t pn, SentPacket& p) {
+  ++stats_.packets_lost;
+  if (p.in_flight) bytes_in_flight_ -= std::min<std::uint64_t>(bytes_in_flight_, p.size);
+  requeue_content(pn, p);
+}
+
+// Puts what `pn` carried back in the send queues (only fragments whose newest copy it was).
+void Connection::requeue_content(std::uint64_t pn, const SentPacket& p) {
+  for (const FragRef& fr : p.frags) {
+    auto m = out_.find(fr.message_id);
+    if (m == out_.end()) continue;
+    std::uint64_t& s = m->second.frag_pn[fr.index];
+    if (s == pn) {
+      s = kFragLost;
+      retransmit_.push_back(fr);
+    }
+  }
+  if (p.has_flow) flow_pending_ = true;
+  if (p.is_hello && state_ == State::kHandshake) hello_pending_ = true;
+}
+
+void Connection::on_congestion_event(TimePoint time_sent, TimePoint now) {
+  // One reduction per recovery period: losses of packets sent before it began are ignored.
+  if (recovery_start_ && time_sent <= *recovery_start_) return;
+  ++stats_.congestion_events;
+  recovery_start_ = now;
+  const std::uint64_t min_window = cfg_.min_window_packets * cfg_.max_datagram;
+  ssthresh_ = std::max<std::uint64_t>(cwnd_ / 2, min_window);
+  cwnd_ = ssthresh_;
+  ca_acked_ = 0;
+}
+
+Duration Connection::pto_base() const {
+  return smoothed_rtt_ + std::max(rttvar_ * 4, cfg_.timer_granularity) + cfg_.max_ack_delay;
+}
+
+std::optional<TimePoint> Connection::pto_deadline() const {
+  if (sent_.empty()) return std::nullopt;
+  Duration d = pto_base();
+  for (std::uint32_t i = 0; i < pto_count_ && d < cfg_.max_pto; ++i) d *= 2;
+  d = std::min(d, std::max(cfg_.max_pto, pto_base()));
+  return last_eliciting_sent_ + d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers.
+
+std::optional<TimePoint> Connection::next_deadline() const {
+  if (state_ == State::kClosed) return std::nullopt;
+  TimePoint t = last_recv_ + cfg_.idle_timeout;
+  auto consider = [&t](const std::optional<TimePoint>& x) {
+    if (x && *x < t) t = *x;
+  };
+  consider(ack_pending_ ? ack_deadline_ : std::nullopt);
+  consider(loss_time_ ? loss_time_ : pto_deadline());
+  consider(pacer_wait_until_);
+  if (state_ == State::kEstablished && sent_.empty() && !ping_pending_) {
+    consider(last_eliciting_sent_ + cfg_.keepalive_interval);
+  }
+  return t;
+}
+
+void Connection::on_timer(TimePoint now) {
+  if (state_ == State::kClosed) return;
+  if (now >= last_recv_ + cfg_.idle_timeout) {
+    close_with(Errc::kTimeout);
+    return;
+  }
+  if (ack_deadline_ && now >= *ack_deadline_) {
+    ack_immediate_ = true;
+    ack_deadline_.reset();
+  }
+  if (pacer_wait_until_ && now >= *pacer_wait_until_) pacer_wait_until_.reset();
+  if (loss_time_) {
+    if (now >= *loss_time_) {
+      static const std::vector<std::uint64_t> kNone;
+      detect_lost(now, kNone);
+    }
+  } else if (auto pto = pto_deadline(); pto && now >= *pto) {
+    // Probe: resend what the oldest outstanding packet carried, ignoring cwnd and pacing, so a
+    // lost tail is repaired without waiting for more ACKs.
+    ++stats_.pto_fired;
+    ++pto_count_;
+    probes_ = 2;
+    requeue_content(sent_.begin()->first, sent_.begin()->second);
+    if (!has_eliciting_work()) ping_pending_ = true;
+    // The probe is the new reference point for the next (backed-off) PTO.
+    last_eliciting_sent_ = now;
+  }
+  if (state_ == State::kEstablished && sent_.empty() &&
+      now >= last_eliciting_sent_ + cfg_.keepalive_interval) {
+    ping_pending_ = true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Send path.
+
+Errc Connection::send(Bytes message, TimePoint) {
+  if (state_ == State::kClosed) return Errc::kConnectionLost;
+  if (message.size() > cfg_.max_message_bytes) return Errc::kTooLarge;
+  OutMessage m;
+  const std::size_t n = std::max<std::size_t>(1, (message.size() + frag_size_ - 1) / frag_size_);
+  m.frag_pn.assign(n, 0);
+  m.data = std::move(message);
+  out_.emplace(next_message_id_++, std::move(m));
+  ++stats_.messages_queued;
+  return Errc::kOk;
+}
+
+bool Connection::has_eliciting_work() const {
+  if (ping_pending_ || flow_pending_ || !retransmit_.empty()) return true;
+  for (auto it = out_.lower_bound(send_cursor_); it != out_.end(); ++it) {
+    const OutMessage& m = it->second;
+    if (m.next_unsent < m.frag_pn.size()) {
+      if (m.opened) return true;
+      return it->first < out_.begin()->first + cfg_.max_messages_in_flight &&
+             sent_data_ + m.data.size() <= peer_max_data_;
+    }
+  }
+  return false;
+}
+
+bool Connection::pacer_allows(TimePoint now) {
+  if (!cfg_.pacing) return true;
+  const double burst = static_cast<double>(cfg_.pacing_burst_packets * cfg_.max_datagram);
+  // Rate = 1.25 * cwnd / srtt (RFC 9002 7.7), in bytes per nanosecond.
+  const double srtt_ns = std::max<double>(1000.0, static_cast<double>(smoothed_rtt_.count()));
+  const double rate = 1.25 * static_cast<double>(cwnd_) / srtt_ns;
+  if (now > pacer_last_) {
+    pacer_tokens_ = std::min(burst, pacer_tokens_ + rate * static_cast<double>((now - pacer_last_).count()));
+    pacer_last_ = now;
+  }
+  const double need = static_cast<double>(cfg_.max_datagram);
+  if (pacer_tokens_ >= need) return true;
+  const auto wait = static_cast<std::int64_t>(std::ceil((need - pacer_tokens_) / rate));
+  pacer_wait_until_ = now + Duration(std::max<std::int64_t>(wait, 1));
+  return false;
+}
+
+void Connection::pacer_spend(std::size_t bytes) {
+  if (cfg_.pacing) pacer_tokens_ -= static_cast<double>(bytes);
+}
+
+void Connection::on_sent(std::uint64_t pn, SentPacket p, TimePoint now) {
+  bytes_in_flight_ += p.size;
+  last_eliciting_sent_ = now;
+  if (probes_ > 0) {
+    --probes_;
+  } else {
+    pacer_spend(p.size);
+  }
+  sent_.emplace(pn, std::move(p));
+}
+
+std::size_t Connection::poll_transmit(MutableByteSpan out, TimePoint now) {
+  if (out.size() < cfg_.max_datagram) return 0;
+  if (state_ == State::kClosed) {
+    if (!close_pending_) return 0;
+    close_pending_ = false;
+    const std::size_t n = write_reason_packet(out, PacketType::kClose, conn_id_, epoch_,
+                                              next_pn_++, Errc::kShutdown);
+    ++stats_.packets_sent;
+    stats_.bytes_sent += n;
+    return n;
+  }
+  if (state_ == State::kHandshake) return hello_pending_ ? build_hello(out, now) : 0;
+  if (hello_ack_pending_) return build_hello(out, now);
+  if (has_eliciting_work() &&
+      (probes_ > 0 || (bytes_in_flight_ < cwnd_ && pacer_allows(now)))) {
+    if (const std::size_t n = build_data(out, now, true)) return n;
+  }
+  if (ack_pending_ && ack_immediate_) return build_data(out, now, false);
+  return 0;
+}
+
+bool Connection::write_ack(PacketWriter& w, TimePoint now) {
+  if (recv_ranges_.empty()) return false;
+  std::array<AckRange, kMaxAckRangesOnWire> ranges;
+  std::size_t n = 0;
+  for (auto it = recv_ranges_.rbegin(); it != recv_ranges_.rend() && n < cfg_.max_ack_ranges;
+       ++it) {
+    ranges[n++] = {it->first, it->second};
+  }
+  const auto delay = std::chrono::duration_cast<std::chrono::microseconds>(now - largest_recv_time_);
+  const auto delay_us = static_cast<std::uint32_t>(
+      std::clamp<std::int64_t>(delay.count(), 0, 0xffffffff));
+  if (!w.put_ack(largest_recv_, delay_us, ranges.data(), n)) return false;
+  ack_pending_ = false;
+  ack_immediate_ = false;
+  eliciting_since_ack_ = 0;
+  ack_deadline_.reset();
+  ++stats_.acks_sent;
+  return true;
+}
+
+// HELLO (client) or HELLO_ACK (server), padded to max_datagram: a path that cannot carry a
+// full-size datagram in both directions fails at connect time rather than mid-transfer, and the
+// server never answers with more bytes than it received (no amplification).
+std::size_t Connection::build_hello(MutableByteSpan out, TimePoint now) {
+  const std::uint64_t pn = next_pn_++;
+  const bool client = role_ == Role::kClient;
+  PacketWriter w(out.first(cfg_.max_datagram),
+                 Header{kVersion, client ? PacketType::kHello : PacketType::kHelloAck, conn_id_,
+                        client ? 0u : epoch_, pn});
+  if (!client) write_ack(w, now);
+  last_advertised_ = advertised_max_data();
+  w.put_flow(last_advertised_);
+  w.put_padding(w.room());
+  const std::size_t n = w.finish();
+  ++stats_.packets_sent;
+  stats_.bytes_sent += n;
+  if (client) {
+    hello_pending_ = false;
+    SentPacket sp;
+    sp.time_sent = now;
+    sp.size = static_cast<std::uint32_t>(n);
+    sp.ack_eliciting = true;
+    sp.in_flight = true;
+    sp.is_hello = true;
+    on_sent(pn, std::move(sp), now);
+  } else {
+    hello_ack_pending_ = false;
+  }
+  return n;
+}
+
+std::size_t Connection::build_data(MutableByteSpan out, TimePoint now, bool allow_eliciting) {
+  const std::uint64_t pn = next_pn_;
+  PacketWriter w(out.first(cfg_.max_datagram),
+                 Header{kVersion, PacketType::kData, conn_id_, epoch_, pn});
+  if (ack_pending_) write_ack(w, now);
+  SentPacket sp;
+  bool any_retransmit = false;
+  bool wrote_ping = false;
+  if (allow_eliciting) {
+    if (flow_pending_ && w.room() >= kFlowFrameSize) {
+      last_advertised_ = advertised_max_data();
+      w.put_flow(last_advertised_);
+      flow_pending_ = false;
+      sp.has_flow = true;
+    }
+    while (true) {
+      FragRef ref{0, 0};
+      OutMessage* m = nullptr;
+      bool retx = false;
+      while (!retransmit_.empty()) {
+        const FragRef fr = retransmit_.front();
+        auto it = out_.find(fr.message_id);
+        if (it != out_.end() && it->second.frag_pn[fr.index] == kFragLost) {
+          ref = fr;
+          m = &it->second;
+          retx = true;
+          break;
+        }
+        retransmit_.pop_front();  // stale: acknowledged meanwhile
+      }
+      if (!m) {
+        // New data, in message-id order; opening a message spends FLOW credit and an id slot.
+        auto it = out_.lower_bound(send_cursor_);
+        while (it != out_.end() && it->second.next_unsent == it->second.frag_pn.size()) {
+          send_cursor_ = it->first + 1;
+          ++it;
+        }
+        if (it == out_.end()) break;
+        OutMessage& cand = it->second;
+        if (!cand.opened) {
+          if (it->first >= out_.begin()->first + cfg_.max_messages_in_flight ||
+              sent_data_ + cand.data.size() > peer_max_data_) {
+            break;
+          }
+          cand.opened = true;
+          sent_data_ += cand.data.size();
+        }
+        ref = {it->first, cand.next_unsent};
+        m = &cand;
+      }
+      const std::size_t off = std::size_t{ref.index} * frag_size_;
+      const std::size_t len = std::min(frag_size_, m->data.size() - off);
+      if (w.room() < kMessageFrameHeader + len) break;
+      w.put_message(ref.message_id, static_cast<std::uint32_t>(m->data.size()),
+                    static_cast<std::uint32_t>(off), ByteSpan(m->data.data() + off, len));
+      if (retx) {
+        retransmit_.pop_front();
+        ++stats_.fragments_retransmitted;
+        any_retransmit = true;
+      } else {
+        ++m->next_unsent;
+      }
+      m->frag_pn[ref.index] = pn;
+      sp.frags.push_back(ref);
+      ++stats_.fragments_sent;
+    }
+    if (ping_pending_ && sp.frags.empty() && !sp.has_flow && w.room() >= 1) {
+      w.put_ping();
+      wrote_ping = true;
+    }
+    if (w.size() > kHeaderSize) ping_pending_ = false;
+  }
+  if (w.size() == kHeaderSize) return 0;
+  const bool eliciting = sp.has_flow || !sp.frags.empty() || wrote_ping;
+  const std::size_t n = w.finish();
+  ++next_pn_;
+  ++stats_.packets_sent;
+  stats_.bytes_sent += n;
+  if (any_retransmit) ++stats_.packets_retransmitted;
+  if (eliciting) {
+    sp.time_sent = now;
+    sp.size = static_cast<std::uint32_t>(n);
+    sp.ack_eliciting = true;
+    sp.in_flight = true;
+    on_sent(pn, std::move(sp), now);
+  }
+  return n;
+}
+
+}  // namespace ipsan::proto::rudp

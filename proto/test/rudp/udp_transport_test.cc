@@ -1,0 +1,144 @@
+// End-to-end: UdpClientTransport <-> UdpServerTransport over 127.0.0.1 (port 0), real sockets.
+// Bounded by io_context::run_for; no sleeps used for synchronisation.
+#include <utility>  // before Asio
+
+#include "ipsan/proto/rudp/udp_transport.h"
+
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+
+#include "link.h"
+
+namespace ipsan::proto::rudp::test {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+
+udp::endpoint loopback(std::uint16_t port) {
+  return udp::endpoint(asio::ip::make_address("127.0.0.1"), port);
+}
+
+void run_until(asio::io_context& io, const std::function<bool()>& pred,
+               std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred() && std::chrono::steady_clock::now() < end) {
+    io.run_for(std::chrono::milliseconds(5));
+    if (io.stopped()) io.restart();
+  }
+}
+
+class UdpTransportTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(UdpTransportTest, EchoSmallAndLargeMessages) {
+  asio::io_context io;
+  UdpOptions opt;
+  opt.batch_syscalls = GetParam();
+  Config cfg;
+  auto server = make_udp_server(io, loopback(0), 0xabc, cfg, opt);
+  ASSERT_NE(server->local_port(), 0);
+  server->on_message = [&](PeerId p, Bytes m) { EXPECT_EQ(server->send(p, std::move(m)), Errc::kOk); };
+  auto client = make_udp_client(io, loopback(server->local_port()), cfg, opt);
+  std::vector<Bytes> got;
+  bool closed = false;
+  client->on_message = [&](Bytes m) { got.push_back(std::move(m)); };
+  client->on_closed = [&](Errc) { closed = true; };
+  const std::vector<std::size_t> sizes = {0, 1, 100, 1452, 70000, 1 << 20, 4 << 20};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ASSERT_EQ(client->send(make_message(i + 1, sizes[i])), Errc::kOk);
+  }
+  run_until(io, [&] { return got.size() == sizes.size(); }, std::chrono::milliseconds(20000));
+  ASSERT_EQ(got.size(), sizes.size());
+  std::multiset<std::size_t> got_sizes;
+  for (const Bytes& m : got) {
+    got_sizes.insert(m.size());
+    if (m.size() >= 8) EXPECT_EQ(m, make_message(message_tag(m), m.size()));
+  }
+  EXPECT_EQ(got_sizes, std::multiset<std::size_t>(sizes.begin(), sizes.end()));
+  EXPECT_EQ(client->peer_epoch(), 0xabcu);
+  EXPECT_TRUE(client->is_open());
+  EXPECT_FALSE(closed);
+  EXPECT_GT(client->stats().datagrams_sent, 3000u);
+  EXPECT_NE(client->describe().find("127.0.0.1"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Batching, UdpTransportTest, ::testing::Bool());
+
+TEST(UdpTransport, ClientTimesOutWhenServerSilent) {
+  asio::io_context io;
+  // A bound socket that never answers.
+  udp::socket silent(io, loopback(0));
+  Config cfg;
+  cfg.idle_timeout = 300ms;
+  auto client = make_udp_client(io, loopback(silent.local_endpoint().port()), cfg);
+  std::optional<Errc> closed;
+  client->on_closed = [&](Errc e) { closed = e; };
+  EXPECT_EQ(client->send(Bytes(10)), Errc::kOk);  // queued during the handshake
+  run_until(io, [&] { return closed.has_value(); }, std::chrono::milliseconds(3000));
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(*closed, Errc::kTimeout);
+  EXPECT_FALSE(client->is_open());
+  EXPECT_EQ(client->send(Bytes(10)), Errc::kConnectionLost);
+}
+
+TEST(UdpTransport, ServerRestartGivesStaleSession) {
+  asio::io_context io;
+  Config cfg;
+  auto server = make_udp_server(io, loopback(0), 1, cfg);
+  const std::uint16_t port = server->local_port();
+  server->on_message = [&](PeerId p, Bytes m) { server->send(p, std::move(m)); };
+  auto client = make_udp_client(io, loopback(port), cfg);
+  int replies = 0;
+  std::optional<Errc> closed;
+  client->on_message = [&](Bytes) { ++replies; };
+  client->on_closed = [&](Errc e) { closed = e; };
+  client->send(Bytes(100));
+  run_until(io, [&] { return replies == 1; });
+  ASSERT_EQ(replies, 1);
+  server.reset();  // "crash"; a new incarnation binds the same port
+  server = make_udp_server(io, loopback(port), 2, cfg);
+  client->send(Bytes(100));
+  run_until(io, [&] { return closed.has_value(); });
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(*closed, Errc::kStaleSession);
+}
+
+TEST(UdpTransport, OrderlyCloseReachesServer) {
+  asio::io_context io;
+  Config cfg;
+  auto server = make_udp_server(io, loopback(0), 5, cfg);
+  std::optional<PeerId> peer;
+  bool peer_closed = false;
+  server->on_message = [&](PeerId p, Bytes) { peer = p; };
+  server->on_peer_closed = [&](PeerId p) { peer_closed = peer && *peer == p; };
+  auto client = make_udp_client(io, loopback(server->local_port()), cfg);
+  client->send(Bytes(10));
+  run_until(io, [&] { return peer.has_value(); });
+  ASSERT_TRUE(peer.has_value());
+  EXPECT_NE(server->peer_name(*peer).find("127.0.0.1"), std::string::npos);
+  client->close();
+  EXPECT_FALSE(client->is_open());
+  run_until(io, [&] { return peer_closed; });
+  EXPECT_TRUE(peer_closed);
+}
+
+TEST(UdpTransport, DestroyFromCallbackIsSafe) {
+  asio::io_context io;
+  Config cfg;
+  auto server = make_udp_server(io, loopback(0), 5, cfg);
+  server->on_message = [&](PeerId p, Bytes m) { server->send(p, std::move(m)); };
+  auto client = make_udp_client(io, loopback(server->local_port()), cfg);
+  bool got = false;
+  client->on_message = [&](Bytes) {
+    got = true;
+    client.reset();
+  };
+  for (int i = 0; i < 5; ++i) client->send(Bytes(3000));
+  run_until(io, [&] { return got; });
+  EXPECT_TRUE(got);
+  EXPECT_EQ(client, nullptr);
+  io.run_for(std::chrono::milliseconds(20));
+}
+
+}  // namespace
+}  // namespace ipsan::proto::rudp::test
