@@ -1,0 +1,347 @@
+#include "client_cli.h"
+
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "ipsan/base/crypto.h"
+#include "ipsan/base/log.h"
+#include "ipsan/base/units.h"
+#include "ipsan/client/connect.h"
+#include "ipsan/client/san_client.h"
+#include "ipsan/client/verify.h"
+#include "ipsan/proto/codec.h"
+
+namespace ipsan::client {
+namespace {
+
+namespace asio = boost::asio;
+
+struct Common {
+  std::string server = "127.0.0.1:5260";
+  std::string transport = "udp";
+  std::string name = "default";
+  std::string key;
+  std::string key_file;
+  std::string timeout = "30s";
+  std::uint32_t device = 0;
+  std::uint32_t slots = 64;
+};
+
+[[noreturn]] void die(const std::string& msg, int code = 1) {
+  std::fprintf(stderr, "ipsan client: %s\n", msg.c_str());
+  throw CLI::RuntimeError(code);
+}
+
+// A connected client on its own io_context, for one command.
+struct Session {
+  asio::io_context io;
+  std::unique_ptr<SanClient> client;
+
+  explicit Session(const Common& c) {
+    TransportOptions to;
+    if (!parse_transport_kind(c.transport, to.kind)) die("--transport must be udp or tcp");
+    auto hp = parse_host_port(c.server, "127.0.0.1", 5260);
+    if (!hp) die(hp.error().message);
+    to.host = hp->host;
+    to.port = hp->port;
+    auto factory = make_transport_factory(io, to);
+    if (!factory) die(factory.error().message);
+    ClientOptions co;
+    co.client_name = c.name;
+    std::string key_text = c.key;
+    if (!c.key_file.empty()) {
+      std::ifstream f(c.key_file);
+      if (!f || !std::getline(f, key_text)) die("cannot read key file " + c.key_file);
+    }
+    if (key_text.empty()) {
+      if (const char* env = std::getenv("IPSAN_KEY")) key_text = env;
+    }
+    if (key_text.empty()) die("no key: pass --key, --key-file or set IPSAN_KEY");
+    if (!parse_key(key_text, co.key)) die("bad key");
+    auto t = parse_duration(c.timeout);
+    if (!t) die(t.error().message);
+    co.request_timeout = *t;
+    co.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
+    co.max_slots = c.slots;
+    client = std::make_unique<SanClient>(io, std::move(*factory), co);
+    Errc result = Errc::kTimeout;
+    bool done = false;
+    client->connect([&](Errc e) {
+      result = e;
+      done = true;
+      io.stop();
+    });
+    io.run_for(co.request_timeout + std::chrono::seconds(1));
+    io.restart();
+    if (!done || result != Errc::kOk)
+      die("cannot log in to " + c.server + " over " + c.transport + ": " +
+          std::string(to_string(done ? result : Errc::kTimeout)));
+  }
+
+  proto::Reply call(proto::Request req) {
+    proto::Reply out;
+    bool done = false;
+    client->execute(std::move(req), [&](proto::Reply r) {
+      out = std::move(r);
+      done = true;
+      io.stop();
+    });
+    io.run();
+    io.restart();
+    if (!done) out.status = Errc::kTimeout;
+    return out;
+  }
+
+  proto::Identity identify(std::uint32_t device) {
+    proto::Request req;
+    req.op = proto::Op::kIdentify;
+    req.device_id = device;
+    auto r = call(std::move(req));
+    if (r.status != Errc::kOk)
+      die("identify device " + std::to_string(device) + ": " + std::string(to_string(r.status)));
+    return r.identity;
+  }
+
+  ~Session() {
+    if (client) {
+      client->close();
+      io.run_for(std::chrono::milliseconds(50));  // let the LOGOUT leave
+    }
+  }
+};
+
+void check(Errc e, const char* what) {
+  if (e != Errc::kOk) die(std::string(what) + ": " + std::string(to_string(e)));
+}
+
+std::string caps_string(std::uint32_t c) {
+  std::string s;
+  auto add = [&](std::uint32_t bit, const char* n) {
+    if (c & bit) s += (s.empty() ? "" : ",") + std::string(n);
+  };
+  add(proto::kCapFua, "fua");
+  add(proto::kCapFlush, "flush");
+  add(proto::kCapTrim, "trim");
+  add(proto::kCapWriteZeroes, "write-zeroes");
+  add(proto::kCapReadOnly, "read-only");
+  add(proto::kCapRotational, "rotational");
+  return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+void add_cli(CLI::App& app) {
+  auto* cmd = app.add_subcommand("client", "Talk to an ipsan server: identify, read, write, verify, ...");
+  cmd->require_subcommand(1);
+  auto common = std::make_shared<Common>();
+  cmd->add_option("-s,--server", common->server, "Server address HOST:PORT")->capture_default_str();
+  cmd->add_option("-t,--transport", common->transport, "udp (reliable UDP) or tcp")
+      ->check(CLI::IsMember({"udp", "tcp"}))
+      ->capture_default_str();
+  cmd->add_option("-n,--name", common->name, "Client name the server knows the key for")
+      ->capture_default_str();
+  cmd->add_option("-k,--key", common->key, "Client key: 64 hex digits or a passphrase (or IPSAN_KEY)");
+  cmd->add_option("--key-file", common->key_file, "File whose first line is the key");
+  cmd->add_option("--timeout", common->timeout, "Request timeout, e.g. 30s")->capture_default_str();
+  cmd->add_option("-d,--device", common->device, "Device id on the server")->capture_default_str();
+  cmd->add_option("--slots", common->slots, "Maximum requests in flight")->capture_default_str();
+
+  auto* ident = cmd->add_subcommand("identify", "Show the device's identity and capabilities");
+  ident->callback([common] {
+    Session s(*common);
+    auto id = s.identify(common->device);
+    std::printf("device %u: vendor=%s product=%s revision=%s serial=%s\n", common->device,
+                id.vendor.c_str(), id.product.c_str(), id.revision.c_str(), id.serial.c_str());
+    std::printf("  uuid=%s block_size=%u blocks=%llu (%s)\n", to_hex(id.uuid).c_str(), id.block_size,
+                static_cast<unsigned long long>(id.block_count),
+                format_bytes(id.block_count * id.block_size).c_str());
+    std::printf("  capabilities=%s max_transfer=%u blocks optimal=%u blocks\n",
+                caps_string(id.capabilities).c_str(), id.max_transfer_blocks,
+                id.optimal_transfer_blocks);
+  });
+
+  auto* cap = cmd->add_subcommand("capacity", "Print block size and block count");
+  cap->callback([common] {
+    Session s(*common);
+    proto::Request req;
+    req.op = proto::Op::kCapacity;
+    req.device_id = common->device;
+    auto r = s.call(std::move(req));
+    check(r.status, "capacity");
+    std::printf("%u %llu\n", r.capacity.block_size,
+                static_cast<unsigned long long>(r.capacity.block_count));
+  });
+
+  auto lba = std::make_shared<std::uint64_t>(0);
+  auto blocks = std::make_shared<std::uint64_t>(1);
+  auto path = std::make_shared<std::string>("-");
+  auto fua = std::make_shared<bool>(false);
+
+  auto* rd = cmd->add_subcommand("read", "Read blocks to a file or stdout");
+  rd->add_option("--lba", *lba, "First block")->required();
+  rd->add_option("--blocks", *blocks, "Number of blocks")->required();
+  rd->add_option("-o,--out", *path, "Output file ('-' for stdout)")->capture_default_str();
+  rd->callback([common, lba, blocks, path] {
+    Session s(*common);
+    auto id = s.identify(common->device);
+    std::FILE* out = *path == "-" ? stdout : std::fopen(path->c_str(), "wb");
+    if (!out) die("cannot open " + *path);
+    std::uint64_t per = std::max<std::uint32_t>(1, id.max_transfer_blocks);
+    for (std::uint64_t done = 0; done < *blocks;) {
+      std::uint32_t n = static_cast<std::uint32_t>(std::min(per, *blocks - done));
+      proto::Request req;
+      req.op = proto::Op::kRead;
+      req.device_id = common->device;
+      req.lba = *lba + done;
+      req.blocks = n;
+      auto r = s.call(std::move(req));
+      check(r.status, "read");
+      if (std::fwrite(r.data.data(), 1, r.data.size(), out) != r.data.size()) die("write to output failed");
+      done += n;
+    }
+    if (out != stdout) std::fclose(out);
+  });
+
+  auto* wr = cmd->add_subcommand("write", "Write blocks from a file or stdin (whole blocks only)");
+  wr->add_option("--lba", *lba, "First block")->required();
+  wr->add_option("-i,--in", *path, "Input file ('-' for stdin)")->capture_default_str();
+  wr->add_flag("--fua", *fua, "Force unit access: durable before the reply");
+  wr->callback([common, lba, path, fua] {
+    Session s(*common);
+    auto id = s.identify(common->device);
+    std::FILE* in = *path == "-" ? stdin : std::fopen(path->c_str(), "rb");
+    if (!in) die("cannot open " + *path);
+    std::uint64_t per = std::max<std::uint32_t>(1, id.max_transfer_blocks);
+    std::vector<std::uint8_t> buf(per * id.block_size);
+    std::uint64_t at = *lba, total = 0;
+    for (;;) {
+      std::size_t got = 0;
+      while (got < buf.size()) {
+        std::size_t n = std::fread(buf.data() + got, 1, buf.size() - got, in);
+        if (n == 0) break;
+        got += n;
+      }
+      if (got == 0) break;
+      if (got % id.block_size != 0)
+        die("input is not a whole number of " + std::to_string(id.block_size) + "-byte blocks");
+      proto::Request req;
+      req.op = proto::Op::kWrite;
+      req.device_id = common->device;
+      req.lba = at;
+      req.blocks = static_cast<std::uint32_t>(got / id.block_size);
+      req.flags = *fua ? proto::kFlagFua : 0;
+      req.data.assign(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(got));
+      auto r = s.call(std::move(req));
+      check(r.status, "write");
+      at += req.blocks;
+      total += got;
+      if (got < buf.size()) break;
+    }
+    if (in != stdin) std::fclose(in);
+    std::fprintf(stderr, "wrote %s at lba %llu\n", format_bytes(total).c_str(),
+                 static_cast<unsigned long long>(*lba));
+  });
+
+  auto* fl = cmd->add_subcommand("flush", "Make every acknowledged write durable");
+  fl->callback([common] {
+    Session s(*common);
+    proto::Request req;
+    req.op = proto::Op::kFlush;
+    req.device_id = common->device;
+    check(s.call(std::move(req)).status, "flush");
+  });
+
+  auto* tr = cmd->add_subcommand("trim", "Discard blocks (they read back as zeroes)");
+  tr->add_option("--lba", *lba, "First block")->required();
+  tr->add_option("--blocks", *blocks, "Number of blocks")->required();
+  tr->callback([common, lba, blocks] {
+    Session s(*common);
+    if (*blocks > 0xFFFFFFFFull) die("--blocks too large for one request");
+    proto::Request req;
+    req.op = proto::Op::kTrim;
+    req.device_id = common->device;
+    req.lba = *lba;
+    req.blocks = static_cast<std::uint32_t>(*blocks);
+    check(s.call(std::move(req)).status, "trim");
+  });
+
+  struct VerifyArgs {
+    std::string bytes = "64M";
+    std::string io_size = "1M";
+    std::uint32_t qd = 8;
+    std::uint64_t seed = 1;
+    std::uint64_t lba = 0;
+    bool read_only = false;
+    bool write_only = false;
+  };
+  auto va = std::make_shared<VerifyArgs>();
+  auto* ver = cmd->add_subcommand(
+      "verify", "Write a seeded pattern over a range, read it back, compare, report MB/s");
+  ver->add_option("--bytes", va->bytes, "Range to verify, e.g. 256M (or 'all')")->capture_default_str();
+  ver->add_option("--io-size", va->io_size, "Bytes per request")->capture_default_str();
+  ver->add_option("--qd", va->qd, "Requests in flight")->capture_default_str();
+  ver->add_option("--seed", va->seed, "Pattern seed")->capture_default_str();
+  ver->add_option("--lba", va->lba, "First block")->capture_default_str();
+  ver->add_flag("--read-only", va->read_only, "Only read and check (data written earlier with this seed)");
+  ver->add_flag("--write-only", va->write_only, "Only write the pattern");
+  ver->callback([common, va] {
+    Session s(*common);
+    auto id = s.identify(common->device);
+    VerifyOptions vo;
+    vo.device_id = common->device;
+    vo.block_size = id.block_size;
+    vo.lba = va->lba;
+    if (vo.lba >= id.block_count) die("--lba is past the end of the device");
+    std::uint64_t avail = (id.block_count - vo.lba);
+    if (va->bytes == "all") {
+      vo.blocks = avail;
+    } else {
+      auto b = parse_size(va->bytes);
+      if (!b) die(b.error().message);
+      if (*b % id.block_size) die("--bytes must be a multiple of the block size " + std::to_string(id.block_size));
+      vo.blocks = *b / id.block_size;
+      if (vo.blocks > avail) die("--bytes reaches past the end of the device (" + format_bytes(avail * id.block_size) + " available)");
+    }
+    auto io = parse_size(va->io_size);
+    if (!io) die(io.error().message);
+    if (*io == 0 || *io % id.block_size) die("--io-size must be a non-zero multiple of the block size");
+    vo.io_blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(*io / id.block_size, id.max_transfer_blocks));
+    vo.queue_depth = std::max<std::uint32_t>(1, va->qd);
+    vo.seed = va->seed;
+    vo.write = !va->read_only;
+    vo.read = !va->write_only;
+    std::optional<VerifyResult> result;
+    run_verify(*s.client, vo, [&](VerifyResult r) {
+      result = std::move(r);
+      s.io.stop();
+    });
+    s.io.run();
+    s.io.restart();
+    if (!result) die("verify did not finish");
+    std::printf("ipsan client verify: %s over %s, device %u, %s at lba %llu, io %s, qd %u, seed %llu\n",
+                common->server.c_str(), common->transport.c_str(), common->device,
+                format_bytes(vo.blocks * vo.block_size).c_str(),
+                static_cast<unsigned long long>(vo.lba), format_bytes(std::uint64_t{vo.io_blocks} * vo.block_size).c_str(),
+                vo.queue_depth, static_cast<unsigned long long>(vo.seed));
+    std::printf("  %s\n", result->summary().c_str());
+    auto ts = s.client->transport_stats();
+    auto& cs = s.client->stats();
+    std::printf("  requests=%llu retransmissions=%llu resent=%llu redriven=%llu timeouts=%llu\n",
+                static_cast<unsigned long long>(cs.requests),
+                static_cast<unsigned long long>(ts.retransmissions),
+                static_cast<unsigned long long>(cs.resent),
+                static_cast<unsigned long long>(cs.redriven),
+                static_cast<unsigned long long>(cs.timeouts));
+    std::fflush(stdout);
+    if (!result->ok()) throw CLI::RuntimeError(2);
+  });
+}
+
+}  // namespace ipsan::client

@@ -1,0 +1,31 @@
+// ipsan/client/connect.h: transport factories for SanClient from an address and a transport kind.
+#pragma once
+
+#include <utility>  // before Asio
+
+#include <boost/asio/io_context.hpp>
+#include <string>
+
+#include "ipsan/base/result.h"
+#include "ipsan/client/san_client.h"
+#include "ipsan/proto/rudp/connection.h"
+#include "ipsan/proto/tcp_transport.h"
+
+namespace ipsan::client {
+
+struct TransportOptions {
+  proto::TransportKind kind = proto::TransportKind::kUdp;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  proto::rudp::Config rudp;
+  proto::TcpConfig tcp;
+};
+
+// Resolves the host once (numeric or a name); each call of the factory makes a new connection.
+Result<TransportFactory, Error> make_transport_factory(boost::asio::io_context& io,
+                                                       const TransportOptions& options);
+
+// "udp" / "tcp" -> kind; false otherwise.
+bool parse_transport_kind(std::string_view text, proto::TransportKind& out);
+
+}  // namespace ipsan::client

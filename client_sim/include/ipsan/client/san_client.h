@@ -1,0 +1,145 @@
+// ipsan/client/san_client.h: the SAN/IP driver (patent FIG. 4 driver 445a, FIG. 5 steps 555-570).
+//
+// Logs in to one storage server (challenge-response with the client's key, mutual: the server
+// proves it knows the key too), then sends generic storage requests as MAC'd ONC-RPC calls over a
+// message transport (reliable UDP or TCP), with up to slot_count requests in flight. It owns the
+// recovery rules that make every write execute exactly once:
+//  - each request holds a session slot and sequence number until its reply arrives;
+//  - if the transport breaks, a new one is made and unanswered requests are re-sent with the SAME
+//    slot and sequence, so the server answers a request it already ran from its reply cache;
+//  - if the server restarted (new boot epoch, or it no longer knows the session), the client logs
+//    in again and re-drives the unanswered requests in a new session;
+//  - a request unanswered after request_timeout fails with Errc::kTimeout and its slot is retired
+//    (its fate on the server is unknown, so its sequence can never be reused).
+// Threading: one io_context thread; construct, call and destroy the client on it. Completions run on
+// it too. Implements GenericTarget, so SCSI/ATA front ends sit directly on top.
+#pragma once
+
+#include <utility>  // before Asio
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ipsan/base/clock.h"
+#include "ipsan/base/crypto.h"
+#include "ipsan/client/generic_target.h"
+#include "ipsan/proto/login.h"
+#include "ipsan/proto/rpc.h"
+#include "ipsan/proto/transport.h"
+
+namespace ipsan::client {
+
+struct ClientOptions {
+  std::string client_name = "default";
+  Key256 key{};
+  std::uint32_t max_slots = 64;  // queue depth cap (the server's slot count also limits it)
+  Duration request_timeout = std::chrono::seconds(30);
+  Duration login_timeout = std::chrono::seconds(10);
+  Duration reconnect_min = std::chrono::milliseconds(10);
+  Duration reconnect_max = std::chrono::seconds(1);
+};
+
+struct ClientStats {
+  std::uint64_t requests = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t timeouts = 0;
+  std::uint64_t resent = 0;        // calls re-sent after a transport change (same slot/seq)
+  std::uint64_t redriven = 0;      // calls re-driven in a new session after a server restart
+  std::uint64_t logins = 0;
+  std::uint64_t reconnects = 0;
+  std::uint64_t bad_replies = 0;   // unparsable, unknown xid, or failed MAC (dropped)
+  std::uint64_t bytes_read = 0;
+  std::uint64_t bytes_written = 0;
+};
+
+using TransportFactory = std::function<std::unique_ptr<proto::ClientTransport>()>;
+
+class SanClient final : public GenericTarget {
+ public:
+  SanClient(boost::asio::io_context& io, TransportFactory make_transport, ClientOptions options);
+  ~SanClient() override;
+  SanClient(const SanClient&) = delete;
+  SanClient& operator=(const SanClient&) = delete;
+
+  // Connects and logs in; `done` gets kOk, kAuthFailed (wrong key: final), kTimeout, ...
+  void connect(std::function<void(Errc)> done);
+  void execute(proto::Request request, std::function<void(proto::Reply)> done) override;
+  // Logs out (best effort), fails queued requests with kShutdown, closes the transport.
+  void close();
+
+  bool ready() const { return state_ == State::kReady; }
+  std::uint32_t slot_count() const { return static_cast<std::uint32_t>(slots_.size()); }
+  std::uint32_t boot_epoch() const { return epoch_; }
+  std::uint64_t session_id() const { return session_id_; }
+  std::size_t in_flight() const { return in_flight_.size(); }
+  const ClientStats& stats() const { return stats_; }
+  proto::TransportStats transport_stats() const;
+
+ private:
+  enum class State { kIdle, kConnecting, kLoggingIn, kReady, kBackoff, kFailed, kClosed };
+  struct Call;
+  struct Slot {
+    std::uint64_t seq = 0;
+    bool busy = false;
+    bool retired = false;
+  };
+
+  void start_transport();
+  void on_transport_message(Bytes m);
+  void on_transport_closed(Errc why);
+  void send_login_begin();
+  void on_login_reply(const proto::ParsedReply& r, bool begin);
+  void login_failed(Errc why, bool fatal);
+  void became_ready();
+  void pump();
+  void send_call(const std::shared_ptr<Call>& c);
+  void complete(const std::shared_ptr<Call>& c, proto::Reply reply);
+  void fail_all(Errc why);
+  void session_lost();
+  void schedule_reconnect();
+  void arm_tick();
+  void tick();
+  std::uint32_t next_xid() { return xid_++; }
+
+  boost::asio::io_context& io_;
+  TransportFactory make_transport_;
+  ClientOptions opt_;
+  State state_ = State::kIdle;
+  std::unique_ptr<proto::ClientTransport> transport_;
+  std::vector<std::unique_ptr<proto::ClientTransport>> graveyard_;  // closed inside callbacks
+  std::vector<std::function<void(Errc)>> connect_waiters_;
+
+  // Login state.
+  std::uint32_t login_xid_ = 0;
+  proto::LoginNonce client_nonce_{};
+  proto::LoginNonce server_nonce_{};
+  TimePoint login_deadline_{};
+
+  // Session.
+  std::uint64_t session_id_ = 0;
+  std::uint32_t epoch_ = 0;
+  Key256 session_key_{};
+  std::vector<Slot> slots_;
+  std::uint32_t xid_;
+
+  std::deque<std::shared_ptr<Call>> waiting_;
+  std::unordered_map<std::uint32_t, std::shared_ptr<Call>> in_flight_;  // by xid
+
+  boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer reconnect_timer_;
+  Duration backoff_;
+  Errc last_error_ = Errc::kOk;
+  ClientStats stats_;
+  proto::TransportStats closed_transport_stats_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace ipsan::client

@@ -1,0 +1,40 @@
+#include "ipsan/client/connect.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+
+#include "ipsan/proto/rudp/udp_transport.h"
+
+namespace ipsan::client {
+
+namespace asio = boost::asio;
+
+bool parse_transport_kind(std::string_view text, proto::TransportKind& out) {
+  if (text == "udp") out = proto::TransportKind::kUdp;
+  else if (text == "tcp") out = proto::TransportKind::kTcp;
+  else return false;
+  return true;
+}
+
+Result<TransportFactory, Error> make_transport_factory(asio::io_context& io,
+                                                       const TransportOptions& o) {
+  boost::system::error_code ec;
+  asio::ip::address addr = asio::ip::make_address(o.host, ec);
+  if (ec) {
+    asio::ip::tcp::resolver resolver(io);
+    auto results = resolver.resolve(o.host, std::to_string(o.port), ec);
+    if (ec || results.empty()) return fail("cannot resolve host '" + o.host + "': " + ec.message());
+    addr = results.begin()->endpoint().address();
+  }
+  if (o.port == 0) return fail("no server port given");
+  if (o.kind == proto::TransportKind::kTcp) {
+    asio::ip::tcp::endpoint ep(addr, o.port);
+    auto cfg = o.tcp;
+    return TransportFactory([&io, ep, cfg] { return proto::make_tcp_client(io, ep, cfg); });
+  }
+  asio::ip::udp::endpoint ep(addr, o.port);
+  auto cfg = o.rudp;
+  return TransportFactory([&io, ep, cfg] { return proto::rudp::make_udp_client(io, ep, cfg); });
+}
+
+}  // namespace ipsan::client

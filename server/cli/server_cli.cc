@@ -1,0 +1,187 @@
+#include "server_cli.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "ipsan/backends/spec.h"
+#include "ipsan/base/log.h"
+#include "ipsan/base/units.h"
+#include "ipsan/proto/rudp/udp_transport.h"
+#include "ipsan/proto/tcp_transport.h"
+#include "ipsan/server/server.h"
+
+namespace ipsan::server {
+namespace {
+
+namespace asio = boost::asio;
+
+struct Args {
+  std::string listen = "127.0.0.1";
+  int port = kDefaultPort;
+  std::string transport = "both";
+  std::vector<std::string> devices;
+  std::vector<std::string> client_keys;
+  std::string key_file;
+  std::uint32_t slots = 64;
+  std::string max_io = "8M";
+  std::string port_file;
+  std::string duration;
+  std::uint32_t epoch = 0;
+};
+
+[[noreturn]] void die(const std::string& msg, int code = 1) {
+  std::fprintf(stderr, "ipsan server: %s\n", msg.c_str());
+  throw CLI::RuntimeError(code);
+}
+
+// "[ID=]SPEC" -> (id, spec). Without an id the next free one is used.
+std::vector<Export> open_exports(const std::vector<std::string>& specs) {
+  std::vector<Export> out;
+  std::uint32_t next_id = 0;
+  for (const auto& raw : specs) {
+    std::string spec = raw;
+    std::optional<std::uint32_t> id;
+    auto eq = raw.find('=');
+    auto colon = raw.find(':');
+    if (eq != std::string::npos && (colon == std::string::npos || eq < colon)) {
+      std::string num = raw.substr(0, eq);
+      if (num.empty() || num.size() > 9 || num.find_first_not_of("0123456789") != std::string::npos)
+        die("bad device id in --device '" + raw + "' (expected ID=SPEC)");
+      id = static_cast<std::uint32_t>(std::stoul(num));
+      spec = raw.substr(eq + 1);
+    }
+    auto b = backends::open_backend(spec);
+    if (!b) die("--device '" + raw + "': " + b.error().message);
+    Export e;
+    e.device_id = id ? *id : next_id;
+    for (const auto& o : out)
+      if (o.device_id == e.device_id) die("device id " + std::to_string(e.device_id) + " used twice");
+    next_id = std::max(next_id, e.device_id + 1);
+    e.name = "disk" + std::to_string(e.device_id);
+    e.backend = std::move(*b);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+void add_cli(CLI::App& app) {
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("server", "Run a storage server (reliable UDP and TCP) until SIGINT/SIGTERM");
+  cmd->add_option("-l,--listen", a->listen, "Address to bind")->capture_default_str();
+  cmd->add_option("-p,--port", a->port, "Port for UDP and TCP (0: pick free ports)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("-t,--transport", a->transport, "udp, tcp or both")
+      ->check(CLI::IsMember({"udp", "tcp", "both"}))
+      ->capture_default_str();
+  cmd->add_option("-d,--device", a->devices,
+                  "Export a back end: [ID=]SPEC, e.g. ram:256M, 1=file:/tmp/d.img,size=1G,bs=4096 "
+                  "(default: one ram:256M)");
+  cmd->add_option("--client-key", a->client_keys, "Accept client NAME with KEY: NAME=KEY (repeatable)");
+  cmd->add_option("--key-file", a->key_file, "File of 'NAME KEY' lines");
+  cmd->add_option("--slots", a->slots, "Slots per session (client queue depth)")->capture_default_str();
+  cmd->add_option("--max-io", a->max_io, "Largest READ/WRITE payload")->capture_default_str();
+  cmd->add_option("--port-file", a->port_file, "Write 'udp=PORT tcp=PORT' here once listening");
+  cmd->add_option("--duration", a->duration, "Stop after this long (e.g. 60s)");
+  cmd->add_option("--epoch", a->epoch, "Boot epoch (default random; for tests)");
+  cmd->callback([a] {
+    KeyRing keys;
+    for (const auto& k : a->client_keys) {
+      auto r = keys.add_spec(k);
+      if (!r) die("--client-key: " + r.error().message);
+    }
+    if (!a->key_file.empty()) {
+      auto r = keys.load_file(a->key_file);
+      if (!r) die(r.error().message);
+    }
+    if (keys.empty()) die("no client keys: pass --client-key NAME=KEY or --key-file FILE");
+    if (a->devices.empty()) a->devices.push_back("ram:256M");
+    std::vector<Export> exports = open_exports(a->devices);
+    auto max_io = parse_size(a->max_io);
+    if (!max_io || *max_io == 0 || *max_io > (8u << 20)) die("--max-io must be 1..8M");
+
+    asio::io_context io;
+    ServerOptions so;
+    so.slot_count = a->slots;
+    so.max_io_bytes = static_cast<std::uint32_t>(*max_io);
+    so.boot_epoch = a->epoch;
+    std::unique_ptr<StorageServer> server;
+    try {
+      server = std::make_unique<StorageServer>(io, so, std::move(keys), std::move(exports));
+    } catch (const std::exception& e) {
+      die(e.what());
+    }
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(a->listen, ec);
+    if (ec) die("bad --listen address '" + a->listen + "'");
+    std::uint16_t udp_port = 0, tcp_port = 0;
+    try {
+      if (a->transport != "tcp") {
+        auto t = proto::rudp::make_udp_server(io, asio::ip::udp::endpoint(addr, static_cast<std::uint16_t>(a->port)),
+                                        server->boot_epoch(), proto::rudp::Config{});
+        udp_port = t->local_port();
+        server->attach(std::move(t));
+      }
+      if (a->transport != "udp") {
+        // With port 0, try to give TCP the number UDP got so one port serves both.
+        std::uint16_t want = a->port != 0 ? static_cast<std::uint16_t>(a->port) : udp_port;
+        std::unique_ptr<proto::ServerTransport> t;
+        try {
+          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, want));
+        } catch (const std::exception&) {
+          if (a->port != 0) throw;
+          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, 0));
+        }
+        tcp_port = t->local_port();
+        server->attach(std::move(t));
+      }
+    } catch (const std::exception& e) {
+      die("cannot listen on " + a->listen + ":" + std::to_string(a->port) + ": " + e.what());
+    }
+    server->start();
+    std::printf("ipsan server: listening on %s udp=%u tcp=%u epoch=%u\n", a->listen.c_str(), udp_port,
+                tcp_port, server->boot_epoch());
+    for (const auto& spec : a->devices) std::printf("  export %s\n", spec.c_str());
+    std::fflush(stdout);
+    if (!a->port_file.empty()) {
+      std::string tmp = a->port_file + ".tmp";
+      {
+        std::ofstream f(tmp);
+        f << "udp=" << udp_port << " tcp=" << tcp_port << "\n";
+      }
+      std::rename(tmp.c_str(), a->port_file.c_str());
+    }
+    bool stopped = false;
+    auto stop = [&] {
+      if (stopped) return;
+      stopped = true;
+      server->stop([&] { io.stop(); });
+    };
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](boost::system::error_code e, int) {
+      if (!e) stop();
+    });
+    asio::steady_timer timer(io);
+    if (!a->duration.empty()) {
+      auto d = parse_duration(a->duration);
+      if (!d) die(d.error().message);
+      timer.expires_after(*d);
+      timer.async_wait([&](boost::system::error_code e) {
+        if (!e) stop();
+      });
+    }
+    io.run();
+    std::printf("ipsan server: stopped; %s\n", server->stats_line().c_str());
+    std::fflush(stdout);
+  });
+}
+
+}  // namespace ipsan::server

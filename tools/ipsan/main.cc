@@ -1,0 +1,47 @@
+// ipsan: the command-line program. Thin: each subcommand lives in its own folder's cli/ target.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "client_cli.h"
+#include "ipsan/base/log.h"
+#include "server_cli.h"
+#ifdef HAVE_IPSAN_NETEM_CLI
+#include "netem_cli.h"
+#endif
+#ifdef HAVE_IPSAN_BACKENDS_CLI
+#include "backends/cli/backends_cli.h"
+#endif
+#ifdef HAVE_IPSAN_FRONTENDS_CLI
+#include "frontends_cli.h"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{"ipsan: block storage over IP (ONC-RPC over reliable UDP or TCP)", "ipsan"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ipsan 0.1.0");
+  std::string level = "warn";
+  app.add_option("--log-level", level, "debug, info, warn, error or off")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.parse_complete_callback([&] {
+    ipsan::LogLevel l;
+    if (ipsan::parse_log_level(level, l)) ipsan::set_log_level(l);
+  });
+  ipsan::server::add_cli(app);
+  ipsan::client::add_cli(app);
+#ifdef HAVE_IPSAN_NETEM_CLI
+  ipsan::netem::add_cli(app);
+#endif
+#ifdef HAVE_IPSAN_BACKENDS_CLI
+  ipsan::backends::add_cli(app);
+#endif
+#ifdef HAVE_IPSAN_FRONTENDS_CLI
+  ipsan::client::add_frontends_cli(app);
+#endif
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
