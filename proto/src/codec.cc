@@ -112,6 +112,18 @@ bool is_device_op(Op op) {
 
 Bytes encode_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key,
                   const Request& req) {
+  RequestView v;
+  v.op = req.op;
+  v.device_id = req.device_id;
+  v.lba = req.lba;
+  v.blocks = req.blocks;
+  v.flags = req.flags;
+  v.data = req.data;
+  return encode_call(xid, cred, session_key, v);
+}
+
+Bytes encode_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key,
+                  const RequestView& req) {
   XdrWriter w;
   const bool device = is_device_op(req.op);
   const bool with_data = req.op == Op::kWrite;
@@ -124,7 +136,7 @@ Bytes encode_call(std::uint32_t xid, const SlotCred& cred, const Key256& session
     w.put_u64(req.lba);
     w.put_u32(req.blocks);
     w.put_u32(req.flags);
-    w.put_opaque(with_data ? ByteSpan(req.data) : ByteSpan());
+    w.put_opaque(with_data ? req.data : ByteSpan());
   }
   Bytes out = w.release();
   detail::seal(out, mac_at, session_key, kDirCall, cred);

@@ -148,6 +148,7 @@ TEST_F(Codec, CallRoundTripEveryDeviceOp) {
     EXPECT_FALSE(verify_call(*call, test_key(2)));
     auto v = decode_request(call->op, call->args);
     ASSERT_TRUE(v);
+    EXPECT_EQ(encode_call(77, cred_, key_, *v), m);  // the view overload gives the same bytes
     const Request back = to_request(*v);
     EXPECT_EQ(back.op, req.op);
     EXPECT_EQ(back.device_id, req.device_id);

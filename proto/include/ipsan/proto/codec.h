@@ -50,20 +50,8 @@ bool validate_identity(const Identity& id);
 // True for READY, IDENTIFY, CAPACITY, READ, WRITE, FLUSH, TRIM, WRITE_ZEROES.
 bool is_device_op(Op op);
 
-// ---- client side ----
-// A call with the kAuthIpsan credential, MAC'd with session_key. req.op must be NULL, LOGOUT or a
-// device op (NULL and LOGOUT send no arguments); req.data is sent only for WRITE.
-Bytes encode_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key,
-                  const Request& req);
-// NULL with AUTH_NONE (ping; usable before login).
-Bytes encode_null_call(std::uint32_t xid);
-Bytes encode_logout_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key);
-// Decodes ParsedReply::results of a successful reply to `op`; copies READ data into Reply::data.
-// For login ops only the status is returned (use decode_login_*_res for the rest).
-Result<Reply> decode_results(Op op, ByteSpan results);
-
-// ---- server side ----
-// Arguments of a call, viewing (not copying) the WRITE data inside the message.
+// Arguments of a device op as views: what decode_request returns, and what a client may encode
+// from without first copying WRITE data into a Request.
 struct RequestView {
   Op op = Op::kNull;
   std::uint32_t device_id = 0;
@@ -72,6 +60,23 @@ struct RequestView {
   std::uint32_t flags = 0;
   ByteSpan data;  // WRITE only
 };
+
+// ---- client side ----
+// A call with the kAuthIpsan credential, MAC'd with session_key. req.op must be NULL, LOGOUT or a
+// device op (NULL and LOGOUT send no arguments); req.data is sent only for WRITE.
+Bytes encode_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key,
+                  const Request& req);
+// Same bytes, from views (req.data is copied once, straight into the message).
+Bytes encode_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key,
+                  const RequestView& req);
+// NULL with AUTH_NONE (ping; usable before login).
+Bytes encode_null_call(std::uint32_t xid);
+Bytes encode_logout_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key);
+// Decodes ParsedReply::results of a successful reply to `op`; copies READ data into Reply::data.
+// For login ops only the status is returned (use decode_login_*_res for the rest).
+Result<Reply> decode_results(Op op, ByteSpan results);
+
+// ---- server side ----
 // For NULL / LOGOUT: args must be empty. For device ops: io_args, data empty unless WRITE, at most
 // kMaxIoBytes. Login ops: kInvalidArgument (use decode_login_*_args). Any failure -> GARBAGE_ARGS.
 // Range checks against the device (blocks * block_size == data size, lba range, flags) are the
