@@ -52,7 +52,9 @@ TEST_P(UdpTransportTest, EchoSmallAndLargeMessages) {
   std::multiset<std::size_t> got_sizes;
   for (const Bytes& m : got) {
     got_sizes.insert(m.size());
-    if (m.size() >= 8) EXPECT_EQ(m, make_message(message_tag(m), m.size()));
+    if (m.size() >= 8) {
+      EXPECT_EQ(m, make_message(message_tag(m), m.size()));
+    }
   }
   EXPECT_EQ(got_sizes, std::multiset<std::size_t>(sizes.begin(), sizes.end()));
   EXPECT_EQ(client->peer_epoch(), 0xabcu);

@@ -235,7 +235,6 @@ class Connection {
   std::uint32_t pto_count_ = 0;
   std::optional<TimePoint> loss_time_;
   TimePoint last_eliciting_sent_;
-  bool eliciting_in_flight_ = false;
   std::uint64_t bytes_in_flight_ = 0;
   std::uint64_t cwnd_;
   std::uint64_t ssthresh_ = ~std::uint64_t{0};
