@@ -7,12 +7,13 @@ target_link_libraries(ipsan_backends PRIVATE ipsan_sgutils)
 
 ipsan_test(NAME backends_sg_test LABELS unit TIMEOUT 60
   SOURCES test/sense_decoder_test.cc test/sg_cdb_test.cc test/ata_identify_test.cc
-          test/sg_open_test.cc
-  LIBS ipsan_backends ipsan_sgutils)
+          test/sg_open_test.cc test/sg_cli_test.cc
+  LIBS ipsan_backends_cli ipsan_backends ipsan_sgutils)
 
 # Device tests: skip on hosts without $SG_SCSI / $SG_ATA; run for real in the VM (test/vm).
-add_executable(hw_device_test test/hw_device_test.cc)
-target_link_libraries(hw_device_test PRIVATE ipsan_backends ipsan_sgutils GTest::gtest
+add_executable(backends_hw_device_test test/hw_device_test.cc)
+target_link_libraries(backends_hw_device_test PRIVATE ipsan_backends_cli ipsan_backends ipsan_sgutils
+  nlohmann_json::nlohmann_json GTest::gtest
   GTest::gtest_main ipsan_warnings)
 
 add_library(ipsan_backends_cli STATIC cli/backends_cli.cc)

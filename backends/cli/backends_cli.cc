@@ -78,6 +78,8 @@ nlohmann::json to_json(const ProbeReport& r) {
 }  // namespace
 
 void add_cli(CLI::App& app) {
+  // The program that offers `probe` can also open sg:/ata: specs (server --device sg:/dev/sg0).
+  register_hw_backends();
   auto* cmd = app.add_subcommand("probe", "Show what ipsan finds on a SCSI or ATA device (SG_IO)");
   auto device = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);

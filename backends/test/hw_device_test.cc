@@ -8,9 +8,13 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "backends/cli/backends_cli.h"
 #include "ipsan/backends/ata.h"
 #include "ipsan/backends/probe.h"
 #include "ipsan/backends/sg.h"
+#include "ipsan/backends/spec.h"
 #include "ipsan/base/pattern.h"
 #include "test_util.h"
 
@@ -108,6 +112,10 @@ TEST_F(ScsiDevice, SplitRequestsWithSmallTransferLimit) {
 }
 
 TEST_F(ScsiDevice, FuaWriteAndFlush) {
+  // The VM harness gives its SCSI disk DPOFUA, so FUA goes to the device natively.
+  if (env("IPSAN_VM_SCSI_DPOFUA")) {
+    EXPECT_TRUE(b_->capabilities().fua);
+  }
   round_trip(*b_, *b_, 500, 16, 5, /*fua=*/true);
   EXPECT_EQ(flush_sync(*b_), Errc::kOk);
 }
@@ -251,6 +259,53 @@ TEST_F(AtaDevice, PastTheEndFailsWithAtaError) {
   }
   std::printf("device said: %s -> %s\n", scsi::describe_sense(r.sense).c_str(),
               std::string(to_string(r.errc)).c_str());
+}
+
+// `ipsan probe --json` on both real devices: the JSON parses and names what discovery found.
+TEST(ProbeCliDevice, JsonReport) {
+  const char* scsi_path = env("SG_SCSI");
+  const char* ata_path = env("SG_ATA");
+  if (scsi_path == nullptr && ata_path == nullptr) GTEST_SKIP() << "no SG_SCSI / SG_ATA";
+  for (const char* path : {scsi_path, ata_path}) {
+    if (path == nullptr) continue;
+    CLI::App app{"test"};
+    add_cli(app);
+    const char* argv[] = {"ipsan", "probe", "--json", path};
+    ::testing::internal::CaptureStdout();
+    EXPECT_NO_THROW(app.parse(4, argv));
+    const std::string out = ::testing::internal::GetCapturedStdout();
+    const auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(j.is_discarded()) << out;
+    EXPECT_EQ(j["path"], path);
+    EXPECT_GT(j["block_count"].get<std::uint64_t>(), 0u);
+    EXPECT_TRUE(j["capabilities"].is_object());
+    if (path == ata_path) {
+      ASSERT_TRUE(j.contains("ata")) << out;
+      EXPECT_TRUE(j["ata"]["lba48"].get<bool>());
+    }
+  }
+}
+
+// The registered spec kinds open the real devices.
+TEST(SpecKindsDevice, OpenThroughRegistry) {
+  register_hw_backends();
+  if (const char* p = env("SG_SCSI")) {
+    auto b = open_backend(std::string("sg:") + p + ",workers=3");
+    ASSERT_TRUE(b) << b.error().message;
+    EXPECT_NE((*b)->describe().find(p), std::string::npos);
+    auto ro = open_backend(std::string("sg:") + p + ",ro");
+    ASSERT_TRUE(ro) << ro.error().message;
+    EXPECT_TRUE((*ro)->capabilities().read_only);
+    Bytes buf((*ro)->geometry().block_size);
+    EXPECT_EQ(write_sync(**ro, 0, buf), Errc::kWriteProtected);
+    EXPECT_EQ(read_sync(**ro, 0, buf), Errc::kOk);
+  }
+  if (const char* p = env("SG_ATA")) {
+    auto b = open_backend(std::string("ata:") + p);
+    ASSERT_TRUE(b) << b.error().message;
+    EXPECT_EQ((*b)->describe().rfind("ata:", 0), 0u);
+  }
+  if (env("SG_SCSI") == nullptr && env("SG_ATA") == nullptr) GTEST_SKIP() << "no devices";
 }
 
 }  // namespace
