@@ -16,9 +16,9 @@ namespace {
 using namespace ipsan;
 using namespace ipsan::proto;
 
-constexpr Op kOps[] = {Op::kNull,     Op::kLoginBegin, Op::kLoginFinish, Op::kLogout,
-                       Op::kReady,    Op::kIdentify,   Op::kCapacity,    Op::kRead,
-                       Op::kWrite,    Op::kFlush,      Op::kTrim,        Op::kWriteZeroes};
+constexpr Op kOps[] = {Op::kNull,  Op::kLoginBegin, Op::kLoginFinish, Op::kLogout,
+                       Op::kReady, Op::kIdentify,   Op::kCapacity,    Op::kRead,
+                       Op::kWrite, Op::kFlush,      Op::kTrim,        Op::kWriteZeroes};
 
 void check(bool ok) {
   if (!ok) __builtin_trap();

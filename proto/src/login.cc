@@ -193,7 +193,8 @@ Key256 derive_session_key(const Key256& key, std::string_view name, const LoginN
   const Len4 nl = be_len(name.size());
   std::array<std::uint8_t, 8> sid;
   store_be64(sid.data(), session_id);
-  const Digest256 d = hmac_sha256(key, {ll, as_bytes(kSessionLabel), nl, as_bytes(name), cn, sn, sid});
+  const Digest256 d =
+      hmac_sha256(key, {ll, as_bytes(kSessionLabel), nl, as_bytes(name), cn, sn, sid});
   Key256 out;
   std::copy(d.begin(), d.end(), out.begin());
   return out;

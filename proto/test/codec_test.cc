@@ -15,9 +15,9 @@ namespace {
 
 constexpr Op kDeviceOps[] = {Op::kReady, Op::kIdentify, Op::kCapacity, Op::kRead,
                              Op::kWrite, Op::kFlush,    Op::kTrim,     Op::kWriteZeroes};
-constexpr Op kAllOps[] = {Op::kNull,     Op::kLoginBegin, Op::kLoginFinish, Op::kLogout,
-                          Op::kReady,    Op::kIdentify,   Op::kCapacity,    Op::kRead,
-                          Op::kWrite,    Op::kFlush,      Op::kTrim,        Op::kWriteZeroes};
+constexpr Op kAllOps[] = {Op::kNull,  Op::kLoginBegin, Op::kLoginFinish, Op::kLogout,
+                          Op::kReady, Op::kIdentify,   Op::kCapacity,    Op::kRead,
+                          Op::kWrite, Op::kFlush,      Op::kTrim,        Op::kWriteZeroes};
 
 Key256 test_key(std::uint8_t base) {
   Key256 k;
@@ -77,25 +77,25 @@ TEST_F(Codec, KnownAnswerReadCall) {
   req.flags = 0;
   const Bytes m = encode_call(0xdeadbeef, cred_, key_, req);
   const std::string expected_hex =
-      "deadbeef"                  // xid
-      "00000000"                  // msg_type CALL
-      "00000002"                  // rpcvers 2
-      "20495341"                  // prog IPSAN_PROG
-      "00000001"                  // vers 1
-      "00000014"                  // proc 20 = READ
-      "49505331"                  // cred flavor AUTH_IPSAN "IPS1"
-      "00000014"                  // cred body length 20
-      "1122334455667788"          // session_id
-      "00000003"                  // slot
-      "000000000000002a"          // seq 42
-      "49505331"                  // verf flavor AUTH_IPSAN
-      "00000010"                  // verf length 16
+      "deadbeef"                          // xid
+      "00000000"                          // msg_type CALL
+      "00000002"                          // rpcvers 2
+      "20495341"                          // prog IPSAN_PROG
+      "00000001"                          // vers 1
+      "00000014"                          // proc 20 = READ
+      "49505331"                          // cred flavor AUTH_IPSAN "IPS1"
+      "00000014"                          // cred body length 20
+      "1122334455667788"                  // session_id
+      "00000003"                          // slot
+      "000000000000002a"                  // seq 42
+      "49505331"                          // verf flavor AUTH_IPSAN
+      "00000010"                          // verf length 16
       "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@"  // MAC (checked below)
-      "00000005"                  // device_id
-      "0102030405060708"          // lba
-      "00000010"                  // blocks
-      "00000000"                  // flags
-      "00000000";                 // data<> empty
+      "00000005"                          // device_id
+      "0102030405060708"                  // lba
+      "00000010"                          // blocks
+      "00000000"                          // flags
+      "00000000";                         // data<> empty
   ASSERT_EQ(m.size() * 2, expected_hex.size());
   const std::string got = to_hex(m);
   for (std::size_t i = 0; i < got.size(); ++i) {
@@ -119,11 +119,14 @@ TEST_F(Codec, KnownAnswerNullCallAndRejects) {
   EXPECT_EQ(to_hex(encode_null_call(1)),
             "00000001000000000000000220495341000000010000000000000000000000000000000000000000");
   EXPECT_EQ(to_hex(encode_reject(9, {RejectKind::kAuthError, 0, AuthStat::kRejectedCred})),
-            "00000009000000010000000100000001" "00000002");
+            "00000009000000010000000100000001"
+            "00000002");
   EXPECT_EQ(to_hex(encode_reject(9, {RejectKind::kRpcMismatch, 0, AuthStat::kOk})),
-            "0000000900000001000000010000000000000002" "00000002");
+            "0000000900000001000000010000000000000002"
+            "00000002");
   EXPECT_EQ(to_hex(encode_reject(9, {RejectKind::kProgMismatch, 0, AuthStat::kOk})),
-            "00000009000000010000000000000000000000000000000200000001" "00000001");
+            "00000009000000010000000000000000000000000000000200000001"
+            "00000001");
   EXPECT_TRUE(encode_reject({RejectKind::kDrop, 9, AuthStat::kOk}).empty());
 }
 
@@ -250,7 +253,13 @@ TEST_F(Codec, LogoutAndNullReplies) {
   EXPECT_EQ(d->status, Errc::kOk);
 
   const Bytes nm = encode_unauthenticated_reply(4, Op::kNull, Reply{});
-  EXPECT_EQ(to_hex(nm), "00000004" "00000001" "00000000" "00000000" "00000000" "00000000");
+  EXPECT_EQ(to_hex(nm),
+            "00000004"
+            "00000001"
+            "00000000"
+            "00000000"
+            "00000000"
+            "00000000");
   auto np = parse_reply(nm);
   ASSERT_TRUE(np);
   EXPECT_TRUE(np->success());
@@ -498,8 +507,8 @@ TEST_F(Codec, MalformedResults) {
     EXPECT_EQ(d->identity.product, std::string(16, 'p'));
   }
   // READ data length near 2^32 / over the maximum.
-  for (std::uint32_t len : {0xffffffffu, 0xfffffffcu, static_cast<std::uint32_t>(kMaxIoBytes + 4),
-                            100u}) {
+  for (std::uint32_t len :
+       {0xffffffffu, 0xfffffffcu, static_cast<std::uint32_t>(kMaxIoBytes + 4), 100u}) {
     Bytes b(8 + 16, 0);
     store_be32(b.data() + 4, len);
     EXPECT_FALSE(decode_results(Op::kRead, b)) << len;
@@ -516,17 +525,17 @@ bool reply_parses(const Bytes& m) { return parse_reply(m).has_value(); }
 TEST_F(Codec, MalformedReplyHeaders) {
   const Bytes good = encode_reply(5, cred_, key_, Op::kFlush, Reply{});
   ASSERT_TRUE(parse_reply(good));
-  EXPECT_FALSE(reply_parses(with_u32(good, 4, 0)));           // a CALL, not a REPLY
-  EXPECT_FALSE(reply_parses(with_u32(good, 8, 2)));           // reply_stat
-  EXPECT_FALSE(reply_parses(with_u32(good, 12, 1)));          // verf flavor AUTH_SYS
-  EXPECT_FALSE(reply_parses(with_u32(good, 16, 8)));          // MAC length 8
-  EXPECT_FALSE(reply_parses(with_u32(good, 16, 0xfffffff0))); // verf length huge
-  EXPECT_FALSE(reply_parses(with_u32(good, 36, 6)));          // accept_stat 6
+  EXPECT_FALSE(reply_parses(with_u32(good, 4, 0)));            // a CALL, not a REPLY
+  EXPECT_FALSE(reply_parses(with_u32(good, 8, 2)));            // reply_stat
+  EXPECT_FALSE(reply_parses(with_u32(good, 12, 1)));           // verf flavor AUTH_SYS
+  EXPECT_FALSE(reply_parses(with_u32(good, 16, 8)));           // MAC length 8
+  EXPECT_FALSE(reply_parses(with_u32(good, 16, 0xfffffff0)));  // verf length huge
+  EXPECT_FALSE(reply_parses(with_u32(good, 36, 6)));           // accept_stat 6
   Bytes trailing = encode_reject(5, {RejectKind::kGarbageArgs, 0, AuthStat::kOk});
   trailing.push_back(0);
   EXPECT_FALSE(parse_reply(trailing));
   Bytes denied = encode_reject(5, {RejectKind::kAuthError, 0, AuthStat::kBadCred});
-  EXPECT_FALSE(reply_parses(with_u32(denied, 12, 2)));        // reject_stat 2
+  EXPECT_FALSE(reply_parses(with_u32(denied, 12, 2)));  // reject_stat 2
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -623,8 +632,9 @@ TEST_F(Codec, RandomMutationsAreRejected) {
       switch (rng.below(3)) {
         case 0: m[at] = static_cast<std::uint8_t>(rng.next()); break;
         case 1: m.resize(at); break;
-        default: m.insert(m.begin() + static_cast<std::ptrdiff_t>(at),
-                          static_cast<std::uint8_t>(rng.next()));
+        default:
+          m.insert(m.begin() + static_cast<std::ptrdiff_t>(at),
+                   static_cast<std::uint8_t>(rng.next()));
       }
       if (m.empty()) break;
     }

@@ -106,9 +106,9 @@ TEST_F(Login, MutualHandshakeYieldsSharedSessionKey) {
   auto fin = decode_login_finish_args(parse_call(fin_msg)->args);
   ASSERT_TRUE(fin);
   // Server checks it with its copy of the key.
-  EXPECT_TRUE(proof_equal(login_client_proof(key_, fin->client_name, fin->client_nonce,
-                                             fin->server_nonce),
-                          fin->proof));
+  EXPECT_TRUE(
+      proof_equal(login_client_proof(key_, fin->client_name, fin->client_nonce, fin->server_nonce),
+                  fin->proof));
   Key256 wrong = key_;
   wrong[0] ^= 1;
   EXPECT_FALSE(proof_equal(login_client_proof(wrong, name, cn_, sn_), proof));
@@ -119,8 +119,8 @@ TEST_F(Login, MutualHandshakeYieldsSharedSessionKey) {
   EXPECT_FALSE(proof_equal(sproof, login_server_proof(wrong, name, cn_, sn_, sid)));
   // Both derive the same session key; a MAC'd call from the client verifies on the server.
   const Key256 ck = derive_session_key(key_, name, cn_, sn_, sid);
-  const Key256 sk = derive_session_key(key_, fin->client_name, fin->client_nonce,
-                                       fin->server_nonce, sid);
+  const Key256 sk =
+      derive_session_key(key_, fin->client_name, fin->client_nonce, fin->server_nonce, sid);
   EXPECT_EQ(ck, sk);
   const SlotCred cred{sid, 0, 1};
   Request req;

@@ -53,7 +53,7 @@ enum class AuthStat : std::uint32_t {
   kRejectedCred = 2,  // unknown or stale session: the client must log in again
   kBadVerf = 3,       // MAC did not verify
   kRejectedVerf = 4,
-  kTooWeak = 5,       // device op or LOGOUT without the ipsan credential
+  kTooWeak = 5,  // device op or LOGOUT without the ipsan credential
 };
 
 // Session, slot and slot sequence number carried by the kAuthIpsan credential.
@@ -84,7 +84,7 @@ enum class RejectKind : std::uint8_t {
 
 struct RpcReject {
   RejectKind kind = RejectKind::kDrop;
-  std::uint32_t xid = 0;  // valid unless kind == kDrop
+  std::uint32_t xid = 0;               // valid unless kind == kDrop
   AuthStat auth_stat = AuthStat::kOk;  // for kAuthError
 };
 
@@ -118,10 +118,10 @@ bool verify_call(const ParsedCall& call, const Key256& session_key);
 struct ParsedReply {
   std::uint32_t xid = 0;
   ReplyStat reply_stat = ReplyStat::kAccepted;
-  AcceptStat accept_stat = AcceptStat::kSuccess;   // if kAccepted
+  AcceptStat accept_stat = AcceptStat::kSuccess;      // if kAccepted
   RejectStat reject_stat = RejectStat::kRpcMismatch;  // if kDenied
   AuthStat auth_stat = AuthStat::kOk;                 // if kDenied / kAuthError
-  std::uint32_t mismatch_low = 0;   // RPC_MISMATCH / PROG_MISMATCH
+  std::uint32_t mismatch_low = 0;                     // RPC_MISMATCH / PROG_MISMATCH
   std::uint32_t mismatch_high = 0;
   std::uint32_t verf_flavor = kAuthNone;  // if kAccepted
   Tag128 mac{};                           // if verf_flavor == kAuthIpsan

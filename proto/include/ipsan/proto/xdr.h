@@ -1,10 +1,11 @@
 // ipsan/proto/xdr.h: XDR (RFC 4506) encoding and decoding over byte buffers.
 //
-// XdrWriter appends big-endian 4-byte-aligned items to a Bytes it owns; XdrReader decodes a ByteSpan
-// it does not own and treats it as hostile: every length is checked against the bytes remaining and
-// a caller-given maximum before anything is allocated or viewed, padding bytes must be zero, and
-// errors are returned (Errc::kBadMessage, or kTooLarge for a length above the caller's maximum),
-// never thrown. Views returned by the reader (get_opaque, get_opaque_fixed) point into the input.
+// XdrWriter appends big-endian 4-byte-aligned items to a Bytes it owns; XdrReader decodes a
+// ByteSpan it does not own and treats it as hostile: every length is checked against the bytes
+// remaining and a caller-given maximum before anything is allocated or viewed, padding bytes must
+// be zero, and errors are returned (Errc::kBadMessage, or kTooLarge for a length above the caller's
+// maximum), never thrown. Views returned by the reader (get_opaque, get_opaque_fixed) point into
+// the input.
 //
 // Threading: plain values; one object per thread, no shared state.
 #pragma once
