@@ -1,0 +1,119 @@
+// ipsan/client/scsi/logical_unit.h: the SCSI logical unit emulation of ipsan's client driver
+// (patent FIG. 5 steps 515-575): decodes CDBs (SPC-4, SBC-3), answers INQUIRY locally from the
+// identity cached at attach time, turns every medium command into generic requests
+// (proto/generic.h) executed by a GenericTarget, and turns replies into status + sense.
+//
+// Threading: execute() may be called from any thread, also concurrently; internal state is under a
+// mutex that is never held while calling the GenericTarget or a completion. Completions run on
+// whatever thread the GenericTarget completes on (inline for synchronous targets). The
+// GenericTarget must outlive the LogicalUnit and every command in flight.
+//
+// Ordering: commands are independent (SAM "simple" task attribute); a split transfer's chunks are
+// issued one after another.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "ipsan/base/bytes.h"
+#include "ipsan/base/errc.h"
+#include "ipsan/client/generic_target.h"
+#include "ipsan/client/scsi/sense.h"
+
+namespace ipsan::client::scsi {
+
+// "Transfer exactly what the command produces": no residual is computed.
+inline constexpr std::uint32_t kAutoLength = std::numeric_limits<std::uint32_t>::max();
+
+struct ScsiCommand {
+  Bytes cdb;                                 // 6..16 bytes (longer is accepted, extra ignored)
+  Bytes data_out;                            // data-out buffer (WRITE data, parameter lists)
+  std::uint32_t data_in_length = kAutoLength;  // expected data-in transfer length (iSCSI EDTL)
+};
+
+struct ScsiResult {
+  std::uint8_t status = kStatusGood;
+  Bytes sense;     // with CHECK CONDITION (autosense), fixed or descriptor format
+  Bytes data_in;
+  std::uint32_t residual = 0;     // bytes not transferred (underflow) or not asked for (overflow)
+  bool overflow = false;          // true: residual counts bytes beyond the expected length
+};
+
+using ScsiDone = std::function<void(ScsiResult)>;
+
+struct LogicalUnitOptions {
+  std::uint64_t lun = 0;  // reported by a stand-alone REPORT LUNS (a Bus answers it otherwise)
+  // Largest transfer of one command; reported as MAXIMUM TRANSFER LENGTH (Block Limits VPD).
+  // Commands up to this size are split into requests of at most Identity::max_transfer_blocks.
+  std::uint32_t max_command_bytes = 8u << 20;
+  std::uint32_t max_unmap_descriptors = 256;
+  std::uint32_t max_write_same_blocks = 1u << 22;
+};
+
+// Mode parameters that the emulation implements (SPC-4 7.5, SBC-3 6.4).
+struct ModeParameters {
+  bool wce = true;      // caching page: write cache enabled (writes without FUA may be volatile)
+  bool rcd = false;     // caching page: read cache disable (accepted, no effect)
+  bool d_sense = false; // control page: descriptor format sense data
+  bool swp = false;     // control page: software write protect
+  bool operator==(const ModeParameters&) const = default;
+};
+
+class LogicalUnit {
+ public:
+  LogicalUnit(GenericTarget& target, std::uint32_t device_id, LogicalUnitOptions options = {});
+  LogicalUnit(const LogicalUnit&) = delete;
+  LogicalUnit& operator=(const LogicalUnit&) = delete;
+
+  // Fetches and caches the identity (one IDENTIFY request) and establishes the unit attention
+  // POWER ON, RESET, OR BUS DEVICE RESET OCCURRED. `done` gets the IDENTIFY status.
+  void attach(std::function<void(Errc)> done);
+  bool attached() const;
+  proto::Identity identity() const;
+  std::uint32_t device_id() const { return device_id_; }
+  GenericTarget& target() const { return target_; }
+
+  void execute(const ScsiCommand& command, ScsiDone done);
+
+  // Logical unit reset: mode parameters back to saved values, medium started, removal allowed,
+  // pending unit attentions replaced by 29h/00h.
+  void reset();
+  ModeParameters mode_parameters() const;
+
+ private:
+  friend struct LuHandlers;  // the per-command handlers (src/scsi/lu_internal.h)
+  friend struct Cmd;
+
+  GenericTarget& target_;
+  const std::uint32_t device_id_;
+  const LogicalUnitOptions options_;
+
+  mutable std::mutex mu_;
+  bool attached_ = false;
+  proto::Identity identity_;
+  std::uint64_t block_count_ = 0;
+  std::uint32_t block_size_ = 512;
+  ModeParameters current_;
+  ModeParameters saved_;
+  ModeParameters default_;
+  std::deque<Sense> unit_attentions_;
+  bool stopped_ = false;
+  bool prevent_removal_ = false;
+};
+
+// Standard INQUIRY data for a LUN without a logical unit (peripheral qualifier 011b, type 1Fh).
+Bytes inquiry_data_no_lun(std::uint32_t allocation_length);
+// REPORT LUNS parameter data for `luns` (SAM-5 single-level LUN encoding: peripheral addressing
+// below 256, flat space addressing up to 16383).
+Bytes report_luns_data(const std::vector<std::uint64_t>& luns);
+// Completes a command with the data it produced, applying SPC-4 residual rules against
+// command.data_in_length.
+ScsiResult good_result(const ScsiCommand& command, Bytes data);
+ScsiResult check_condition(const Sense& sense, bool descriptor_format);
+
+}  // namespace ipsan::client::scsi

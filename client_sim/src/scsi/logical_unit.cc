@@ -1,0 +1,826 @@
+// SCSI logical unit emulation: dispatch, unit attentions, and the medium commands (SBC-3).
+// The decoding of each CDB field follows SPC-4 / SBC-3; field pointers in sense data point at the
+// first byte (and most significant bit) of the offending field.
+#include "ipsan/client/scsi/logical_unit.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "common/chain.h"
+#include "scsi/lu_internal.h"
+
+namespace ipsan::client::scsi {
+
+using detail::Chain;
+using detail::run_chain;
+
+// ---------------------------------------------------------------------------------------------
+// Results.
+
+ScsiResult good_result(const ScsiCommand& command, Bytes data) {
+  ScsiResult r;
+  r.status = kStatusGood;
+  if (command.data_in_length != kAutoLength) {
+    const std::size_t edtl = command.data_in_length;
+    if (data.size() > edtl) {
+      r.residual = static_cast<std::uint32_t>(data.size() - edtl);
+      r.overflow = true;
+      data.resize(edtl);
+    } else if (data.size() < edtl) {
+      r.residual = static_cast<std::uint32_t>(edtl - data.size());
+    }
+  }
+  r.data_in = std::move(data);
+  return r;
+}
+
+ScsiResult check_condition(const Sense& sense, bool descriptor_format) {
+  ScsiResult r;
+  r.status = kStatusCheckCondition;
+  r.sense = encode_sense(sense, descriptor_format);
+  return r;
+}
+
+void Cmd::good(Bytes data) { done(good_result(command, std::move(data))); }
+
+void Cmd::good_write(std::uint64_t needed_bytes) {
+  ScsiResult r = good_result(command, {});
+  if (command.data_in_length == kAutoLength || command.data_in_length == 0) {
+    r.residual = 0;
+    r.overflow = false;
+  }
+  if (command.data_out.size() > needed_bytes) {
+    r.residual = static_cast<std::uint32_t>(command.data_out.size() - needed_bytes);
+    r.overflow = false;
+  }
+  done(std::move(r));
+}
+
+void Cmd::check(const Sense& sense) { done(check_condition(sense, s.mode.d_sense)); }
+
+void Cmd::fail(Errc e, Direction direction) {
+  if (e == Errc::kCapacityChanged) {
+    // The server says the size changed: learn the new size, then report the unit attention.
+    auto self = shared_from_this();
+    proto::Request r;
+    r.op = proto::Op::kCapacity;
+    r.device_id = lu.device_id_;
+    lu.target_.execute(std::move(r), [self](proto::Reply reply) {
+      if (reply.status == Errc::kOk) LuHandlers::update_capacity(self->lu, reply.capacity);
+      self->check(make_sense(kUnitAttention, 0x2A, 0x09));
+    });
+    return;
+  }
+  const ErrcMapping m = map_errc(e, direction);
+  if (m.status == kStatusCheckCondition) {
+    check(m.sense);
+  } else {
+    ScsiResult r;
+    r.status = m.status;
+    done(std::move(r));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command table.
+
+namespace {
+constexpr std::uint8_t kAllowStopped = 1;  // allowed while the medium is stopped
+constexpr std::uint8_t kNoUa = 2;          // does not report (or clear) unit attentions
+constexpr std::uint8_t kNoAttach = 4;      // works before attach completed
+}  // namespace
+
+const std::vector<OpInfoEntry>& op_table() {
+  using H = LuHandlers;
+  static const std::vector<OpInfoEntry> kTable = {
+      {0x00, 0, false, 6, {0x00, 0, 0, 0, 0, 0}, 0, &H::test_unit_ready, "TEST UNIT READY"},
+      {0x03, 0, false, 6, {0x03, 0x01, 0, 0, 0xFF, 0}, kAllowStopped | kNoUa | kNoAttach,
+       &H::request_sense, "REQUEST SENSE"},
+      {0x08, 0, false, 6, {0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0}, 0, &H::read, "READ(6)"},
+      {0x0A, 0, false, 6, {0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0}, 0, &H::write, "WRITE(6)"},
+      {0x12, 0, false, 6, {0x12, 0x01, 0xFF, 0xFF, 0xFF, 0}, kAllowStopped | kNoUa | kNoAttach,
+       &H::inquiry, "INQUIRY"},
+      {0x15, 0, false, 6, {0x15, 0x11, 0, 0, 0xFF, 0}, kAllowStopped, &H::mode_select,
+       "MODE SELECT(6)"},
+      {0x1A, 0, false, 6, {0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0}, kAllowStopped, &H::mode_sense,
+       "MODE SENSE(6)"},
+      {0x1B, 0, false, 6, {0x1B, 0x01, 0, 0x0F, 0xF7, 0}, kAllowStopped, &H::start_stop_unit,
+       "START STOP UNIT"},
+      {0x1E, 0, false, 6, {0x1E, 0, 0, 0, 0x03, 0}, kAllowStopped, &H::prevent_allow,
+       "PREVENT ALLOW MEDIUM REMOVAL"},
+      {0x25, 0, false, 10, {0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0}, 0,
+       &H::read_capacity10, "READ CAPACITY(10)"},
+      {0x28, 0, false, 10, {0x28, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0, &H::read,
+       "READ(10)"},
+      {0x2A, 0, false, 10, {0x2A, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0, &H::write,
+       "WRITE(10)"},
+      {0x2E, 0, false, 10, {0x2E, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0,
+       &H::write_and_verify, "WRITE AND VERIFY(10)"},
+      {0x2F, 0, false, 10, {0x2F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0, &H::verify,
+       "VERIFY(10)"},
+      {0x35, 0, false, 10, {0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0,
+       &H::synchronize_cache, "SYNCHRONIZE CACHE(10)"},
+      {0x41, 0, false, 10, {0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0,
+       &H::write_same, "WRITE SAME(10)"},
+      {0x42, 0, false, 10, {0x42, 0x01, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0}, 0, &H::unmap, "UNMAP"},
+      {0x55, 0, false, 10, {0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, kAllowStopped,
+       &H::mode_select, "MODE SELECT(10)"},
+      {0x5A, 0, false, 10, {0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0}, kAllowStopped,
+       &H::mode_sense, "MODE SENSE(10)"},
+      {0x88, 0, false, 16,
+       {0x88, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::read, "READ(16)"},
+      {0x89, 0, false, 16,
+       {0x89, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0}, 0,
+       &H::compare_and_write, "COMPARE AND WRITE"},
+      {0x8A, 0, false, 16,
+       {0x8A, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::write, "WRITE(16)"},
+      {0x8E, 0, false, 16,
+       {0x8E, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::write_and_verify, "WRITE AND VERIFY(16)"},
+      {0x8F, 0, false, 16,
+       {0x8F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::verify, "VERIFY(16)"},
+      {0x91, 0, false, 16,
+       {0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::synchronize_cache, "SYNCHRONIZE CACHE(16)"},
+      {0x93, 0, false, 16,
+       {0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::write_same, "WRITE SAME(16)"},
+      {0x9E, 0x10, true, 16,
+       {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
+       0, &H::read_capacity16, "READ CAPACITY(16)"},
+      {0x9E, 0x12, true, 16,
+       {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, 0,
+       &H::get_lba_status, "GET LBA STATUS"},
+      {0xA0, 0, false, 12, {0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+       kAllowStopped | kNoUa | kNoAttach, &H::report_luns, "REPORT LUNS"},
+      {0xA3, 0x0C, true, 12, {0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
+       kAllowStopped | kNoAttach, &H::report_supported_opcodes,
+       "REPORT SUPPORTED OPERATION CODES"},
+      {0xA8, 0, false, 12, {0xA8, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0}, 0,
+       &H::read, "READ(12)"},
+      {0xAA, 0, false, 12, {0xAA, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0}, 0,
+       &H::write, "WRITE(12)"},
+  };
+  return kTable;
+}
+
+bool opcode_has_service_actions(std::uint8_t opcode) { return opcode == 0x9E || opcode == 0xA3; }
+
+const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa) {
+  const bool has_sa = opcode_has_service_actions(opcode);
+  for (const auto& e : op_table()) {
+    if (e.opcode == opcode && (!has_sa || e.sa == sa)) return &e;
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// LogicalUnit.
+
+LogicalUnit::LogicalUnit(GenericTarget& target, std::uint32_t device_id,
+                         LogicalUnitOptions options)
+    : target_(target), device_id_(device_id), options_(options) {
+  if (options_.max_command_bytes < 4096) const_cast<LogicalUnitOptions&>(options_).max_command_bytes = 4096;
+}
+
+void LogicalUnit::attach(std::function<void(Errc)> done) {
+  proto::Request r;
+  r.op = proto::Op::kIdentify;
+  r.device_id = device_id_;
+  target_.execute(std::move(r), [this, done = std::move(done)](proto::Reply reply) {
+    Errc e = reply.status;
+    const auto& id = reply.identity;
+    // The identity comes from the network: refuse geometry that would break the arithmetic.
+    if (e == Errc::kOk && (id.block_size < 512 || id.block_size > (1u << 20) ||
+                           (id.block_size & (id.block_size - 1)) != 0 ||
+                           id.block_count > (std::uint64_t{1} << 56))) {
+      e = Errc::kBadMessage;
+    }
+    if (e == Errc::kOk) {
+      std::lock_guard<std::mutex> lock(mu_);
+      identity_ = id;
+      block_size_ = id.block_size;
+      block_count_ = id.block_count;
+      default_ = ModeParameters{};
+      default_.wce = (id.capabilities & proto::kCapFlush) != 0;
+      current_ = saved_ = default_;
+      unit_attentions_.assign(1, make_sense(kUnitAttention, 0x29, 0x00));
+      stopped_ = false;
+      prevent_removal_ = false;
+      attached_ = true;
+    }
+    done(e);
+  });
+}
+
+bool LogicalUnit::attached() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return attached_;
+}
+
+proto::Identity LogicalUnit::identity() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return identity_;
+}
+
+ModeParameters LogicalUnit::mode_parameters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return current_;
+}
+
+void LogicalUnit::reset() {
+  std::lock_guard<std::mutex> lock(mu_);
+  current_ = saved_;
+  stopped_ = false;
+  prevent_removal_ = false;
+  unit_attentions_.assign(1, make_sense(kUnitAttention, 0x29, 0x00));
+}
+
+void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
+  auto c = std::make_shared<Cmd>(*this, command, std::move(done));
+  const Bytes& cdb = c->command.cdb;
+  std::optional<Sense> ua;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    c->s.attached = attached_;
+    c->s.identity = identity_;
+    c->s.block_count = block_count_;
+    c->s.block_size = block_size_;
+    c->s.mode = current_;
+    c->s.saved = saved_;
+    c->s.defaults = default_;
+    c->s.stopped = stopped_;
+    c->s.prevent = prevent_removal_;
+    c->s.options = options_;
+    if (!cdb.empty() && cdb[0] != 0x12 && cdb[0] != 0xA0 && cdb[0] != 0x03 &&
+        !unit_attentions_.empty()) {
+      ua = unit_attentions_.front();
+      unit_attentions_.pop_front();
+    }
+  }
+  if (cdb.empty()) return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
+  if (ua) return c->check(*ua);
+  const std::uint16_t sa = cdb.size() > 1 ? (cdb[1] & 0x1F) : 0;
+  const OpInfoEntry* op = find_op(cdb[0], sa);
+  if (op == nullptr) {
+    if (opcode_has_service_actions(cdb[0])) return c->check(invalid_field_in_cdb(1, 4));
+    return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
+  }
+  if (cdb.size() < op->cdb_length) return c->check(invalid_field_in_cdb(0));
+  // Reserved bits (those the CDB usage map does not list); vendor bits of the control byte pass.
+  for (std::size_t i = 1; i < op->cdb_length; ++i) {
+    std::uint8_t allowed = op->usage[i];
+    if (i == op->cdb_length - 1u) allowed |= 0xC0;
+    const std::uint8_t bad = static_cast<std::uint8_t>(cdb[i] & ~allowed);
+    if (bad != 0) {
+      int bit = 7;
+      while (!(bad & (1u << bit))) --bit;
+      return c->check(invalid_field_in_cdb(static_cast<std::uint16_t>(i), bit));
+    }
+  }
+  if (!c->s.attached && !(op->flags & kNoAttach)) {
+    return c->check(make_sense(kNotReady, 0x04, 0x01));  // becoming ready (attach in progress)
+  }
+  if (c->s.stopped && !(op->flags & kAllowStopped)) {
+    return c->check(make_sense(kNotReady, 0x04, 0x02));  // initializing command required
+  }
+  op->handler(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Medium commands.
+
+bool LuHandlers::update_capacity(LogicalUnit& lu, const proto::Capacity& cap) {
+  if (cap.block_count == 0 || cap.block_size < 512 || cap.block_size > (1u << 20) ||
+      (cap.block_size & (cap.block_size - 1)) != 0 || cap.block_count > (std::uint64_t{1} << 56)) {
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(lu.mu_);
+  const bool changed = cap.block_count != lu.block_count_ || cap.block_size != lu.block_size_;
+  lu.block_count_ = cap.block_count;
+  lu.block_size_ = cap.block_size;
+  lu.identity_.block_count = cap.block_count;
+  lu.identity_.block_size = cap.block_size;
+  return changed;
+}
+
+namespace {
+
+struct Rw {
+  std::uint64_t lba = 0;
+  std::uint64_t blocks = 0;
+  std::uint16_t length_byte = 0;  // first byte of the transfer length field
+  std::uint8_t flags = 0;         // CDB byte 1
+};
+
+Rw decode_rw(const Bytes& cdb) {
+  Rw rw;
+  rw.flags = cdb[1];
+  switch (cdb[0]) {
+    case 0x08:
+    case 0x0A:
+      rw.lba = (std::uint64_t{cdb[1] & 0x1Fu} << 16) | load_be16(&cdb[2]);
+      rw.blocks = cdb[4] == 0 ? 256 : cdb[4];
+      rw.length_byte = 4;
+      rw.flags = 0;
+      break;
+    case 0xA8:
+    case 0xAA:
+      rw.lba = load_be32(&cdb[2]);
+      rw.blocks = load_be32(&cdb[6]);
+      rw.length_byte = 6;
+      break;
+    case 0x88: case 0x8A: case 0x8E: case 0x8F: case 0x91: case 0x93:
+      rw.lba = load_be64(&cdb[2]);
+      rw.blocks = load_be32(&cdb[10]);
+      rw.length_byte = 10;
+      break;
+    case 0x89:
+      rw.lba = load_be64(&cdb[2]);
+      rw.blocks = cdb[13];
+      rw.length_byte = 13;
+      break;
+    default:  // 10-byte CDBs
+      rw.lba = load_be32(&cdb[2]);
+      rw.blocks = load_be16(&cdb[7]);
+      rw.length_byte = 7;
+      break;
+  }
+  return rw;
+}
+
+bool out_of_range(const Snapshot& s, std::uint64_t lba, std::uint64_t blocks) {
+  return lba > s.block_count || blocks > s.block_count - lba;
+}
+
+bool too_large(const Snapshot& s, std::uint64_t blocks) {
+  return blocks * s.block_size > s.options.max_command_bytes;
+}
+
+std::optional<Sense> write_protect_sense(const Snapshot& s) {
+  if (s.identity.capabilities & proto::kCapReadOnly) return make_sense(kDataProtect, 0x27, 0x00);
+  if (s.mode.swp) return make_sense(kDataProtect, 0x27, 0x02);
+  return std::nullopt;
+}
+
+std::uint32_t write_flags(const Snapshot& s, bool fua) {
+  return (fua || !s.mode.wce) ? proto::kFlagFua : 0u;
+}
+
+// Offset of the first differing byte, or -1.
+std::int64_t first_difference(const std::uint8_t* a, const std::uint8_t* b, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return static_cast<std::int64_t>(i);
+  }
+  return -1;
+}
+
+Sense miscompare_at(std::uint64_t offset) {
+  Sense s = make_sense(kMiscompare, 0x1D, 0x00);
+  s.information = offset;
+  return s;
+}
+
+}  // namespace
+
+void LuHandlers::test_unit_ready(CmdPtr c) {
+  proto::Request r;
+  r.op = proto::Op::kReady;
+  r.device_id = c->lu.device_id_;
+  c->lu.target_.execute(std::move(r), [c](proto::Reply reply) {
+    if (reply.status != Errc::kOk) return c->fail(reply.status, Direction::kNone);
+    if (update_capacity(c->lu, reply.capacity)) {
+      return c->check(make_sense(kUnitAttention, 0x2A, 0x09));
+    }
+    c->good();
+  });
+}
+
+void LuHandlers::read(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  if (rw.flags & 0xE0) return c->check(invalid_field_in_cdb(1, 7));  // RDPROTECT
+  if (too_large(c->s, rw.blocks)) return c->check(invalid_field_in_cdb(rw.length_byte));
+  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (rw.blocks == 0) return c->good();
+  detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
+                      c->s.identity.max_transfer_blocks, [c](Errc e, Bytes data) {
+                        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
+                        c->good(std::move(data));
+                      });
+}
+
+// Checks shared by the commands that carry write data; returns false after completing `c`.
+static bool check_write_common(const CmdPtr& c, const Rw& rw, std::uint64_t data_bytes) {
+  if (rw.flags & 0xE0) {
+    c->check(invalid_field_in_cdb(1, 7));  // WRPROTECT
+    return false;
+  }
+  if (too_large(c->s, rw.blocks)) {
+    c->check(invalid_field_in_cdb(rw.length_byte));
+    return false;
+  }
+  if (auto wp = write_protect_sense(c->s)) {
+    c->check(*wp);
+    return false;
+  }
+  if (out_of_range(c->s, rw.lba, rw.blocks)) {
+    c->check(make_sense(kIllegalRequest, 0x21, 0));
+    return false;
+  }
+  if (c->command.data_out.size() < data_bytes) {
+    // The initiator sent less data than the CDB asks for (iSCSI: EDTL too small).
+    ScsiResult r = check_condition(make_sense(kIllegalRequest, 0x24, 0x00), c->s.mode.d_sense);
+    r.residual = static_cast<std::uint32_t>(data_bytes - c->command.data_out.size());
+    r.overflow = true;
+    c->done(std::move(r));
+    return false;
+  }
+  return true;
+}
+
+void LuHandlers::write(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  const std::uint64_t bytes = rw.blocks * c->s.block_size;
+  if (!check_write_common(c, rw, bytes)) return;
+  if (rw.blocks == 0) return c->good_write(0);
+  auto data = std::make_shared<Bytes>(c->command.data_out.begin(),
+                                      c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
+  detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
+                       c->s.identity.max_transfer_blocks, write_flags(c->s, rw.flags & 0x08),
+                       std::move(data), [c, bytes](Errc e) {
+                         if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
+                         c->good_write(bytes);
+                       });
+}
+
+void LuHandlers::verify(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  const int bytchk = (rw.flags >> 1) & 3;
+  if (rw.flags & 0xE0) return c->check(invalid_field_in_cdb(1, 7));  // VRPROTECT
+  if (bytchk == 2) return c->check(invalid_field_in_cdb(1, 2));
+  if (too_large(c->s, rw.blocks)) return c->check(invalid_field_in_cdb(rw.length_byte));
+  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (rw.blocks == 0) return c->good();
+  const std::uint64_t bs = c->s.block_size;
+  const std::uint64_t needed = bytchk == 0 ? 0 : bytchk == 1 ? rw.blocks * bs : bs;
+  if (c->command.data_out.size() < needed) {
+    return c->check(make_sense(kIllegalRequest, 0x24, 0x00));
+  }
+  detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
+                      c->s.identity.max_transfer_blocks,
+                      [c, bytchk, bs, needed](Errc e, Bytes data) {
+                        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
+                        const std::uint8_t* expect = c->command.data_out.data();
+                        for (std::size_t off = 0; bytchk != 0 && off < data.size(); off += bs) {
+                          const std::uint8_t* want = bytchk == 1 ? expect + off : expect;
+                          const auto d = first_difference(data.data() + off, want, bs);
+                          if (d >= 0) return c->check(miscompare_at(off + static_cast<std::uint64_t>(d)));
+                        }
+                        c->good_write(needed);
+                      });
+}
+
+void LuHandlers::write_and_verify(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  const int bytchk = (rw.flags >> 1) & 3;
+  if (bytchk >= 2) return c->check(invalid_field_in_cdb(1, 2));
+  const std::uint64_t bytes = rw.blocks * c->s.block_size;
+  if (!check_write_common(c, rw, bytes)) return;
+  if (rw.blocks == 0) return c->good_write(0);
+  auto data = std::make_shared<Bytes>(c->command.data_out.begin(),
+                                      c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
+  // Verification means the data is on the medium: write with FUA, then read back and compare.
+  detail::write_blocks(
+      c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
+      c->s.identity.max_transfer_blocks, proto::kFlagFua, data, [c, rw, data, bytes](Errc e) {
+        if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
+        detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
+                            c->s.identity.max_transfer_blocks,
+                            [c, data, bytes](Errc e2, Bytes back) {
+                              if (e2 != Errc::kOk) return c->fail(e2, Direction::kRead);
+                              const auto d = first_difference(back.data(), data->data(), bytes);
+                              if (d >= 0) return c->check(miscompare_at(static_cast<std::uint64_t>(d)));
+                              c->good_write(bytes);
+                            });
+      });
+}
+
+void LuHandlers::synchronize_cache(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  // IMMED is accepted; status is returned after the flush completes (allowed, and errors surface).
+  if (!(c->s.identity.capabilities & proto::kCapFlush)) return c->good();  // no volatile cache
+  proto::Request r;
+  r.op = proto::Op::kFlush;
+  r.device_id = c->lu.device_id_;
+  c->lu.target_.execute(std::move(r), [c](proto::Reply reply) {
+    if (reply.status != Errc::kOk) return c->fail(reply.status, Direction::kWrite);
+    c->good();
+  });
+}
+
+void LuHandlers::write_same(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  const bool ws16 = c->command.cdb[0] == 0x93;
+  const bool unmap = rw.flags & 0x08;
+  const bool ndob = ws16 && (rw.flags & 0x01);
+  if (rw.flags & 0xE0) return c->check(invalid_field_in_cdb(1, 7));
+  if (rw.flags & 0x10) return c->check(invalid_field_in_cdb(1, 4));  // ANCHOR: not supported
+  if (rw.blocks == 0 || rw.blocks > c->s.options.max_write_same_blocks) {
+    return c->check(invalid_field_in_cdb(rw.length_byte));  // WSNZ=1 in the Block Limits VPD
+  }
+  if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
+  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  const std::uint32_t bs = c->s.block_size;
+  if (!ndob && c->command.data_out.size() < bs) {
+    ScsiResult r = check_condition(make_sense(kIllegalRequest, 0x24, 0x00), c->s.mode.d_sense);
+    r.residual = static_cast<std::uint32_t>(bs - c->command.data_out.size());
+    r.overflow = true;
+    return c->done(std::move(r));
+  }
+  const std::uint64_t needed = ndob ? 0 : bs;
+  Bytes block = ndob ? Bytes(bs, 0) : Bytes(c->command.data_out.begin(),
+                                           c->command.data_out.begin() + bs);
+  const bool zero = std::all_of(block.begin(), block.end(), [](std::uint8_t b) { return b == 0; });
+  const std::uint32_t caps = c->s.identity.capabilities;
+  auto finish = [c, needed](Errc e) {
+    if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
+    c->good_write(needed);
+  };
+  if (zero && (caps & (proto::kCapWriteZeroes | proto::kCapTrim))) {
+    proto::Request r;
+    r.device_id = c->lu.device_id_;
+    r.lba = rw.lba;
+    r.blocks = static_cast<std::uint32_t>(rw.blocks);
+    if (caps & proto::kCapWriteZeroes) {
+      r.op = proto::Op::kWriteZeroes;
+      r.flags = unmap ? proto::kFlagMayTrim : 0u;
+    } else if (unmap) {
+      r.op = proto::Op::kTrim;  // reads of trimmed blocks return zeroes (LBPRZ=1)
+    }
+    if (r.op != proto::Op::kNull) {
+      c->lu.target_.execute(std::move(r), [finish](proto::Reply reply) { finish(reply.status); });
+      return;
+    }
+  }
+  // Writes of the repeated block, at most one request's worth of memory at a time.
+  std::uint64_t per = detail::chunk_blocks(c->s.identity.max_transfer_blocks);
+  per = std::max<std::uint64_t>(1, std::min<std::uint64_t>(per, c->s.options.max_command_bytes / bs));
+  auto chain = std::make_shared<Chain>();
+  chain->target = &c->lu.target_;
+  chain->count = static_cast<std::size_t>((rw.blocks + per - 1) / per);
+  const std::uint32_t flags = write_flags(c->s, false);
+  const std::uint32_t device = c->lu.device_id_;
+  chain->make = [block = std::move(block), rw, per, flags, device](std::size_t i) {
+    proto::Request r;
+    r.op = proto::Op::kWrite;
+    r.device_id = device;
+    r.lba = rw.lba + i * per;
+    r.blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(per, rw.blocks - i * per));
+    r.flags = flags;
+    r.data.reserve(std::size_t{r.blocks} * block.size());
+    for (std::uint32_t b = 0; b < r.blocks; ++b) r.data.insert(r.data.end(), block.begin(), block.end());
+    return r;
+  };
+  chain->done = finish;
+  run_chain(std::move(chain));
+}
+
+void LuHandlers::unmap(CmdPtr c) {
+  const Bytes& cdb = c->command.cdb;
+  if (!(c->s.identity.capabilities & proto::kCapTrim)) {
+    return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
+  }
+  if (cdb[1] & 0x01) return c->check(invalid_field_in_cdb(1, 0));  // ANCHOR
+  const std::size_t param_len = load_be16(&cdb[7]);
+  if (param_len == 0) return c->good();
+  if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
+  const Bytes& p = c->command.data_out;
+  const std::size_t avail = std::min(param_len, p.size());
+  if (avail < 8) return c->check(make_sense(kIllegalRequest, 0x1A, 0x00));
+  const std::size_t bd_len = load_be16(&p[2]);
+  if (bd_len + 8 > avail) return c->check(make_sense(kIllegalRequest, 0x1A, 0x00));
+  const std::size_t n = bd_len / 16;  // a truncated last descriptor is ignored (SBC-3 5.28.2)
+  if (n > c->s.options.max_unmap_descriptors) {
+    return c->check(invalid_field_in_parameter_list(2));
+  }
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> ranges;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t off = 8 + 16 * i;
+    const std::uint64_t lba = load_be64(&p[off]);
+    const std::uint32_t count = load_be32(&p[off + 8]);
+    if (count > c->s.options.max_write_same_blocks) {
+      return c->check(invalid_field_in_parameter_list(static_cast<std::uint16_t>(off + 8)));
+    }
+    if (out_of_range(c->s, lba, count)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+    if (count != 0) ranges.emplace_back(lba, count);
+  }
+  auto chain = std::make_shared<Chain>();
+  chain->target = &c->lu.target_;
+  chain->count = ranges.size();
+  const std::uint32_t device = c->lu.device_id_;
+  chain->make = [ranges = std::move(ranges), device](std::size_t i) {
+    proto::Request r;
+    r.op = proto::Op::kTrim;
+    r.device_id = device;
+    r.lba = ranges[i].first;
+    r.blocks = ranges[i].second;
+    return r;
+  };
+  chain->done = [c, param_len](Errc e) {
+    if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
+    c->good_write(param_len);
+  };
+  run_chain(std::move(chain));
+}
+
+void LuHandlers::compare_and_write(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  const std::uint32_t bs = c->s.block_size;
+  if (rw.blocks > max_compare_and_write_blocks(c->s)) {
+    return c->check(invalid_field_in_cdb(13));
+  }
+  const std::uint64_t half = rw.blocks * bs;
+  if (!check_write_common(c, rw, 2 * half)) return;
+  if (rw.blocks == 0) return c->good_write(0);
+  // Not atomic against other initiators: the generic protocol has no compare-and-write op.
+  detail::read_blocks(
+      c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs, c->s.identity.max_transfer_blocks,
+      [c, rw, half, bs](Errc e, Bytes current) {
+        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
+        const auto d = first_difference(current.data(), c->command.data_out.data(), half);
+        if (d >= 0) return c->check(miscompare_at(static_cast<std::uint64_t>(d)));
+        auto data = std::make_shared<Bytes>(
+            c->command.data_out.begin() + static_cast<std::ptrdiff_t>(half),
+            c->command.data_out.begin() + static_cast<std::ptrdiff_t>(2 * half));
+        detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs,
+                             c->s.identity.max_transfer_blocks,
+                             write_flags(c->s, rw.flags & 0x08), std::move(data),
+                             [c, half](Errc e2) {
+                               if (e2 != Errc::kOk) return c->fail(e2, Direction::kWrite);
+                               c->good_write(2 * half);
+                             });
+      });
+}
+
+std::uint32_t max_compare_and_write_blocks(const Snapshot& s) {
+  const std::uint32_t by_memory = s.options.max_command_bytes / (2 * s.block_size);
+  return std::max<std::uint32_t>(1, std::min<std::uint32_t>(255, by_memory));
+}
+
+void LuHandlers::read_capacity10(CmdPtr c) {
+  const Bytes& cdb = c->command.cdb;
+  if (!(cdb[8] & 1) && load_be32(&cdb[2]) != 0) return c->check(invalid_field_in_cdb(2));
+  capacity_then(c, [](CmdPtr c2) {
+    Bytes d(8, 0);
+    const std::uint64_t last = c2->s.block_count == 0 ? 0 : c2->s.block_count - 1;
+    store_be32(&d[0], last > 0xFFFFFFFEull ? 0xFFFFFFFFu : static_cast<std::uint32_t>(last));
+    store_be32(&d[4], c2->s.block_size);
+    c2->good(std::move(d));
+  });
+}
+
+void LuHandlers::read_capacity16(CmdPtr c) {
+  const Bytes& cdb = c->command.cdb;
+  if (!(cdb[14] & 1) && load_be64(&cdb[2]) != 0) return c->check(invalid_field_in_cdb(2));
+  const std::uint32_t alloc = load_be32(&cdb[10]);
+  capacity_then(c, [alloc](CmdPtr c2) {
+    Bytes d(32, 0);
+    store_be64(&d[0], c2->s.block_count == 0 ? 0 : c2->s.block_count - 1);
+    store_be32(&d[8], c2->s.block_size);
+    if (c2->s.identity.capabilities & proto::kCapTrim) d[14] = 0x80 | 0x40;  // LBPME, LBPRZ
+    if (d.size() > alloc) d.resize(alloc);
+    c2->good(std::move(d));
+  });
+}
+
+void LuHandlers::capacity_then(CmdPtr c, std::function<void(CmdPtr)> then) {
+  proto::Request r;
+  r.op = proto::Op::kCapacity;
+  r.device_id = c->lu.device_id_;
+  c->lu.target_.execute(std::move(r), [c, then = std::move(then)](proto::Reply reply) {
+    if (reply.status != Errc::kOk) return c->fail(reply.status, Direction::kNone);
+    update_capacity(c->lu, reply.capacity);
+    {
+      std::lock_guard<std::mutex> lock(c->lu.mu_);
+      c->s.block_count = c->lu.block_count_;
+      c->s.block_size = c->lu.block_size_;
+    }
+    then(c);
+  });
+}
+
+void LuHandlers::get_lba_status(CmdPtr c) {
+  const Bytes& cdb = c->command.cdb;
+  const std::uint64_t lba = load_be64(&cdb[2]);
+  const std::uint32_t alloc = load_be32(&cdb[10]);
+  if (lba >= c->s.block_count) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  // The generic protocol cannot query allocation: one descriptor, "mapped", to the end.
+  Bytes d(24, 0);
+  store_be32(&d[0], 20);
+  store_be64(&d[8], lba);
+  store_be32(&d[16], static_cast<std::uint32_t>(
+                         std::min<std::uint64_t>(c->s.block_count - lba, 0xFFFFFFFFu)));
+  d[20] = 0;  // provisioning status: mapped
+  if (d.size() > alloc) d.resize(alloc);
+  c->good(std::move(d));
+}
+
+void LuHandlers::start_stop_unit(CmdPtr c) {
+  const std::uint8_t b4 = c->command.cdb[4];
+  if (b4 >> 4) return c->check(invalid_field_in_cdb(4, 7));  // POWER CONDITION
+  const bool start = b4 & 0x01;
+  const bool loej = b4 & 0x02;
+  const bool no_flush = b4 & 0x04;
+  if (!start && loej && c->s.prevent) {
+    return c->check(make_sense(kIllegalRequest, 0x53, 0x02));  // MEDIUM REMOVAL PREVENTED
+  }
+  proto::Request r;
+  r.device_id = c->lu.device_id_;
+  if (start) {
+    r.op = proto::Op::kReady;
+  } else if (!no_flush && (c->s.identity.capabilities & proto::kCapFlush)) {
+    r.op = proto::Op::kFlush;
+  } else {
+    std::lock_guard<std::mutex> lock(c->lu.mu_);
+    c->lu.stopped_ = true;
+  }
+  if (r.op == proto::Op::kNull) return c->good();
+  c->lu.target_.execute(std::move(r), [c, start](proto::Reply reply) {
+    if (reply.status != Errc::kOk) {
+      return c->fail(reply.status, start ? Direction::kNone : Direction::kWrite);
+    }
+    {
+      std::lock_guard<std::mutex> lock(c->lu.mu_);
+      c->lu.stopped_ = !start;
+    }
+    c->good();
+  });
+}
+
+void LuHandlers::prevent_allow(CmdPtr c) {
+  const std::uint8_t prevent = c->command.cdb[4] & 0x03;
+  if (prevent > 1) return c->check(invalid_field_in_cdb(4, 1));
+  {
+    std::lock_guard<std::mutex> lock(c->lu.mu_);
+    c->lu.prevent_removal_ = prevent == 1;
+  }
+  c->good();
+}
+
+void LuHandlers::request_sense(CmdPtr c) {
+  const bool desc = c->command.cdb[1] & 0x01;
+  const std::uint8_t alloc = c->command.cdb[4];
+  Sense s = make_sense(kNoSense, 0, 0);
+  {
+    std::lock_guard<std::mutex> lock(c->lu.mu_);
+    if (!c->lu.unit_attentions_.empty()) {
+      s = c->lu.unit_attentions_.front();
+      c->lu.unit_attentions_.pop_front();
+    } else if (!c->lu.attached_) {
+      s = make_sense(kNotReady, 0x04, 0x01);
+    } else if (c->lu.stopped_) {
+      s = make_sense(kNotReady, 0x04, 0x02);
+    }
+  }
+  Bytes d = encode_sense(s, desc);
+  if (d.size() > alloc) d.resize(alloc);
+  c->good(std::move(d));
+}
+
+void LuHandlers::report_luns(CmdPtr c) {
+  const Bytes& cdb = c->command.cdb;
+  const std::uint32_t alloc = load_be32(&cdb[6]);
+  if (alloc < 16) return c->check(invalid_field_in_cdb(6));
+  const std::uint8_t select = cdb[2];
+  if (select > 2) return c->check(invalid_field_in_cdb(2));
+  std::vector<std::uint64_t> luns;
+  if (select != 1) luns.push_back(c->s.options.lun);
+  Bytes d = report_luns_data(luns);
+  if (d.size() > alloc) d.resize(alloc);
+  c->good(std::move(d));
+}
+
+Bytes report_luns_data(const std::vector<std::uint64_t>& luns) {
+  Bytes d(8 + 8 * luns.size(), 0);
+  store_be32(&d[0], static_cast<std::uint32_t>(8 * luns.size()));
+  for (std::size_t i = 0; i < luns.size(); ++i) {
+    const std::uint64_t lun = luns[i];
+    std::uint8_t* p = &d[8 + 8 * i];
+    if (lun < 256) {
+      p[1] = static_cast<std::uint8_t>(lun);
+    } else {
+      p[0] = static_cast<std::uint8_t>(0x40 | ((lun >> 8) & 0x3F));
+      p[1] = static_cast<std::uint8_t>(lun);
+    }
+  }
+  return d;
+}
+
+}  // namespace ipsan::client::scsi

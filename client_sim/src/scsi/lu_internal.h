@@ -1,0 +1,87 @@
+// client_sim/src/scsi/lu_internal.h (private): the per-command context and handler table of
+// LogicalUnit. One Cmd lives (shared) until its completion has been called.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "ipsan/client/scsi/logical_unit.h"
+
+namespace ipsan::client::scsi {
+
+// LogicalUnit state copied under the mutex when a command starts.
+struct Snapshot {
+  bool attached = false;
+  proto::Identity identity;
+  std::uint64_t block_count = 0;
+  std::uint32_t block_size = 512;
+  ModeParameters mode;
+  ModeParameters saved;
+  ModeParameters defaults;
+  bool stopped = false;
+  bool prevent = false;
+  LogicalUnitOptions options;
+};
+
+struct Cmd : std::enable_shared_from_this<Cmd> {
+  Cmd(LogicalUnit& unit, const ScsiCommand& cmd, ScsiDone d)
+      : lu(unit), command(cmd), done(std::move(d)) {}
+  LogicalUnit& lu;
+  ScsiCommand command;
+  ScsiDone done;
+  Snapshot s;
+
+  void good(Bytes data = {});
+  // GOOD for a command that consumed `needed_bytes` of data-out (residual for any excess).
+  void good_write(std::uint64_t needed_bytes);
+  void check(const Sense& sense);
+  void fail(Errc e, Direction direction);
+};
+using CmdPtr = std::shared_ptr<Cmd>;
+
+struct OpInfoEntry {
+  std::uint8_t opcode;
+  std::uint16_t sa;
+  bool has_sa;
+  std::uint8_t cdb_length;
+  std::array<std::uint8_t, 16> usage;  // CDB usage map (SPC-4 6.35.3)
+  std::uint8_t flags;
+  void (*handler)(CmdPtr);
+  const char* name;
+};
+
+const std::vector<OpInfoEntry>& op_table();
+const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa);
+bool opcode_has_service_actions(std::uint8_t opcode);
+std::uint32_t max_compare_and_write_blocks(const Snapshot& s);
+
+struct LuHandlers {
+  static bool update_capacity(LogicalUnit& lu, const proto::Capacity& cap);
+  static void capacity_then(CmdPtr c, std::function<void(CmdPtr)> then);
+
+  static void test_unit_ready(CmdPtr c);
+  static void request_sense(CmdPtr c);
+  static void read(CmdPtr c);
+  static void write(CmdPtr c);
+  static void verify(CmdPtr c);
+  static void write_and_verify(CmdPtr c);
+  static void synchronize_cache(CmdPtr c);
+  static void write_same(CmdPtr c);
+  static void unmap(CmdPtr c);
+  static void compare_and_write(CmdPtr c);
+  static void read_capacity10(CmdPtr c);
+  static void read_capacity16(CmdPtr c);
+  static void get_lba_status(CmdPtr c);
+  static void start_stop_unit(CmdPtr c);
+  static void prevent_allow(CmdPtr c);
+  static void report_luns(CmdPtr c);
+  // lu_pages.cc
+  static void inquiry(CmdPtr c);
+  static void mode_sense(CmdPtr c);
+  static void mode_select(CmdPtr c);
+  static void report_supported_opcodes(CmdPtr c);
+};
+
+}  // namespace ipsan::client::scsi

@@ -1,0 +1,420 @@
+#include "ipsan/client/trace/runner.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "ipsan/base/crc32c.h"
+#include "ipsan/base/pattern.h"
+#include "ipsan/client/scsi/sense.h"
+
+namespace ipsan::client::trace {
+namespace {
+
+constexpr std::uint64_t kMaxGeneratedBytes = 256u << 20;
+
+template <class R>
+std::optional<R> run_and_wait(const std::function<void(std::function<void(R)>)>& start,
+                              int timeout_ms) {
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<R> result;
+  };
+  auto st = std::make_shared<State>();
+  start([st](R r) {
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->result = std::move(r);
+    st->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(st->mu);
+  st->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return st->result.has_value(); });
+  return st->result;
+}
+
+// The block range a command addresses, for pattern/zeros defaults.
+struct Range {
+  std::uint64_t lba = 0;
+  std::uint64_t blocks = 0;
+};
+
+std::optional<Range> data_out_range(const Command& c) {
+  if (c.kind == Command::Kind::kAta) {
+    switch (c.ata_command) {
+      case 0x30: case 0xCA:
+        return Range{c.lba | (std::uint64_t{c.device & 0x0Fu} << 24),
+                     (c.count & 0xFF) == 0 ? 256u : (c.count & 0xFFu)};
+      case 0x34: case 0x35: case 0x3D:
+        return Range{c.lba, c.count == 0 ? 65536u : c.count};
+      case 0x61: return Range{c.lba, c.features == 0 ? 65536u : c.features};
+      default: return std::nullopt;
+    }
+  }
+  const Bytes& b = c.cdb;
+  if (b.empty()) return std::nullopt;
+  switch (b[0]) {
+    case 0x0A:
+      if (b.size() < 6) return std::nullopt;
+      return Range{(std::uint64_t{b[1] & 0x1Fu} << 16) | load_be16(&b[2]), b[4] == 0 ? 256u : b[4]};
+    case 0x2A: case 0x2E: case 0x2F:
+      if (b.size() < 10) return std::nullopt;
+      return Range{load_be32(&b[2]), load_be16(&b[7])};
+    case 0x41:
+      if (b.size() < 10) return std::nullopt;
+      return Range{load_be32(&b[2]), 1};
+    case 0xAA:
+      if (b.size() < 12) return std::nullopt;
+      return Range{load_be32(&b[2]), load_be32(&b[6])};
+    case 0x8A: case 0x8E: case 0x8F:
+      if (b.size() < 16) return std::nullopt;
+      return Range{load_be64(&b[2]), load_be32(&b[10])};
+    case 0x93:
+      if (b.size() < 16) return std::nullopt;
+      return Range{load_be64(&b[2]), 1};
+    default: return std::nullopt;
+  }
+}
+
+std::optional<Range> data_in_range(const Command& c) {
+  if (c.kind == Command::Kind::kAta) {
+    switch (c.ata_command) {
+      case 0x20: case 0xC8:
+        return Range{c.lba | (std::uint64_t{c.device & 0x0Fu} << 24),
+                     (c.count & 0xFF) == 0 ? 256u : (c.count & 0xFFu)};
+      case 0x24: case 0x25: return Range{c.lba, c.count == 0 ? 65536u : c.count};
+      case 0x60: return Range{c.lba, c.features == 0 ? 65536u : c.features};
+      default: return std::nullopt;
+    }
+  }
+  const Bytes& b = c.cdb;
+  if (b.empty()) return std::nullopt;
+  switch (b[0]) {
+    case 0x08:
+      if (b.size() < 6) return std::nullopt;
+      return Range{(std::uint64_t{b[1] & 0x1Fu} << 16) | load_be16(&b[2]), b[4] == 0 ? 256u : b[4]};
+    case 0x28:
+      if (b.size() < 10) return std::nullopt;
+      return Range{load_be32(&b[2]), load_be16(&b[7])};
+    case 0xA8:
+      if (b.size() < 12) return std::nullopt;
+      return Range{load_be32(&b[2]), load_be32(&b[6])};
+    case 0x88:
+      if (b.size() < 16) return std::nullopt;
+      return Range{load_be64(&b[2]), load_be32(&b[10])};
+    default: return std::nullopt;
+  }
+}
+
+Result<Bytes, std::string> make_data_out(const Command& c, std::uint32_t block_size) {
+  const DataOut& d = c.out;
+  switch (d.kind) {
+    case DataOut::Kind::kNone: return Bytes{};
+    case DataOut::Kind::kHex: return d.hex;
+    case DataOut::Kind::kZeros: {
+      std::uint64_t n = d.zeros;
+      if (n == 0) {
+        auto r = data_out_range(c);
+        if (!r) return tl::unexpected(std::string("out=zeros needs a length (zeros:N) here"));
+        n = r->blocks * block_size;
+      }
+      if (n > kMaxGeneratedBytes) return tl::unexpected(std::string("out=zeros: too large"));
+      return Bytes(static_cast<std::size_t>(n), 0);
+    }
+    case DataOut::Kind::kPattern: {
+      auto r = data_out_range(c);
+      const std::optional<std::uint64_t> lba = d.pattern.lba ? d.pattern.lba
+                                               : r ? std::optional<std::uint64_t>(r->lba)
+                                                   : std::nullopt;
+      const std::optional<std::uint64_t> blocks = d.pattern.blocks ? d.pattern.blocks
+                                                  : r ? std::optional<std::uint64_t>(r->blocks)
+                                                      : std::nullopt;
+      if (!lba || !blocks) {
+        return tl::unexpected(std::string("out=pattern needs lba= and blocks= for this command"));
+      }
+      if (*blocks * block_size > kMaxGeneratedBytes) {
+        return tl::unexpected(std::string("out=pattern: too large"));
+      }
+      Bytes buf(static_cast<std::size_t>(*blocks * block_size));
+      fill_pattern_blocks(buf, block_size, d.pattern.seed, *lba, d.pattern.generation);
+      return buf;
+    }
+  }
+  return Bytes{};
+}
+
+// Compares data-in; empty string = match.
+std::string check_data(const Command& c, const Bytes& data, std::uint32_t block_size) {
+  const Expect& e = c.expect;
+  if (e.len && data.size() != *e.len) {
+    return "data-in length: expected " + std::to_string(*e.len) + ", got " +
+           std::to_string(data.size());
+  }
+  const DataInCheck& d = e.data;
+  switch (d.kind) {
+    case DataInCheck::Kind::kAny: return "";
+    case DataInCheck::Kind::kHex: {
+      const std::size_t n = std::min(d.hex.size(), data.size());
+      for (std::size_t i = 0; i < n; ++i) {
+        if (d.hex[i] != data[i]) {
+          char buf[96];
+          std::snprintf(buf, sizeof buf, "data-in byte %zu: expected %02x, got %02x", i, d.hex[i],
+                        data[i]);
+          return buf;
+        }
+      }
+      if (d.hex.size() != data.size()) {
+        return "data-in length: expected " + std::to_string(d.hex.size()) + ", got " +
+               std::to_string(data.size());
+      }
+      return "";
+    }
+    case DataInCheck::Kind::kCrc32c: {
+      const std::uint32_t crc = crc32c(data);
+      if (crc == d.crc) return "";
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "data-in crc32c: expected %08x, got %08x (%zu bytes)", d.crc,
+                    crc, data.size());
+      return buf;
+    }
+    case DataInCheck::Kind::kZeros:
+      for (std::size_t i = 0; i < data.size(); ++i) {
+        if (data[i] != 0) return "data-in byte " + std::to_string(i) + ": expected 00 (zeros)";
+      }
+      return "";
+    case DataInCheck::Kind::kPattern: {
+      auto r = data_in_range(c);
+      const std::uint64_t lba = d.pattern.lba ? *d.pattern.lba : r ? r->lba : 0;
+      const std::uint64_t blocks = d.pattern.blocks ? *d.pattern.blocks : r ? r->blocks : 0;
+      if (!d.pattern.lba && !r) return "in=pattern needs lba= for this command";
+      if (data.size() != blocks * block_size) {
+        return "data-in length: expected " + std::to_string(blocks * block_size) +
+               " (pattern), got " + std::to_string(data.size());
+      }
+      for (std::uint64_t b = 0; b < blocks; ++b) {
+        ByteSpan blk(data.data() + b * block_size, block_size);
+        if (!check_pattern(blk, d.pattern.seed, lba + b, d.pattern.generation)) {
+          return "data-in block " + std::to_string(b) + " (lba " + std::to_string(lba + b) +
+                 ") does not hold pattern seed=" + std::to_string(d.pattern.seed);
+        }
+      }
+      return "";
+    }
+  }
+  return "";
+}
+
+std::string sense_text(const scsi::Sense& s) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%x/%02x/%02x (%s)", s.key, s.asc, s.ascq,
+                scsi::sense_key_name(s.key));
+  return buf;
+}
+
+std::string scsi_outcome_text(const scsi::ScsiResult& r) {
+  std::string s = scsi::status_name(r.status);
+  if (auto sense = scsi::decode_sense(r.sense)) s += " sense " + sense_text(*sense);
+  return s;
+}
+
+Expect observed_expect(const Command& c, std::uint8_t status, const std::optional<scsi::Sense>& sense,
+                       std::optional<std::int64_t> resid, const Bytes& data, bool pattern_ok,
+                       std::size_t max_inline) {
+  Expect e;
+  e.status = status;
+  if (sense) {
+    e.sense = std::array<std::uint8_t, 3>{sense->key, sense->asc, sense->ascq};
+    e.info = sense->information;
+    e.sks = sense->sks;
+  }
+  if (resid && *resid != 0) e.resid = resid;
+  if (!data.empty()) {
+    e.len = data.size();
+    if (pattern_ok && c.expect.data.kind == DataInCheck::Kind::kPattern) {
+      e.data = c.expect.data;
+    } else if (data.size() <= max_inline) {
+      e.data.kind = DataInCheck::Kind::kHex;
+      e.data.hex = data;
+    } else {
+      e.data.kind = DataInCheck::Kind::kCrc32c;
+      e.data.crc = crc32c(data);
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+const char* outcome_name(Outcome o) {
+  switch (o) {
+    case Outcome::kMatch: return "MATCH";
+    case Outcome::kMismatch: return "MISMATCH";
+    case Outcome::kError: return "ERROR";
+    case Outcome::kSkipped: return "SKIPPED";
+  }
+  return "?";
+}
+
+ReplayReport run_traces(const std::vector<Trace>& traces, scsi::Bus& bus,
+                        const ReplayOptions& options) {
+  ReplayReport report;
+  for (const Trace& trace : traces) {
+    if (options.reset_between_traces) bus.reset_all();
+    Trace recorded;
+    recorded.name = trace.name;
+    for (const Command& c : trace.commands) {
+      LineResult lr;
+      lr.trace = trace.name;
+      lr.line = c.line;
+      Command rec = c;
+      auto finish = [&](Outcome o, std::string detail) {
+        lr.outcome = o;
+        lr.detail = std::move(detail);
+        switch (o) {
+          case Outcome::kMatch: ++report.matched; break;
+          case Outcome::kMismatch: ++report.mismatched; break;
+          case Outcome::kError: ++report.errors; break;
+          case Outcome::kSkipped: ++report.skipped; break;
+        }
+        report.lines.push_back(lr);
+        recorded.commands.push_back(rec);
+      };
+      if (c.kind == Command::Kind::kFault) {
+        if (!options.fault_hook) {
+          finish(Outcome::kSkipped, "fault line: no fault injection on this target");
+          continue;
+        }
+        auto r = options.fault_hook(c);
+        if (!r) {
+          finish(Outcome::kError, r.error().message);
+        } else {
+          finish(Outcome::kMatch, "");
+        }
+        continue;
+      }
+      scsi::LogicalUnit* lu = bus.find(c.target, c.lun);
+      const std::uint32_t block_size = lu != nullptr ? lu->identity().block_size : 512;
+      auto data_out = make_data_out(c, block_size);
+      if (!data_out) {
+        finish(Outcome::kError, data_out.error());
+        continue;
+      }
+      if (c.kind == Command::Kind::kScsi) {
+        scsi::ScsiCommand sc;
+        sc.cdb = c.cdb;
+        sc.data_out = std::move(*data_out);
+        if (c.edtl) sc.data_in_length = *c.edtl;
+        auto r = run_and_wait<scsi::ScsiResult>(
+            [&](std::function<void(scsi::ScsiResult)> done) {
+              bus.execute(c.target, c.lun, sc, std::move(done));
+            },
+            options.timeout_ms);
+        if (!r) {
+          finish(Outcome::kError, "no completion within " + std::to_string(options.timeout_ms) + " ms");
+          continue;
+        }
+        const auto sense = scsi::decode_sense(r->sense);
+        const std::int64_t resid = r->overflow ? -static_cast<std::int64_t>(r->residual)
+                                               : static_cast<std::int64_t>(r->residual);
+        std::string diff;
+        const std::uint8_t want_status =
+            c.expect.status ? *c.expect.status
+                            : (c.expect.sense ? scsi::kStatusCheckCondition : scsi::kStatusGood);
+        if (r->status != want_status) {
+          diff = std::string("status: expected ") + scsi::status_name(want_status) + ", got " +
+                 scsi_outcome_text(*r);
+        } else if (c.expect.sense) {
+          const auto& k = *c.expect.sense;
+          if (!sense || sense->key != k[0] || sense->asc != k[1] || sense->ascq != k[2]) {
+            scsi::Sense want = scsi::make_sense(k[0], k[1], k[2]);
+            diff = "sense: expected " + sense_text(want) + ", got " +
+                   (sense ? sense_text(*sense) : std::string("none"));
+          }
+        }
+        if (diff.empty() && c.expect.info && (!sense || sense->information != c.expect.info)) {
+          diff = "sense information: expected " + std::to_string(*c.expect.info) + ", got " +
+                 (sense && sense->information ? std::to_string(*sense->information)
+                                              : std::string("none"));
+        }
+        if (diff.empty() && c.expect.sks && (!sense || sense->sks != c.expect.sks)) {
+          diff = "sense-key specific: expected " + to_hex(ByteSpan(c.expect.sks->data(), 3)) +
+                 ", got " + (sense && sense->sks ? to_hex(ByteSpan(sense->sks->data(), 3))
+                                                 : std::string("none"));
+        }
+        if (diff.empty() && c.expect.resid && *c.expect.resid != resid) {
+          diff = "residual: expected " + std::to_string(*c.expect.resid) + ", got " +
+                 std::to_string(resid);
+        }
+        std::string data_diff = check_data(c, r->data_in, block_size);
+        if (diff.empty()) diff = data_diff;
+        if (options.record) {
+          rec.expect = observed_expect(c, r->status, sense, resid, r->data_in, data_diff.empty(),
+                                       options.max_inline_bytes);
+        }
+        finish(diff.empty() ? Outcome::kMatch : Outcome::kMismatch, diff);
+        continue;
+      }
+      // ATA
+      ata::Taskfile tf;
+      tf.command = c.ata_command;
+      tf.features = c.features;
+      tf.count = c.count;
+      tf.lba = c.lba;
+      tf.device = c.device;
+      tf.data_out = std::move(*data_out);
+      auto r = run_and_wait<ata::AtaResult>(
+          [&](std::function<void(ata::AtaResult)> done) {
+            bus.execute_ata(c.target, c.lun, tf, std::move(done));
+          },
+          options.timeout_ms);
+      if (!r) {
+        finish(Outcome::kError, "no completion within " + std::to_string(options.timeout_ms) + " ms");
+        continue;
+      }
+      char buf[160];
+      std::string diff;
+      if (c.expect.status ? r->status != *c.expect.status : (r->status & ata::kStatusErr) != 0) {
+        if (c.expect.status) {
+          std::snprintf(buf, sizeof buf, "ata status: expected %02x, got %02x (error %02x)",
+                        *c.expect.status, r->status, r->error);
+        } else {
+          std::snprintf(buf, sizeof buf, "ata status: expected no ERR bit, got %02x (error %02x)",
+                        r->status, r->error);
+        }
+        diff = buf;
+      } else if (c.expect.error && r->error != *c.expect.error) {
+        std::snprintf(buf, sizeof buf, "ata error: expected %02x, got %02x", *c.expect.error,
+                      r->error);
+        diff = buf;
+      } else if (c.expect.count_out && r->count != *c.expect.count_out) {
+        diff = "ata count: expected " + std::to_string(*c.expect.count_out) + ", got " +
+               std::to_string(r->count);
+      }
+      std::string data_diff = check_data(c, r->data_in, block_size);
+      if (diff.empty()) diff = data_diff;
+      if (options.record) {
+        rec.expect = observed_expect(c, r->status, std::nullopt, std::nullopt, r->data_in,
+                                     data_diff.empty(), options.max_inline_bytes);
+        if (r->error != 0) rec.expect.error = r->error;
+        if (r->count != 0) rec.expect.count_out = r->count;
+      }
+      finish(diff.empty() ? Outcome::kMatch : Outcome::kMismatch, diff);
+    }
+    if (options.record) report.recorded.push_back(std::move(recorded));
+  }
+  return report;
+}
+
+void print_report(std::ostream& os, const ReplayReport& report, bool verbose) {
+  for (const LineResult& l : report.lines) {
+    if (!verbose && (l.outcome == Outcome::kMatch || l.outcome == Outcome::kSkipped)) continue;
+    os << l.trace << ":" << l.line << ": " << outcome_name(l.outcome);
+    if (!l.detail.empty()) os << ": " << l.detail;
+    os << "\n";
+  }
+  os << report.matched << " matched, " << report.mismatched << " mismatched, " << report.errors
+     << " errors, " << report.skipped << " skipped\n";
+}
+
+}  // namespace ipsan::client::trace
