@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "common/chain.h"
+#include "scsi/io_chain.h"
 
 namespace ipsan::client::ata {
 namespace {

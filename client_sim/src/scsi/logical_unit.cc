@@ -9,7 +9,7 @@
 #include <memory>
 #include <utility>
 
-#include "common/chain.h"
+#include "scsi/io_chain.h"
 #include "scsi/lu_internal.h"
 
 namespace ipsan::client::scsi {
