@@ -4,7 +4,7 @@ if(NOT RUDP_TEST_DIR)
   set(RUDP_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR})
 endif()
 ipsan_test(NAME proto_rudp_test LABELS unit TIMEOUT 60
-  SOURCES ${RUDP_TEST_DIR}/test/rudp/connection_test.cc
+  SOURCES ${RUDP_TEST_DIR}/test/rudp/connection_test.cc ${RUDP_TEST_DIR}/test/rudp/recovery_test.cc
   LIBS ipsan_proto)
 ipsan_test(NAME proto_rudp_udp_test LABELS integration TIMEOUT 60
   SOURCES ${RUDP_TEST_DIR}/test/rudp/udp_transport_test.cc

@@ -391,6 +391,7 @@ void Connection::on_ack(const AckFrame& ack, TimePoint now) {
   std::sort(newly.begin(), newly.end());
   detect_lost(now, newly);
   pto_count_ = 0;
+  probes_ = 0;  // the path answers again: probes of an earlier PTO no longer bypass cwnd
 }
 
 void Connection::update_rtt(Duration latest, Duration ack_delay) {
