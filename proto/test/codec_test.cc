@@ -128,6 +128,8 @@ TEST_F(Codec, KnownAnswerNullCallAndRejects) {
             "00000009000000010000000000000000000000000000000200000001"
             "00000001");
   EXPECT_TRUE(encode_reject({RejectKind::kDrop, 9, AuthStat::kOk}).empty());
+  EXPECT_EQ(encode_reject(make_reject(RejectKind::kAuthError, 9, AuthStat::kRejectedCred)),
+            encode_reject(9, {RejectKind::kAuthError, 0, AuthStat::kRejectedCred}));
 }
 
 // ---------------------------------------------------------------------------------------------

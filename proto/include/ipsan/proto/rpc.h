@@ -88,6 +88,11 @@ struct RpcReject {
   AuthStat auth_stat = AuthStat::kOk;  // for kAuthError
 };
 
+// E.g. encode_reject(make_reject(RejectKind::kAuthError, call.xid, AuthStat::kRejectedCred)).
+inline RpcReject make_reject(RejectKind kind, std::uint32_t xid, AuthStat auth = AuthStat::kOk) {
+  return RpcReject{kind, xid, auth};
+}
+
 // A call whose header parsed and whose flavor fits its procedure (policy checked by parse_call):
 //  - proc is a known Op of program kProgram version kVersion;
 //  - NULL: AUTH_NONE or kAuthIpsan; LOGIN_BEGIN/LOGIN_FINISH: AUTH_NONE only;
