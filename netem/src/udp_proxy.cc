@@ -252,6 +252,8 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
           ++it;
         }
       }
+      // Keeps capture files current for readers and for a proxy killed without a chance to close.
+      if (self->capture) self->capture->flush();
       self->arm_sweep();
     });
   }
