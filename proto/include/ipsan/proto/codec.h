@@ -86,10 +86,14 @@ Result<RequestView> decode_request(Op op, Bytes&& args) = delete;  // would dang
 // Copies a RequestView into an owning Request (tests, client-side tools).
 Request to_request(const RequestView& view);
 
-// Accepted SUCCESS reply to an authenticated call, MAC'd with session_key.
+// Accepted SUCCESS reply to an authenticated call, MAC'd with session_key. At most one distinct
+// MAC'd reply may ever be sent per (session, slot, seq) (Poly1305 is one-time): resend the cached
+// bytes for retransmissions and send SEQ_MISORDERED unauthenticated (docs/PROTOCOL.md).
 Bytes encode_reply(std::uint32_t xid, const SlotCred& cred, const Key256& session_key, Op op,
                    const Reply& reply);
-// Accepted SUCCESS reply with an AUTH_NONE verifier (NULL ping, or a status for a login op).
+// Accepted SUCCESS reply with an AUTH_NONE verifier: NULL ping, a status for a login op, and
+// statuses that are not "the" reply of their (slot, seq): SEQ_MISORDERED, BUSY for a re-executed
+// READ whose data changed. Clients treat these as unauthenticated hints.
 Bytes encode_unauthenticated_reply(std::uint32_t xid, Op op, const Reply& reply);
 
 // READ fast path: lays out a successful READ reply around a data area of `len` bytes that the
