@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ipsan needs to build and test (only those missing). Debian 12, root.
+set -euo pipefail
+PKGS=(
+  build-essential cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
+  libboost-dev libpcap-dev libsgutils2-dev sg3-utils libcli11-dev libexpected-dev libsodium-dev
+  libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  tcpdump iproute2 nftables procps
+)
+PKGS+=("$@")
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
