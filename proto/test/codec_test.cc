@@ -271,6 +271,20 @@ TEST_F(Codec, LogoutAndNullReplies) {
   EXPECT_TRUE(decode_results(Op::kNull, np->results));
 }
 
+TEST_F(Codec, UnauthenticatedSeqMisorderedForRead) {
+  Reply rep;
+  rep.status = Errc::kSeqMisordered;
+  const Bytes m = encode_unauthenticated_reply(8, Op::kRead, rep);
+  auto pr = parse_reply(m);
+  ASSERT_TRUE(pr);
+  EXPECT_TRUE(pr->success());
+  EXPECT_FALSE(verify_reply(*pr, key_, cred_));  // a hint only
+  auto d = decode_results(Op::kRead, pr->results);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->status, Errc::kSeqMisordered);
+  EXPECT_TRUE(d->data.empty());
+}
+
 TEST_F(Codec, UnauthenticatedReplyRoundTrip) {
   Reply rep = make_reply(Op::kCapacity);
   const Bytes pr_msg = encode_unauthenticated_reply(8, Op::kCapacity, rep);
