@@ -169,6 +169,32 @@ TEST_F(Codec, CallRoundTripEveryDeviceOp) {
   }
 }
 
+TEST_F(Codec, LargestWriteAndReadRoundTripOneByteMoreFails) {
+  Request req = make_request(Op::kWrite);
+  req.data.assign(kMaxIoBytes, 0xab);
+  const Bytes m = encode_call(1, cred_, key_, req);
+  auto c = parse_call(m);
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(verify_call(*c, key_));
+  auto v = decode_request(Op::kWrite, c->args);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->data.size(), kMaxIoBytes);
+  req.data.push_back(0);
+  const Bytes big = encode_call(2, cred_, key_, req);
+  auto cb = parse_call(big);
+  ASSERT_TRUE(cb);
+  EXPECT_EQ(decode_request(Op::kWrite, cb->args).error(), Errc::kTooLarge);
+
+  ReadReplyBuilder b(3, cred_, kMaxIoBytes);
+  const Bytes rm = b.finish(key_);
+  auto pr = parse_reply(rm);
+  ASSERT_TRUE(pr);
+  EXPECT_TRUE(verify_reply(*pr, key_, cred_));
+  auto d = decode_results(Op::kRead, pr->results);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->data.size(), kMaxIoBytes);
+}
+
 TEST_F(Codec, DataIsSentOnlyForWrite) {
   Request req = make_request(Op::kRead);
   req.data = Bytes(64, 1);
