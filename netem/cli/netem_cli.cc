@@ -166,8 +166,8 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--duration", args->duration, "stop after this long (e.g. 10s)");
   cmd->add_flag("--list-profiles", args->list_profiles, "print the named profiles and exit");
   static const std::map<std::string_view, std::string_view> kHelp = {
-      {"loss", "random loss probability, e.g. 1% or 0.01"},
-      {"burst", "Gilbert-Elliott loss p,r[,h,k] (probabilities)"},
+      {"loss", "random loss probability, e.g. 1%"},
+      {"burst", "Gilbert-Elliott loss p,r[,h,k] in %, e.g. 1%,25%"},
       {"delay", "fixed one-way delay, e.g. 10ms"},
       {"jitter", "jitter[,uniform|normal][,reorder], e.g. 2ms,normal"},
       {"reorder", "probability a datagram skips the delay, e.g. 10%"},

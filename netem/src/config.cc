@@ -91,10 +91,12 @@ Result<Duration, Error> parse_duration(std::string_view text) {
 Result<double, Error> parse_probability(std::string_view text) {
   double n = 0;
   std::string unit;
-  if (!split_number(text, n, unit) || (unit != "%" && !unit.empty())) {
-    return fail(str_cat("bad probability '", text, "': expected a percentage (1%) or 0..1"));
+  // A bare number is refused (except 0): tc reads "1" as 1 %, a fraction reading gives 100 %;
+  // insisting on the sign avoids silently running the wrong experiment.
+  if (!split_number(text, n, unit) || (unit != "%" && !(unit.empty() && n == 0.0))) {
+    return fail(str_cat("bad probability '", text, "': expected a percentage such as 1% or 0.1%"));
   }
-  const double p = unit == "%" ? n / 100.0 : n;
+  const double p = n / 100.0;
   if (p > 1.0) return fail(str_cat("probability '", text, "' is above 100%"));
   return p;
 }
@@ -123,7 +125,8 @@ Result<std::uint64_t, Error> parse_rate(std::string_view text) {
   } else if (unit == "gbps") {
     scale = 8e9;
   } else {
-    return fail(str_cat("bad rate unit in '", text, "': use bit, kbit, mbit, gbit (bits/s) or "
+    return fail(str_cat("bad rate unit in '", text,
+                        "': use bit, kbit, mbit, gbit (bits/s) or "
                         "bps, kbps, mbps, gbps (bytes/s)"));
   }
   const double bps = n * scale;
@@ -138,16 +141,16 @@ Result<std::vector<Partition>, Error> parse_partitions(std::string_view text) {
   for (const auto item : split(text, ',')) {
     const auto plus = item.find('+');
     if (plus == std::string_view::npos) {
-      return fail(str_cat("bad partition '", item, "': expected START+LENGTH[/PERIOD], e.g. "
+      return fail(str_cat("bad partition '", item,
+                          "': expected START+LENGTH[/PERIOD], e.g. "
                           "2s+500ms or 2s+500ms/10s"));
     }
     const auto slash = item.find('/', plus);
     Partition p;
     auto at = parse_duration(item.substr(0, plus));
     if (!at) return fail(str_cat("partition start: ", at.error().message));
-    auto len = parse_duration(item.substr(plus + 1, slash == std::string_view::npos
-                                                         ? std::string_view::npos
-                                                         : slash - plus - 1));
+    auto len = parse_duration(item.substr(
+        plus + 1, slash == std::string_view::npos ? std::string_view::npos : slash - plus - 1));
     if (!len) return fail(str_cat("partition length: ", len.error().message));
     p.at = *at;
     p.length = *len;
@@ -169,8 +172,8 @@ Result<std::vector<Partition>, Error> parse_partitions(std::string_view text) {
 
 std::span<const std::string_view> option_names() {
   static constexpr std::array<std::string_view, 11> kNames = {
-      "loss", "burst", "delay", "jitter", "reorder", "duplicate",
-      "corrupt", "rate", "queue", "mtu", "partition"};
+      "loss",    "burst", "delay", "jitter", "reorder",  "duplicate",
+      "corrupt", "rate",  "queue", "mtu",    "partition"};
   return kNames;
 }
 
@@ -229,9 +232,8 @@ Result<void, Error> apply_option(ImpairmentConfig& c, std::string_view name,
       } else if (word == "reorder") {
         next.jitter_reorders = true;
       } else {
-        return with_name(Error{Errc::kInvalidArgument,
-                               str_cat("unknown jitter flag '", parts[i],
-                                       "' (uniform, normal, reorder)")});
+        return with_name(Error{Errc::kInvalidArgument, str_cat("unknown jitter flag '", parts[i],
+                                                               "' (uniform, normal, reorder)")});
       }
     }
     c = next;
@@ -336,8 +338,8 @@ std::string describe(const ImpairmentConfig& c) {
   };
   if (c.loss > 0) item("loss", pct(c.loss));
   if (c.burst.p > 0) {
-    item("burst", str_cat(pct(c.burst.p), ",", pct(c.burst.r), ",", pct(c.burst.h), ",",
-                          pct(c.burst.k)));
+    item("burst",
+         str_cat(pct(c.burst.p), ",", pct(c.burst.r), ",", pct(c.burst.h), ",", pct(c.burst.k)));
   }
   if (c.delay > Duration::zero()) item("delay", format_duration(c.delay));
   if (c.jitter > Duration::zero()) {
@@ -376,15 +378,15 @@ std::span<const Profile> profiles() {
       {"lossy-0.1pct", "0.1 % random loss, 1 ms one-way", "delay=1ms loss=0.1%"},
       {"lossy-1pct", "1 % random loss, 1 ms one-way", "delay=1ms loss=1%"},
       {"lossy-5pct", "5 % random loss, 1 ms one-way", "delay=1ms loss=5%"},
-      {"bursty",
-       "Gilbert-Elliott bursts: p=1 %, r=25 % (mean burst 4, ~3.8 % loss), 1 ms one-way",
+      {"bursty", "Gilbert-Elliott bursts: p=1 %, r=25 % (mean burst 4, ~3.8 % loss), 1 ms one-way",
        "delay=1ms burst=1%,25%"},
       {"reorder", "10 % of datagrams skip a 5 ms delay (reordered)", "delay=5ms reorder=10%"},
       {"duplicate", "1 % of datagrams duplicated, 1 ms one-way", "delay=1ms duplicate=1%"},
       {"corrupt", "0.5 % of datagrams get 1-3 bits flipped, 1 ms one-way",
        "delay=1ms corrupt=0.5%,3"},
-      {"nasty", "everything: 20 ms +- 5 ms reordering jitter, 1 % loss, bursts, 5 % reorder, "
-                "1 % duplicate, 0.1 % corrupt",
+      {"nasty",
+       "everything: 20 ms +- 5 ms reordering jitter, 1 % loss, bursts, 5 % reorder, "
+       "1 % duplicate, 0.1 % corrupt",
        "delay=20ms jitter=5ms,reorder loss=1% burst=0.5%,30% reorder=5% duplicate=1% "
        "corrupt=0.1%,2"},
       {"partition", "500 ms outage 2 s after start, repeating every 10 s; 1 ms one-way",

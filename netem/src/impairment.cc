@@ -21,15 +21,16 @@ double clamp_probability(double p) {
 
 std::string validate(const ImpairmentConfig& c) {
   const std::pair<const char*, double> probabilities[] = {
-      {"loss", c.loss},         {"burst p", c.burst.p}, {"burst r", c.burst.r},
-      {"burst h", c.burst.h},   {"burst k", c.burst.k}, {"reorder", c.reorder},
+      {"loss", c.loss},           {"burst p", c.burst.p}, {"burst r", c.burst.r},
+      {"burst h", c.burst.h},     {"burst k", c.burst.k}, {"reorder", c.reorder},
       {"duplicate", c.duplicate}, {"corrupt", c.corrupt}};
   for (const auto& [name, value] : probabilities) {
     if (!valid_probability(value)) {
       return str_cat(name, " must be a probability between 0 and 1 (0% to 100%), got ", value);
     }
   }
-  if (c.burst.p > 0.0 && c.burst.r <= 0.0) return "burst r must be > 0 (else the bad state never ends)";
+  if (c.burst.p > 0.0 && c.burst.r <= 0.0)
+    return "burst r must be > 0 (else the bad state never ends)";
   if (c.delay < Duration::zero()) return "delay must not be negative";
   if (c.jitter < Duration::zero()) return "jitter must not be negative";
   if (c.corrupt_max_bits == 0) return "corrupt bits must be at least 1";

@@ -136,14 +136,14 @@ const std::uint8_t* strip_link(int linktype, const std::uint8_t* p, std::size_t&
       if (len < 4) return nullptr;
       len -= 4;
       return p + 4;
-    default:
-      return nullptr;
+    default: return nullptr;
   }
 }
 
 std::string csv_path_for(const std::string& path, std::string_view suffix) {
   constexpr std::string_view kExt = ".pcap";
-  if (path.size() > kExt.size() && path.compare(path.size() - kExt.size(), kExt.size(), kExt) == 0) {
+  if (path.size() > kExt.size() &&
+      path.compare(path.size() - kExt.size(), kExt.size(), kExt) == 0) {
     return path.substr(0, path.size() - kExt.size()) + std::string(suffix);
   }
   return path + std::string(suffix);
@@ -206,9 +206,10 @@ Bytes build_udp_packet(const NetAddr& src, const NetAddr& dst, ByteSpan payload,
 
 Result<std::vector<PcapRecord>, Error> read_pcap(const std::string& path) {
   char errbuf[PCAP_ERRBUF_SIZE] = {};
-  pcap_t* p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO,
-                                                      errbuf);
-  if (p == nullptr) return fail(Errc::kBadMessage, str_cat("cannot read pcap ", path, ": ", errbuf));
+  pcap_t* p =
+      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf);
+  if (p == nullptr)
+    return fail(Errc::kBadMessage, str_cat("cannot read pcap ", path, ": ", errbuf));
   const int linktype = pcap_datalink(p);
   std::vector<PcapRecord> out;
   for (;;) {
@@ -221,7 +222,8 @@ Result<std::vector<PcapRecord>, Error> read_pcap(const std::string& path) {
     if (ip == nullptr) continue;
     PcapRecord rec;
     if (!parse_ip_udp(ip, len, rec)) continue;
-    rec.timestamp = std::chrono::seconds(hdr->ts.tv_sec) + std::chrono::nanoseconds(hdr->ts.tv_usec);
+    rec.timestamp =
+        std::chrono::seconds(hdr->ts.tv_sec) + std::chrono::nanoseconds(hdr->ts.tv_usec);
     out.push_back(std::move(rec));
   }
   pcap_close(p);
@@ -290,9 +292,10 @@ Result<std::unique_ptr<Capture>, Error> Capture::open(const std::string& path,
   if (c->csv_ == nullptr) {
     return fail(Errc::kIoError, str_cat("cannot write ", csv, ": ", std::strerror(errno)));
   }
-  std::fputs("direction,index,copy,entered_ns,time_ns,size,fate,reason,corrupted,truncated,"
-             "reordered\n",
-             c->csv_);
+  std::fputs(
+      "direction,index,copy,entered_ns,time_ns,size,fate,reason,corrupted,truncated,"
+      "reordered\n",
+      c->csv_);
   return c;
 }
 
@@ -305,16 +308,16 @@ void Capture::record(Direction dir, const Event& ev, const NetAddr& src, const N
     if (in_) in_->write(ts(ev.entered), src, dst, ev.data, ip_id);
     return;
   }
-  if (ev.kind == Event::Kind::kDelivered && out_) out_->write(ts(ev.time), src, dst, ev.data, ip_id);
+  if (ev.kind == Event::Kind::kDelivered && out_)
+    out_->write(ts(ev.time), src, dst, ev.data, ip_id);
   if (csv_ == nullptr) return;
   const std::string_view fate = ev.kind == Event::Kind::kDelivered ? "delivered" : "dropped";
-  std::fprintf(csv_, "%s,%" PRIu64 ",%u,%lld,%lld,%zu,%s,%s,%d,%d,%d\n",
-               std::string(to_string(dir)).c_str(), ev.index, ev.copy,
-               static_cast<long long>(ts(ev.entered).count()),
-               static_cast<long long>(ts(ev.time).count()), ev.data.size(),
-               std::string(fate).c_str(),
-               ev.kind == Event::Kind::kDropped ? std::string(to_string(ev.reason)).c_str() : "",
-               ev.corrupted ? 1 : 0, ev.truncated ? 1 : 0, ev.reordered ? 1 : 0);
+  std::fprintf(
+      csv_, "%s,%" PRIu64 ",%u,%lld,%lld,%zu,%s,%s,%d,%d,%d\n", std::string(to_string(dir)).c_str(),
+      ev.index, ev.copy, static_cast<long long>(ts(ev.entered).count()),
+      static_cast<long long>(ts(ev.time).count()), ev.data.size(), std::string(fate).c_str(),
+      ev.kind == Event::Kind::kDropped ? std::string(to_string(ev.reason)).c_str() : "",
+      ev.corrupted ? 1 : 0, ev.truncated ? 1 : 0, ev.reordered ? 1 : 0);
 }
 
 Observer Capture::observer(Direction dir, NetAddr src, NetAddr dst) {

@@ -36,7 +36,8 @@ NetAddr to_net_addr(const udp::endpoint& ep) {
 
 Result<udp::endpoint, Error> parse_endpoint(std::string_view text) {
   const auto bad = [&text](std::string_view why) {
-    return fail(str_cat("bad address '", text, "': ", why, " (expected ADDR:PORT, e.g. "
+    return fail(str_cat("bad address '", text, "': ", why,
+                        " (expected ADDR:PORT, e.g. "
                         "127.0.0.1:5000 or [::1]:5000)"));
   };
   const auto colon = text.rfind(':');
@@ -44,7 +45,8 @@ Result<udp::endpoint, Error> parse_endpoint(std::string_view text) {
   std::string_view host = text.substr(0, colon);
   const std::string_view port_text = text.substr(colon + 1);
   unsigned port = 0;
-  const auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  const auto [ptr, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (port_text.empty() || ec != std::errc{} || ptr != port_text.data() + port_text.size() ||
       port > 65535) {
     return bad("port must be 0..65535");
@@ -104,8 +106,7 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
     if (!ec) listen.bind(options.listen, ec);
     if (!ec) listen.non_blocking(true, ec);
     if (ec) {
-      return fail(Errc::kIoError,
-                  str_cat("cannot listen on ", options.listen, ": ", ec.message()));
+      return fail(Errc::kIoError, str_cat("cannot listen on ", options.listen, ": ", ec.message()));
     }
     forward_addr = to_net_addr(options.forward);
     const TimePoint now = steady_now();
@@ -179,8 +180,8 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
     if (!ec) s->upstream.connect(options.forward, ec);
     if (!ec) s->upstream.non_blocking(true, ec);
     if (ec) {
-      IPSAN_LOG(LogLevel::kWarn, "netem", "cannot open upstream socket to ", options.forward,
-                ": ", ec.message());
+      IPSAN_LOG(LogLevel::kWarn, "netem", "cannot open upstream socket to ", options.forward, ": ",
+                ec.message());
       return nullptr;
     }
     s->id = next_session_id++;
@@ -200,8 +201,8 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
           if (!ec) {
             const TimePoint now = steady_now();
             s->last_active = now;
-            self->down.submit(Bytes(s->buf.begin(), s->buf.begin() + static_cast<std::ptrdiff_t>(n)),
-                              now, s->id);
+            self->down.submit(
+                Bytes(s->buf.begin(), s->buf.begin() + static_cast<std::ptrdiff_t>(n)), now, s->id);
             self->pump();
           }
           // Errors such as ECONNREFUSED (no server yet) are transient: keep receiving.

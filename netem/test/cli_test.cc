@@ -75,21 +75,22 @@ TEST(NetemCli, MissingOrBadAddresses) {
 TEST(NetemCli, ListProfiles) {
   const Outcome o = run_cli("netem --list-profiles");
   EXPECT_EQ(o.code, 0);
-  for (const char* name : {"lan", "wan-20ms", "wan-50ms", "lossy-0.1pct", "lossy-1pct",
-                           "lossy-5pct", "bursty", "reorder", "duplicate", "corrupt", "nasty",
-                           "partition"}) {
+  for (const char* name :
+       {"lan", "wan-20ms", "wan-50ms", "lossy-0.1pct", "lossy-1pct", "lossy-5pct", "bursty",
+        "reorder", "duplicate", "corrupt", "nasty", "partition"}) {
     EXPECT_NE(o.out.find(std::string(name) + "\n"), std::string::npos) << name;
   }
 }
 
 TEST(NetemCli, RunsForDurationAndReportsAddressSeedAndCounters) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("ipsan_netem_cli_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ipsan_netem_cli_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string cap = (dir / "c.pcap").string();
   const Outcome o = run_cli(std::string("netem --listen 127.0.0.1:0 --forward 127.0.0.1:9 "
                                         "--duration 20ms --seed 77 --profile wan-20ms "
-                                        "--up-loss 1% --capture ") + cap);
+                                        "--up-loss 1% --capture ") +
+                            cap);
   EXPECT_EQ(o.code, 0) << o.err;
   EXPECT_NE(o.out.find("seed 77\n"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("listening on 127.0.0.1:"), std::string::npos) << o.out;

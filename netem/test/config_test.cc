@@ -26,9 +26,10 @@ TEST(Config, ParseDuration) {
 TEST(Config, ParseProbability) {
   EXPECT_DOUBLE_EQ(*parse_probability("1%"), 0.01);
   EXPECT_DOUBLE_EQ(*parse_probability("0.1%"), 0.001);
-  EXPECT_DOUBLE_EQ(*parse_probability("0.25"), 0.25);
+  EXPECT_DOUBLE_EQ(*parse_probability("25%"), 0.25);
+  EXPECT_DOUBLE_EQ(*parse_probability("0"), 0.0);
   EXPECT_DOUBLE_EQ(*parse_probability("100%"), 1.0);
-  for (const char* bad : {"", "%", "101%", "1.5", "-1%", "abc", "1%%", "5 pct"}) {
+  for (const char* bad : {"", "%", "101%", "1.5", "0.01", "1", "-1%", "abc", "1%%", "5 pct"}) {
     EXPECT_FALSE(parse_probability(bad)) << bad;
   }
 }
@@ -105,11 +106,11 @@ TEST(Config, ApplyOptionErrorsNameTheFlag) {
   ImpairmentConfig c;
   const ImpairmentConfig before = c;
   const std::pair<const char*, const char*> bad[] = {
-      {"loss", "lots"},        {"burst", "1%"},       {"burst", "1%,0"},
-      {"burst", "1,2,3"},      {"delay", "soon"},     {"jitter", "2ms,gaussian"},
-      {"corrupt", "1%,0"},     {"corrupt", "1%,2,3"}, {"rate", "warp9"},
-      {"queue", "-1"},         {"queue", "many"},     {"mtu", "1500,chop"},
-      {"mtu", "big"},          {"partition", "later"}, {"colour", "blue"}};
+      {"loss", "lots"},    {"burst", "1%"},        {"burst", "1%,0"},
+      {"burst", "1,2,3"},  {"delay", "soon"},      {"jitter", "2ms,gaussian"},
+      {"corrupt", "1%,0"}, {"corrupt", "1%,2,3"},  {"rate", "warp9"},
+      {"queue", "-1"},     {"queue", "many"},      {"mtu", "1500,chop"},
+      {"mtu", "big"},      {"partition", "later"}, {"colour", "blue"}};
   for (const auto& [name, value] : bad) {
     auto r = apply_option(c, name, value);
     ASSERT_FALSE(r) << name << " " << value;
@@ -130,8 +131,8 @@ TEST(Config, SpecAndDescribeRoundTrip) {
 TEST(Config, EveryProfileParsesAndValidates) {
   const auto names = profile_names();
   const std::vector<std::string_view> expected = {
-      "lan",       "wan-20ms", "wan-50ms", "lossy-0.1pct", "lossy-1pct", "lossy-5pct",
-      "bursty",    "reorder",  "duplicate", "corrupt",     "nasty",      "partition"};
+      "lan",    "wan-20ms", "wan-50ms",  "lossy-0.1pct", "lossy-1pct", "lossy-5pct",
+      "bursty", "reorder",  "duplicate", "corrupt",      "nasty",      "partition"};
   EXPECT_EQ(names, expected);
   for (const auto name : names) {
     auto c = profile_by_name(name);

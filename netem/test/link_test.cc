@@ -61,8 +61,8 @@ TEST(EventLoop, StopAndWaitCompletesOverLossyLinkInVirtualTime) {
   EventLoop loop(clock, link);
 
   const std::uint32_t kMessages = 50;
-  std::uint32_t next_to_send = 0;      // sender state
-  std::optional<TimePoint> rto_at;     // sender's retransmission deadline
+  std::uint32_t next_to_send = 0;       // sender state
+  std::optional<TimePoint> rto_at;      // sender's retransmission deadline
   std::uint32_t receiver_expected = 0;  // receiver state
   std::uint32_t retransmissions = 0;
 
@@ -114,9 +114,8 @@ TEST(EventLoop, DeadlinesFireInOrderAndCanBeCancelled) {
     EXPECT_EQ(now, t0 + milliseconds(10));
     loop.add_deadline(now + milliseconds(5), [&](TimePoint) { fired.push_back(2); });
   });
-  const auto cancelled = loop.add_deadline(t0 + milliseconds(20), [&](TimePoint) {
-    fired.push_back(99);
-  });
+  const auto cancelled =
+      loop.add_deadline(t0 + milliseconds(20), [&](TimePoint) { fired.push_back(99); });
   loop.cancel(cancelled);
   EXPECT_EQ(loop.run_until(t0 + milliseconds(25)), 2u);
   EXPECT_EQ(fired, (std::vector<int>{1, 2}));

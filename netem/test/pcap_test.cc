@@ -24,8 +24,7 @@ class TempDir {
  public:
   TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            str_cat("ipsan_netem_", info->name(), "_", ::getpid());
+    path_ = fs::temp_directory_path() / str_cat("ipsan_netem_", info->name(), "_", ::getpid());
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -236,15 +235,30 @@ TEST(Pcap, ReadsPcapngWithEthernet) {
     f.push_back(static_cast<std::uint8_t>(v));
     f.push_back(static_cast<std::uint8_t>(v >> 8));
   };
-  u32(0x0A0D0D0A); u32(28); u32(0x1A2B3C4D); u16(1); u16(0); u32(0xFFFFFFFF); u32(0xFFFFFFFF);
+  u32(0x0A0D0D0A);
   u32(28);
-  u32(1); u32(20); u16(1); u16(0); u32(65535); u32(20);
+  u32(0x1A2B3C4D);
+  u16(1);
+  u16(0);
+  u32(0xFFFFFFFF);
+  u32(0xFFFFFFFF);
+  u32(28);
+  u32(1);
+  u32(20);
+  u16(1);
+  u16(0);
+  u32(65535);
+  u32(20);
   auto epb = [&](const Bytes& frame, std::uint64_t usec) {
     const std::size_t padded = (frame.size() + 3) & ~std::size_t{3};
     const auto total = static_cast<std::uint32_t>(32 + padded);
-    u32(6); u32(total); u32(0);
-    u32(static_cast<std::uint32_t>(usec >> 32)); u32(static_cast<std::uint32_t>(usec));
-    u32(static_cast<std::uint32_t>(frame.size())); u32(static_cast<std::uint32_t>(frame.size()));
+    u32(6);
+    u32(total);
+    u32(0);
+    u32(static_cast<std::uint32_t>(usec >> 32));
+    u32(static_cast<std::uint32_t>(usec));
+    u32(static_cast<std::uint32_t>(frame.size()));
+    u32(static_cast<std::uint32_t>(frame.size()));
     f.insert(f.end(), frame.begin(), frame.end());
     f.resize(f.size() + padded - frame.size());
     u32(total);

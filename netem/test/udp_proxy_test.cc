@@ -55,13 +55,13 @@ class Client {
 
  private:
   void receive() {
-    socket_.async_receive(asio::buffer(buf_), [this](const boost::system::error_code& ec,
-                                                     std::size_t n) {
-      if (ec) return;
-      replies_.emplace_back(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
-      reply_times.push_back(steady_now());
-      receive();
-    });
+    socket_.async_receive(
+        asio::buffer(buf_), [this](const boost::system::error_code& ec, std::size_t n) {
+          if (ec) return;
+          replies_.emplace_back(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
+          reply_times.push_back(steady_now());
+          receive();
+        });
   }
   udp::socket socket_;
   Bytes buf_;
@@ -113,19 +113,22 @@ TEST(UdpProxy, ForwardsBothWaysWithLoss) {
       ASSERT_TRUE(run_until(io, [&] { return p.up_counters().entered == i + 1; }));
     }
   }
-  ASSERT_TRUE(run_until(io, [&] {
-    const auto up = p.up_counters();
-    const auto down = p.down_counters();
-    return up.entered == kCount && server.echoed() == up.delivered &&
-           down.entered == up.delivered && client.replies().size() == down.delivered;
-  })) << "up: " << p.up_counters().entered << " in, " << p.up_counters().delivered
+  ASSERT_TRUE(run_until(io,
+                        [&] {
+                          const auto up = p.up_counters();
+                          const auto down = p.down_counters();
+                          return up.entered == kCount && server.echoed() == up.delivered &&
+                                 down.entered == up.delivered &&
+                                 client.replies().size() == down.delivered;
+                        }))
+      << "up: " << p.up_counters().entered << " in, " << p.up_counters().delivered
       << " out; echoed " << server.echoed() << "; down: " << p.down_counters().entered << " in, "
       << p.down_counters().delivered << " out; replies " << client.replies().size();
   const auto up = p.up_counters();
   const auto down = p.down_counters();
   EXPECT_EQ(up.dropped_random + up.delivered, kCount);
   EXPECT_EQ(down.dropped_random + down.delivered, down.entered);
-  EXPECT_GT(up.dropped_random, 60u);   // ~100 expected
+  EXPECT_GT(up.dropped_random, 60u);  // ~100 expected
   EXPECT_LT(up.dropped_random, 140u);
   EXPECT_GT(down.dropped_random, 15u);  // ~40 expected
   EXPECT_LT(down.dropped_random, 70u);
@@ -149,7 +152,8 @@ TEST(UdpProxy, ManyClientsGetTheirOwnReplies) {
     for (std::uint32_t c = 0; c < kClients; ++c) {
       clients[c]->send((*proxy)->local_endpoint(), message(c, i));
     }
-    ASSERT_TRUE(run_until(io, [&] { return (*proxy)->up_counters().entered == (i + 1) * kClients; }));
+    ASSERT_TRUE(
+        run_until(io, [&] { return (*proxy)->up_counters().entered == (i + 1) * kClients; }));
   }
   ASSERT_TRUE(run_until(io, [&] {
     for (const auto& c : clients) {
@@ -183,8 +187,8 @@ TEST(UdpProxy, DelaysEachDirection) {
 }
 
 TEST(UdpProxy, CapturesRealAddresses) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("ipsan_netem_proxy_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ipsan_netem_proxy_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "p.pcap").string();
   asio::io_context io;
@@ -243,8 +247,8 @@ TEST(UdpProxy, ParseEndpoint) {
             udp::endpoint(asio::ip::make_address("127.0.0.1"), 5000));
   EXPECT_EQ(*parse_endpoint("localhost:7"), udp::endpoint(asio::ip::make_address("127.0.0.1"), 7));
   EXPECT_EQ(parse_endpoint("[::1]:9")->address(), asio::ip::make_address("::1"));
-  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x", "127.0.0.1:70000",
-                          "::1:9", "host.example:9", "[::1:9"}) {
+  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x", "127.0.0.1:70000", "::1:9",
+                          "host.example:9", "[::1:9"}) {
     EXPECT_FALSE(parse_endpoint(bad)) << bad;
   }
 }

@@ -2,7 +2,7 @@
 // profiles. Every parser treats its input as untrusted and returns a message naming the problem.
 //
 // Option grammar (the same words as `ipsan netem --NAME VALUE`; docs/NETEM.md has the full table):
-//   loss 1% | 0.01            burst p,r[,h,k]          delay 10ms          jitter 2ms[,normal][,reorder]
+//   loss 1%          burst p,r[,h,k]       delay 10ms          jitter 2ms[,normal][,reorder]
 //   reorder 10%               duplicate 1%             corrupt 0.1%[,BITS] rate 100mbit
 //   queue 1000                mtu 1500[,truncate]      partition 2s+500ms[/10s][,...]
 // A spec string is a space-separated list of NAME=VALUE, e.g. "delay=10ms jitter=1ms,normal".
@@ -24,7 +24,7 @@ namespace ipsan::netem {
 
 // "10ms", "1.5s", "250us", "100ns", "2m" (minutes), or "0". A unit is required for non-zero values.
 Result<Duration, Error> parse_duration(std::string_view text);
-// "1%", "0.1%" or a fraction "0.01"; must lie in [0, 1].
+// "1%", "0.1%" (the % sign is required, except for "0"); must lie in [0 %, 100 %].
 Result<double, Error> parse_probability(std::string_view text);
 // Bits per second: "100mbit", "1gbit", "64kbit", "1000" (bit/s); tc's byte units "kbps", "mbps",
 // "gbps" mean bytes per second. "0" = unlimited.

@@ -15,9 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <optional>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,13 +67,13 @@ struct ImpairmentConfig {
   // Probability that a datagram skips the delay (sent at once, overtaking delayed ones), as
   // Linux netem "reorder". Has no visible effect without delay.
   double reorder = 0.0;
-  double duplicate = 0.0;      // probability that a second copy is emitted
-  double corrupt = 0.0;        // probability that a datagram gets bits flipped
+  double duplicate = 0.0;              // probability that a second copy is emitted
+  double corrupt = 0.0;                // probability that a datagram gets bits flipped
   std::uint32_t corrupt_max_bits = 1;  // flips a uniform 1..corrupt_max_bits random bits
-  std::uint64_t rate_bps = 0;  // serialisation rate in bits/s; 0 = unlimited
+  std::uint64_t rate_bps = 0;          // serialisation rate in bits/s; 0 = unlimited
   // Datagrams waiting for the rate limiter (its queue); more are tail-dropped. Only with rate_bps.
   std::uint32_t queue_limit = 1000;
-  std::uint32_t mtu = 0;  // largest datagram in bytes; 0 = unlimited
+  std::uint32_t mtu = 0;      // largest datagram in bytes; 0 = unlimited
   bool mtu_truncate = false;  // larger datagrams truncated to mtu instead of dropped
   std::vector<Partition> partitions;
 
@@ -110,11 +110,11 @@ std::string_view to_string(DropReason reason);
 struct Event {
   enum class Kind { kEntered, kDropped, kDelivered };
   Kind kind = Kind::kEntered;
-  std::uint64_t index = 0;   // 0-based order of submission to this engine
-  std::uint32_t copy = 0;    // 0 = original, 1 = duplicate
-  std::uint64_t tag = 0;     // the caller's tag from submit()
-  TimePoint entered{};       // when it was submitted
-  TimePoint time{};          // when this event happened (submit time for drops, release time)
+  std::uint64_t index = 0;  // 0-based order of submission to this engine
+  std::uint32_t copy = 0;   // 0 = original, 1 = duplicate
+  std::uint64_t tag = 0;    // the caller's tag from submit()
+  TimePoint entered{};      // when it was submitted
+  TimePoint time{};         // when this event happened (submit time for drops, release time)
   DropReason reason = DropReason::kNone;
   bool corrupted = false;
   bool truncated = false;
@@ -186,9 +186,9 @@ class Impairment {
   bool ge_bad_ = false;
   std::uint64_t next_index_ = 0;
   std::uint64_t next_order_ = 0;
-  TimePoint link_free_at_{};           // rate limiter: when the last queued datagram is sent
-  std::deque<TimePoint> rate_queue_;   // departure times of datagrams still in the rate queue
-  TimePoint last_fifo_release_{};      // FIFO clamp for delayed datagrams
+  TimePoint link_free_at_{};          // rate limiter: when the last queued datagram is sent
+  std::deque<TimePoint> rate_queue_;  // departure times of datagrams still in the rate queue
+  TimePoint last_fifo_release_{};     // FIFO clamp for delayed datagrams
   std::optional<std::uint64_t> max_released_index_;
   std::vector<Pending> pending_;  // a heap ordered by Later
 };

@@ -49,12 +49,13 @@ struct PcapRecord {
   std::chrono::nanoseconds timestamp{};  // as stored in the file (Unix time for real captures)
   NetAddr src;
   NetAddr dst;
-  std::uint16_t ip_id = 0;       // IPv4 identification (0 for IPv6)
-  Bytes payload;                 // UDP payload as captured
-  std::uint32_t payload_len = 0; // UDP payload length claimed by the UDP header
+  std::uint16_t ip_id = 0;        // IPv4 identification (0 for IPv6)
+  Bytes payload;                  // UDP payload as captured
+  std::uint32_t payload_len = 0;  // UDP payload length claimed by the UDP header
 };
 
-// Reads every UDP datagram of a pcap or pcapng file (link types RAW, EN10MB, LINUX_SLL, NULL, LOOP).
+// Reads every UDP datagram of a pcap or pcapng file (link types RAW, EN10MB, LINUX_SLL, NULL,
+// LOOP).
 Result<std::vector<PcapRecord>, Error> read_pcap(const std::string& path);
 
 // Builds the IPv4/IPv6 + UDP packet a writer stores (exposed for tests and tools).

@@ -33,7 +33,7 @@ struct UdpProxyOptions {
   ImpairmentConfig up;                     // client -> server
   ImpairmentConfig down;                   // server -> client
   std::uint64_t seed = 0;
-  std::string capture_path;                // empty = no capture (see pcap.h for the files)
+  std::string capture_path;  // empty = no capture (see pcap.h for the files)
   Duration idle_timeout = std::chrono::seconds(60);
   std::size_t max_clients = 1024;
 };
