@@ -173,7 +173,20 @@ void SanClient::on_transport_message(Bytes m) {
       return;
     }
   } else if (r.success()) {
-    stats_.bad_replies++;  // a successful data reply must be authenticated
+    // Unauthenticated statuses are hints the server sends when it may not MAC a reply for this
+    // (slot, seq) again (docs/PROTOCOL.md). BUSY for a re-executed READ means "read again on the
+    // next seq"; anything else is ignored (an attacker could forge it) and the call waits on.
+    auto hint = proto::decode_results(c->req.op, r.results);
+    if (hint && hint->status == Errc::kBusy && c->req.op == Op::kRead && c->slot >= 0 &&
+        c->session == session_id_) {
+      in_flight_.erase(it);
+      slots_[c->slot].busy = false;
+      c->slot = -1;
+      waiting_.push_front(c);
+      pump();
+      return;
+    }
+    stats_.bad_replies++;
     return;
   }
   in_flight_.erase(it);

@@ -281,16 +281,17 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   s->last_active = steady_now();
   const std::uint32_t slot = call.cred.slot;
   const std::uint64_t seq = call.cred.seq;
-  switch (s->slots.admit(slot, seq)) {
+  const SlotVerdict verdict = s->slots.admit(slot, seq);
+  switch (verdict) {
     case SlotVerdict::kBadSlot:
       stats_.rejected++;
-      send(r, proto::encode_reply(xid, call.cred, s->key, call.op,
-                                  status_reply(Errc::kInvalidArgument)));
+      send(r, proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kInvalidArgument)));
       return;
     case SlotVerdict::kMisordered:
       stats_.misordered++;
-      send(r, proto::encode_reply(xid, call.cred, s->key, call.op,
-                                  status_reply(Errc::kSeqMisordered)));
+      // Unauthenticated: this (slot, seq) had, or will have, its own MAC'd reply, and a
+      // Poly1305 nonce must never MAC two different messages (docs/PROTOCOL.md).
+      send(r, proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kSeqMisordered)));
       return;
     case SlotVerdict::kInProgress:
       s->reply_to[slot] = r;  // answer the newest copy's sender when it completes
@@ -320,7 +321,8 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
            true);
     return;
   }
-  execute(std::move(s), xid, slot, seq, call.op, std::move(msg), call.args);
+  execute(std::move(s), xid, slot, seq, call.op, std::move(msg), call.args,
+          verdict == SlotVerdict::kReexecute);
 }
 
 const StorageServer::ExportEntry* StorageServer::find_export(std::uint32_t device_id) const {
@@ -341,7 +343,8 @@ void StorageServer::finish(const std::shared_ptr<Session>& s, std::uint32_t slot
 }
 
 void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::uint32_t slot,
-                            std::uint64_t seq, Op op, std::shared_ptr<Bytes> msg, ByteSpan args) {
+                            std::uint64_t seq, Op op, std::shared_ptr<Bytes> msg, ByteSpan args,
+                            bool reexecute) {
   proto::SlotCred cred{s->id, slot, seq};
   auto reply_status = [&](Errc e) {
     if (e != Errc::kOk) stats_.device_errors++;
@@ -412,11 +415,31 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
       complete_on_io([=, this] {
         if (e != Errc::kOk) {
           stats_.device_errors++;
+          if (reexecute && s->slots.reply_mac(slot) != nullptr) {
+            s->slots.complete(slot, seq, {});  // nonce spent by the first reply: hint only
+            send(s->reply_to[slot],
+                 proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
+            return;
+          }
           finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
           return;
         }
         stats_.bytes_read += bytes;
-        finish(s, slot, seq, builder->finish(s->key), false);  // READ data is not cached
+        Bytes reply = builder->finish(s->key);  // READ data is not cached, only its MAC
+        auto parsed = proto::parse_reply(reply);
+        Tag128 mac = parsed ? parsed->mac : Tag128{};
+        const Tag128* first = s->slots.reply_mac(slot);
+        if (reexecute && first != nullptr && *first != mac) {
+          // The blocks changed since the first reply: that (slot, seq) nonce is spent, so
+          // answer unauthenticated BUSY and let the client re-read on its next seq.
+          s->slots.complete(slot, seq, {});
+          send(s->reply_to[slot], proto::encode_unauthenticated_reply(
+                                      xid, op, status_reply(Errc::kBusy)));
+          return;
+        }
+        Route to = s->reply_to[slot];
+        s->slots.complete(slot, seq, {}, &mac);
+        send(to, std::move(reply));
       });
     });
     return;

@@ -9,6 +9,7 @@ SlotVerdict SlotTable::admit(std::uint32_t slot, std::uint64_t seq) {
     s.last_seq = seq;
     s.in_progress = true;
     s.cached = false;
+    s.has_mac = false;
     s.reply.clear();
     s.reply.shrink_to_fit();
     return SlotVerdict::kExecute;
@@ -22,13 +23,17 @@ SlotVerdict SlotTable::admit(std::uint32_t slot, std::uint64_t seq) {
   return SlotVerdict::kMisordered;
 }
 
-void SlotTable::complete(std::uint32_t slot, std::uint64_t seq, Bytes reply) {
+void SlotTable::complete(std::uint32_t slot, std::uint64_t seq, Bytes reply, const Tag128* mac) {
   if (slot >= slots_.size()) return;
   Slot& s = slots_[slot];
   if (s.last_seq != seq) return;
   s.in_progress = false;
   s.cached = !reply.empty();
   s.reply = std::move(reply);
+  if (mac != nullptr && !s.has_mac) {
+    s.mac = *mac;
+    s.has_mac = true;
+  }
 }
 
 bool SlotTable::busy() const {

@@ -110,7 +110,8 @@ class StorageServer {
   void handle_session_call(const Route& r, std::shared_ptr<Bytes> msg, std::uint32_t xid,
                            std::uint32_t proc, const void* parsed_call);
   void execute(std::shared_ptr<Session> s, std::uint32_t xid, std::uint32_t slot,
-               std::uint64_t seq, proto::Op op, std::shared_ptr<Bytes> msg, ByteSpan args);
+               std::uint64_t seq, proto::Op op, std::shared_ptr<Bytes> msg, ByteSpan args,
+               bool reexecute);
   void finish(const std::shared_ptr<Session>& s, std::uint32_t slot, std::uint64_t seq, Bytes reply,
               bool cache);
   void send(const Route& r, Bytes reply);

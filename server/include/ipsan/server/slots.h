@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ipsan/base/bytes.h"
+#include "ipsan/base/crypto.h"
 
 namespace ipsan::server {
 
@@ -31,8 +32,14 @@ class SlotTable {
   std::uint32_t size() const { return static_cast<std::uint32_t>(slots_.size()); }
 
   SlotVerdict admit(std::uint32_t slot, std::uint64_t seq);
-  // Records completion of (slot, seq). `reply` is cached for retransmissions unless empty.
-  void complete(std::uint32_t slot, std::uint64_t seq, Bytes reply);
+  // Records completion of (slot, seq). `reply` is cached for retransmissions unless empty; `mac`
+  // is the MAC of the reply sent (kept for uncached READ replies: a re-executed READ may only be
+  // answered with a reply carrying the same MAC, since Poly1305 keys are one-time per (slot, seq)).
+  void complete(std::uint32_t slot, std::uint64_t seq, Bytes reply, const Tag128* mac = nullptr);
+  // MAC of the uncached reply recorded for the slot's current seq, or nullptr.
+  const Tag128* reply_mac(std::uint32_t slot) const {
+    return slots_[slot].has_mac ? &slots_[slot].mac : nullptr;
+  }
   const Bytes& cached_reply(std::uint32_t slot) const { return slots_[slot].reply; }
   std::uint64_t last_seq(std::uint32_t slot) const { return slots_[slot].last_seq; }
   bool busy() const;  // any slot in progress
@@ -43,6 +50,8 @@ class SlotTable {
     std::uint64_t last_seq = 0;
     bool in_progress = false;
     bool cached = false;
+    bool has_mac = false;
+    Tag128 mac{};
     Bytes reply;
   };
   std::vector<Slot> slots_;
