@@ -127,6 +127,11 @@ class Planner {
         return fail(label + ": " + std::to_string(sp.sizes.size()) + " sizes for " +
                     std::to_string(sp.into.size()) + " parts");
       }
+      for (const auto& a : sp.sizes) {
+        if (a.in_blocks != sp.sizes[0].in_blocks) {
+          return fail(label + ": sizes mix bytes and blocks");
+        }
+      }
       for (std::size_t i = 0; i < sp.into.size(); ++i) {
         Node n;
         n.name = sp.into[i];
