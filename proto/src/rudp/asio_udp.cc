@@ -18,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
 
 #include "ipsan/base/crypto.h"
@@ -33,6 +32,7 @@ using asio::ip::udp;
 
 constexpr std::size_t kBatch = 32;
 constexpr std::size_t kRxBufSize = 65536;
+constexpr std::size_t kMaxPerWake = 256;
 
 void set_socket_options(udp::socket& s, const UdpOptions& opt, bool v6) {
   const int fd = s.native_handle();
@@ -91,7 +91,7 @@ class Io {
       : opt_(opt), max_datagram_(max_datagram), rx_(kBatch * kRxBufSize),
         tx_(kBatch * max_datagram), tx_len_(kBatch, 0), tx_to_(kBatch) {}
 
-  // Reads up to kBatch datagrams; calls f(span, from) for each. Returns false on would-block.
+  // Reads up to kBatch datagrams; calls f(span, from) for each. Returns how many (0: none).
   template <class F>
   std::size_t receive(udp::socket& s, F&& f) {
     const int fd = s.native_handle();
@@ -289,9 +289,12 @@ void ClientCore::wait_read() {
                       auto self = w.lock();
                       if (!self || ec || !self->owner) return;
                       const TimePoint now = steady_now();
-                      while (self->io.receive(self->socket, [&](ByteSpan d, const udp::endpoint&) {
+                      auto on_dgram = [&](ByteSpan d, const udp::endpoint&) {
                         self->conn.on_datagram(d, now);
-                      }) == kBatch) {
+                      };
+                      // Drain a bounded number per wake-up so sends interleave with receives.
+                      for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
+                        n = self->io.receive(self->socket, on_dgram);
                       }
                       self->pump();
                       if (self->owner && self->socket.is_open()) self->wait_read();
@@ -487,7 +490,8 @@ void ServerCore::wait_read() {
                                                from, 0, ign);
                         }
                       };
-                      while (self->io.receive(self->socket, on_dgram) == kBatch) {
+                      for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
+                        n = self->io.receive(self->socket, on_dgram);
                       }
                       self->pump();
                       if (self->owner && self->socket.is_open()) self->wait_read();
