@@ -7,8 +7,11 @@ target_link_libraries(ipsan_backends PRIVATE ipsan_sgutils)
 
 ipsan_test(NAME backends_sg_test LABELS unit TIMEOUT 60
   SOURCES test/sense_decoder_test.cc test/sg_cdb_test.cc test/ata_identify_test.cc
-          test/sg_open_test.cc test/sg_cli_test.cc
+          test/sg_open_test.cc test/sg_cli_test.cc test/sg_pool_test.cc
   LIBS ipsan_backends_cli ipsan_backends ipsan_sgutils)
+if(TARGET backends_sg_test)
+  target_include_directories(backends_sg_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+endif()
 
 # Device tests: skip on hosts without $SG_SCSI / $SG_ATA; run for real in the VM (test/vm).
 add_executable(backends_hw_device_test test/hw_device_test.cc)

@@ -222,9 +222,10 @@ void AtaBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may_
   if (Errc e = check_range(geometry_, lba, blocks); e != Errc::kOk) return done(e);
   if (caps_.read_only) return done(Errc::kWriteProtected);
   if (blocks == 0) return done(Errc::kOk);
-  submit(std::move(done), [this, lba, blocks, may_trim] {
-    const ata::IdentifyInfo& id = info_.identify;
-    if (may_trim && id.trim && id.trim_deterministic && id.trim_zeroes) return do_trim(lba, blocks);
+  // Always written: RZAT claims are unreliable on real drives (Linux trusts them only for a
+  // whitelist), so TRIM never stands in for zeroes. may_trim is accepted and ignored.
+  (void)may_trim;
+  submit(std::move(done), [this, lba, blocks] {
     const std::uint32_t bs = geometry_.block_size;
     const std::uint32_t per = std::max<std::uint32_t>(
         1, std::min<std::uint32_t>(info_.max_transfer_sectors, kMaxZeroBufferBytes / bs));

@@ -362,9 +362,12 @@ void SgBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may_t
   if (caps_.read_only) return done(Errc::kWriteProtected);
   if (blocks == 0) return done(Errc::kOk);
   submit(std::move(done), [this, lba, blocks, may_trim] {
-    const bool zeroing_unmap = may_trim && info_.capacity.lbprz;
-    if (zeroing_unmap && info_.can_write_same_unmap) return do_write_same(lba, blocks, true);
-    if (zeroing_unmap && info_.can_unmap) return do_unmap(lba, blocks);
+    // WRITE SAME(16) with UNMAP writes the zero block wherever it cannot deallocate, so the range
+    // reads as zeroes either way. Plain UNMAP is not used for zeroing: a device may leave blocks
+    // outside its unmap granularity mapped, with their old data.
+    if (may_trim && info_.capacity.lbprz && info_.can_write_same_unmap) {
+      return do_write_same(lba, blocks, true);
+    }
     if (!write_same_broken_.load()) {
       const Errc e = do_write_same(lba, blocks, false);
       if (e != Errc::kNotSupported && e != Errc::kInvalidArgument) return e;

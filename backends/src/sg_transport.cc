@@ -102,6 +102,10 @@ Result<std::unique_ptr<SgTransport>, Error> SgTransport::open(const std::string&
 SgOutcome SgTransport::execute(std::span<const std::uint8_t> cdb, SgDirection dir,
                                std::uint8_t* data, std::size_t len, unsigned timeout_s) const {
   SgOutcome out;
+  if (len > (1u << 30) || cdb.size() > 32) {  // sg_pt takes int lengths; no real device allows more
+    out.verdict = {Errc::kTooLarge, false};
+    return out;
+  }
   std::uint8_t sense[64] = {};
   sg_pt_base* p = construct_scsi_pt_obj();
   if (p == nullptr) {
