@@ -78,8 +78,12 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) {
   return splitmix64(state);
 }
 
-Impairment::Impairment(const ImpairmentConfig& config, std::uint64_t seed)
-    : config_(config), rng_(seed) {
+Impairment::Impairment(const ImpairmentConfig& config, std::uint64_t seed) : rng_(seed) {
+  set_config(config);
+}
+
+void Impairment::set_config(const ImpairmentConfig& config) {
+  config_ = config;
   config_.loss = clamp_probability(config_.loss);
   config_.burst.p = clamp_probability(config_.burst.p);
   config_.burst.r = clamp_probability(config_.burst.r);

@@ -15,6 +15,11 @@ Link::Link(const ImpairmentConfig& a_to_b, const ImpairmentConfig& b_to_a, std::
   b_to_a_.set_epoch(epoch);
 }
 
+void Link::attach_capture(Capture& capture, const NetAddr& a, const NetAddr& b) {
+  a_to_b_.set_observer(capture.observer(Direction::kUp, a, b));
+  b_to_a_.set_observer(capture.observer(Direction::kDown, b, a));
+}
+
 std::optional<TimePoint> Link::next_event() const {
   const auto a = a_to_b_.next_release();
   const auto b = b_to_a_.next_release();

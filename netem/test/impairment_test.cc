@@ -443,6 +443,25 @@ TEST(Impairment, ValidateRejectsOutOfRange) {
   EXPECT_EQ(eng.counters().dropped_random, 1u);
 }
 
+TEST(Impairment, SetConfigAppliesToLaterDatagramsOnly) {
+  ImpairmentConfig c;
+  c.delay = milliseconds(10);
+  Impairment eng(c, kSeed);
+  const TimePoint t0 = VirtualClock().now();
+  eng.submit(numbered(0), t0);
+  c.delay = milliseconds(1);
+  c.loss = 1.0;
+  eng.set_config(c);
+  eng.submit(numbered(1), t0);  // lost
+  c.loss = 0.0;
+  eng.set_config(c);
+  eng.submit(numbered(2), t0);  // 1 ms, but FIFO behind the 10 ms one
+  EXPECT_EQ(eng.counters().dropped_random, 1u);
+  EXPECT_EQ(eng.next_release(), t0 + milliseconds(10));
+  EXPECT_EQ(number_of(*eng.poll_release(t0 + milliseconds(10))), 0u);
+  EXPECT_EQ(number_of(*eng.poll_release(t0 + milliseconds(10))), 2u);
+}
+
 TEST(Impairment, DeriveSeedGivesDistinctStreams) {
   EXPECT_NE(derive_seed(1, 0), derive_seed(1, 1));
   EXPECT_NE(derive_seed(1, 0), derive_seed(2, 0));

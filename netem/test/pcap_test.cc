@@ -127,8 +127,7 @@ TEST(Pcap, CaptureRecordsEntriesDeliveriesAndFates) {
   {
     auto cap = Capture::open(path, Duration::zero());
     ASSERT_TRUE(cap) << cap.error().message;
-    link.a_to_b().set_observer((*cap)->observer(Direction::kUp, a, b));
-    link.b_to_a().set_observer((*cap)->observer(Direction::kDown, b, a));
+    link.attach_capture(**cap, a, b);
     for (std::uint32_t i = 0; i < 500; ++i) {
       Bytes d(32, static_cast<std::uint8_t>(i));
       store_be32(d.data(), i);

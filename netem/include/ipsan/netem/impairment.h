@@ -147,6 +147,10 @@ class Impairment {
   std::optional<Bytes> poll_release(TimePoint now);
   std::optional<Released> poll_release_tagged(TimePoint now);
 
+  // Replaces the settings for datagrams submitted from now on (held ones keep their schedule);
+  // lets a test worsen or heal a link mid-run. Counters, epoch and random stream carry on.
+  void set_config(const ImpairmentConfig& config);
+
   Counters counters() const { return counters_; }
   std::size_t held() const { return pending_.size(); }
   const ImpairmentConfig& config() const { return config_; }

@@ -19,6 +19,7 @@
 #include "ipsan/base/bytes.h"
 #include "ipsan/base/clock.h"
 #include "ipsan/netem/impairment.h"
+#include "ipsan/netem/pcap.h"
 
 namespace ipsan::netem {
 
@@ -36,6 +37,10 @@ class Link {
   std::optional<Bytes> poll_a(TimePoint now) { return b_to_a_.poll_release(now); }
   // Earliest time either side has something to receive.
   std::optional<TimePoint> next_event() const;
+
+  // Records both directions into `capture` (which must outlive the link's use): A->B as "up"
+  // from `a` to `b`, B->A as "down". Replaces any observers.
+  void attach_capture(Capture& capture, const NetAddr& a, const NetAddr& b);
 
   Impairment& a_to_b() { return a_to_b_; }
   Impairment& b_to_a() { return b_to_a_; }
