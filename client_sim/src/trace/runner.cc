@@ -1,5 +1,6 @@
 #include "ipsan/client/trace/runner.h"
 
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -107,8 +108,7 @@ std::optional<Range> data_in_range(const Command& c) {
   }
 }
 
-Result<Bytes, std::string> make_data_out(const Command& c, std::uint32_t block_size) {
-  const DataOut& d = c.out;
+Result<Bytes, std::string> make_part(const Command& c, const DataOut& d, std::uint32_t block_size) {
   switch (d.kind) {
     case DataOut::Kind::kNone: return Bytes{};
     case DataOut::Kind::kHex: return d.hex;
@@ -144,6 +144,21 @@ Result<Bytes, std::string> make_data_out(const Command& c, std::uint32_t block_s
   return Bytes{};
 }
 
+Result<Bytes, std::string> make_data_out(const Command& c, std::uint32_t block_size) {
+  auto first = make_part(c, c.out, block_size);
+  if (!first) return first;
+  Bytes out = std::move(*first);
+  for (const DataOut& m : c.out.more) {
+    auto part = make_part(c, m, block_size);
+    if (!part) return part;
+    if (out.size() + part->size() > kMaxGeneratedBytes) {
+      return tl::unexpected(std::string("out: too large"));
+    }
+    out.insert(out.end(), part->begin(), part->end());
+  }
+  return out;
+}
+
 // Compares data-in; empty string = match.
 std::string check_data(const Command& c, const Bytes& data, std::uint32_t block_size) {
   const Expect& e = c.expect;
@@ -167,6 +182,21 @@ std::string check_data(const Command& c, const Bytes& data, std::uint32_t block_
       if (d.hex.size() != data.size()) {
         return "data-in length: expected " + std::to_string(d.hex.size()) + ", got " +
                std::to_string(data.size());
+      }
+      return "";
+    }
+    case DataInCheck::Kind::kPrefix: {
+      if (data.size() < d.hex.size()) {
+        return "data-in length: expected at least " + std::to_string(d.hex.size()) + ", got " +
+               std::to_string(data.size());
+      }
+      for (std::size_t i = 0; i < d.hex.size(); ++i) {
+        if (d.hex[i] != data[i]) {
+          char buf[96];
+          std::snprintf(buf, sizeof buf, "data-in byte %zu: expected %02x, got %02x", i, d.hex[i],
+                        data[i]);
+          return buf;
+        }
       }
       return "";
     }
@@ -404,6 +434,89 @@ ReplayReport run_traces(const std::vector<Trace>& traces, scsi::Bus& bus,
     if (options.record) report.recorded.push_back(std::move(recorded));
   }
   return report;
+}
+
+std::function<Result<void, Error>(const Command&)> memory_target_fault_hook(
+    scsi::Bus& bus, std::map<std::string, MemoryTarget*> servers) {
+  return [&bus, servers](const Command& c) -> Result<void, Error> {
+    const std::string where = "fault: ";
+    const auto mappings = bus.mappings();
+    const scsi::LunMapping* m = nullptr;
+    for (const auto& x : mappings) {
+      if (x.target == c.target && x.lun == c.lun) m = &x;
+    }
+    if (m == nullptr) return fail(where + "LUN not mapped");
+    auto server = servers.find(m->server);
+    if (server == servers.end() || server->second == nullptr) {
+      return fail(where + "server '" + m->server + "' has no fault injection");
+    }
+    MemoryTarget& target = *server->second;
+    auto number = [&](const std::string& key, std::uint64_t& out) -> bool {
+      auto it = c.fault.find(key);
+      if (it == c.fault.end()) return true;
+      const std::string& v = it->second;
+      int base = 10;
+      std::size_t start = 0;
+      if (v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
+        base = 16;
+        start = 2;
+      }
+      auto [p, ec] = std::from_chars(v.data() + start, v.data() + v.size(), out, base);
+      return ec == std::errc() && p == v.data() + v.size() && start < v.size();
+    };
+    for (const auto& [k, v] : c.fault) {
+      if (k != "errc" && k != "op" && k != "lba" && k != "blocks" && k != "count" &&
+          k != "resize" && k != "clear") {
+        return fail(where + "unknown key '" + k + "'");
+      }
+    }
+    if (c.fault.count("clear")) {
+      target.clear_faults();
+      return {};
+    }
+    if (c.fault.count("resize")) {
+      std::uint64_t blocks = 0;
+      if (!number("resize", blocks) || blocks == 0) return fail(where + "bad resize");
+      target.resize(m->device_id, blocks);
+      return {};
+    }
+    auto errc = c.fault.find("errc");
+    if (errc == c.fault.end()) return fail(where + "needs errc=NAME, resize=N or clear=all");
+    MemoryTarget::Fault f;
+    f.device_id = m->device_id;
+    bool known = false;
+    for (std::uint32_t v = 0; v <= kErrcMax; ++v) {
+      if (to_string(static_cast<Errc>(v)) == errc->second) {
+        f.error = static_cast<Errc>(v);
+        known = true;
+      }
+    }
+    if (!known) return fail(where + "unknown errc '" + errc->second + "'");
+    if (auto op = c.fault.find("op"); op != c.fault.end()) {
+      static const std::pair<const char*, proto::Op> kOps[] = {
+          {"read", proto::Op::kRead},         {"write", proto::Op::kWrite},
+          {"flush", proto::Op::kFlush},       {"trim", proto::Op::kTrim},
+          {"write-zeroes", proto::Op::kWriteZeroes}, {"ready", proto::Op::kReady},
+          {"capacity", proto::Op::kCapacity}, {"identify", proto::Op::kIdentify}};
+      for (const auto& [name, value] : kOps) {
+        if (op->second == name) f.op = value;
+      }
+      if (!f.op) return fail(where + "unknown op '" + op->second + "'");
+    }
+    if (!number("lba", f.lba) || !number("blocks", f.blocks)) return fail(where + "bad lba/blocks");
+    if (auto count = c.fault.find("count"); count != c.fault.end()) {
+      std::uint64_t n = 0;
+      if (count->second == "forever") {
+        f.count = -1;
+      } else if (number("count", n) && n >= 1 && n <= 1000000) {
+        f.count = static_cast<int>(n);
+      } else {
+        return fail(where + "bad count");
+      }
+    }
+    target.inject(f);
+    return {};
+  };
 }
 
 void print_report(std::ostream& os, const ReplayReport& report, bool verbose) {

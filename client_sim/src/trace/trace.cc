@@ -95,6 +95,21 @@ class LineParser {
   }
 
   Result<DataOut, Error> data_out(std::string_view v) const {
+    const std::size_t plus = v.find('+');
+    if (plus != std::string_view::npos) {
+      auto first = data_out(v.substr(0, plus));
+      if (!first) return first;
+      auto rest = data_out(v.substr(plus + 1));
+      if (!rest) return rest;
+      DataOut d = std::move(*first);
+      DataOut tail = std::move(*rest);
+      std::vector<DataOut> tail_more = std::move(tail.more);
+      tail.more.clear();
+      d.more.push_back(std::move(tail));
+      for (auto& m : tail_more) d.more.push_back(std::move(m));
+      return d;
+    }
+    if (v.empty()) return error("out: empty part");
     DataOut d;
     if (v.rfind("pattern:", 0) == 0) {
       auto p = pattern("out", v.substr(8));
@@ -122,6 +137,11 @@ class LineParser {
       d.kind = DataInCheck::Kind::kAny;
     } else if (v == "zeros") {
       d.kind = DataInCheck::Kind::kZeros;
+    } else if (v.rfind("prefix:", 0) == 0) {
+      d.kind = DataInCheck::Kind::kPrefix;
+      if (!parse_hex_token(v.substr(7), d.hex)) {
+        return error("in: bad hex in prefix '" + std::string(v.substr(7)) + "'");
+      }
     } else if (v.rfind("crc32c:", 0) == 0) {
       d.kind = DataInCheck::Kind::kCrc32c;
       std::uint64_t crc = 0;
@@ -438,15 +458,21 @@ std::string format_command(const Command& c) {
   std::string s;
   const std::string lun =
       c.target != 0 ? std::to_string(c.target) + ":" + std::to_string(c.lun) : std::to_string(c.lun);
-  auto out_text = [&]() -> std::string {
-    switch (c.out.kind) {
+  auto part_text = [](const DataOut& d) -> std::string {
+    switch (d.kind) {
       case DataOut::Kind::kNone: return "";
-      case DataOut::Kind::kHex: return " out=" + to_hex(c.out.hex);
+      case DataOut::Kind::kHex: return to_hex(d.hex);
       case DataOut::Kind::kZeros:
-        return c.out.zeros == 0 ? " out=zeros" : " out=zeros:" + std::to_string(c.out.zeros);
-      case DataOut::Kind::kPattern: return " out=" + pattern_text(c.out.pattern);
+        return d.zeros == 0 ? "zeros" : "zeros:" + std::to_string(d.zeros);
+      case DataOut::Kind::kPattern: return pattern_text(d.pattern);
     }
     return "";
+  };
+  auto out_text = [&]() -> std::string {
+    if (c.out.kind == DataOut::Kind::kNone) return "";
+    std::string t = " out=" + part_text(c.out);
+    for (const DataOut& m : c.out.more) t += "+" + part_text(m);
+    return t;
   };
   auto in_text = [&]() -> std::string {
     std::string t;
@@ -454,6 +480,7 @@ std::string format_command(const Command& c) {
     switch (c.expect.data.kind) {
       case DataInCheck::Kind::kAny: break;
       case DataInCheck::Kind::kHex: t += " in=" + to_hex(c.expect.data.hex); break;
+      case DataInCheck::Kind::kPrefix: t += " in=prefix:" + to_hex(c.expect.data.hex); break;
       case DataInCheck::Kind::kCrc32c: t += " in=crc32c:" + hex_u(c.expect.data.crc, 8); break;
       case DataInCheck::Kind::kZeros: t += " in=zeros"; break;
       case DataInCheck::Kind::kPattern: t += " in=" + pattern_text(c.expect.data.pattern); break;

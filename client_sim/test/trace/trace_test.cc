@@ -36,6 +36,7 @@ TEST(TraceParse, ParsesEveryLineKind) {
   const Command& c1 = t->commands[1];
   EXPECT_EQ(c1.cdb.size(), 10u);
   EXPECT_EQ(c1.out.kind, DataOut::Kind::kPattern);
+  EXPECT_TRUE(c1.out.more.empty());
   EXPECT_EQ(c1.out.pattern.seed, 7u);
   EXPECT_EQ(t->commands[3].edtl, 100u);
   EXPECT_EQ(t->commands[3].expect.resid, 64);
@@ -226,6 +227,71 @@ TEST_F(RunnerTest, DataOutNeedsALength) {
   auto report = run_traces({*t}, bus_, options_);
   EXPECT_EQ(report.errors, 1u);
   EXPECT_NE(report.lines[0].detail.find("needs lba= and blocks="), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ipsan::client::trace
+
+namespace ipsan::client::trace {
+namespace {
+
+TEST(TraceParse, ConcatenatedDataOutAndPrefix) {
+  auto t = parse_trace(
+      "# ipsan-trace v1\n"
+      "scsi cdb=89000000000000000020000000010000 out=pattern:seed=1,lba=32,blocks=1+zeros:512 "
+      "in=prefix:00ff\n",
+      "x");
+  ASSERT_TRUE(t) << t.error().message;
+  const DataOut& out = t->commands[0].out;
+  EXPECT_EQ(out.kind, DataOut::Kind::kPattern);
+  ASSERT_EQ(out.more.size(), 1u);
+  EXPECT_EQ(out.more[0].kind, DataOut::Kind::kZeros);
+  EXPECT_EQ(out.more[0].zeros, 512u);
+  EXPECT_EQ(t->commands[0].expect.data.kind, DataInCheck::Kind::kPrefix);
+  EXPECT_NE(format_trace(*t).find("out=pattern:seed=1,lba=32,blocks=1+zeros:512 in=prefix:00ff"),
+            std::string::npos);
+  EXPECT_FALSE(parse_trace("# ipsan-trace v1\nscsi cdb=000000000000 out=00+\n", "x"));
+}
+
+TEST(TraceRun, MemoryTargetFaultHook) {
+  MemoryTarget mem;
+  mem.add_device(4, MemoryTarget::default_identity(100));
+  scsi::Bus bus;
+  bus.add_server("m", mem);
+  ASSERT_TRUE(bus.map({0, 2, "m", 4}));
+  ASSERT_EQ(bus.attach_all_and_wait(1000), Errc::kOk);
+  ReplayOptions o;
+  o.fault_hook = memory_target_fault_hook(bus, {{"m", &mem}});
+  auto t = parse_trace(
+      "# ipsan-trace v1\n"
+      "scsi lun=2 cdb=000000000000 sense=6/29/00\n"
+      "fault lun=2 op=read lba=5 blocks=1 errc=medium-error count=2\n"
+      "scsi lun=2 cdb=28000000000000000800 sense=3/11/00\n"
+      "scsi lun=2 cdb=28000000000500000100 sense=3/11/00\n"
+      "scsi lun=2 cdb=28000000000500000100 status=good\n"
+      "fault lun=2 resize=200\n"
+      "scsi lun=2 cdb=000000000000 sense=6/2a/09\n"
+      "scsi lun=2 cdb=25000000000000000000 in=000000c700000200\n"
+      "fault lun=2 op=ready errc=busy count=forever\n"
+      "scsi lun=2 cdb=000000000000 status=busy\n"
+      "scsi lun=2 cdb=000000000000 status=busy\n"
+      "fault lun=2 clear=all\n"
+      "scsi lun=2 cdb=000000000000\n",
+      "faults.trace");
+  ASSERT_TRUE(t) << t.error().message;
+  auto report = run_traces({*t}, bus, o);
+  std::ostringstream os;
+  print_report(os, report, true);
+  EXPECT_TRUE(report.ok()) << os.str();
+  EXPECT_EQ(report.matched, 13u) << os.str();
+  for (const char* bad : {"fault lun=2 errc=nope\n", "fault lun=2 op=fly errc=busy\n",
+                          "fault lun=3 errc=busy\n", "fault lun=2 colour=red\n",
+                          "fault lun=2 errc=busy count=0\n", "fault lun=2 resize=x\n"}) {
+    auto bt = parse_trace(std::string("# ipsan-trace v1\n") + bad, "b");
+    ASSERT_TRUE(bt) << bad;
+    auto r = run_traces({*bt}, bus, o);
+    EXPECT_EQ(r.errors, 1u) << bad;
+  }
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ipsan/base/result.h"
+#include "ipsan/client/memory_target.h"
 #include "ipsan/client/scsi/bus.h"
 #include "ipsan/client/trace/trace.h"
 
@@ -62,6 +63,15 @@ struct ReplayReport {
 
 ReplayReport run_traces(const std::vector<Trace>& traces, scsi::Bus& bus,
                         const ReplayOptions& options);
+
+// A ReplayOptions::fault_hook for buses whose servers are MemoryTargets (`servers`: the names
+// given to Bus::add_server). Fault lines (docs/TRACES.md):
+//   fault lun=L errc=NAME [op=read|write|flush|trim|write-zeroes|ready|capacity|identify]
+//         [lba=N] [blocks=N] [count=N|forever]     inject into the LUN's device (default count 1)
+//   fault lun=L resize=BLOCKS                       change the capacity (next op: capacity-changed)
+//   fault lun=L clear=all                           remove injected faults of that server
+std::function<Result<void, Error>(const Command&)> memory_target_fault_hook(
+    scsi::Bus& bus, std::map<std::string, MemoryTarget*> servers);
 
 // One line per mismatch/error (all lines when verbose) and a summary line.
 void print_report(std::ostream& os, const ReplayReport& report, bool verbose);

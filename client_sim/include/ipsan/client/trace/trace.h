@@ -35,18 +35,20 @@ struct PatternSpec {
   std::uint64_t generation = 0;
 };
 
+// Data-out: one part, or several joined with '+' (e.g. COMPARE AND WRITE's verify + write data).
 struct DataOut {
   enum class Kind { kNone, kHex, kZeros, kPattern };
   Kind kind = Kind::kNone;
   Bytes hex;
-  std::uint64_t zeros = 0;  // byte count
+  std::uint64_t zeros = 0;  // byte count; 0 = the command's own length
   PatternSpec pattern;
+  std::vector<DataOut> more;  // the parts after the first
 };
 
 struct DataInCheck {
-  enum class Kind { kAny, kHex, kCrc32c, kZeros, kPattern };
+  enum class Kind { kAny, kHex, kPrefix, kCrc32c, kZeros, kPattern };
   Kind kind = Kind::kAny;
-  Bytes hex;
+  Bytes hex;  // kHex: all bytes; kPrefix: the first bytes
   std::uint32_t crc = 0;
   PatternSpec pattern;
 };
