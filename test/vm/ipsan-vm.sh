@@ -1,15 +1,19 @@
 #!/bin/bash
-# ipsan-vm.sh: run a program inside a throw-away QEMU guest that has two real SG_IO disks, and
+# ipsan-vm.sh: run a program inside a throw-away QEMU guest that has real SG_IO disks, and
 # return its exit code. Used by the CTests labelled `vm` (test/vm/CMakeLists.txt).
 #
 #   /dev/sg0 (+/dev/sda)  virtio-scsi scsi-hd  (QEMU's SCSI disk emulation, UNMAP/WRITE SAME)
 #   /dev/sg1 (+/dev/sdb)  AHCI ide-hd          (ATA disk behind libata's SAT: ATA PASS-THROUGH)
+#   /dev/sg2 (+/dev/sdc)  virtio-scsi scsi-hd  64 MiB with injected errors (blkdebug): reads of
+#                         sector 2000 -> MEDIUM ERROR, writes of 3000 -> DATA PROTECT/space
+#                         allocation failed, reads of 4000 -> ABORTED COMMAND (EIO)
 #
 # usage: ipsan-vm.sh [-e VAR=VALUE]... PROGRAM|DIRECTORY [ARGS...]
 #   PROGRAM    an ELF (or script) copied to /t/ in the guest and run with ARGS.
 #   DIRECTORY  copied to /t/; runs /t/run (a shell script) with ARGS, cwd /t.
 #   Shared libraries of every ELF copied in are found with the host's ldd and copied too.
-# The guest program sees SG_SCSI=/dev/sg0 SG_ATA=/dev/sg1 SD_SCSI SD_ATA IPSAN_VM_DISK_BYTES, a
+# The guest program sees SG_SCSI=/dev/sg0 SG_ATA=/dev/sg1 SG_SCSI_FAULTY=/dev/sg2 SD_SCSI SD_ATA
+# IPSAN_VM_DISK_BYTES, a
 # busybox userland, the sg3-utils tools, loopback networking (127.0.0.1), and /tmp on tmpfs.
 #
 # Environment knobs:
@@ -39,11 +43,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -e) [ $# -ge 2 ] || die "-e needs VAR=VALUE"; ENVS+=("$2"); shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
-[ $# -ge 1 ] || { sed -n '2,26p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,30p' "$0" >&2; exit 2; }
 TARGET=$(readlink -f "$1") || die "bad path $1"
 shift
 [ -e "$TARGET" ] || die "no such file: $TARGET"
@@ -141,7 +145,11 @@ for h in /sys/class/scsi_host/host*; do [ "$(cat $h/proc_name)" = virtio_scsi ] 
 wait_sg 0
 load ahci
 wait_sg 1
+# The fault-injecting SCSI disk (target 1) last, so sg0/sg1 stay the two plain disks.
+for h in /sys/class/scsi_host/host*; do [ "$(cat $h/proc_name)" = virtio_scsi ] && echo "0 1 0" > $h/scan; done
+wait_sg 2
 export SG_SCSI=/dev/sg0 SG_ATA=/dev/sg1 SD_SCSI=/dev/$(blk_of sg0) SD_ATA=/dev/$(blk_of sg1)
+[ -e /dev/sg2 ] && export SG_SCSI_FAULTY=/dev/sg2
 for d in /sys/class/scsi_generic/sg*; do
   echo "ipsan-vm: /dev/${d##*/}: $(cat $d/device/vendor 2>/dev/null) $(cat $d/device/model 2>/dev/null) -> /dev/$(blk_of ${d##*/})"
 done
@@ -200,6 +208,29 @@ DISK_BYTES=$(numfmt --from=iec "$DISK")
 (cd "$P" && find . | cpio -o -H newc --quiet) > "$WORK/payload.cpio"
 cat "$CACHE/base.cpio" "$WORK/payload.cpio" > "$WORK/initrd.cpio"
 truncate -s "$DISK" "$WORK/scsi.img" "$WORK/ata.img"
+truncate -s 64M "$WORK/faulty.img"
+# /dev/sg2: QEMU's blkdebug fails I/O touching these 512-byte sectors; scsi-disk turns the errno
+# into sense data: ENODATA -> MEDIUM ERROR 11h/00h, ENOSPC -> DATA PROTECT 27h/07h,
+# EIO -> ABORTED COMMAND 00h/06h.
+cat > "$WORK/blkdebug.conf" <<'CONF'
+[inject-error]
+event = "read_aio"
+errno = "61"
+sector = "2000"
+once = "off"
+
+[inject-error]
+event = "write_aio"
+errno = "28"
+sector = "3000"
+once = "off"
+
+[inject-error]
+event = "read_aio"
+errno = "5"
+sector = "4000"
+once = "off"
+CONF
 
 CMDLINE="console=ttyS0 panic=-1 oops=panic mitigations=off"
 if [ "${IPSAN_VM_VERBOSE:-0}" = 1 ]; then CMDLINE+=" loglevel=7"; else CMDLINE+=" quiet loglevel=1"; fi
@@ -222,6 +253,8 @@ timeout --foreground -k 5 "$TMO" qemu-system-x86_64 -nodefaults -no-user-config 
   -device scsi-hd,drive=d_scsi,bus=scsi0.0,channel=0,scsi-id=0,lun=0,vendor=IPSANVM,product=SCSI-DISK,serial=IPSANSCSI0,dpofua=on,logical_block_size=$BS,physical_block_size=$BS \
   -drive if=none,id=d_ata,file="$WORK/ata.img",format=raw,cache=unsafe,discard=unmap \
   -device ide-hd,drive=d_ata,bus=ide.0,model=IPSAN-VM-ATA-DISK,serial=IPSANATA0 \
+  -drive if=none,id=d_bad,driver=raw,file.driver=blkdebug,file.config="$WORK/blkdebug.conf",file.image.filename="$WORK/faulty.img",cache=unsafe,rerror=report,werror=report \
+  -device scsi-hd,drive=d_bad,bus=scsi0.0,channel=0,scsi-id=1,lun=0,vendor=IPSANVM,product=FAULTY-DISK,serial=IPSANBAD0 \
   < /dev/null 2>&1 | tr -d '\r' | tee "$WORK/console.log"
 QRC=${PIPESTATUS[0]}
 say "guest wall time $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $START}") s (${ACC[*]})"
