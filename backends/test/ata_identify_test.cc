@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ipsan/backends/ata.h"
+#include "ipsan/base/rng.h"
 
 namespace ipsan::backends::ata {
 namespace {
@@ -178,6 +179,31 @@ TEST(AtaTrim, EntriesAreLittleEndianAndBounded) {
   const TrimPayload two = build_trim_payload(0, 100ULL * 0xFFFF, 2);
   EXPECT_EQ(two.data.size(), 1024u);
   EXPECT_EQ(two.covered, 100ULL * 0xFFFF);
+}
+
+}  // namespace
+}  // namespace ipsan::backends::ata
+
+namespace ipsan::backends::ata {
+namespace {
+
+TEST(AtaIdentify, RandomPagesAreHandled) {
+  Rng rng(0xA7A);
+  int accepted = 0;
+  for (int iter = 0; iter < 5000; ++iter) {
+    Bytes page = typical_disk().bytes();
+    const int flips = 1 + static_cast<int>(rng.below(40));
+    for (int k = 0; k < flips; ++k) page[rng.below(512)] = static_cast<std::uint8_t>(rng.next());
+    auto r = parse_identify(page);
+    if (r) {
+      ++accepted;
+      EXPECT_GT(r->sectors, 0u);
+      EXPECT_LE(r->sectors, kMaxLba48);
+      EXPECT_GE(r->logical_sector_size, 512u);
+      EXPECT_EQ(r->logical_sector_size & (r->logical_sector_size - 1), 0u);
+    }
+  }
+  EXPECT_GT(accepted, 0);
 }
 
 }  // namespace
