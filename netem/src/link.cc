@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "ipsan/base/log.h"
+
 namespace ipsan::netem {
 
 Link::Link(const ImpairmentConfig& config, std::uint64_t seed, TimePoint epoch)
@@ -82,13 +84,27 @@ bool EventLoop::step() {
   return true;
 }
 
+bool EventLoop::stuck(TimePoint before) {
+  if (clock_.now() != before) {
+    steps_at_same_time_ = 0;
+    return false;
+  }
+  if (++steps_at_same_time_ < kMaxStepsWithoutProgress) return false;
+  IPSAN_LOG(LogLevel::kError, "netem", "event loop made ", kMaxStepsWithoutProgress,
+            " steps without time advancing (a deadline source that never moves?); stopping");
+  steps_at_same_time_ = 0;
+  return true;
+}
+
 std::size_t EventLoop::run_until(TimePoint limit) {
   std::size_t steps = 0;
   for (;;) {
     const auto t = next_time();
     if (!t || *t > limit) break;
+    const TimePoint before = clock_.now();
     step();
     ++steps;
+    if (stuck(before)) break;
   }
   return steps;
 }
@@ -97,7 +113,9 @@ bool EventLoop::run_until(const std::function<bool()>& done, TimePoint limit) {
   while (!done()) {
     const auto t = next_time();
     if (!t || *t > limit) return done();
+    const TimePoint before = clock_.now();
     step();
+    if (stuck(before)) return done();
   }
   return true;
 }

@@ -141,5 +141,16 @@ TEST(EventLoop, AdvancesToLinkDeliveries) {
   EXPECT_EQ(at_b, (std::vector<TimePoint>{t0 + milliseconds(7), t0 + milliseconds(8)}));
 }
 
+TEST(EventLoop, StuckSourceStopsInsteadOfHanging) {
+  VirtualClock clock;
+  const TimePoint t0 = clock.now();
+  Link link(ImpairmentConfig{}, 1, clock.now());
+  EventLoop loop(clock, link);
+  std::size_t fired = 0;
+  loop.add_source([&] { return std::optional<TimePoint>(t0); }, [&](TimePoint) { ++fired; });
+  EXPECT_FALSE(loop.run_until([] { return false; }, t0 + seconds(1)));
+  EXPECT_EQ(fired, EventLoop::kMaxStepsWithoutProgress);
+}
+
 }  // namespace
 }  // namespace ipsan::netem

@@ -76,6 +76,11 @@ class EventLoop {
   // Advances the clock to next_time() (never backwards) and dispatches everything due then:
   // deliveries to A, deliveries to B, deadlines, sources. False when nothing was pending.
   bool step();
+  // Both run_until() forms also stop (logging an error) after kMaxStepsWithoutProgress steps
+  // in a row that leave the clock where it was, so a source whose deadline never moves fails a
+  // test instead of hanging it.
+  static constexpr std::size_t kMaxStepsWithoutProgress = 100'000;
+
   // Steps until nothing is pending or the next event lies after `limit`; returns steps taken.
   // Never advances the clock past `limit`.
   std::size_t run_until(TimePoint limit);
@@ -92,8 +97,11 @@ class EventLoop {
     std::function<void(TimePoint)> fire;
   };
 
+  bool stuck(TimePoint before);
+
   VirtualClock& clock_;
   Link& link_;
+  std::size_t steps_at_same_time_ = 0;
   DatagramHandler on_a_;
   DatagramHandler on_b_;
   TimerId next_id_ = 1;
