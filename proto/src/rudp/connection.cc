@@ -49,6 +49,9 @@ Connection::Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch,
       pacer_last_(now),
       largest_recv_time_(now),
       last_recv_(now) {
+  // Honest senders use fragments of at least kMinDatagram - 47 bytes: generous slack on top.
+  max_intervals_ = cfg_.recv_window_bytes / 128 + 2 * std::uint64_t{cfg_.max_messages_in_flight} +
+                   1024;
   scratch_.messages.reserve(8);
 }
 
@@ -81,6 +84,7 @@ void Connection::close_with(Errc reason) {
   out_.clear();
   retransmit_.clear();
   reassembly_.clear();
+  intervals_ = 0;
   bytes_in_flight_ = 0;
 }
 
@@ -213,6 +217,9 @@ bool Connection::validate_frames(const Frames& f) const {
       last_new_id = m.message_id;
     }
   }
+  // Each fragment adds at most one received interval; a peer sending tiny scattered fragments
+  // must not make the interval sets grow without bound.
+  if (intervals_ + f.messages.size() > max_intervals_) return false;
   return recv_reserved_ + new_bytes <= cfg_.recv_window_bytes;
 }
 
@@ -292,8 +299,10 @@ void Connection::on_fragment(const MessageFrame& m) {
       lo = std::min(lo, cur->first);
       hi = std::max(hi, cur->second);
       cur = in.have.erase(cur);
+      --intervals_;
     }
     in.have.emplace(lo, hi);
+    ++intervals_;
     const std::uint64_t fresh = (b - a) - already;
     if (fresh == 0) {
       ++stats_.duplicate_fragments;
@@ -304,6 +313,7 @@ void Connection::on_fragment(const MessageFrame& m) {
   }
   if (in.received < in.data.size()) return;
   ready_.push_back(std::move(in.data));
+  intervals_ -= in.have.size();
   reassembly_.erase(it);
   ++stats_.messages_received;
   if (id == delivered_floor_ + 1) {

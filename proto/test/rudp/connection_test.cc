@@ -126,6 +126,11 @@ void run_exchange(std::uint64_t seed, const Impairment& im, std::size_t count,
     expect_client.erase(tag);
   }
   EXPECT_EQ(link.client().state(), State::kEstablished);
+  if (im.loss > 0 || im.burst_start > 0) {
+    EXPECT_GT(link.client().stats().fragments_retransmitted +
+                  link.server_conn()->stats().fragments_retransmitted,
+              0u);
+  }
   if (im.corrupt > 0) {
     EXPECT_GT(link.client().stats().dropped_bad_crc + link.server_conn()->stats().dropped_bad_crc +
                   link.server().stats().dropped_bad_crc,

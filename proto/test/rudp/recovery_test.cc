@@ -367,6 +367,32 @@ TEST(RudpHostile, GarbageDatagramsNeverCrash) {
   link.run_for(100ms);
 }
 
+TEST(RudpHostile, ScatteredTinyFragmentsAreBounded) {
+  Config cfg;
+  cfg.max_message_bytes = 1 << 20;
+  cfg.recv_window_bytes = 1 << 20;  // interval cap = 8192 + 2048 + 1024
+  Link link(217, cfg, cfg);
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  Connection* server = link.server_conn();
+  ASSERT_NE(server, nullptr);
+  const std::uint8_t one = 0xaa;
+  std::uint64_t pn = 1000;
+  std::uint32_t offset = 0;
+  for (int p = 0; p < 300; ++p) {
+    Bytes b(cfg.max_datagram);
+    PacketWriter w(b, Header{kVersion, PacketType::kData, link.client().id(),
+                             link.client().peer_epoch(), pn++});
+    while (w.room() >= kMessageFrameHeader + 1) {
+      w.put_message(1, 1 << 20, offset, ByteSpan(&one, 1));
+      offset += 2;  // never adjacent: every fragment is its own interval
+    }
+    link.inject(Dir::kToServer, ByteSpan(b.data(), w.finish()));
+  }
+  EXPECT_GT(server->stats().dropped_malformed, 0u);
+  EXPECT_EQ(server->stats().messages_received, 0u);
+  EXPECT_EQ(server->state(), State::kEstablished);
+}
+
 TEST(RudpListener, UnknownConnectionGetsStatelessReset) {
   Listener l(99, Config{});
   std::array<std::uint8_t, 64> reset{};

@@ -7,6 +7,9 @@
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <set>
+
 #include "link.h"
 
 namespace ipsan::proto::rudp::test {
@@ -65,6 +68,39 @@ TEST_P(UdpTransportTest, EchoSmallAndLargeMessages) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Batching, UdpTransportTest, ::testing::Bool());
+
+TEST(UdpTransport, SeveralClientsConcurrently) {
+  asio::io_context io;
+  Config cfg;
+  auto server = make_udp_server(io, loopback(0), 77, cfg);
+  std::set<PeerId> peers;
+  server->on_message = [&](PeerId p, Bytes m) {
+    peers.insert(p);
+    server->send(p, std::move(m));
+  };
+  constexpr int kClients = 4;
+  constexpr int kPerClient = 20;
+  std::vector<std::unique_ptr<ClientTransport>> clients;
+  std::vector<int> got(kClients, 0);
+  for (int c = 0; c < kClients; ++c) {
+    clients.push_back(make_udp_client(io, loopback(server->local_port()), cfg));
+    clients.back()->on_message = [&, c](Bytes m) {
+      // Each client gets back only its own messages, intact.
+      EXPECT_EQ(message_tag(m) / 1000, static_cast<std::uint64_t>(c + 1));
+      EXPECT_EQ(m, make_message(message_tag(m), m.size()));
+      ++got[c];
+    };
+    for (int i = 0; i < kPerClient; ++i) {
+      clients.back()->send(make_message((c + 1) * 1000 + i, 100 + 3000 * i));
+    }
+  }
+  run_until(io, [&] {
+    return std::all_of(got.begin(), got.end(), [](int n) { return n == kPerClient; });
+  });
+  for (int c = 0; c < kClients; ++c) EXPECT_EQ(got[c], kPerClient) << "client " << c;
+  EXPECT_EQ(peers.size(), static_cast<std::size_t>(kClients));
+  EXPECT_GE(server->stats().messages_received, static_cast<std::uint64_t>(kClients * kPerClient));
+}
 
 TEST(UdpTransport, ClientTimesOutWhenServerSilent) {
   asio::io_context io;

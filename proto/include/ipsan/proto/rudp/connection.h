@@ -260,6 +260,8 @@ class Connection {
   std::uint64_t recv_reserved_ = 0;               // bytes of messages held (reassembly + ready)
   std::uint64_t recv_released_ = 0;               // bytes of messages handed to the owner
   std::uint64_t last_advertised_ = 0;
+  std::uint64_t intervals_ = 0;      // received-interval entries over all messages in reassembly
+  std::uint64_t max_intervals_ = 0;
   TimePoint last_recv_;
   Frames scratch_;
 
