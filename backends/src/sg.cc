@@ -73,7 +73,10 @@ Errc SgBackend::run_with_retries(std::span<const std::uint8_t> cdb, Direction di
     }
     if (!o.verdict.retry || attempt >= options_.max_retries) {
       if (o.sense.valid) {
-        IPSAN_LOG(LogLevel::kDebug, "sg", path_, ": opcode ", int(cdb[0]), ": ",
+        // Medium errors are worth an operator's attention (the failing LBA when the device says).
+        const LogLevel level =
+            o.verdict.errc == Errc::kMediumError ? LogLevel::kWarn : LogLevel::kDebug;
+        IPSAN_LOG(level, "sg", path_, ": opcode ", int(cdb[0]), ": ",
                   scsi::describe_sense(o.sense));
       }
       return o.verdict.errc;
