@@ -149,6 +149,8 @@ void Connection::handle_packet(const Packet& pkt, TimePoint now) {
       }
       break;
     case PacketType::kData:
+      // In the handshake, DATA is dropped even though it proves the server accepted us: only
+      // HELLO_ACK carries the server's initial FLOW limit. The next HELLO fetches it.
       if (state_ != State::kEstablished || h.epoch != epoch_) {
         ++stats_.dropped_other;
         return;
@@ -333,10 +335,13 @@ std::optional<Bytes> Connection::poll_message() {
   ready_.pop_front();
   recv_reserved_ -= m.size();
   recv_released_ += m.size();
-  // Re-advertise once a useful part of the window has been freed.
-  if (state_ == State::kEstablished &&
-      advertised_max_data() - last_advertised_ >= std::max<std::uint64_t>(
-                                                       cfg_.recv_window_bytes / 8, 1)) {
+  // Re-advertise once a useful part of the window has been freed, and whenever the receive
+  // buffer becomes empty: a sender whose next message is larger than its remaining credit is
+  // blocked until it hears the new limit, and with nothing buffered here it cannot be anything
+  // else (without this, a message close to the window size could wait forever).
+  const std::uint64_t freed = advertised_max_data() - last_advertised_;
+  if (state_ == State::kEstablished && freed > 0 &&
+      (freed >= std::max<std::uint64_t>(cfg_.recv_window_bytes / 8, 1) || recv_reserved_ == 0)) {
     flow_pending_ = true;
   }
   return m;

@@ -238,6 +238,21 @@ TEST(RudpFlow, ReceiverBufferIsBounded) {
   }
 }
 
+// Regression: small messages freed less than the re-advertise threshold, then a message almost as
+// large as the window needed the credit they had used: the sender waited forever.
+TEST(RudpFlow, LargeMessageAfterSmallOnesIsNotStarved) {
+  Config cfg;
+  cfg.max_message_bytes = 1 << 20;
+  cfg.recv_window_bytes = 1 << 20;
+  Link link(218, cfg, cfg);
+  const std::size_t big = (1 << 20) - 1000;
+  link.client().send(make_message(1, big), link.clock().now());
+  for (int i = 2; i <= 11; ++i) link.client().send(make_message(i, 10000), link.clock().now());
+  link.client().send(make_message(12, big), link.clock().now());
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 12; }, 2s))
+      << link.server_received().size();
+}
+
 TEST(RudpExactlyOnce, ReplayedDatagramNeverRedelivers) {
   Link link(211, Config{}, Config{});
   std::vector<Bytes> captured;
