@@ -82,8 +82,8 @@ TEST(RudpConnection, DatagramsNeverExceedMaxDatagram) {
 
 // Every message delivered exactly once and intact, both directions, under impairments.
 void run_exchange(std::uint64_t seed, const Impairment& im, std::size_t count,
-                  std::size_t max_len, Duration limit = 60s) {
-  Link link(seed, test_config(), test_config());
+                  std::size_t max_len, Duration limit = 60s, const Config& cfg = test_config()) {
+  Link link(seed, cfg, cfg);
   link.to_server = im;
   link.to_client = im;
   Rng rng(seed ^ 0x55);
@@ -177,6 +177,34 @@ TEST(RudpConnection, EverythingAtOnce) {
   im.burst_start = 0.002;
   im.burst_length = 10;
   for (std::uint64_t seed = 30; seed < 33; ++seed) run_exchange(seed, im, 30, 20000);
+}
+
+// Random impairments and random configurations (small datagrams, small windows, few messages in
+// flight, pacing off); the seed of each case is printed by the link.
+TEST(RudpConnection, RandomizedSoak) {
+  for (std::uint64_t seed = 1000; seed < 1004; ++seed) {
+    Rng r(seed * 7919);
+    Impairment im;
+    im.loss = r.uniform() * 0.2;
+    im.duplicate = r.uniform() * 0.1;
+    im.reorder = r.uniform() * 0.2;
+    im.corrupt = r.uniform() * 0.05;
+    im.jitter = Duration(r.below(200000));
+    if (r.chance(0.5)) {
+      im.burst_start = 0.005;
+      im.burst_length = 1 + static_cast<int>(r.below(10));
+    }
+    Config cfg = test_config();
+    cfg.max_datagram = 256 + r.below(1200);
+    cfg.recv_window_bytes = 1 << 20;
+    cfg.max_message_bytes = 1 << 20;
+    cfg.max_messages_in_flight = 1 + static_cast<std::uint32_t>(r.below(8));
+    cfg.pacing = r.chance(0.5);
+    std::printf("soak seed=%llu datagram=%zu in_flight=%u pacing=%d\n",
+                static_cast<unsigned long long>(seed), cfg.max_datagram,
+                cfg.max_messages_in_flight, cfg.pacing);
+    run_exchange(seed, im, 20, 60000, 120s, cfg);
+  }
 }
 
 }  // namespace
