@@ -13,9 +13,13 @@ namespace ipsan::backends {
 namespace {
 
 nlohmann::json caps_json(const Capabilities& c) {
-  return {{"read_only", c.read_only}, {"fua", c.fua},         {"flush", c.flush},
-          {"trim", c.trim},           {"write_zeroes", c.write_zeroes},
-          {"rotational", c.rotational}, {"max_transfer_blocks", c.max_transfer_blocks}};
+  return {{"read_only", c.read_only},
+          {"fua", c.fua},
+          {"flush", c.flush},
+          {"trim", c.trim},
+          {"write_zeroes", c.write_zeroes},
+          {"rotational", c.rotational},
+          {"max_transfer_blocks", c.max_transfer_blocks}};
 }
 
 nlohmann::json to_json(const ProbeReport& r) {

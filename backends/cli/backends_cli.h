@@ -7,8 +7,8 @@
 namespace ipsan::backends {
 
 // Adds `probe` and registers the "sg" and "ata" back-end kinds (register_hw_backends()), so
-// every subcommand of the program can open sg:/dev/sgN and ata:/dev/sgN. On failure the callback prints a message to stderr and throws
-// CLI::RuntimeError(1).
+// every subcommand of the program can open sg:/dev/sgN and ata:/dev/sgN. On failure the callback
+// prints a message to stderr and throws CLI::RuntimeError(1).
 void add_cli(CLI::App& app);
 
 }  // namespace ipsan::backends

@@ -95,9 +95,8 @@ Result<void, Error> AtaBackend::discover() {
   info_.identify = *id;
   info_.driver_max_bytes = transport_->driver_max_bytes();
   const std::uint32_t ss = id->logical_sector_size;
-  const std::uint32_t cap =
-      std::max<std::uint32_t>(1, (options_.max_transfer_bytes ? options_.max_transfer_bytes
-                                                               : kDefaultCapBytes) / ss);
+  const std::uint32_t cap = std::max<std::uint32_t>(
+      1, (options_.max_transfer_bytes ? options_.max_transfer_bytes : kDefaultCapBytes) / ss);
   info_.max_transfer_sectors =
       scsi::max_transfer_blocks(ata::kMaxSectorsExt, info_.driver_max_bytes, ss, cap);
   if (!id->dma) dma_broken_.store(true);
@@ -118,8 +117,8 @@ Geometry AtaBackend::geometry() const { return geometry_; }
 Capabilities AtaBackend::capabilities() const { return caps_; }
 
 std::string AtaBackend::describe() const {
-  return "ata:" + path_ + " (" + info_.identify.model + ", " + std::to_string(geometry_.block_count) +
-         "x" + std::to_string(geometry_.block_size) + ")";
+  return "ata:" + path_ + " (" + info_.identify.model + ", " +
+         std::to_string(geometry_.block_count) + "x" + std::to_string(geometry_.block_size) + ")";
 }
 
 void AtaBackend::submit(Completion done, std::function<Errc()> work) {

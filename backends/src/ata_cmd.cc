@@ -68,7 +68,8 @@ Result<IdentifyInfo, Error> parse_identify(ByteSpan p) {
     for (const std::uint8_t b : p) sum = static_cast<std::uint8_t>(sum + b);
     if (sum != 0) return fail(Errc::kBadMessage, "IDENTIFY DEVICE checksum mismatch");
   }
-  if (word(p, 0) & 0x8000) return fail(Errc::kNotSupported, "IDENTIFY: not an ATA device (word 0 bit 15)");
+  if (word(p, 0) & 0x8000)
+    return fail(Errc::kNotSupported, "IDENTIFY: not an ATA device (word 0 bit 15)");
   IdentifyInfo id;
   id.serial = ata_string(p, 10, 10);
   id.firmware = ata_string(p, 23, 4);
@@ -91,7 +92,8 @@ Result<IdentifyInfo, Error> parse_identify(ByteSpan p) {
     id.sectors = std::uint64_t{word(p, 60)} | (std::uint64_t{word(p, 61)} << 16);
   }
   if (id.sectors == 0) return fail(Errc::kBadMessage, "IDENTIFY: capacity is 0 sectors");
-  if (id.sectors > kMaxLba48) return fail(Errc::kBadMessage, "IDENTIFY: capacity beyond 48-bit LBA");
+  if (id.sectors > kMaxLba48)
+    return fail(Errc::kBadMessage, "IDENTIFY: capacity beyond 48-bit LBA");
   const std::uint16_t w106 = word(p, 106);
   if (word_valid(w106)) {
     if (w106 & 0x1000) {
@@ -126,10 +128,12 @@ TrimPayload build_trim_payload(std::uint64_t lba, std::uint64_t blocks, std::uin
     entries.push_back(((lba + t.covered) & 0xFFFFFFFFFFFFull) | (n << 48));
     t.covered += n;
   }
-  const std::size_t pages = std::max<std::size_t>(1, (entries.size() + kEntriesPerPage - 1) / kEntriesPerPage);
+  const std::size_t pages =
+      std::max<std::size_t>(1, (entries.size() + kEntriesPerPage - 1) / kEntriesPerPage);
   t.data.assign(pages * 512, 0);
   for (std::size_t i = 0; i < entries.size(); ++i) {
-    for (int b = 0; b < 8; ++b) t.data[i * 8 + b] = static_cast<std::uint8_t>(entries[i] >> (8 * b));
+    for (int b = 0; b < 8; ++b)
+      t.data[i * 8 + b] = static_cast<std::uint8_t>(entries[i] >> (8 * b));
   }
   return t;
 }

@@ -101,9 +101,9 @@ std::string format_probe_report(const ProbeReport& r) {
   }
   os << "  driver limit:   " << r.driver_max_bytes << " bytes per command\n"
      << "  rotation:       "
-     << (r.rotation_rate == 1 ? std::string("solid state")
-                              : r.rotation_rate == 0 ? std::string("not reported")
-                                                     : std::to_string(r.rotation_rate) + " rpm")
+     << (r.rotation_rate == 1   ? std::string("solid state")
+         : r.rotation_rate == 0 ? std::string("not reported")
+                                : std::to_string(r.rotation_rate) + " rpm")
      << "\n"
      << "SCSI back end (sg:):\n";
   put_caps(os, r.capabilities);
@@ -116,10 +116,12 @@ std::string format_probe_report(const ProbeReport& r) {
        << "  sectors:        " << a.sectors << " (48-bit: " << yes_no(a.lba48) << ")\n"
        << "  sector size:    logical " << a.logical_sector_size << ", physical "
        << a.physical_sector_size << "\n"
-       << "  write cache:    " << (a.write_cache_supported ? (a.write_cache_enabled ? "enabled" : "disabled") : "absent")
+       << "  write cache:    "
+       << (a.write_cache_supported ? (a.write_cache_enabled ? "enabled" : "disabled") : "absent")
        << "\n"
-       << "  trim:           " << yes_no(a.trim) << " (deterministic " << yes_no(a.trim_deterministic)
-       << ", zeroes " << yes_no(a.trim_zeroes) << ", " << a.dsm_max_blocks << " range pages)\n"
+       << "  trim:           " << yes_no(a.trim) << " (deterministic "
+       << yes_no(a.trim_deterministic) << ", zeroes " << yes_no(a.trim_zeroes) << ", "
+       << a.dsm_max_blocks << " range pages)\n"
        << "  dma:            " << yes_no(a.dma) << ", fua ext " << yes_no(a.fua_ext) << "\n";
     if (r.ata_capabilities) {
       os << "ATA back end (ata:):\n";

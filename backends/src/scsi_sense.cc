@@ -111,8 +111,7 @@ SenseInfo decode_sense(ByteSpan sense) noexcept {
       if (sense.size() >= 8) decode_descriptors(sense, s);
       return s;
     }
-    default:
-      return s;
+    default: return s;
   }
 }
 
@@ -128,7 +127,8 @@ std::string describe_sense(const SenseInfo& s) {
   if (s.deferred) out += " [deferred]";
   if (s.info_valid) {
     char info[48];
-    std::snprintf(info, sizeof info, " info=0x%llx", static_cast<unsigned long long>(s.information));
+    std::snprintf(info, sizeof info, " info=0x%llx",
+                  static_cast<unsigned long long>(s.information));
     out += info;
   }
   if (s.has_ata) {
@@ -166,10 +166,8 @@ Verdict classify_sense(const SenseInfo& s) noexcept {
       if (s.asc == 0x04 && (s.ascq == 0x01 || s.ascq == 0x07)) return {Errc::kNotReady, true};
       return {Errc::kNotReady, false};
     case SenseKey::kMediumError:
-    case SenseKey::kBlankCheck:
-      return {Errc::kMediumError, false};
-    case SenseKey::kHardwareError:
-      return {Errc::kIoError, false};
+    case SenseKey::kBlankCheck: return {Errc::kMediumError, false};
+    case SenseKey::kHardwareError: return {Errc::kIoError, false};
     case SenseKey::kIllegalRequest:
       if (s.asc == 0x21 && s.ascq == 0x00) return {Errc::kLbaOutOfRange, false};
       if (s.asc == 0x20 && s.ascq == 0x00) return {Errc::kNotSupported, false};  // bad opcode
@@ -191,13 +189,10 @@ Verdict classify_sense(const SenseInfo& s) noexcept {
         if (v.errc != Errc::kOk) return v;
       }
       return {Errc::kIoError, true};
-    case SenseKey::kVolumeOverflow:
-      return {Errc::kNoSpace, false};
-    case SenseKey::kMiscompare:
-      return {Errc::kMiscompare, false};
+    case SenseKey::kVolumeOverflow: return {Errc::kNoSpace, false};
+    case SenseKey::kMiscompare: return {Errc::kMiscompare, false};
     case SenseKey::kVendorSpecific:
-    case SenseKey::kCopyAborted:
-      return {Errc::kIoError, false};
+    case SenseKey::kCopyAborted: return {Errc::kIoError, false};
   }
   return {Errc::kIoError, false};
 }
@@ -206,25 +201,19 @@ Verdict classify_outcome(const RawOutcome& r, SenseInfo* decoded) noexcept {
   if (decoded) *decoded = SenseInfo{};
   if (r.os_error != 0) return {Errc::kIoError, false};
   switch (r.host_status) {
-    case kDidOk:
-      break;
+    case kDidOk: break;
     case kDidBusBusy:
     case kDidAbort:
     case kDidReset:
     case kDidSoftError:
     case kDidImmRetry:
     case kDidRequeue:
-    case kDidTransportDisrupted:
-      return {Errc::kIoError, true};
-    case kDidTimeOut:
-      return {Errc::kTimeout, false};
+    case kDidTransportDisrupted: return {Errc::kIoError, true};
+    case kDidTimeOut: return {Errc::kTimeout, false};
     case kDidNoConnect:
-    case kDidBadTarget:
-      return {Errc::kNotReady, false};
-    case kDidMediumError:
-      return {Errc::kMediumError, false};
-    default:
-      return {Errc::kIoError, false};
+    case kDidBadTarget: return {Errc::kNotReady, false};
+    case kDidMediumError: return {Errc::kMediumError, false};
+    default: return {Errc::kIoError, false};
   }
   if ((r.driver_status & 0x0f) == kDriverTimeout) return {Errc::kTimeout, false};
   const bool has_sense = !r.sense.empty() && ((r.driver_status & 0x0f) == kDriverSense ||
@@ -246,14 +235,10 @@ Verdict classify_outcome(const RawOutcome& r, SenseInfo* decoded) noexcept {
       return classify_sense(s);
     }
     case kStatusBusy:
-    case kStatusTaskSetFull:
-      return {Errc::kBusy, true};
-    case kStatusTaskAborted:
-      return {Errc::kIoError, true};
-    case kStatusReservationConflict:
-      return {Errc::kWriteProtected, false};
-    default:
-      return {Errc::kIoError, false};
+    case kStatusTaskSetFull: return {Errc::kBusy, true};
+    case kStatusTaskAborted: return {Errc::kIoError, true};
+    case kStatusReservationConflict: return {Errc::kWriteProtected, false};
+    default: return {Errc::kIoError, false};
   }
 }
 

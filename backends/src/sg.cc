@@ -10,7 +10,7 @@
 namespace ipsan::backends {
 namespace {
 
-constexpr std::uint32_t kDefaultCapBytes = 4u << 20;   // when neither device nor driver says
+constexpr std::uint32_t kDefaultCapBytes = 4u << 20;  // when neither device nor driver says
 constexpr std::uint32_t kMaxZeroBufferBytes = 1u << 20;
 constexpr std::uint32_t kDefaultWriteSameBlocks = 0xFFFF;
 constexpr std::uint32_t kMaxUnmapDescriptors = 64;
@@ -24,9 +24,7 @@ SgDirection to_transport(SgBackend::Direction d) {
   return SgDirection::kNone;
 }
 
-bool valid_block_size(std::uint32_t bs) {
-  return bs >= 512 && bs <= 65536 && (bs & (bs - 1)) == 0;
-}
+bool valid_block_size(std::uint32_t bs) { return bs >= 512 && bs <= 65536 && (bs & (bs - 1)) == 0; }
 
 }  // namespace
 
@@ -64,7 +62,8 @@ Errc SgBackend::run_with_retries(std::span<const std::uint8_t> cdb, Direction di
     const SgOutcome o =
         transport_->execute(cdb, to_transport(dir), data.data(), data.size(), options_.timeout_s);
     if (o.verdict.errc == Errc::kOk) {
-      if (dir == Direction::kIn && o.resid > 0 && static_cast<std::size_t>(o.resid) <= data.size()) {
+      if (dir == Direction::kIn && o.resid > 0 &&
+          static_cast<std::size_t>(o.resid) <= data.size()) {
         // Short read of a fixed-size block transfer: treat the missing tail as an I/O error.
         IPSAN_LOG(LogLevel::kWarn, "sg", path_, ": short transfer, resid ", o.resid);
         return Errc::kIoError;
@@ -115,8 +114,8 @@ Result<void, Error> SgBackend::discover() {
     std::fill(buf.begin(), buf.end(), 0);
     const auto cdb = scsi::cdb_inquiry(true, page, static_cast<std::uint16_t>(buf.size()));
     // Residual handling is not needed here: parsers bound themselves by the page length.
-    const SgOutcome o = transport_->execute(cdb, SgDirection::kIn, buf.data(), buf.size(),
-                                            options_.timeout_s);
+    const SgOutcome o =
+        transport_->execute(cdb, SgDirection::kIn, buf.data(), buf.size(), options_.timeout_s);
     if (o.verdict.errc != Errc::kOk) return fail(o.verdict.errc);
     return ByteSpan(buf);
   };
@@ -202,9 +201,9 @@ Result<void, Error> SgBackend::discover() {
   const std::uint32_t cap_blocks =
       (options_.max_transfer_bytes ? options_.max_transfer_bytes : kDefaultCapBytes) / bs;
   info_.driver_max_bytes = transport_->driver_max_bytes();
-  info_.max_transfer_blocks = scsi::max_transfer_blocks(
-      info_.has_block_limits ? info_.limits.max_transfer_length : 0, info_.driver_max_bytes, bs,
-      std::max<std::uint32_t>(cap_blocks, 1));
+  info_.max_transfer_blocks =
+      scsi::max_transfer_blocks(info_.has_block_limits ? info_.limits.max_transfer_length : 0,
+                                info_.driver_max_bytes, bs, std::max<std::uint32_t>(cap_blocks, 1));
   const bool lbpme = info_.capacity.lbpme;
   info_.can_unmap = lbpme && info_.provisioning.lbpu &&
                     (!info_.has_block_limits || (info_.limits.max_unmap_lba_count != 0 &&
@@ -242,8 +241,8 @@ Errc SgBackend::do_read(std::uint64_t lba, std::span<std::uint8_t> out) {
   for (const scsi::Chunk& c :
        scsi::split_request(lba, out.size() / bs, info_.max_transfer_blocks)) {
     const auto cdb = scsi::cdb_read16(c.lba, c.blocks, false);
-    const Errc e = run_with_retries(
-        cdb, Direction::kIn, out.subspan(c.offset_blocks * bs, std::size_t{c.blocks} * bs));
+    const Errc e = run_with_retries(cdb, Direction::kIn,
+                                    out.subspan(c.offset_blocks * bs, std::size_t{c.blocks} * bs));
     if (e != Errc::kOk) return e;
   }
   return Errc::kOk;
@@ -261,8 +260,8 @@ Errc SgBackend::do_write(std::uint64_t lba, std::span<const std::uint8_t> in, bo
   }
   if (fua && !native_fua) {
     // Emulated FUA: make this range durable.
-    const auto cdb = scsi::cdb_sync_cache16(lba, static_cast<std::uint32_t>(
-                                                     std::min<std::uint64_t>(in.size() / bs, 0xFFFFFFFFu)));
+    const auto cdb = scsi::cdb_sync_cache16(
+        lba, static_cast<std::uint32_t>(std::min<std::uint64_t>(in.size() / bs, 0xFFFFFFFFu)));
     const Errc e = run_with_retries(cdb, Direction::kNone, {});
     if (e == Errc::kNotSupported || e == Errc::kInvalidArgument) return do_flush();
     return e;

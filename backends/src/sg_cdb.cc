@@ -219,7 +219,8 @@ Result<Capacity, Error> parse_read_capacity16(ByteSpan d) {
   if (d.size() < 12) return fail(Errc::kBadMessage, "READ CAPACITY(16) data shorter than 12 bytes");
   Capacity c;
   const std::uint64_t last = load_be64(&d[0]);
-  if (last == ~std::uint64_t{0}) return fail(Errc::kBadMessage, "READ CAPACITY(16): last LBA overflows");
+  if (last == ~std::uint64_t{0})
+    return fail(Errc::kBadMessage, "READ CAPACITY(16): last LBA overflows");
   c.block_count = last + 1;
   c.block_size = load_be32(&d[8]);
   if (c.block_size == 0) return fail(Errc::kBadMessage, "READ CAPACITY(16): block size 0");
@@ -250,12 +251,14 @@ Result<CachingPage, Error> parse_mode_sense10_caching(ByteSpan d) {
   const std::size_t total = std::min<std::size_t>(d.size(), 2 + std::size_t{load_be16(&d[0])});
   const std::size_t page = 8 + std::size_t{load_be16(&d[6])};
   if (page + 3 > total) return fail(Errc::kBadMessage, "MODE SENSE(10): no caching page");
-  if ((d[page] & 0x3f) != 0x08) return fail(Errc::kBadMessage, "MODE SENSE(10): not the caching page");
+  if ((d[page] & 0x3f) != 0x08)
+    return fail(Errc::kBadMessage, "MODE SENSE(10): not the caching page");
   c.wce = (d[page + 2] & 0x04) != 0;
   return c;
 }
 
-std::vector<Chunk> split_request(std::uint64_t lba, std::uint64_t blocks, std::uint32_t max_blocks) {
+std::vector<Chunk> split_request(std::uint64_t lba, std::uint64_t blocks,
+                                 std::uint32_t max_blocks) {
   std::vector<Chunk> out;
   if (max_blocks == 0) max_blocks = 1;
   std::uint64_t done = 0;
@@ -271,7 +274,8 @@ std::uint32_t max_transfer_blocks(std::uint32_t device_max_blocks, std::uint64_t
                                   std::uint32_t block_size, std::uint32_t cap_blocks) {
   std::uint64_t m = 0xFFFFFFFFu;
   if (device_max_blocks != 0) m = std::min<std::uint64_t>(m, device_max_blocks);
-  if (driver_max_bytes != 0 && block_size != 0) m = std::min<std::uint64_t>(m, driver_max_bytes / block_size);
+  if (driver_max_bytes != 0 && block_size != 0)
+    m = std::min<std::uint64_t>(m, driver_max_bytes / block_size);
   if (cap_blocks != 0) m = std::min<std::uint64_t>(m, cap_blocks);
   return static_cast<std::uint32_t>(std::max<std::uint64_t>(m, 1));
 }

@@ -20,7 +20,8 @@ class Identify {
     std::string t(s);
     t.resize(words * 2, ' ');
     for (std::size_t i = 0; i < words; ++i) {
-      set(w + i, static_cast<std::uint16_t>((std::uint8_t(t[2 * i]) << 8) | std::uint8_t(t[2 * i + 1])));
+      set(w + i,
+          static_cast<std::uint16_t>((std::uint8_t(t[2 * i]) << 8) | std::uint8_t(t[2 * i + 1])));
     }
   }
   void checksum() {
@@ -40,24 +41,24 @@ Identify typical_disk() {
   id.str(10, 10, "SGVMATA0");
   id.str(23, 4, "2.5+");
   id.str(27, 20, "SGVM-ATA-DISK");
-  id.set(49, 0x0300);               // DMA, LBA
-  id.set(60, 0xFFFF);               // 28-bit capacity saturates
+  id.set(49, 0x0300);  // DMA, LBA
+  id.set(60, 0xFFFF);  // 28-bit capacity saturates
   id.set(61, 0x0FFF);
-  id.set(82, 0x0020);               // write cache supported
+  id.set(82, 0x0020);                    // write cache supported
   id.set(83, 0x4000 | 0x2000 | 0x0400);  // valid, FLUSH EXT, 48-bit
-  id.set(84, 0x4000 | 0x0040);      // valid, FUA EXT
-  id.set(85, 0x0020);               // write cache enabled
+  id.set(84, 0x4000 | 0x0040);           // valid, FUA EXT
+  id.set(85, 0x0020);                    // write cache enabled
   id.set(86, 0x2000 | 0x0400);
   id.set(87, 0x4000);
-  id.set(69, 0x4020);               // DRAT, RZAT
-  id.set(100, 0x0000);              // 0x1_0000_0000 + 0x20000 sectors
+  id.set(69, 0x4020);   // DRAT, RZAT
+  id.set(100, 0x0000);  // 0x1_0000_0000 + 0x20000 sectors
   id.set(101, 0x0002);
   id.set(102, 0x0001);
   id.set(103, 0x0000);
   id.set(105, 8);
-  id.set(106, 0x6003);              // valid, multiple logical per physical: 2^3
-  id.set(169, 0x0001);              // TRIM
-  id.set(217, 0x0001);              // solid state
+  id.set(106, 0x6003);  // valid, multiple logical per physical: 2^3
+  id.set(169, 0x0001);  // TRIM
+  id.set(217, 0x0001);  // solid state
   return id;
 }
 

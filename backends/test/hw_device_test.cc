@@ -56,8 +56,15 @@ void round_trip(Backend& writer, Backend& reader, std::uint64_t lba, std::uint64
 }
 
 std::vector<std::pair<std::uint64_t, std::uint64_t>> cases(std::uint64_t block_count) {
-  return {{0, 1}, {1, 1}, {7, 3}, {100, 8}, {333, 33}, {4096, 256}, {10000, 2053},
-          {block_count - 5, 5}, {block_count - 1, 1}};
+  return {{0, 1},
+          {1, 1},
+          {7, 3},
+          {100, 8},
+          {333, 33},
+          {4096, 256},
+          {10000, 2053},
+          {block_count - 5, 5},
+          {block_count - 1, 1}};
 }
 
 class ScsiDevice : public ::testing::Test {

@@ -110,8 +110,7 @@ TEST(SenseDecoder, NotReadyWriteProtectAndOthers) {
   v = classify_sense(decode_sense(fixed_sense(0x2, 0x3A, 0x00)));  // medium not present
   EXPECT_EQ(v.errc, Errc::kNotReady);
   EXPECT_FALSE(v.retry);
-  EXPECT_EQ(classify_sense(decode_sense(fixed_sense(0x7, 0x27, 0x00))).errc,
-            Errc::kWriteProtected);
+  EXPECT_EQ(classify_sense(decode_sense(fixed_sense(0x7, 0x27, 0x00))).errc, Errc::kWriteProtected);
   EXPECT_EQ(classify_sense(decode_sense(fixed_sense(0x7, 0x27, 0x07))).errc, Errc::kNoSpace);
   EXPECT_EQ(classify_sense(decode_sense(fixed_sense(0x4, 0x44, 0x00))).errc, Errc::kIoError);
   EXPECT_EQ(classify_sense(decode_sense(fixed_sense(0xE, 0x1D, 0x00))).errc, Errc::kMiscompare);

@@ -118,7 +118,7 @@ TEST(SgParse, BlockLimitsAndProvisioning) {
   EXPECT_EQ(l->max_unmap_lba_count, 0x400000u);
   EXPECT_EQ(l->max_unmap_descriptors, 16u);
   EXPECT_EQ(l->max_write_same_length, 0x10000u);
-  EXPECT_FALSE(parse_vpd_block_limits(vpd(0xB0, 4)));  // too short
+  EXPECT_FALSE(parse_vpd_block_limits(vpd(0xB0, 4)));     // too short
   EXPECT_FALSE(parse_vpd_block_limits(vpd(0xB2, 0x3C)));  // wrong page
   // Declared longer than delivered: only the delivered bytes count.
   Bytes trunc = b0;
@@ -153,8 +153,8 @@ TEST(SgParse, DeviceIdentificationAndSerial) {
     p.insert(p.end(), v.begin(), v.end());
   };
   add(0x01, 0x03, {0x60, 0x01, 0x40, 0x5a, 0xbc, 0xde, 0xf0, 0x12});  // NAA, LU
-  add(0x02, 0x01, {'Q', 'E', 'M', 'U', ' ', ' ', ' ', ' ', 'X'});   // T10, LU
-  add(0x01, 0x13, {1, 2, 3, 4});                                     // target port: skipped
+  add(0x02, 0x01, {'Q', 'E', 'M', 'U', ' ', ' ', ' ', ' ', 'X'});     // T10, LU
+  add(0x01, 0x13, {1, 2, 3, 4});                                      // target port: skipped
   store_be16(&p[2], static_cast<std::uint16_t>(p.size() - 4));
   auto ids = parse_vpd_device_id(p);
   ASSERT_TRUE(ids);

@@ -29,9 +29,9 @@ namespace ata {
 // ATA commands used (ACS-4).
 inline constexpr std::uint8_t kCmdIdentifyDevice = 0xEC;
 inline constexpr std::uint8_t kCmdReadDmaExt = 0x25;
-inline constexpr std::uint8_t kCmdReadSectorsExt = 0x24;     // PIO
+inline constexpr std::uint8_t kCmdReadSectorsExt = 0x24;  // PIO
 inline constexpr std::uint8_t kCmdWriteDmaExt = 0x35;
-inline constexpr std::uint8_t kCmdWriteSectorsExt = 0x34;    // PIO
+inline constexpr std::uint8_t kCmdWriteSectorsExt = 0x34;  // PIO
 inline constexpr std::uint8_t kCmdWriteDmaFuaExt = 0x3D;
 inline constexpr std::uint8_t kCmdFlushCacheExt = 0xEA;
 inline constexpr std::uint8_t kCmdFlushCache = 0xE7;
@@ -51,8 +51,8 @@ enum class XferDir { kNone, kIn, kOut };
 struct Taskfile {
   std::uint8_t command = 0;
   std::uint16_t features = 0;
-  std::uint16_t count = 0;   // sectors (0 means 65536 for EXT commands)
-  std::uint64_t lba = 0;     // 48 bits
+  std::uint16_t count = 0;     // sectors (0 means 65536 for EXT commands)
+  std::uint64_t lba = 0;       // 48 bits
   std::uint8_t device = 0x40;  // LBA mode
 };
 
@@ -66,20 +66,20 @@ std::array<std::uint8_t, 16> build_pass_through16(const Taskfile& tf, Protocol p
 
 struct IdentifyInfo {
   std::string model, serial, firmware;
-  bool lba48 = false;                       // word 83 bit 10
-  std::uint64_t sectors = 0;                // words 100-103 (lba48) else 60-61
-  std::uint32_t logical_sector_size = 512;  // words 106, 117-118
-  std::uint32_t physical_sector_size = 512; // word 106 bits 3:0
-  bool write_cache_supported = false;       // word 82 bit 5
-  bool write_cache_enabled = false;         // word 85 bit 5
-  bool flush_ext = false;                   // word 83 bit 13
-  bool fua_ext = false;                     // word 84 bit 6 (WRITE DMA FUA EXT)
-  bool dma = false;                         // word 49 bit 8
-  bool trim = false;                        // word 169 bit 0
-  bool trim_deterministic = false;          // word 69 bit 14 (DRAT)
-  bool trim_zeroes = false;                 // word 69 bit 5 (RZAT)
-  std::uint16_t dsm_max_blocks = 0;         // word 105: 512-byte pages of TRIM ranges per command
-  std::uint16_t rotation_rate = 0;          // word 217: 1 = solid state
+  bool lba48 = false;                        // word 83 bit 10
+  std::uint64_t sectors = 0;                 // words 100-103 (lba48) else 60-61
+  std::uint32_t logical_sector_size = 512;   // words 106, 117-118
+  std::uint32_t physical_sector_size = 512;  // word 106 bits 3:0
+  bool write_cache_supported = false;        // word 82 bit 5
+  bool write_cache_enabled = false;          // word 85 bit 5
+  bool flush_ext = false;                    // word 83 bit 13
+  bool fua_ext = false;                      // word 84 bit 6 (WRITE DMA FUA EXT)
+  bool dma = false;                          // word 49 bit 8
+  bool trim = false;                         // word 169 bit 0
+  bool trim_deterministic = false;           // word 69 bit 14 (DRAT)
+  bool trim_zeroes = false;                  // word 69 bit 5 (RZAT)
+  std::uint16_t dsm_max_blocks = 0;          // word 105: 512-byte pages of TRIM ranges per command
+  std::uint16_t rotation_rate = 0;           // word 217: 1 = solid state
 };
 // Parses a 512-byte IDENTIFY DEVICE page (little-endian words). Checks the integrity word
 // (255) when its signature A5h is present.

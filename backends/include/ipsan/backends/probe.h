@@ -32,7 +32,7 @@ struct ProbeReport {
   std::optional<scsi::BlockLimits> limits;
   std::uint64_t driver_max_bytes = 0;
   std::uint16_t rotation_rate = 0;
-  std::optional<ata::IdentifyInfo> ata;      // ATA disks behind SAT
+  std::optional<ata::IdentifyInfo> ata;  // ATA disks behind SAT
   std::optional<Capabilities> ata_capabilities;
   std::vector<std::string> specs;  // back-end specs that open this device, best first
 };

@@ -56,16 +56,16 @@ struct AtaStatusReturn {
 };
 
 struct SenseInfo {
-  bool valid = false;        // a recognised response code with at least the sense key
-  bool descriptor = false;   // descriptor format (72h/73h)
-  bool deferred = false;     // 71h/73h: error of an earlier command
+  bool valid = false;       // a recognised response code with at least the sense key
+  bool descriptor = false;  // descriptor format (72h/73h)
+  bool deferred = false;    // 71h/73h: error of an earlier command
   std::uint8_t response_code = 0;
-  std::uint8_t key = 0;      // SenseKey value
+  std::uint8_t key = 0;  // SenseKey value
   std::uint8_t asc = 0;
   std::uint8_t ascq = 0;
-  bool info_valid = false;   // the INFORMATION field is set (e.g. the failing LBA)
+  bool info_valid = false;  // the INFORMATION field is set (e.g. the failing LBA)
   std::uint64_t information = 0;
-  bool has_ata = false;      // ata holds SAT's ATA status return
+  bool has_ata = false;  // ata holds SAT's ATA status return
   AtaStatusReturn ata;
 };
 

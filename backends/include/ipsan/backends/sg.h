@@ -67,7 +67,7 @@ Result<std::string, Error> parse_vpd_serial(ByteSpan data);
 // "eui64:...", "name:..."; LU-associated designators only.
 Result<std::vector<std::string>, Error> parse_vpd_device_id(ByteSpan data);
 
-struct BlockLimits {  // VPD B0h; 0 means "not reported / no limit"
+struct BlockLimits {                          // VPD B0h; 0 means "not reported / no limit"
   std::uint32_t max_transfer_length = 0;      // blocks
   std::uint16_t optimal_granularity = 0;      // blocks
   std::uint32_t optimal_transfer_length = 0;  // blocks
@@ -79,10 +79,10 @@ struct BlockLimits {  // VPD B0h; 0 means "not reported / no limit"
 Result<BlockLimits, Error> parse_vpd_block_limits(ByteSpan data);
 
 struct Provisioning {  // VPD B2h
-  bool lbpu = false;     // UNMAP supported
-  bool lbpws = false;    // WRITE SAME(16) with UNMAP supported
+  bool lbpu = false;   // UNMAP supported
+  bool lbpws = false;  // WRITE SAME(16) with UNMAP supported
   bool lbpws10 = false;
-  bool lbprz = false;    // unmapped blocks read as zeroes
+  bool lbprz = false;                  // unmapped blocks read as zeroes
   std::uint8_t provisioning_type = 0;  // 0 full, 1 resource, 2 thin
 };
 Result<Provisioning, Error> parse_vpd_provisioning(ByteSpan data);
@@ -103,7 +103,7 @@ Result<Capacity, Error> parse_read_capacity16(ByteSpan data);
 // Returns block_count 0xFFFFFFFF+1 when the device says "use READ CAPACITY(16)".
 Result<Capacity, Error> parse_read_capacity10(ByteSpan data);
 
-struct CachingPage {  // MODE SENSE(10) caching page 08h + header
+struct CachingPage {    // MODE SENSE(10) caching page 08h + header
   bool wce = false;     // volatile write cache enabled
   bool dpofua = false;  // device honours DPO/FUA
   bool write_protect = false;
@@ -128,7 +128,7 @@ std::uint32_t max_transfer_blocks(std::uint32_t device_max_blocks, std::uint64_t
 struct SgOptions {
   unsigned workers = 2;
   unsigned timeout_s = 30;
-  unsigned max_retries = 3;     // per command, for transient outcomes (unit attention, aborted)
+  unsigned max_retries = 3;  // per command, for transient outcomes (unit attention, aborted)
   bool read_only = false;
   std::uint32_t max_transfer_bytes = 0;  // extra cap on one command's data (0: device/driver only)
 };
