@@ -85,36 +85,29 @@ struct FileState {
   std::atomic<bool> punch_ok{true};
   std::atomic<bool> zero_range_ok{true};
 
-  // A queued operation; called with true instead of running when the backend is shutting down.
-  using Task = std::function<void(bool shutdown)>;
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Task> queue;
+  std::deque<std::function<void()>> queue;
   bool stop = false;
 
   ~FileState() {
     if (fd >= 0) ::close(fd);
   }
 
-  // Queues `task`, or completes it with shutdown=true (only if called during destruction).
-  // Why notify under the lock: once the lock is released a worker may run the task, whose
-  // completion may drop the last reference to the backend and so destroy this state; nothing
-  // here may touch it after the unlock.
-  void post(Task task) {
+  // False when shutting down (the task is not queued).
+  bool post(std::function<void()> task) {
     {
       std::lock_guard lock(mu);
-      if (!stop) {
-        queue.push_back(std::move(task));
-        cv.notify_one();
-        return;
-      }
+      if (stop) return false;
+      queue.push_back(std::move(task));
     }
-    task(true);
+    cv.notify_one();
+    return true;
   }
 
   void run() {
     for (;;) {
-      Task task;
+      std::function<void()> task;
       {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return stop || !queue.empty(); });
@@ -122,7 +115,7 @@ struct FileState {
         task = std::move(queue.front());
         queue.pop_front();
       }
-      task(false);
+      task();
     }
   }
 
@@ -359,12 +352,6 @@ Result<std::shared_ptr<FileBackend>, Error> FileBackend::open(const std::filesys
       return fail(what + "size=" + std::to_string(options.size_bytes) +
                   " differs from the device size " + std::to_string(size));
     }
-    int sector = 0;
-    if (options.direct && ::ioctl(state->fd, BLKSSZGET, &sector) == 0 &&
-        static_cast<std::uint32_t>(sector) > options.block_size) {
-      return fail(what + "direct I/O needs bs >= the device's logical sector size (" +
-                  std::to_string(sector) + ")");
-    }
     size -= size % options.block_size;
   } else if (S_ISREG(st.st_mode)) {
     // One writer per image: a second server on the same file would corrupt it.
@@ -456,9 +443,8 @@ void FileBackend::read(std::uint64_t lba, std::span<std::uint8_t> out, Completio
   if (out.empty()) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size;
-  s->post([s, off, out, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_read(off, out));
-  });
+  auto task = [s, off, out, done]() { done(s->do_read(off, out)); };
+  if (!s->post(task)) done(Errc::kShutdown);
 }
 
 void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
@@ -470,17 +456,15 @@ void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, boo
   if (in.empty() && !fua) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size;
-  s->post([s, off, in, fua, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_write(off, in, fua));
-  });
+  auto task = [s, off, in, fua, done]() { done(s->do_write(off, in, fua)); };
+  if (!s->post(task)) done(Errc::kShutdown);
 }
 
 void FileBackend::flush(Completion done) {
   if (st_->options.read_only) return done(Errc::kOk);
   FileState* s = st_.get();
-  s->post([s, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_flush());
-  });
+  auto task = [s, done]() { done(s->do_flush()); };
+  if (!s->post(task)) done(Errc::kShutdown);
 }
 
 void FileBackend::trim(std::uint64_t lba, std::uint64_t blocks, Completion done) {
@@ -490,9 +474,8 @@ void FileBackend::trim(std::uint64_t lba, std::uint64_t blocks, Completion done)
   if (blocks == 0) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size, len = blocks * g.block_size;
-  s->post([s, off, len, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_trim(off, len));
-  });
+  auto task = [s, off, len, done]() { done(s->do_trim(off, len)); };
+  if (!s->post(task)) done(Errc::kShutdown);
 }
 
 void FileBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may_trim,
@@ -503,9 +486,8 @@ void FileBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may
   if (blocks == 0) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size, len = blocks * g.block_size;
-  s->post([s, off, len, may_trim, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_write_zeroes(off, len, may_trim));
-  });
+  auto task = [s, off, len, may_trim, done]() { done(s->do_write_zeroes(off, len, may_trim)); };
+  if (!s->post(task)) done(Errc::kShutdown);
 }
 
 }  // namespace ipsan::backends
