@@ -183,11 +183,17 @@ const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa) {
 // ---------------------------------------------------------------------------------------------
 // LogicalUnit.
 
+namespace {
+LogicalUnitOptions sane(LogicalUnitOptions o) {
+  o.max_command_bytes = std::max<std::uint32_t>(o.max_command_bytes, 4096);
+  o.max_write_same_blocks = std::max<std::uint32_t>(o.max_write_same_blocks, 1);
+  return o;
+}
+}  // namespace
+
 LogicalUnit::LogicalUnit(GenericTarget& target, std::uint32_t device_id,
                          LogicalUnitOptions options)
-    : target_(target), device_id_(device_id), options_(options) {
-  if (options_.max_command_bytes < 4096) const_cast<LogicalUnitOptions&>(options_).max_command_bytes = 4096;
-}
+    : target_(target), device_id_(device_id), options_(sane(options)) {}
 
 void LogicalUnit::attach(std::function<void(Errc)> done) {
   proto::Request r;
@@ -721,15 +727,54 @@ void LuHandlers::get_lba_status(CmdPtr c) {
   const std::uint64_t lba = load_be64(&cdb[2]);
   const std::uint32_t alloc = load_be32(&cdb[10]);
   if (lba >= c->s.block_count) return c->check(make_sense(kIllegalRequest, 0x21, 0));
-  // The generic protocol cannot query allocation: one descriptor, "mapped", to the end.
-  Bytes d(24, 0);
-  store_be32(&d[0], 20);
-  store_be64(&d[8], lba);
-  store_be32(&d[16], static_cast<std::uint32_t>(
-                         std::min<std::uint64_t>(c->s.block_count - lba, 0xFFFFFFFFu)));
-  d[20] = 0;  // provisioning status: mapped
-  if (d.size() > alloc) d.resize(alloc);
-  c->good(std::move(d));
+  const std::uint64_t remaining = c->s.block_count - lba;
+  auto descriptor = [](Bytes& d, std::uint64_t start, std::uint64_t count, std::uint8_t status) {
+    std::uint8_t desc[16] = {};
+    store_be64(&desc[0], start);
+    store_be32(&desc[8], static_cast<std::uint32_t>(count));
+    desc[12] = status;
+    d.insert(d.end(), desc, desc + 16);
+  };
+  auto finish = [c, alloc](Bytes d) {
+    store_be32(&d[0], static_cast<std::uint32_t>(d.size() - 4));
+    if (d.size() > alloc) d.resize(alloc);
+    c->good(std::move(d));
+  };
+  if (!(c->s.identity.capabilities & proto::kCapTrim)) {
+    // Fully provisioned: everything is mapped.
+    Bytes d(8, 0);
+    descriptor(d, lba, std::min<std::uint64_t>(remaining, 0xFFFFFFFFu), 0);
+    return finish(std::move(d));
+  }
+  // The generic protocol has no allocation query. With LBPRZ=1 a deallocated block reads as
+  // zeroes, so a window of blocks is read and zero blocks are reported deallocated (status 1),
+  // the others mapped (0). Fewer descriptors than the whole range is allowed (SBC-3 5.5.2): the
+  // initiator asks again from the next LBA.
+  const std::uint64_t window = std::min<std::uint64_t>(
+      {remaining, 2048, std::max<std::uint64_t>(1, c->s.options.max_command_bytes / c->s.block_size)});
+  const std::size_t max_desc = alloc < 24 ? 1 : (alloc - 8) / 16;
+  detail::read_blocks(
+      c->lu.target_, c->lu.device_id_, lba, window, c->s.block_size,
+      c->s.identity.max_transfer_blocks,
+      [c, lba, window, max_desc, descriptor, finish](Errc e, Bytes data) {
+        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
+        const std::size_t bs = c->s.block_size;
+        auto is_zero = [&](std::uint64_t b) {
+          const auto first = data.begin() + static_cast<std::ptrdiff_t>(b * bs);
+          return std::all_of(first, first + static_cast<std::ptrdiff_t>(bs),
+                             [](std::uint8_t x) { return x == 0; });
+        };
+        Bytes d(8, 0);
+        std::uint64_t b = 0;
+        while (b < window && (d.size() - 8) / 16 < max_desc) {
+          const bool zero = is_zero(b);
+          std::uint64_t end = b + 1;
+          while (end < window && is_zero(end) == zero) ++end;
+          descriptor(d, lba + b, end - b, zero ? 1 : 0);
+          b = end;
+        }
+        finish(std::move(d));
+      });
 }
 
 void LuHandlers::start_stop_unit(CmdPtr c) {

@@ -461,7 +461,24 @@ TEST_F(LuTest, GetLbaStatus) {
   EXPECT_EQ(load_be32(&r.data_in[0]), 20u);
   EXPECT_EQ(load_be64(&r.data_in[8]), 16u);
   EXPECT_EQ(load_be32(&r.data_in[16]), kBlocks - 16);
+  EXPECT_EQ(r.data_in[20], 1);  // never written: deallocated (reads as zeroes, LBPRZ)
+  run("2a000000001400000200", filled(1024, 3));
+  auto three = run("9e12 0000000000000010 00000048 0000");
+  ASSERT_EQ(three.data_in.size(), 8u + 3 * 16);
+  EXPECT_EQ(load_be32(&three.data_in[0]), 4u + 3 * 16);
+  EXPECT_EQ(load_be32(&three.data_in[8 + 8]), 4u);
+  EXPECT_EQ(three.data_in[8 + 12], 1);
+  EXPECT_EQ(load_be64(&three.data_in[24]), 20u);
+  EXPECT_EQ(load_be32(&three.data_in[24 + 8]), 2u);
+  EXPECT_EQ(three.data_in[24 + 12], 0);  // mapped
+  EXPECT_EQ(load_be32(&three.data_in[40 + 8]), kBlocks - 22);
+  EXPECT_EQ(three.data_in[40 + 12], 1);
+  // Room for one descriptor only: the first run.
+  auto one = run("9e12 0000000000000010 00000018 0000");
+  EXPECT_EQ(load_be32(&one.data_in[16]), 4u);
   expect_check(run("9e12 00000000000003e8 00000018 0000"), kIllegalRequest, 0x21, 0x00);
+  target_->inject({Op::kRead, std::nullopt, 0, ~0ull, Errc::kTimeout, 1});
+  expect_check(run("9e12 0000000000000010 00000018 0000"), kAbortedCommand, 0x08, 0x01);
 }
 
 TEST_F(LuTest, ReportSupportedOperationCodes) {
