@@ -85,29 +85,36 @@ struct FileState {
   std::atomic<bool> punch_ok{true};
   std::atomic<bool> zero_range_ok{true};
 
+  // A queued operation; called with true instead of running when the backend is shutting down.
+  using Task = std::function<void(bool shutdown)>;
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::function<void()>> queue;
+  std::deque<Task> queue;
   bool stop = false;
 
   ~FileState() {
     if (fd >= 0) ::close(fd);
   }
 
-  // False when shutting down (the task is not queued).
-  bool post(std::function<void()> task) {
+  // Queues `task`, or completes it with shutdown=true (only if called during destruction).
+  // Why notify under the lock: once the lock is released a worker may run the task, whose
+  // completion may drop the last reference to the backend and so destroy this state; nothing
+  // here may touch it after the unlock.
+  void post(Task task) {
     {
       std::lock_guard lock(mu);
-      if (stop) return false;
-      queue.push_back(std::move(task));
+      if (!stop) {
+        queue.push_back(std::move(task));
+        cv.notify_one();
+        return;
+      }
     }
-    cv.notify_one();
-    return true;
+    task(true);
   }
 
   void run() {
     for (;;) {
-      std::function<void()> task;
+      Task task;
       {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return stop || !queue.empty(); });
@@ -115,7 +122,7 @@ struct FileState {
         task = std::move(queue.front());
         queue.pop_front();
       }
-      task();
+      task(false);
     }
   }
 
@@ -352,6 +359,12 @@ Result<std::shared_ptr<FileBackend>, Error> FileBackend::open(const std::filesys
       return fail(what + "size=" + std::to_string(options.size_bytes) +
                   " differs from the device size " + std::to_string(size));
     }
+    int sector = 0;
+    if (options.direct && ::ioctl(state->fd, BLKSSZGET, &sector) == 0 &&
+        static_cast<std::uint32_t>(sector) > options.block_size) {
+      return fail(what + "direct I/O needs bs >= the device's logical sector size (" +
+                  std::to_string(sector) + ")");
+    }
     size -= size % options.block_size;
   } else if (S_ISREG(st.st_mode)) {
     // One writer per image: a second server on the same file would corrupt it.
@@ -443,8 +456,9 @@ void FileBackend::read(std::uint64_t lba, std::span<std::uint8_t> out, Completio
   if (out.empty()) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size;
-  auto task = [s, off, out, done]() { done(s->do_read(off, out)); };
-  if (!s->post(task)) done(Errc::kShutdown);
+  s->post([s, off, out, done = std::move(done)](bool shutdown) {
+    done(shutdown ? Errc::kShutdown : s->do_read(off, out));
+  });
 }
 
 void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
@@ -456,15 +470,17 @@ void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, boo
   if (in.empty() && !fua) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size;
-  auto task = [s, off, in, fua, done]() { done(s->do_write(off, in, fua)); };
-  if (!s->post(task)) done(Errc::kShutdown);
+  s->post([s, off, in, fua, done = std::move(done)](bool shutdown) {
+    done(shutdown ? Errc::kShutdown : s->do_write(off, in, fua));
+  });
 }
 
 void FileBackend::flush(Completion done) {
   if (st_->options.read_only) return done(Errc::kOk);
   FileState* s = st_.get();
-  auto task = [s, done]() { done(s->do_flush()); };
-  if (!s->post(task)) done(Errc::kShutdown);
+  s->post([s, done = std::move(done)](bool shutdown) {
+    done(shutdown ? Errc::kShutdown : s->do_flush());
+  });
 }
 
 void FileBackend::trim(std::uint64_t lba, std::uint64_t blocks, Completion done) {
@@ -474,8 +490,9 @@ void FileBackend::trim(std::uint64_t lba, std::uint64_t blocks, Completion done)
   if (blocks == 0) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size, len = blocks * g.block_size;
-  auto task = [s, off, len, done]() { done(s->do_trim(off, len)); };
-  if (!s->post(task)) done(Errc::kShutdown);
+  s->post([s, off, len, done = std::move(done)](bool shutdown) {
+    done(shutdown ? Errc::kShutdown : s->do_trim(off, len));
+  });
 }
 
 void FileBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may_trim,
@@ -486,8 +503,9 @@ void FileBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may
   if (blocks == 0) return done(Errc::kOk);
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size, len = blocks * g.block_size;
-  auto task = [s, off, len, may_trim, done]() { done(s->do_write_zeroes(off, len, may_trim)); };
-  if (!s->post(task)) done(Errc::kShutdown);
+  s->post([s, off, len, may_trim, done = std::move(done)](bool shutdown) {
+    done(shutdown ? Errc::kShutdown : s->do_write_zeroes(off, len, may_trim));
+  });
 }
 
 }  // namespace ipsan::backends

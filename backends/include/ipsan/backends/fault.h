@@ -6,7 +6,8 @@
 //
 // Threading: thread-safe. Completions run on the thread where the inner backend completes, or on
 // the thread calling release()/release_all() for held ones, or inline for injected failures
-// (unless held). No lock is held while a completion runs.
+// (unless held). No lock is held while a completion runs. The wrapper must outlive the operations
+// in flight through it (tests own it with a shared_ptr and release held completions first).
 #pragma once
 
 #include <cstdint>
