@@ -15,6 +15,7 @@ endif()
 ipsan_test(NAME frontends_test LABELS unit TIMEOUT 60
   SOURCES
     test/scsi/logical_unit_test.cc test/scsi/sense_test.cc test/scsi/bus_test.cc
+    test/scsi/threaded_test.cc
     test/ata/device_test.cc
     test/trace/trace_test.cc
   LIBS ipsan_frontends)
