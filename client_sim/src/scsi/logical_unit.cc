@@ -61,6 +61,16 @@ void Cmd::good_write(std::uint64_t needed_bytes) {
 
 void Cmd::check(const Sense& sense) { done(check_condition(sense, s.mode.d_sense)); }
 
+void Cmd::short_data_out(std::uint64_t needed_bytes) {
+  // The initiator sent less data-out than the CDB asks for (iSCSI: EDTL too small). As iSCSI
+  // targets do (and libiscsi's residual tests accept): ILLEGAL REQUEST, INVALID FIELD IN
+  // INFORMATION UNIT, nothing written, overflow residual = the missing bytes.
+  ScsiResult r = check_condition(make_sense(kIllegalRequest, 0x0E, 0x03), s.mode.d_sense);
+  r.residual = static_cast<std::uint32_t>(needed_bytes - command.data_out.size());
+  r.overflow = true;
+  done(std::move(r));
+}
+
 void Cmd::fail(Errc e, Direction direction) {
   if (e == Errc::kCapacityChanged) {
     // The server says the size changed: learn the new size, then report the unit attention.
@@ -440,11 +450,7 @@ static bool check_write_common(const CmdPtr& c, const Rw& rw, std::uint64_t data
     return false;
   }
   if (c->command.data_out.size() < data_bytes) {
-    // The initiator sent less data than the CDB asks for (iSCSI: EDTL too small).
-    ScsiResult r = check_condition(make_sense(kIllegalRequest, 0x24, 0x00), c->s.mode.d_sense);
-    r.residual = static_cast<std::uint32_t>(data_bytes - c->command.data_out.size());
-    r.overflow = true;
-    c->done(std::move(r));
+    c->short_data_out(data_bytes);
     return false;
   }
   return true;
@@ -475,9 +481,7 @@ void LuHandlers::verify(CmdPtr c) {
   if (rw.blocks == 0) return c->good();
   const std::uint64_t bs = c->s.block_size;
   const std::uint64_t needed = bytchk == 0 ? 0 : bytchk == 1 ? rw.blocks * bs : bs;
-  if (c->command.data_out.size() < needed) {
-    return c->check(make_sense(kIllegalRequest, 0x24, 0x00));
-  }
+  if (c->command.data_out.size() < needed) return c->short_data_out(needed);
   detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
                       c->s.identity.max_transfer_blocks,
                       [c, bytchk, bs, needed](Errc e, Bytes data) {
@@ -544,12 +548,7 @@ void LuHandlers::write_same(CmdPtr c) {
   if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
   if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
   const std::uint32_t bs = c->s.block_size;
-  if (!ndob && c->command.data_out.size() < bs) {
-    ScsiResult r = check_condition(make_sense(kIllegalRequest, 0x24, 0x00), c->s.mode.d_sense);
-    r.residual = static_cast<std::uint32_t>(bs - c->command.data_out.size());
-    r.overflow = true;
-    return c->done(std::move(r));
-  }
+  if (!ndob && c->command.data_out.size() < bs) return c->short_data_out(bs);
   const std::uint64_t needed = ndob ? 0 : bs;
   Bytes block = ndob ? Bytes(bs, 0) : Bytes(c->command.data_out.begin(),
                                            c->command.data_out.begin() + bs);
@@ -781,11 +780,10 @@ void LuHandlers::start_stop_unit(CmdPtr c) {
   const std::uint8_t b4 = c->command.cdb[4];
   if (b4 >> 4) return c->check(invalid_field_in_cdb(4, 7));  // POWER CONDITION
   const bool start = b4 & 0x01;
-  const bool loej = b4 & 0x02;
   const bool no_flush = b4 & 0x04;
-  if (!start && loej && c->s.prevent) {
-    return c->check(make_sense(kIllegalRequest, 0x53, 0x02));  // MEDIUM REMOVAL PREVENTED
-  }
+  // The medium is not removable (RMB=0): nothing to load or eject (as LIO; libiscsi expects an
+  // eject to fail on a non-removable unit).
+  if (b4 & 0x02) return c->check(invalid_field_in_cdb(4, 1));
   proto::Request r;
   r.device_id = c->lu.device_id_;
   if (start) {

@@ -37,6 +37,8 @@ struct Cmd : std::enable_shared_from_this<Cmd> {
   // GOOD for a command that consumed `needed_bytes` of data-out (residual for any excess).
   void good_write(std::uint64_t needed_bytes);
   void check(const Sense& sense);
+  // CHECK CONDITION for data-out shorter than `needed_bytes`.
+  void short_data_out(std::uint64_t needed_bytes);
   void fail(Errc e, Direction direction);
 };
 using CmdPtr = std::shared_ptr<Cmd>;

@@ -172,7 +172,7 @@ TEST_F(LuTest, BadCdbsGetExactSense) {
 
 TEST_F(LuTest, ShortDataOutIsRejectedWithOverflowResidual) {
   auto r = run("2a000000000000000200", filled(512, 0));
-  expect_check(r, kIllegalRequest, 0x24, 0x00);
+  expect_check(r, kIllegalRequest, 0x0E, 0x03);  // INVALID FIELD IN INFORMATION UNIT
   EXPECT_TRUE(r.overflow);
   EXPECT_EQ(r.residual, 512u);
   auto extra = run("2a000000000000000100", filled(600, 0));
@@ -248,11 +248,10 @@ TEST_F(LuTest, StartStopUnitAndPreventAllow) {
   EXPECT_EQ(run("1b0000000100").status, kStatusGood);  // start
   EXPECT_EQ(run("000000000000").status, kStatusGood);
   EXPECT_EQ(run("1e0000000100").status, kStatusGood);  // prevent
-  expect_check(run("1b0000000200"), kIllegalRequest, 0x53, 0x02);
+  expect_check(run("1b0000000200"), kIllegalRequest, 0x24, 0x00, "c90004");  // LOEJ, RMB=0
   expect_check(run("1e0000000200"), kIllegalRequest, 0x24, 0x00, "c90004");
   expect_check(run("1b0000001100"), kIllegalRequest, 0x24, 0x00, "cf0004");
   EXPECT_EQ(run("1e0000000000").status, kStatusGood);
-  EXPECT_EQ(run("1b0000000200").status, kStatusGood);
 }
 
 TEST_F(LuTest, RequestSenseReportsAndClearsUnitAttention) {
