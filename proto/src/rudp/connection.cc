@@ -356,6 +356,7 @@ std::uint64_t Connection::advertised_max_data() const {
 
 void Connection::on_ack(const AckFrame& ack, TimePoint now) {
   std::vector<std::uint64_t> newly;
+  const std::optional<TimePoint> acked_before = max_acked_time_sent_;
   bool rtt_sample = false;
   TimePoint largest_sent_time{};
   for (std::size_t i = 0; i < ack.range_count; ++i) {
@@ -363,6 +364,9 @@ void Connection::on_ack(const AckFrame& ack, TimePoint now) {
     for (auto it = sent_.lower_bound(r.lo); it != sent_.end() && it->first <= r.hi;) {
       SentPacket& p = it->second;
       newly.push_back(it->first);
+      if (!max_acked_time_sent_ || p.time_sent > *max_acked_time_sent_) {
+        max_acked_time_sent_ = p.time_sent;
+      }
       if (it->first == ack.largest) {
         rtt_sample = true;
         largest_sent_time = p.time_sent;
@@ -404,7 +408,7 @@ void Connection::on_ack(const AckFrame& ack, TimePoint now) {
     update_rtt(now - largest_sent_time, std::chrono::microseconds(ack.ack_delay_us));
   }
   std::sort(newly.begin(), newly.end());
-  detect_lost(now, newly);
+  detect_lost(now, newly, acked_before);
   pto_count_ = 0;
   probes_ = 0;  // the path answers again: probes of an earlier PTO no longer bypass cwnd
 }
@@ -428,7 +432,8 @@ void Connection::update_rtt(Duration latest, Duration ack_delay) {
   smoothed_rtt_ = (smoothed_rtt_ * 7 + adjusted) / 8;
 }
 
-void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& newly_acked) {
+void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& newly_acked,
+                             std::optional<TimePoint> acked_before) {
   loss_time_.reset();
   if (largest_acked_ == 0) return;
   const Duration base = std::max(latest_rtt_, smoothed_rtt_);
@@ -452,11 +457,15 @@ void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& ne
   on_congestion_event(lost.back().second.time_sent, now);
   // Persistent congestion (RFC 9002 7.6): lost packets spanning more than 3 PTOs with nothing
   // acknowledged in between -> the path is (or was) black-holed; restart from the minimum window.
-  if (has_rtt_sample_ && lost.size() >= 2) {
-    const Duration span = lost.back().second.time_sent - lost.front().second.time_sent;
+  // Only packets sent after everything acknowledged by earlier ACKs count (so no earlier ACK can
+  // lie between them); this ACK's own packets are checked by number.
+  auto first = lost.begin();
+  while (first != lost.end() && acked_before && first->second.time_sent <= *acked_before) ++first;
+  if (has_rtt_sample_ && lost.end() - first >= 2) {
+    const Duration span = lost.back().second.time_sent - first->second.time_sent;
     const Duration pc = (smoothed_rtt_ + std::max(rttvar_ * 4, cfg_.timer_granularity) +
                          cfg_.max_ack_delay) * 3;
-    const std::uint64_t lo = lost.front().first;
+    const std::uint64_t lo = first->first;
     const std::uint64_t hi = lost.back().first;
     const bool acked_between = std::any_of(newly_acked.begin(), newly_acked.end(),
                                            [&](std::uint64_t pn) { return pn > lo && pn < hi; });
@@ -545,7 +554,7 @@ void Connection::on_timer(TimePoint now) {
   if (loss_time_) {
     if (now >= *loss_time_) {
       static const std::vector<std::uint64_t> kNone;
-      detect_lost(now, kNone);
+      detect_lost(now, kNone, max_acked_time_sent_);
     }
   } else if (auto pto = pto_deadline(); pto && now >= *pto) {
     // Probe: resend what the oldest outstanding packet carried, ignoring cwnd and pacing, so a

@@ -182,7 +182,8 @@ class Connection {
   void apply_frames(const Frames& f, TimePoint now);
   void on_ack(const AckFrame& ack, TimePoint now);
   void on_fragment(const MessageFrame& m);
-  void detect_lost(TimePoint now, const std::vector<std::uint64_t>& newly_acked);
+  void detect_lost(TimePoint now, const std::vector<std::uint64_t>& newly_acked,
+                   std::optional<TimePoint> acked_before);
   void on_packet_lost(std::uint64_t pn, SentPacket& p);
   void requeue_content(std::uint64_t pn, const SentPacket& p);
   void on_congestion_event(TimePoint time_sent, TimePoint now);
@@ -240,6 +241,7 @@ class Connection {
   std::uint64_t ssthresh_ = ~std::uint64_t{0};
   std::uint64_t ca_acked_ = 0;
   std::optional<TimePoint> recovery_start_;
+  std::optional<TimePoint> max_acked_time_sent_;  // newest send time of any acknowledged packet
   double pacer_tokens_;
   TimePoint pacer_last_;
   std::optional<TimePoint> pacer_wait_until_;
