@@ -542,11 +542,13 @@ void LuHandlers::write_same(CmdPtr c) {
   const bool ndob = ws16 && (rw.flags & 0x01);
   if (rw.flags & 0xE0) return c->check(invalid_field_in_cdb(1, 7));
   if (rw.flags & 0x10) return c->check(invalid_field_in_cdb(1, 4));  // ANCHOR: not supported
-  if (rw.blocks == 0 || rw.blocks > c->s.options.max_write_same_blocks) {
-    return c->check(invalid_field_in_cdb(rw.length_byte));  // WSNZ=1 in the Block Limits VPD
+  if (rw.blocks > c->s.options.max_write_same_blocks) {
+    return c->check(invalid_field_in_cdb(rw.length_byte));  // MAXIMUM WRITE SAME LENGTH
   }
-  if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
+  // The range first: libiscsi expects 0 blocks past the end to be LBA OUT OF RANGE.
   if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (rw.blocks == 0) return c->check(invalid_field_in_cdb(rw.length_byte));  // WSNZ=1
+  if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
   const std::uint32_t bs = c->s.block_size;
   if (!ndob && c->command.data_out.size() < bs) return c->short_data_out(bs);
   const std::uint64_t needed = ndob ? 0 : bs;
