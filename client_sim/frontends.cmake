@@ -6,11 +6,7 @@ ipsan_library(NAME frontends
     src/scsi/sense.cc src/scsi/logical_unit.cc src/scsi/lu_pages.cc src/scsi/bus.cc
     src/ata/device.cc
     src/trace/trace.cc src/trace/runner.cc
-  DEPS ${IPSAN_FRONTENDS_PROTO_TARGET} ipsan_base)
-
-if(NOT IPSAN_FRONTENDS_PROTO_TARGET)
-  target_link_libraries(ipsan_frontends PUBLIC ipsan_proto)
-endif()
+  DEPS ipsan_proto ipsan_base)
 
 ipsan_test(NAME frontends_test LABELS unit TIMEOUT 60
   SOURCES
