@@ -92,6 +92,35 @@ TEST(RudpRecovery, OneMiBWithThreeLostFragmentsResendsOnlyThose) {
   EXPECT_LT(link.clock().now() - start, 50ms);
 }
 
+// No head-of-line blocking: small messages queued behind a large one whose fragments are being
+// repaired are delivered before it completes.
+TEST(RudpRecovery, RepairOfLargeMessageDoesNotBlockSmallOnes) {
+  const Config cfg;
+  Link link(219, cfg, cfg);
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  const std::size_t fs = frag_size(cfg);
+  std::set<std::uint32_t> dropped;
+  link.filter = [&](Dir d, ByteSpan data) {
+    auto s = inspect(data);
+    if (d != Dir::kToServer || !s) return false;
+    for (auto& [id, off] : s->fragments) {
+      // The second-to-last fragment of the large message (a full one: alone in its datagram),
+      // at its first transmission.
+      const std::size_t nfrags = ((4u << 20) + fs - 1) / fs;
+      if (id == 1 && off == (nfrags - 2) * fs && dropped.insert(off).second) return true;
+    }
+    return false;
+  };
+  link.client().send(make_message(1, 4 << 20), link.clock().now());
+  for (int i = 2; i <= 11; ++i) link.client().send(make_message(i, 100), link.clock().now());
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 11; }, 5s));
+  EXPECT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(link.client().stats().fragments_retransmitted, 1u);
+  // The large message is the last one delivered.
+  EXPECT_EQ(message_tag(link.server_received().back().second), 1u);
+  EXPECT_EQ(link.server_received().back().second, make_message(1, 4 << 20));
+}
+
 TEST(RudpRecovery, TailLossRecoveredByProbe) {
   const Config cfg;
   Link link(202, cfg, cfg);
