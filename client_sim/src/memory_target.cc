@@ -90,7 +90,8 @@ Bytes MemoryTarget::peek(std::uint32_t device_id, std::uint64_t lba, std::uint32
   Bytes out(std::size_t{blocks} * bs, 0);
   for (std::uint32_t i = 0; i < blocks; ++i) {
     auto b = it->second.blocks.find(lba + i);
-    if (b != it->second.blocks.end()) std::copy(b->second.begin(), b->second.end(), out.begin() + std::ptrdiff_t{i} * bs);
+    if (b != it->second.blocks.end())
+      std::copy(b->second.begin(), b->second.end(), out.begin() + std::ptrdiff_t{i} * bs);
   }
   return out;
 }
@@ -110,9 +111,8 @@ void MemoryTarget::execute(proto::Request request, std::function<void(proto::Rep
     log_.push_back(std::move(request));
     deferred = deferred_;
     if (deferred) {
-      pending_.push_back([done = std::move(done), reply = std::move(reply)]() mutable {
-        done(std::move(reply));
-      });
+      pending_.push_back(
+          [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
     }
   }
   if (!deferred) done(std::move(reply));
@@ -132,7 +132,8 @@ proto::Reply MemoryTarget::handle(const proto::Request& r) {
   for (auto f = faults_.begin(); f != faults_.end(); ++f) {
     if (f->op && *f->op != r.op) continue;
     if (f->device_id && *f->device_id != r.device_id) continue;
-    const std::uint64_t f_end = f->blocks > ~std::uint64_t{0} - f->lba ? ~std::uint64_t{0} : f->lba + f->blocks;
+    const std::uint64_t f_end =
+        f->blocks > ~std::uint64_t{0} - f->lba ? ~std::uint64_t{0} : f->lba + f->blocks;
     const bool ranged = proto::op_needs_device_access(r.op) && r.op != proto::Op::kFlush;
     if (ranged && (r.lba + r.blocks <= f->lba || r.lba >= f_end)) continue;
     reply.status = f->error;
@@ -146,37 +147,47 @@ proto::Reply MemoryTarget::handle(const proto::Request& r) {
   }
   auto in_range = [&] { return r.lba <= id.block_count && r.blocks <= id.block_count - r.lba; };
   switch (r.op) {
-    case proto::Op::kNull:
-      return reply;
+    case proto::Op::kNull: return reply;
     case proto::Op::kReady:
-    case proto::Op::kCapacity:
-      reply.capacity = {bs, id.block_count};
-      return reply;
+    case proto::Op::kCapacity: reply.capacity = {bs, id.block_count}; return reply;
     case proto::Op::kIdentify:
       reply.identity = id;
       reply.capacity = {bs, id.block_count};
       return reply;
     case proto::Op::kRead: {
-      if (!in_range()) { reply.status = Errc::kLbaOutOfRange; return reply; }
+      if (!in_range()) {
+        reply.status = Errc::kLbaOutOfRange;
+        return reply;
+      }
       if (id.max_transfer_blocks != 0 && r.blocks > id.max_transfer_blocks) {
         reply.status = Errc::kTooLarge;
         return reply;
       }
       reply.data.assign(std::size_t{r.blocks} * bs, 0);
-      for (auto b = d.blocks.lower_bound(r.lba); b != d.blocks.end() && b->first < r.lba + r.blocks; ++b) {
+      for (auto b = d.blocks.lower_bound(r.lba); b != d.blocks.end() && b->first < r.lba + r.blocks;
+           ++b) {
         std::copy(b->second.begin(), b->second.end(),
                   reply.data.begin() + static_cast<std::ptrdiff_t>((b->first - r.lba) * bs));
       }
       return reply;
     }
     case proto::Op::kWrite: {
-      if (id.capabilities & proto::kCapReadOnly) { reply.status = Errc::kWriteProtected; return reply; }
-      if (!in_range()) { reply.status = Errc::kLbaOutOfRange; return reply; }
+      if (id.capabilities & proto::kCapReadOnly) {
+        reply.status = Errc::kWriteProtected;
+        return reply;
+      }
+      if (!in_range()) {
+        reply.status = Errc::kLbaOutOfRange;
+        return reply;
+      }
       if (id.max_transfer_blocks != 0 && r.blocks > id.max_transfer_blocks) {
         reply.status = Errc::kTooLarge;
         return reply;
       }
-      if (r.data.size() != std::size_t{r.blocks} * bs) { reply.status = Errc::kInvalidArgument; return reply; }
+      if (r.data.size() != std::size_t{r.blocks} * bs) {
+        reply.status = Errc::kInvalidArgument;
+        return reply;
+      }
       for (std::uint32_t i = 0; i < r.blocks; ++i) {
         const auto first = r.data.begin() + std::ptrdiff_t{i} * bs;
         if (std::all_of(first, first + bs, [](std::uint8_t x) { return x == 0; })) {
@@ -187,19 +198,25 @@ proto::Reply MemoryTarget::handle(const proto::Request& r) {
       }
       return reply;
     }
-    case proto::Op::kFlush:
-      return reply;
+    case proto::Op::kFlush: return reply;
     case proto::Op::kTrim:
-      if (!(id.capabilities & proto::kCapTrim)) { reply.status = Errc::kNotSupported; return reply; }
+      if (!(id.capabilities & proto::kCapTrim)) {
+        reply.status = Errc::kNotSupported;
+        return reply;
+      }
       [[fallthrough]];
     case proto::Op::kWriteZeroes:
-      if (id.capabilities & proto::kCapReadOnly) { reply.status = Errc::kWriteProtected; return reply; }
-      if (!in_range()) { reply.status = Errc::kLbaOutOfRange; return reply; }
+      if (id.capabilities & proto::kCapReadOnly) {
+        reply.status = Errc::kWriteProtected;
+        return reply;
+      }
+      if (!in_range()) {
+        reply.status = Errc::kLbaOutOfRange;
+        return reply;
+      }
       erase_range(d, r.lba, r.blocks);
       return reply;
-    default:
-      reply.status = Errc::kNotSupported;
-      return reply;
+    default: reply.status = Errc::kNotSupported; return reply;
   }
 }
 

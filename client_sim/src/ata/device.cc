@@ -67,9 +67,9 @@ void Device::attach(std::function<void(Errc)> done) {
   target_.execute(std::move(r), [this, done = std::move(done)](proto::Reply reply) {
     Errc e = reply.status;
     const auto& id = reply.identity;
-    if (e == Errc::kOk && (id.block_size < 512 || id.block_size > (1u << 20) ||
-                           (id.block_size & (id.block_size - 1)) != 0 ||
-                           id.block_count > (std::uint64_t{1} << 48))) {
+    if (e == Errc::kOk &&
+        (id.block_size < 512 || id.block_size > (1u << 20) ||
+         (id.block_size & (id.block_size - 1)) != 0 || id.block_count > (std::uint64_t{1} << 48))) {
       e = Errc::kBadMessage;
     }
     if (e == Errc::kOk) {
@@ -102,8 +102,8 @@ Bytes Device::identify_data(const proto::Identity& id, bool wce) {
   Bytes d(512, 0);
   const std::uint64_t n = id.block_count;
   const bool trim = id.capabilities & proto::kCapTrim;
-  put_word(d, 0, 0x0040);                  // fixed device, not removable
-  put_word(d, 1, 16383);                   // obsolete CHS geometry, as real disks report it
+  put_word(d, 0, 0x0040);  // fixed device, not removable
+  put_word(d, 1, 16383);   // obsolete CHS geometry, as real disks report it
   put_word(d, 3, 16);
   put_word(d, 6, 63);
   std::string serial = id.serial;
@@ -111,46 +111,47 @@ Bytes Device::identify_data(const proto::Identity& id, bool wce) {
   put_string(d, 10, 10, serial);
   put_string(d, 23, 4, id.revision);
   put_string(d, 27, 20, (id.vendor.empty() ? std::string() : id.vendor + " ") + id.product);
-  put_word(d, 47, 0x8010);                 // READ/WRITE MULTIPLE: up to 16 sectors per DRQ
-  put_word(d, 49, 0x0300);                 // LBA and DMA supported
+  put_word(d, 47, 0x8010);  // READ/WRITE MULTIPLE: up to 16 sectors per DRQ
+  put_word(d, 49, 0x0300);  // LBA and DMA supported
   put_word(d, 50, 0x4000);
-  put_word(d, 53, 0x0006);                 // words 64-70 and 88 valid
+  put_word(d, 53, 0x0006);  // words 64-70 and 88 valid
   const std::uint32_t lba28 = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, 0x0FFFFFFF));
   put_word(d, 60, static_cast<std::uint16_t>(lba28));
   put_word(d, 61, static_cast<std::uint16_t>(lba28 >> 16));
-  put_word(d, 63, 0x0007);                 // multiword DMA 0-2
-  put_word(d, 64, 0x0003);                 // PIO 3-4
+  put_word(d, 63, 0x0007);  // multiword DMA 0-2
+  put_word(d, 64, 0x0003);  // PIO 3-4
   for (int w = 65; w <= 68; ++w) put_word(d, w, 120);
-  put_word(d, 69, trim ? 0x4020 : 0);      // deterministic read after TRIM, zeroes (RZAT)
-  put_word(d, 75, 31);                     // NCQ queue depth 32
-  put_word(d, 76, 0x0106);                 // NCQ, SATA Gen1/Gen2
-  put_word(d, 80, 0x01F0);                 // ATA8-ACS, ATA/ATAPI-7..4
-  put_word(d, 82, 0x0028);                 // write cache, power management
-  put_word(d, 83, 0x7400);                 // FLUSH CACHE EXT, FLUSH CACHE, 48-bit
-  put_word(d, 84, 0x4140);                 // WWN, WRITE DMA FUA EXT
+  put_word(d, 69, trim ? 0x4020 : 0);  // deterministic read after TRIM, zeroes (RZAT)
+  put_word(d, 75, 31);                 // NCQ queue depth 32
+  put_word(d, 76, 0x0106);             // NCQ, SATA Gen1/Gen2
+  put_word(d, 80, 0x01F0);             // ATA8-ACS, ATA/ATAPI-7..4
+  put_word(d, 82, 0x0028);             // write cache, power management
+  put_word(d, 83, 0x7400);             // FLUSH CACHE EXT, FLUSH CACHE, 48-bit
+  put_word(d, 84, 0x4140);             // WWN, WRITE DMA FUA EXT
   put_word(d, 85, static_cast<std::uint16_t>(0x0008 | (wce ? 0x0020 : 0)));
   put_word(d, 86, 0x3400);
   put_word(d, 87, 0x4140);
-  put_word(d, 88, 0x207F);                 // UDMA 0-6 supported, mode 5 selected
+  put_word(d, 88, 0x207F);  // UDMA 0-6 supported, mode 5 selected
   put_word(d, 100, static_cast<std::uint16_t>(n));
   put_word(d, 101, static_cast<std::uint16_t>(n >> 16));
   put_word(d, 102, static_cast<std::uint16_t>(n >> 32));
   put_word(d, 103, static_cast<std::uint16_t>(n >> 48));
-  put_word(d, 105, trim ? 8 : 0);          // DSM: up to 8 blocks of range entries
+  put_word(d, 105, trim ? 8 : 0);  // DSM: up to 8 blocks of range entries
   put_word(d, 106, static_cast<std::uint16_t>(0x4000 | (id.block_size != 512 ? 0x1000 : 0)));
   // World wide name (NAA 5h) from the uuid: 60 bits, as SCSI's NAA designator.
   std::uint64_t wwn = 0;
   for (int i = 0; i < 8; ++i) wwn = (wwn << 8) | (id.uuid[i] ^ id.uuid[i + 8]);
   wwn = (std::uint64_t{5} << 60) | (wwn & 0x0FFFFFFFFFFFFFFFull);
-  for (int i = 0; i < 4; ++i) put_word(d, 108 + i, static_cast<std::uint16_t>(wwn >> (48 - 16 * i)));
+  for (int i = 0; i < 4; ++i)
+    put_word(d, 108 + i, static_cast<std::uint16_t>(wwn >> (48 - 16 * i)));
   if (id.block_size != 512) {
     const std::uint32_t words = id.block_size / 2;
     put_word(d, 117, static_cast<std::uint16_t>(words));
     put_word(d, 118, static_cast<std::uint16_t>(words >> 16));
   }
-  put_word(d, 169, trim ? 0x0001 : 0);     // DSM TRIM supported
+  put_word(d, 169, trim ? 0x0001 : 0);  // DSM TRIM supported
   put_word(d, 217, (id.capabilities & proto::kCapRotational) ? 0 : 1);
-  d[510] = 0xA5;                           // integrity word: signature + checksum
+  d[510] = 0xA5;  // integrity word: signature + checksum
   std::uint8_t sum = 0;
   for (int i = 0; i < 511; ++i) sum = static_cast<std::uint8_t>(sum + d[i]);
   d[511] = static_cast<std::uint8_t>(-sum);
@@ -246,8 +247,7 @@ void Device::execute(const Taskfile& tf, AtaDone done) {
       chain->done = [finish_errc](Errc e) mutable { finish_errc(e, true, 0); };
       return detail::run_chain(std::move(chain));
     }
-    default:
-      break;
+    default: break;
   }
 
   // Reads and writes.
@@ -265,12 +265,9 @@ void Device::execute(const Taskfile& tf, AtaDone done) {
       write = cmd == kCmdWriteSectors || cmd == kCmdWriteDma;
       break;
     case kCmdReadSectorsExt:
-    case kCmdReadDmaExt:
-      break;
+    case kCmdReadDmaExt: break;
     case kCmdWriteSectorsExt:
-    case kCmdWriteDmaExt:
-      write = true;
-      break;
+    case kCmdWriteDmaExt: write = true; break;
     case kCmdWriteDmaFuaExt:
       write = true;
       fua = true;
@@ -281,8 +278,7 @@ void Device::execute(const Taskfile& tf, AtaDone done) {
       fua = tf.device & 0x80;
       blocks = tf.features == 0 ? 65536 : tf.features;  // NCQ: sector count in FEATURES
       break;
-    default:
-      return done(error_result(kErrorAbrt));
+    default: return done(error_result(kErrorAbrt));
   }
   if (!ext) {
     if (tf.lba > 0xFFFFFF || !(tf.device & 0x40)) return done(error_result(kErrorAbrt));
@@ -319,10 +315,9 @@ void Device::execute(const Taskfile& tf, AtaDone done) {
   auto data = std::make_shared<Bytes>(tf.data_out.begin(),
                                       tf.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
   const std::uint32_t flags = (fua || !wce) ? proto::kFlagFua : 0u;
-  detail::write_blocks(target_, device_id_, lba, blocks, bs, id.max_transfer_blocks, flags,
-                       std::move(data), [finish_errc, lba](Errc e) mutable {
-                         finish_errc(e, true, e == Errc::kOk ? 0 : lba);
-                       });
+  detail::write_blocks(
+      target_, device_id_, lba, blocks, bs, id.max_transfer_blocks, flags, std::move(data),
+      [finish_errc, lba](Errc e) mutable { finish_errc(e, true, e == Errc::kOk ? 0 : lba); });
 }
 
 }  // namespace ipsan::client::ata

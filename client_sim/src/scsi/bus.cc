@@ -163,8 +163,8 @@ void Bus::execute(std::uint32_t target, std::uint32_t lun, const ScsiCommand& co
     // REPORT LUNS, for mapped and unmapped LUNs alike (SPC-4 6.33).
     const std::uint32_t alloc = load_be32(&cdb[6]);
     const std::uint8_t select = cdb[2];
-    const bool reserved = cdb[1] != 0 || cdb[3] || cdb[4] || cdb[5] || cdb[10] ||
-                          (cdb[11] & 0x3F) != 0;
+    const bool reserved =
+        cdb[1] != 0 || cdb[3] || cdb[4] || cdb[5] || cdb[10] || (cdb[11] & 0x3F) != 0;
     if (reserved || alloc < 16 || select > 2) {
       const bool d_sense = [&] {
         LogicalUnit* lu = find(target, lun);

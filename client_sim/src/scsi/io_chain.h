@@ -61,8 +61,7 @@ inline std::uint32_t chunk_blocks(std::uint32_t max_transfer_blocks) {
 // READ of [lba, lba+blocks) in chunks; `done` gets the status and the data.
 inline void read_blocks(GenericTarget& target, std::uint32_t device_id, std::uint64_t lba,
                         std::uint64_t blocks, std::uint32_t block_size,
-                        std::uint32_t max_transfer_blocks,
-                        std::function<void(Errc, Bytes)> done) {
+                        std::uint32_t max_transfer_blocks, std::function<void(Errc, Bytes)> done) {
   const std::uint64_t per = chunk_blocks(max_transfer_blocks);
   auto c = std::make_shared<Chain>();
   auto buffer = std::make_shared<Bytes>(static_cast<std::size_t>(blocks * block_size));

@@ -105,6 +105,7 @@ constexpr std::uint8_t kNoAttach = 4;      // works before attach completed
 
 const std::vector<OpInfoEntry>& op_table() {
   using H = LuHandlers;
+  // clang-format off
   static const std::vector<OpInfoEntry> kTable = {
       {0x00, 0, false, 6, {0x00, 0, 0, 0, 0, 0}, 0, &H::test_unit_ready, "TEST UNIT READY"},
       {0x03, 0, false, 6, {0x03, 0x01, 0, 0, 0xFF, 0}, kAllowStopped | kNoUa | kNoAttach,
@@ -141,31 +142,31 @@ const std::vector<OpInfoEntry>& op_table() {
       {0x5A, 0, false, 10, {0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0}, kAllowStopped,
        &H::mode_sense, "MODE SENSE(10)"},
       {0x88, 0, false, 16,
-       {0x88, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+      {0x88, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::read, "READ(16)"},
       {0x89, 0, false, 16,
        {0x89, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0}, 0,
        &H::compare_and_write, "COMPARE AND WRITE"},
       {0x8A, 0, false, 16,
-       {0x8A, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+      {0x8A, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::write, "WRITE(16)"},
       {0x8E, 0, false, 16,
-       {0x8E, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+      {0x8E, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::write_and_verify, "WRITE AND VERIFY(16)"},
       {0x8F, 0, false, 16,
-       {0x8F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+      {0x8F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::verify, "VERIFY(16)"},
       {0x91, 0, false, 16,
-       {0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+      {0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::synchronize_cache, "SYNCHRONIZE CACHE(16)"},
       {0x93, 0, false, 16,
-       {0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+      {0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::write_same, "WRITE SAME(16)"},
       {0x9E, 0x10, true, 16,
-       {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
+      {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
        0, &H::read_capacity16, "READ CAPACITY(16)"},
       {0x9E, 0x12, true, 16,
-       {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, 0,
+      {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, 0,
        &H::get_lba_status, "GET LBA STATUS"},
       {0xA0, 0, false, 12, {0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
        kAllowStopped | kNoUa | kNoAttach, &H::report_luns, "REPORT LUNS"},
@@ -177,6 +178,7 @@ const std::vector<OpInfoEntry>& op_table() {
       {0xAA, 0, false, 12, {0xAA, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0}, 0,
        &H::write, "WRITE(12)"},
   };
+  // clang-format on
   return kTable;
 }
 
@@ -201,8 +203,7 @@ LogicalUnitOptions sane(LogicalUnitOptions o) {
 }
 }  // namespace
 
-LogicalUnit::LogicalUnit(GenericTarget& target, std::uint32_t device_id,
-                         LogicalUnitOptions options)
+LogicalUnit::LogicalUnit(GenericTarget& target, std::uint32_t device_id, LogicalUnitOptions options)
     : target_(target), device_id_(device_id), options_(sane(options)) {}
 
 void LogicalUnit::attach(std::function<void(Errc)> done) {
@@ -213,9 +214,9 @@ void LogicalUnit::attach(std::function<void(Errc)> done) {
     Errc e = reply.status;
     const auto& id = reply.identity;
     // The identity comes from the network: refuse geometry that would break the arithmetic.
-    if (e == Errc::kOk && (id.block_size < 512 || id.block_size > (1u << 20) ||
-                           (id.block_size & (id.block_size - 1)) != 0 ||
-                           id.block_count > (std::uint64_t{1} << 56))) {
+    if (e == Errc::kOk &&
+        (id.block_size < 512 || id.block_size > (1u << 20) ||
+         (id.block_size & (id.block_size - 1)) != 0 || id.block_count > (std::uint64_t{1} << 56))) {
       e = Errc::kBadMessage;
     }
     if (e == Errc::kOk) {
@@ -352,7 +353,12 @@ Rw decode_rw(const Bytes& cdb) {
       rw.blocks = load_be32(&cdb[6]);
       rw.length_byte = 6;
       break;
-    case 0x88: case 0x8A: case 0x8E: case 0x8F: case 0x91: case 0x93:
+    case 0x88:
+    case 0x8A:
+    case 0x8E:
+    case 0x8F:
+    case 0x91:
+    case 0x93:
       rw.lba = load_be64(&cdb[2]);
       rw.blocks = load_be32(&cdb[10]);
       rw.length_byte = 10;
@@ -461,8 +467,9 @@ void LuHandlers::write(CmdPtr c) {
   const std::uint64_t bytes = rw.blocks * c->s.block_size;
   if (!check_write_common(c, rw, bytes)) return;
   if (rw.blocks == 0) return c->good_write(0);
-  auto data = std::make_shared<Bytes>(c->command.data_out.begin(),
-                                      c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
+  auto data =
+      std::make_shared<Bytes>(c->command.data_out.begin(),
+                              c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
   detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
                        c->s.identity.max_transfer_blocks, write_flags(c->s, rw.flags & 0x08),
                        std::move(data), [c, bytes](Errc e) {
@@ -490,7 +497,8 @@ void LuHandlers::verify(CmdPtr c) {
                         for (std::size_t off = 0; bytchk != 0 && off < data.size(); off += bs) {
                           const std::uint8_t* want = bytchk == 1 ? expect + off : expect;
                           const auto d = first_difference(data.data() + off, want, bs);
-                          if (d >= 0) return c->check(miscompare_at(off + static_cast<std::uint64_t>(d)));
+                          if (d >= 0)
+                            return c->check(miscompare_at(off + static_cast<std::uint64_t>(d)));
                         }
                         c->good_write(needed);
                       });
@@ -503,8 +511,9 @@ void LuHandlers::write_and_verify(CmdPtr c) {
   const std::uint64_t bytes = rw.blocks * c->s.block_size;
   if (!check_write_common(c, rw, bytes)) return;
   if (rw.blocks == 0) return c->good_write(0);
-  auto data = std::make_shared<Bytes>(c->command.data_out.begin(),
-                                      c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
+  auto data =
+      std::make_shared<Bytes>(c->command.data_out.begin(),
+                              c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
   // Verification means the data is on the medium: write with FUA, then read back and compare.
   detail::write_blocks(
       c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
@@ -515,7 +524,8 @@ void LuHandlers::write_and_verify(CmdPtr c) {
                             [c, data, bytes](Errc e2, Bytes back) {
                               if (e2 != Errc::kOk) return c->fail(e2, Direction::kRead);
                               const auto d = first_difference(back.data(), data->data(), bytes);
-                              if (d >= 0) return c->check(miscompare_at(static_cast<std::uint64_t>(d)));
+                              if (d >= 0)
+                                return c->check(miscompare_at(static_cast<std::uint64_t>(d)));
                               c->good_write(bytes);
                             });
       });
@@ -552,8 +562,8 @@ void LuHandlers::write_same(CmdPtr c) {
   const std::uint32_t bs = c->s.block_size;
   if (!ndob && c->command.data_out.size() < bs) return c->short_data_out(bs);
   const std::uint64_t needed = ndob ? 0 : bs;
-  Bytes block = ndob ? Bytes(bs, 0) : Bytes(c->command.data_out.begin(),
-                                           c->command.data_out.begin() + bs);
+  Bytes block =
+      ndob ? Bytes(bs, 0) : Bytes(c->command.data_out.begin(), c->command.data_out.begin() + bs);
   const bool zero = std::all_of(block.begin(), block.end(), [](std::uint8_t b) { return b == 0; });
   const std::uint32_t caps = c->s.identity.capabilities;
   auto finish = [c, needed](Errc e) {
@@ -578,7 +588,8 @@ void LuHandlers::write_same(CmdPtr c) {
   }
   // Writes of the repeated block, at most one request's worth of memory at a time.
   std::uint64_t per = detail::chunk_blocks(c->s.identity.max_transfer_blocks);
-  per = std::max<std::uint64_t>(1, std::min<std::uint64_t>(per, c->s.options.max_command_bytes / bs));
+  per =
+      std::max<std::uint64_t>(1, std::min<std::uint64_t>(per, c->s.options.max_command_bytes / bs));
   auto chain = std::make_shared<Chain>();
   chain->target = &c->lu.target_;
   chain->count = static_cast<std::size_t>((rw.blocks + per - 1) / per);
@@ -592,7 +603,8 @@ void LuHandlers::write_same(CmdPtr c) {
     r.blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(per, rw.blocks - i * per));
     r.flags = flags;
     r.data.reserve(std::size_t{r.blocks} * block.size());
-    for (std::uint32_t b = 0; b < r.blocks; ++b) r.data.insert(r.data.end(), block.begin(), block.end());
+    for (std::uint32_t b = 0; b < r.blocks; ++b)
+      r.data.insert(r.data.end(), block.begin(), block.end());
     return r;
   };
   chain->done = finish;
@@ -667,9 +679,8 @@ void LuHandlers::compare_and_write(CmdPtr c) {
             c->command.data_out.begin() + static_cast<std::ptrdiff_t>(half),
             c->command.data_out.begin() + static_cast<std::ptrdiff_t>(2 * half));
         detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs,
-                             c->s.identity.max_transfer_blocks,
-                             write_flags(c->s, rw.flags & 0x08), std::move(data),
-                             [c, half](Errc e2) {
+                             c->s.identity.max_transfer_blocks, write_flags(c->s, rw.flags & 0x08),
+                             std::move(data), [c, half](Errc e2) {
                                if (e2 != Errc::kOk) return c->fail(e2, Direction::kWrite);
                                c->good_write(2 * half);
                              });
@@ -752,30 +763,30 @@ void LuHandlers::get_lba_status(CmdPtr c) {
   // the others mapped (0). Fewer descriptors than the whole range is allowed (SBC-3 5.5.2): the
   // initiator asks again from the next LBA.
   const std::uint64_t window = std::min<std::uint64_t>(
-      {remaining, 2048, std::max<std::uint64_t>(1, c->s.options.max_command_bytes / c->s.block_size)});
+      {remaining, 2048,
+       std::max<std::uint64_t>(1, c->s.options.max_command_bytes / c->s.block_size)});
   const std::size_t max_desc = alloc < 24 ? 1 : (alloc - 8) / 16;
-  detail::read_blocks(
-      c->lu.target_, c->lu.device_id_, lba, window, c->s.block_size,
-      c->s.identity.max_transfer_blocks,
-      [c, lba, window, max_desc, descriptor, finish](Errc e, Bytes data) {
-        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
-        const std::size_t bs = c->s.block_size;
-        auto is_zero = [&](std::uint64_t b) {
-          const auto first = data.begin() + static_cast<std::ptrdiff_t>(b * bs);
-          return std::all_of(first, first + static_cast<std::ptrdiff_t>(bs),
-                             [](std::uint8_t x) { return x == 0; });
-        };
-        Bytes d(8, 0);
-        std::uint64_t b = 0;
-        while (b < window && (d.size() - 8) / 16 < max_desc) {
-          const bool zero = is_zero(b);
-          std::uint64_t end = b + 1;
-          while (end < window && is_zero(end) == zero) ++end;
-          descriptor(d, lba + b, end - b, zero ? 1 : 0);
-          b = end;
-        }
-        finish(std::move(d));
-      });
+  detail::read_blocks(c->lu.target_, c->lu.device_id_, lba, window, c->s.block_size,
+                      c->s.identity.max_transfer_blocks,
+                      [c, lba, window, max_desc, descriptor, finish](Errc e, Bytes data) {
+                        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
+                        const std::size_t bs = c->s.block_size;
+                        auto is_zero = [&](std::uint64_t b) {
+                          const auto first = data.begin() + static_cast<std::ptrdiff_t>(b * bs);
+                          return std::all_of(first, first + static_cast<std::ptrdiff_t>(bs),
+                                             [](std::uint8_t x) { return x == 0; });
+                        };
+                        Bytes d(8, 0);
+                        std::uint64_t b = 0;
+                        while (b < window && (d.size() - 8) / 16 < max_desc) {
+                          const bool zero = is_zero(b);
+                          std::uint64_t end = b + 1;
+                          while (end < window && is_zero(end) == zero) ++end;
+                          descriptor(d, lba + b, end - b, zero ? 1 : 0);
+                          b = end;
+                        }
+                        finish(std::move(d));
+                      });
 }
 
 void LuHandlers::start_stop_unit(CmdPtr c) {

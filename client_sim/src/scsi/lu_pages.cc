@@ -28,7 +28,7 @@ Bytes standard_inquiry(const Snapshot& s) {
   d[2] = 0x06;                      // SPC-4
   d[3] = 0x12;                      // HISUP, response data format 2
   d[4] = static_cast<std::uint8_t>(d.size() - 5);
-  d[7] = 0x02;                      // CMDQUE
+  d[7] = 0x02;  // CMDQUE
   put_ascii(&d[8], 8, s.identity.vendor.empty() ? "IPSAN" : s.identity.vendor);
   put_ascii(&d[16], 16, s.identity.product.empty() ? "SAN/IP disk" : s.identity.product);
   put_ascii(&d[32], 4, s.identity.revision.empty() ? "0001" : s.identity.revision);
@@ -54,9 +54,7 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
   d[0] = s.attached ? 0x00 : 0x20;
   d[1] = page;
   switch (page) {
-    case 0x00:
-      d.insert(d.end(), {0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2});
-      break;
+    case 0x00: d.insert(d.end(), {0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2}); break;
     case 0x80: {
       const std::string serial = serial_of(id);
       d.insert(d.end(), serial.begin(), serial.end());
@@ -85,7 +83,7 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
       if (id.capabilities & proto::kCapTrim) {
         store_be32(&d[20], s.options.max_write_same_blocks);  // MAXIMUM UNMAP LBA COUNT
         store_be32(&d[24], s.options.max_unmap_descriptors);
-        store_be32(&d[28], 1);                                // OPTIMAL UNMAP GRANULARITY
+        store_be32(&d[28], 1);  // OPTIMAL UNMAP GRANULARITY
       }
       store_be64(&d[36], s.options.max_write_same_blocks);
       break;
@@ -101,9 +99,7 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
         d[6] = 0x02;                       // thin provisioned
       }
       break;
-    default:
-      ok = false;
-      return {};
+    default: ok = false; return {};
   }
   store_be16(&d[2], static_cast<std::uint16_t>(d.size() - 4));
   return d;
@@ -112,8 +108,7 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
 // Mode pages: 01h read-write error recovery, 08h caching, 0Ah control.
 // page_control: 0 current, 1 changeable, 2 default, 3 saved.
 Bytes mode_page(std::uint8_t page, const Snapshot& s, int page_control) {
-  const ModeParameters& m =
-      page_control == 0 ? s.mode : page_control == 2 ? s.defaults : s.saved;
+  const ModeParameters& m = page_control == 0 ? s.mode : page_control == 2 ? s.defaults : s.saved;
   const bool changeable = page_control == 1;
   Bytes p;
   switch (page) {
@@ -137,8 +132,7 @@ Bytes mode_page(std::uint8_t page, const Snapshot& s, int page_control) {
       p[3] = changeable ? 0x00 : 0x10;  // queue algorithm modifier 1: unrestricted reordering
       p[4] = changeable ? 0x08 : (m.swp ? 0x08 : 0);
       break;
-    default:
-      break;
+    default: break;
   }
   return p;
 }
@@ -212,8 +206,9 @@ void LuHandlers::mode_sense(CmdPtr c) {
     } else {
       d[ten ? 7 : 3] = 8;
       Bytes b(8, 0);
-      store_be32(&b[0], c->s.block_count > 0xFFFFFFFFu ? 0xFFFFFFFFu
-                                                      : static_cast<std::uint32_t>(c->s.block_count));
+      store_be32(&b[0], c->s.block_count > 0xFFFFFFFFu
+                            ? 0xFFFFFFFFu
+                            : static_cast<std::uint32_t>(c->s.block_count));
       b[5] = static_cast<std::uint8_t>(c->s.block_size >> 16);
       b[6] = static_cast<std::uint8_t>(c->s.block_size >> 8);
       b[7] = static_cast<std::uint8_t>(c->s.block_size);
@@ -266,7 +261,8 @@ void LuHandlers::mode_select(CmdPtr c) {
   while (off < n) {
     if (off + 2 > n) return c->check(length_error);
     const std::uint8_t code = p[off] & 0x3F;
-    if (p[off] & 0x40) return c->check(invalid_field_in_parameter_list(static_cast<std::uint16_t>(off), 6));
+    if (p[off] & 0x40)
+      return c->check(invalid_field_in_parameter_list(static_cast<std::uint16_t>(off), 6));
     const std::size_t page_len = p[off + 1];
     if (off + 2 + page_len > n) return c->check(length_error);
     if (std::find(std::begin(kModePages), std::end(kModePages), code) == std::end(kModePages)) {
@@ -278,7 +274,8 @@ void LuHandlers::mode_select(CmdPtr c) {
       return c->check(invalid_field_in_parameter_list(static_cast<std::uint16_t>(off + 1)));
     }
     for (std::size_t i = 2; i < current.size(); ++i) {
-      const std::uint8_t diff = static_cast<std::uint8_t>((p[off + i] ^ current[i]) & ~changeable[i]);
+      const std::uint8_t diff =
+          static_cast<std::uint8_t>((p[off + i] ^ current[i]) & ~changeable[i]);
       if (diff != 0) {
         int bit = 7;
         while (!(diff & (1u << bit))) --bit;
@@ -316,10 +313,14 @@ void LuHandlers::report_supported_opcodes(CmdPtr c) {
   if (options == 0) {
     d.assign(4, 0);
     for (const auto& e : op_table()) {
-      std::uint8_t desc[8] = {e.opcode, 0, static_cast<std::uint8_t>(e.sa >> 8),
-                              static_cast<std::uint8_t>(e.sa), 0,
+      std::uint8_t desc[8] = {e.opcode,
+                              0,
+                              static_cast<std::uint8_t>(e.sa >> 8),
+                              static_cast<std::uint8_t>(e.sa),
+                              0,
                               static_cast<std::uint8_t>((rctd ? 0x02 : 0) | (e.has_sa ? 0x01 : 0)),
-                              0, e.cdb_length};
+                              0,
+                              e.cdb_length};
       d.insert(d.end(), desc, desc + 8);
       if (rctd) d.insert(d.end(), timeouts, timeouts + 12);
     }

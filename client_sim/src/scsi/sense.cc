@@ -56,8 +56,14 @@ Bytes encode_sense(const Sense& sense, bool descriptor_format) {
     b.insert(b.end(), d, d + 12);
   }
   if (sense.sks) {
-    std::uint8_t d[8] = {0x02, 0x06, 0, 0, static_cast<std::uint8_t>((*sense.sks)[0] | 0x80),
-                         (*sense.sks)[1], (*sense.sks)[2], 0};
+    std::uint8_t d[8] = {0x02,
+                         0x06,
+                         0,
+                         0,
+                         static_cast<std::uint8_t>((*sense.sks)[0] | 0x80),
+                         (*sense.sks)[1],
+                         (*sense.sks)[2],
+                         0};
     b.insert(b.end(), d, d + 8);
   }
   b[7] = static_cast<std::uint8_t>(b.size() - 8);
@@ -133,10 +139,10 @@ ErrcMapping map_errc(Errc e, Direction direction) {
 
 const char* sense_key_name(std::uint8_t key) {
   static const char* const kNames[16] = {
-      "NO SENSE",        "RECOVERED ERROR", "NOT READY",       "MEDIUM ERROR",
-      "HARDWARE ERROR",  "ILLEGAL REQUEST", "UNIT ATTENTION",  "DATA PROTECT",
-      "BLANK CHECK",     "VENDOR SPECIFIC", "COPY ABORTED",    "ABORTED COMMAND",
-      "RESERVED (0Ch)",  "VOLUME OVERFLOW", "MISCOMPARE",      "COMPLETED"};
+      "NO SENSE",       "RECOVERED ERROR", "NOT READY",      "MEDIUM ERROR",
+      "HARDWARE ERROR", "ILLEGAL REQUEST", "UNIT ATTENTION", "DATA PROTECT",
+      "BLANK CHECK",    "VENDOR SPECIFIC", "COPY ABORTED",   "ABORTED COMMAND",
+      "RESERVED (0Ch)", "VOLUME OVERFLOW", "MISCOMPARE",     "COMPLETED"};
   return kNames[key & 0x0F];
 }
 

@@ -31,7 +31,8 @@ std::optional<R> run_and_wait(const std::function<void(std::function<void(R)>)>&
     st->cv.notify_all();
   });
   std::unique_lock<std::mutex> lock(st->mu);
-  st->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return st->result.has_value(); });
+  st->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                  [&] { return st->result.has_value(); });
   return st->result;
 }
 
@@ -44,11 +45,13 @@ struct Range {
 std::optional<Range> data_out_range(const Command& c) {
   if (c.kind == Command::Kind::kAta) {
     switch (c.ata_command) {
-      case 0x30: case 0xCA:
+      case 0x30:
+      case 0xCA:
         return Range{c.lba | (std::uint64_t{c.device & 0x0Fu} << 24),
                      (c.count & 0xFF) == 0 ? 256u : (c.count & 0xFFu)};
-      case 0x34: case 0x35: case 0x3D:
-        return Range{c.lba, c.count == 0 ? 65536u : c.count};
+      case 0x34:
+      case 0x35:
+      case 0x3D: return Range{c.lba, c.count == 0 ? 65536u : c.count};
       case 0x61: return Range{c.lba, c.features == 0 ? 65536u : c.features};
       default: return std::nullopt;
     }
@@ -59,7 +62,9 @@ std::optional<Range> data_out_range(const Command& c) {
     case 0x0A:
       if (b.size() < 6) return std::nullopt;
       return Range{(std::uint64_t{b[1] & 0x1Fu} << 16) | load_be16(&b[2]), b[4] == 0 ? 256u : b[4]};
-    case 0x2A: case 0x2E: case 0x2F:
+    case 0x2A:
+    case 0x2E:
+    case 0x2F:
       if (b.size() < 10) return std::nullopt;
       return Range{load_be32(&b[2]), load_be16(&b[7])};
     case 0x41:
@@ -68,7 +73,9 @@ std::optional<Range> data_out_range(const Command& c) {
     case 0xAA:
       if (b.size() < 12) return std::nullopt;
       return Range{load_be32(&b[2]), load_be32(&b[6])};
-    case 0x8A: case 0x8E: case 0x8F:
+    case 0x8A:
+    case 0x8E:
+    case 0x8F:
       if (b.size() < 16) return std::nullopt;
       return Range{load_be64(&b[2]), load_be32(&b[10])};
     case 0x93:
@@ -81,10 +88,12 @@ std::optional<Range> data_out_range(const Command& c) {
 std::optional<Range> data_in_range(const Command& c) {
   if (c.kind == Command::Kind::kAta) {
     switch (c.ata_command) {
-      case 0x20: case 0xC8:
+      case 0x20:
+      case 0xC8:
         return Range{c.lba | (std::uint64_t{c.device & 0x0Fu} << 24),
                      (c.count & 0xFF) == 0 ? 256u : (c.count & 0xFFu)};
-      case 0x24: case 0x25: return Range{c.lba, c.count == 0 ? 65536u : c.count};
+      case 0x24:
+      case 0x25: return Range{c.lba, c.count == 0 ? 65536u : c.count};
       case 0x60: return Range{c.lba, c.features == 0 ? 65536u : c.features};
       default: return std::nullopt;
     }
@@ -125,8 +134,8 @@ Result<Bytes, std::string> make_part(const Command& c, const DataOut& d, std::ui
     case DataOut::Kind::kPattern: {
       auto r = data_out_range(c);
       const std::optional<std::uint64_t> lba = d.pattern.lba ? d.pattern.lba
-                                               : r ? std::optional<std::uint64_t>(r->lba)
-                                                   : std::nullopt;
+                                               : r           ? std::optional<std::uint64_t>(r->lba)
+                                                             : std::nullopt;
       const std::optional<std::uint64_t> blocks = d.pattern.blocks ? d.pattern.blocks
                                                   : r ? std::optional<std::uint64_t>(r->blocks)
                                                       : std::nullopt;
@@ -248,9 +257,9 @@ std::string scsi_outcome_text(const scsi::ScsiResult& r) {
   return s;
 }
 
-Expect observed_expect(const Command& c, std::uint8_t status, const std::optional<scsi::Sense>& sense,
-                       std::optional<std::int64_t> resid, const Bytes& data, bool pattern_ok,
-                       std::size_t max_inline) {
+Expect observed_expect(const Command& c, std::uint8_t status,
+                       const std::optional<scsi::Sense>& sense, std::optional<std::int64_t> resid,
+                       const Bytes& data, bool pattern_ok, std::size_t max_inline) {
   Expect e;
   e.status = status;
   if (sense) {
@@ -341,7 +350,8 @@ ReplayReport run_traces(const std::vector<Trace>& traces, scsi::Bus& bus,
             },
             options.timeout_ms);
         if (!r) {
-          finish(Outcome::kError, "no completion within " + std::to_string(options.timeout_ms) + " ms");
+          finish(Outcome::kError,
+                 "no completion within " + std::to_string(options.timeout_ms) + " ms");
           continue;
         }
         const auto sense = scsi::decode_sense(r->sense);
@@ -368,9 +378,10 @@ ReplayReport run_traces(const std::vector<Trace>& traces, scsi::Bus& bus,
                                               : std::string("none"));
         }
         if (diff.empty() && c.expect.sks && (!sense || sense->sks != c.expect.sks)) {
-          diff = "sense-key specific: expected " + to_hex(ByteSpan(c.expect.sks->data(), 3)) +
-                 ", got " + (sense && sense->sks ? to_hex(ByteSpan(sense->sks->data(), 3))
-                                                 : std::string("none"));
+          diff =
+              "sense-key specific: expected " + to_hex(ByteSpan(c.expect.sks->data(), 3)) +
+              ", got " +
+              (sense && sense->sks ? to_hex(ByteSpan(sense->sks->data(), 3)) : std::string("none"));
         }
         if (diff.empty() && c.expect.resid && *c.expect.resid != resid) {
           diff = "residual: expected " + std::to_string(*c.expect.resid) + ", got " +
@@ -399,7 +410,8 @@ ReplayReport run_traces(const std::vector<Trace>& traces, scsi::Bus& bus,
           },
           options.timeout_ms);
       if (!r) {
-        finish(Outcome::kError, "no completion within " + std::to_string(options.timeout_ms) + " ms");
+        finish(Outcome::kError,
+               "no completion within " + std::to_string(options.timeout_ms) + " ms");
         continue;
       }
       char buf[160];
@@ -494,10 +506,14 @@ std::function<Result<void, Error>(const Command&)> memory_target_fault_hook(
     if (!known) return fail(where + "unknown errc '" + errc->second + "'");
     if (auto op = c.fault.find("op"); op != c.fault.end()) {
       static const std::pair<const char*, proto::Op> kOps[] = {
-          {"read", proto::Op::kRead},         {"write", proto::Op::kWrite},
-          {"flush", proto::Op::kFlush},       {"trim", proto::Op::kTrim},
-          {"write-zeroes", proto::Op::kWriteZeroes}, {"ready", proto::Op::kReady},
-          {"capacity", proto::Op::kCapacity}, {"identify", proto::Op::kIdentify}};
+          {"read", proto::Op::kRead},
+          {"write", proto::Op::kWrite},
+          {"flush", proto::Op::kFlush},
+          {"trim", proto::Op::kTrim},
+          {"write-zeroes", proto::Op::kWriteZeroes},
+          {"ready", proto::Op::kReady},
+          {"capacity", proto::Op::kCapacity},
+          {"identify", proto::Op::kIdentify}};
       for (const auto& [name, value] : kOps) {
         if (op->second == name) f.op = value;
       }

@@ -350,8 +350,9 @@ Result<Trace, Error> parse_trace(std::string_view text, const std::string& name)
                           " bytes, got " + std::to_string(c.cdb.size()));
         }
         if (group == 3 && (c.cdb[0] != 0x7F || c.cdb.size() < 10 || c.cdb.size() > 260)) {
-          return lp.error("cdb: group 3 opcodes other than 7Fh (variable length, 10-260 bytes) "
-                          "are reserved");
+          return lp.error(
+              "cdb: group 3 opcodes other than 7Fh (variable length, 10-260 bytes) "
+              "are reserved");
         }
         if (group >= 6 && (c.cdb.size() < 6 || c.cdb.size() > 16)) {
           return lp.error("cdb: vendor-specific CDBs must be 6-16 bytes");
@@ -386,7 +387,8 @@ Result<Trace, Error> parse_trace(std::string_view text, const std::string& name)
       } else if (c.kind == Command::Kind::kScsi && key == "sks") {
         Bytes b;
         if (!parse_hex_token(v, b) || b.size() != 3) {
-          return lp.error("sks: expected 3 bytes of hex (e.g. cf0001), got '" + std::string(v) + "'");
+          return lp.error("sks: expected 3 bytes of hex (e.g. cf0001), got '" + std::string(v) +
+                          "'");
         }
         c.expect.sks = std::array<std::uint8_t, 3>{b[0], b[1], b[2]};
       } else if (c.kind == Command::Kind::kScsi && key == "resid") {
@@ -440,8 +442,8 @@ Result<Trace, Error> parse_trace(std::string_view text, const std::string& name)
     }
     trace.commands.push_back(std::move(c));
   }
-  if (!header_seen) return fail(name + ":1: empty trace (first line must be '" +
-                                std::string(kTraceHeader) + "')");
+  if (!header_seen)
+    return fail(name + ":1: empty trace (first line must be '" + std::string(kTraceHeader) + "')");
   return trace;
 }
 
@@ -456,8 +458,8 @@ Result<Trace, Error> load_trace(const std::string& path) {
 
 std::string format_command(const Command& c) {
   std::string s;
-  const std::string lun =
-      c.target != 0 ? std::to_string(c.target) + ":" + std::to_string(c.lun) : std::to_string(c.lun);
+  const std::string lun = c.target != 0 ? std::to_string(c.target) + ":" + std::to_string(c.lun)
+                                        : std::to_string(c.lun);
   auto part_text = [](const DataOut& d) -> std::string {
     switch (d.kind) {
       case DataOut::Kind::kNone: return "";

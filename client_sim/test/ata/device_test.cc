@@ -76,7 +76,7 @@ TEST_F(AtaTest, IdentifyDeviceWords) {
   EXPECT_EQ(ata_string(d, 10, 10), "MEM0001             ");
   EXPECT_EQ(ata_string(d, 23, 4), "0001    ");
   EXPECT_EQ(ata_string(d, 27, 20).substr(0, 17), "IPSAN memory disk");
-  EXPECT_EQ(d[2 * 10], 'E');  // byte-swapped in memory: "ME" stored as 'E','M'
+  EXPECT_EQ(d[2 * 10], 'E');             // byte-swapped in memory: "ME" stored as 'E','M'
   EXPECT_TRUE(word(d, 83) & (1 << 10));  // 48-bit
   EXPECT_TRUE(word(d, 83) & (1 << 13));  // FLUSH CACHE EXT
   EXPECT_TRUE(word(d, 85) & (1 << 5));   // write cache enabled
@@ -84,7 +84,7 @@ TEST_F(AtaTest, IdentifyDeviceWords) {
   EXPECT_EQ(word(d, 75), 31);            // queue depth 32
   EXPECT_TRUE(word(d, 76) & (1 << 8));   // NCQ
   EXPECT_EQ(word(d, 106), 0x4000);
-  EXPECT_EQ(word(d, 108) >> 12, 5);      // NAA 5 WWN
+  EXPECT_EQ(word(d, 108) >> 12, 5);  // NAA 5 WWN
   EXPECT_TRUE(target_->log().empty());
 }
 
@@ -113,7 +113,7 @@ TEST_F(AtaTest, ReadWriteCommandsRoundTrip) {
   // 28-bit: LBA 27:24 in the device register.
   EXPECT_EQ(run(tf(kCmdReadDma, 100, 1)).data_in, Bytes(data.begin(), data.begin() + 512));
   EXPECT_EQ(run(tf(kCmdReadSectors, 100, 1)).data_in.size(), 512u);
-  EXPECT_EQ(run(tf(kCmdReadDma, 0x1000000, 1)).error, kErrorAbrt);  // HOB bits on 28-bit
+  EXPECT_EQ(run(tf(kCmdReadDma, 0x1000000, 1)).error, kErrorAbrt);   // HOB bits on 28-bit
   EXPECT_EQ(run(tf(kCmdReadDma, 0, 1, 0, 0x00)).error, kErrorAbrt);  // CHS mode
   Taskfile w28 = tf(kCmdWriteSectors, 7, 1);
   w28.data_out = filled(512, 9);
@@ -202,8 +202,8 @@ TEST_F(AtaTest, SameRequestsAsScsi) {
   Taskfile plain = tf(kCmdWriteDmaExt, 0x40, 4);
   plain.data_out = data;
   const Pair pairs[] = {
-      {"2a080000004000000400", fua},                      // WRITE(10) FUA
-      {"2a000000004000000400", plain},                    // WRITE(10)
+      {"2a080000004000000400", fua},    // WRITE(10) FUA
+      {"2a000000004000000400", plain},  // WRITE(10)
       {"28000000004000000400", tf(kCmdReadDmaExt, 0x40, 4)},
       {"88000000000000000040000000040000", tf(kCmdReadFpdmaQueued, 0x40, 0, 4)},
       {"35000000000000000000", tf(kCmdFlushCacheExt)},

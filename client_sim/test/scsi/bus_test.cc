@@ -31,8 +31,8 @@ TEST(BusTest, RoutesLunsToServersAndAnswersReportLunsLocally) {
   bus.add_server("beta", beta);
   ASSERT_TRUE(bus.map({0, 0, "alpha", 1}));
   ASSERT_TRUE(bus.map({0, 300, "beta", 9}));
-  EXPECT_FALSE(bus.map({0, 0, "alpha", 1}));      // twice
-  EXPECT_FALSE(bus.map({0, 1, "gamma", 1}));      // unknown server
+  EXPECT_FALSE(bus.map({0, 0, "alpha", 1}));  // twice
+  EXPECT_FALSE(bus.map({0, 1, "gamma", 1}));  // unknown server
   ASSERT_EQ(bus.attach_all_and_wait(1000), Errc::kOk);
   alpha.clear_log();
   beta.clear_log();
@@ -50,8 +50,7 @@ TEST(BusTest, RoutesLunsToServersAndAnswersReportLunsLocally) {
   EXPECT_EQ(luns.data_in[9], 0);
   EXPECT_EQ(luns.data_in[16], 0x41);  // flat space addressing for LUN 300
   EXPECT_EQ(luns.data_in[17], 300 - 256);
-  LuTest::expect_check(exec(0, 0, "a0000000000000000008 0000"), kIllegalRequest, 0x24, 0,
-                       "c00006");
+  LuTest::expect_check(exec(0, 0, "a0000000000000000008 0000"), kIllegalRequest, 0x24, 0, "c00006");
   EXPECT_TRUE(alpha.log().empty());
   // Unmapped LUN: INQUIRY answers with qualifier 011b, other commands LOGICAL UNIT NOT SUPPORTED.
   auto inq = exec(0, 7, "120000002400");

@@ -50,7 +50,10 @@ TEST_F(LuTest, InquiryAndReportLunsAreAnsweredLocally) {
 
 TEST_F(LuTest, InquiryVpdContents) {
   auto sup = run("120100010000");
-  EXPECT_EQ(to_hex(sup.data_in), "0000000600" "80" "83b0b1b2");
+  EXPECT_EQ(to_hex(sup.data_in),
+            "0000000600"
+            "80"
+            "83b0b1b2");
   auto serial = run("120180010000");
   EXPECT_EQ(std::string(serial.data_in.begin() + 4, serial.data_in.end()), "MEM0001");
   auto ids = run("120183010000");
@@ -65,7 +68,7 @@ TEST_F(LuTest, InquiryVpdContents) {
   auto limits = run("1201b0010000");
   ASSERT_EQ(limits.data_in.size(), 64u);
   EXPECT_EQ(load_be16(&limits.data_in[2]), 0x3C);
-  EXPECT_EQ(limits.data_in[4] & 1, 1);  // WSNZ
+  EXPECT_EQ(limits.data_in[4] & 1, 1);                         // WSNZ
   EXPECT_EQ(load_be32(&limits.data_in[8]), (8u << 20) / 512);  // max transfer (client limit)
   EXPECT_EQ(load_be32(&limits.data_in[12]), 8u);  // optimal = server's max_transfer_blocks
   auto lbp = run("1201b2010000");
@@ -135,7 +138,10 @@ TEST_F(LuTest, FuaAndWriteCacheDisableSetTheFuaFlag) {
   EXPECT_EQ(log[0].flags, proto::kFlagFua);
   EXPECT_EQ(log[1].flags, 0u);
   // MODE SELECT(6) caching page with WCE=0.
-  Bytes page = hex("00000000" "0812" "00000000000000000000000000000000 0000");
+  Bytes page =
+      hex("00000000"
+          "0812"
+          "00000000000000000000000000000000 0000");
   auto ms = run("151000001800", page);
   ASSERT_EQ(ms.status, kStatusGood);
   EXPECT_FALSE(lu_->mode_parameters().wce);
@@ -161,7 +167,7 @@ TEST_F(LuTest, BadCdbsGetExactSense) {
                "c0000a");  // beyond MAXIMUM TRANSFER LENGTH
   expect_check(run("9e1f0000000000000000000000200000"), kIllegalRequest, 0x24, 0x00, "cc0001");
   expect_check(run("28000000000000000101"), kIllegalRequest, 0x24, 0x00, "c80009");  // LINK
-  expect_check(run("2800000000"), kIllegalRequest, 0x24, 0x00, "c00000");  // short CDB
+  expect_check(run("2800000000"), kIllegalRequest, 0x24, 0x00, "c00000");            // short CDB
   ScsiCommand empty;
   std::optional<ScsiResult> out;
   lu_->execute(empty, [&](ScsiResult r) { out = r; });
@@ -247,7 +253,7 @@ TEST_F(LuTest, StartStopUnitAndPreventAllow) {
   EXPECT_EQ(decode_sense(rs.data_in).value_or(Sense{}).asc, 0x04);
   EXPECT_EQ(run("1b0000000100").status, kStatusGood);  // start
   EXPECT_EQ(run("000000000000").status, kStatusGood);
-  EXPECT_EQ(run("1e0000000100").status, kStatusGood);  // prevent
+  EXPECT_EQ(run("1e0000000100").status, kStatusGood);                        // prevent
   expect_check(run("1b0000000200"), kIllegalRequest, 0x24, 0x00, "c90004");  // LOEJ, RMB=0
   expect_check(run("1e0000000200"), kIllegalRequest, 0x24, 0x00, "c90004");
   expect_check(run("1b0000001100"), kIllegalRequest, 0x24, 0x00, "cf0004");
@@ -269,7 +275,9 @@ TEST_F(LuTest, RequestSenseReportsAndClearsUnitAttention) {
 }
 
 TEST_F(LuTest, DescriptorSenseAfterModeSelectDSense) {
-  Bytes control = hex("00000000" "0a0a 04100000 00000000 0000");
+  Bytes control =
+      hex("00000000"
+          "0a0a 04100000 00000000 0000");
   ASSERT_EQ(run("151000001000", control).status, kStatusGood);
   EXPECT_TRUE(lu_->mode_parameters().d_sense);
   auto r = run("28200000000000000100");
@@ -310,31 +318,46 @@ TEST_F(LuTest, ModeSensePagesAndPageControl) {
 
 TEST_F(LuTest, ModeSelectValidation) {
   // Changing a non-changeable bit (AWRE in page 01h) -> INVALID FIELD IN PARAMETER LIST.
-  Bytes rw = hex("00000000" "010a 40000000 00000000 0000");
+  Bytes rw =
+      hex("00000000"
+          "010a 40000000 00000000 0000");
   expect_check(run("151000001000", rw), kIllegalRequest, 0x26, 0x00, "8f0006");
   expect_check(run("151000000200", hex("0000")), kIllegalRequest, 0x1A, 0x00);
   expect_check(run("150000001000", rw), kIllegalRequest, 0x24, 0x00, "cc0001");  // PF=0
-  Bytes bad_len = hex("00000000" "0811");
+  Bytes bad_len =
+      hex("00000000"
+          "0811");
   bad_len.resize(4 + 2 + 17);
   expect_check(run("151000001700", bad_len), kIllegalRequest, 0x26, 0x00, "800005");
-  Bytes unknown = hex("00000000" "1c0a 00000000 00000000 0000");
+  Bytes unknown =
+      hex("00000000"
+          "1c0a 00000000 00000000 0000");
   expect_check(run("151000001000", unknown), kIllegalRequest, 0x26, 0x00, "8d0004");
-  Bytes bad_block = hex("00000008" "00000000 00000400");
+  Bytes bad_block =
+      hex("00000008"
+          "00000000 00000400");
   expect_check(run("151000000c00", bad_block), kIllegalRequest, 0x26, 0x00, "800009");
   // SP=1 saves: after a reset the saved value (WCE=0) comes back.
-  Bytes caching = hex("00000000" "0812" "00000000000000000000000000000000 0000");
+  Bytes caching =
+      hex("00000000"
+          "0812"
+          "00000000000000000000000000000000 0000");
   ASSERT_EQ(run("151100001800", caching).status, kStatusGood);
   lu_->reset();
   EXPECT_FALSE(lu_->mode_parameters().wce);
   expect_check(run("55100000000000001400", Bytes(20, 0)), kUnitAttention, 0x29, 0x00);
   // MODE SELECT(10) with the software write protect bit.
-  Bytes swp = hex("0000000000000000" "0a0a 00100800 00000000 0000");
+  Bytes swp =
+      hex("0000000000000000"
+          "0a0a 00100800 00000000 0000");
   ASSERT_EQ(run("55100000000000001400", swp).status, kStatusGood);
   EXPECT_TRUE(lu_->mode_parameters().swp);
 }
 
 TEST_F(LuTest, SoftwareAndHardwareWriteProtect) {
-  Bytes swp = hex("00000000" "0a0a 00100800 00000000 0000");
+  Bytes swp =
+      hex("00000000"
+          "0a0a 00100800 00000000 0000");
   ASSERT_EQ(run("151000001000", swp).status, kStatusGood);
   expect_check(run("2a000000000000000100", filled(512, 0)), kDataProtect, 0x27, 0x02);
   auto ms = run("1a003f00ff00");
@@ -350,8 +373,10 @@ TEST_F(LuTest, SoftwareAndHardwareWriteProtect) {
 TEST_F(LuTest, UnmapTrimsDescriptorsAndValidatesTheList) {
   run("2a000000000000000400", filled(4 * 512, 5));
   target_->clear_log();
-  Bytes list = hex("0026 0020 00000000" "0000000000000001 00000002 00000000"
-                   "0000000000000010 00000000 00000000");
+  Bytes list =
+      hex("0026 0020 00000000"
+          "0000000000000001 00000002 00000000"
+          "0000000000000010 00000000 00000000");
   list.resize(8 + 32);
   ASSERT_EQ(run("42000000000000002800", list).status, kStatusGood);
   auto log = target_->log();
@@ -362,10 +387,14 @@ TEST_F(LuTest, UnmapTrimsDescriptorsAndValidatesTheList) {
   auto r = run("28000000000000000400");
   EXPECT_EQ(Bytes(r.data_in.begin() + 512, r.data_in.begin() + 1536), Bytes(1024, 0));
   expect_check(run("42000000000000000400", hex("00000000")), kIllegalRequest, 0x1A, 0x00);
-  Bytes far = hex("0016 0010 00000000" "00000000000003e7 00000002 00000000");
+  Bytes far =
+      hex("0016 0010 00000000"
+          "00000000000003e7 00000002 00000000");
   expect_check(run("42000000000000001800", far), kIllegalRequest, 0x21, 0x00);
   expect_check(run("42010000000000001800", far), kIllegalRequest, 0x24, 0x00, "c80001");
-  Bytes trunc = hex("0016 0020 00000000" "0000000000000001 00000002 00000000");
+  Bytes trunc =
+      hex("0016 0020 00000000"
+          "0000000000000001 00000002 00000000");
   expect_check(run("42000000000000001800", trunc), kIllegalRequest, 0x1A, 0x00);
   EXPECT_EQ(run("42000000000000000000").status, kStatusGood);
 }
@@ -420,8 +449,8 @@ TEST_F(LuTest, CompareAndWrite) {
   small.max_command_bytes = 16384;
   make(MemoryTarget::default_identity(kBlocks, 512, 8), small);
   EXPECT_EQ(run("1201b0004000").data_in[5], 16);
-  expect_check(run("8900 0000000000000020 000000 11 0000", Bytes(34 * 512)), kIllegalRequest,
-               0x24, 0x00, "c0000d");
+  expect_check(run("8900 0000000000000020 000000 11 0000", Bytes(34 * 512)), kIllegalRequest, 0x24,
+               0x00, "c0000d");
 }
 
 TEST_F(LuTest, VerifyAndWriteAndVerify) {
@@ -429,8 +458,8 @@ TEST_F(LuTest, VerifyAndWriteAndVerify) {
   ASSERT_EQ(run("2e000000003000000300", data).status, kStatusGood);
   EXPECT_EQ(target_->log()[0].flags, proto::kFlagFua);
   EXPECT_EQ(target_->log().back().op, Op::kRead);
-  EXPECT_EQ(run("2f000000003000000300").status, kStatusGood);          // BYTCHK 0
-  EXPECT_EQ(run("2f020000003000000300", data).status, kStatusGood);    // BYTCHK 1
+  EXPECT_EQ(run("2f000000003000000300").status, kStatusGood);        // BYTCHK 0
+  EXPECT_EQ(run("2f020000003000000300", data).status, kStatusGood);  // BYTCHK 1
   Bytes bad = data;
   bad[1000] ^= 1;
   auto r = run("8f02 0000000000000030 00000003 0000", bad);

@@ -62,7 +62,7 @@ TEST(MemoryTargetTest, FaultsResizeAndDeferredCompletion) {
   MemoryTarget t;
   t.add_device(1, MemoryTarget::default_identity(100));
   t.inject({Op::kRead, 1, 50, 10, Errc::kMediumError, 2});
-  EXPECT_EQ(call(t, Op::kRead, 1, 40, 8).status, Errc::kOk);       // below the range
+  EXPECT_EQ(call(t, Op::kRead, 1, 40, 8).status, Errc::kOk);  // below the range
   EXPECT_EQ(call(t, Op::kRead, 1, 45, 8).status, Errc::kMediumError);
   EXPECT_EQ(call(t, Op::kWrite, 1, 50, 1, Bytes(512)).status, Errc::kOk);  // other op
   EXPECT_EQ(call(t, Op::kRead, 1, 59, 1).status, Errc::kMediumError);

@@ -31,9 +31,8 @@ class ThreadedTarget : public GenericTarget {
   void execute(proto::Request request, std::function<void(proto::Reply)> done) override {
     inner_.execute(std::move(request), [this, done = std::move(done)](proto::Reply reply) mutable {
       std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back([done = std::move(done), reply = std::move(reply)]() mutable {
-        done(std::move(reply));
-      });
+      queue_.push_back(
+          [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
       cv_.notify_one();
     });
   }

@@ -84,7 +84,8 @@ TEST(TraceParse, EveryBadInputClassGetsAClearError) {
       {"# ipsan-trace v1\nscsi cdb=000000000000 out=abc\n", "out: bad hex"},
       {"# ipsan-trace v1\nscsi cdb=000000000000 out=pattern:lba=1\n", "pattern needs seed"},
       {"# ipsan-trace v1\nscsi cdb=000000000000 out=pattern:seed=x\n", "bad number"},
-      {"# ipsan-trace v1\nscsi cdb=000000000000 out=pattern:seed=1,size=2\n", "unknown pattern key"},
+      {"# ipsan-trace v1\nscsi cdb=000000000000 out=pattern:seed=1,size=2\n",
+       "unknown pattern key"},
       {"# ipsan-trace v1\nscsi cdb=000000000000 out=zeros:0\n", "bad zeros length"},
       {"# ipsan-trace v1\nscsi cdb=000000000000 in=crc32c:123456789\n", "bad crc32c"},
       {"# ipsan-trace v1\nscsi cdb=000000000000 sks=cf00\n", "sks: expected 3 bytes"},
@@ -163,13 +164,15 @@ TEST_F(RunnerTest, MismatchesCarryADiff) {
   EXPECT_EQ(report.skipped, 1u);
   EXPECT_FALSE(report.ok());
   EXPECT_NE(report.lines[0].detail.find("status: expected GOOD, got CHECK CONDITION sense 6/29/00"),
-            std::string::npos) << report.lines[0].detail;
+            std::string::npos)
+      << report.lines[0].detail;
   EXPECT_NE(report.lines[2].detail.find("does not hold pattern"), std::string::npos);
   EXPECT_NE(report.lines[3].detail.find("data-in byte 4: expected 00, got 5b"), std::string::npos)
       << report.lines[3].detail;
   EXPECT_NE(report.lines[4].detail.find("crc32c"), std::string::npos);
   EXPECT_NE(report.lines[5].detail.find("sense-key specific: expected cf0002, got cf0001"),
-            std::string::npos) << report.lines[5].detail;
+            std::string::npos)
+      << report.lines[5].detail;
   EXPECT_NE(report.lines[6].detail.find("residual: expected 63, got 64"), std::string::npos);
   std::ostringstream os;
   print_report(os, report, false);
@@ -284,9 +287,9 @@ TEST(TraceRun, MemoryTargetFaultHook) {
   print_report(os, report, true);
   EXPECT_TRUE(report.ok()) << os.str();
   EXPECT_EQ(report.matched, 13u) << os.str();
-  for (const char* bad : {"fault lun=2 errc=nope\n", "fault lun=2 op=fly errc=busy\n",
-                          "fault lun=3 errc=busy\n", "fault lun=2 colour=red\n",
-                          "fault lun=2 errc=busy count=0\n", "fault lun=2 resize=x\n"}) {
+  for (const char* bad :
+       {"fault lun=2 errc=nope\n", "fault lun=2 op=fly errc=busy\n", "fault lun=3 errc=busy\n",
+        "fault lun=2 colour=red\n", "fault lun=2 errc=busy count=0\n", "fault lun=2 resize=x\n"}) {
     auto bt = parse_trace(std::string("# ipsan-trace v1\n") + bad, "b");
     ASSERT_TRUE(bt) << bad;
     auto r = run_traces({*bt}, bus, o);

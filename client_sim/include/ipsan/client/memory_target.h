@@ -30,12 +30,12 @@ namespace ipsan::client {
 class MemoryTarget : public GenericTarget {
  public:
   struct Fault {
-    std::optional<proto::Op> op;              // any op when empty
-    std::optional<std::uint32_t> device_id;   // any device when empty
-    std::uint64_t lba = 0;                    // requests overlapping [lba, lba+blocks) fail
+    std::optional<proto::Op> op;             // any op when empty
+    std::optional<std::uint32_t> device_id;  // any device when empty
+    std::uint64_t lba = 0;                   // requests overlapping [lba, lba+blocks) fail
     std::uint64_t blocks = ~std::uint64_t{0};
     Errc error = Errc::kIoError;
-    int count = 1;                            // times to fire; < 0 forever
+    int count = 1;  // times to fire; < 0 forever
   };
 
   MemoryTarget() = default;

@@ -67,8 +67,8 @@ struct Taskfile {
   std::uint8_t command = 0;
   std::uint16_t features = 0;
   std::uint16_t count = 0;
-  std::uint64_t lba = 0;      // 48 bits
-  std::uint8_t device = 0x40; // bit 6: LBA mode; bit 7: FUA for FPDMA commands
+  std::uint64_t lba = 0;       // 48 bits
+  std::uint8_t device = 0x40;  // bit 6: LBA mode; bit 7: FUA for FPDMA commands
   Bytes data_out;
 };
 
@@ -92,7 +92,8 @@ AtaError map_errc(Errc e, bool write);
 class Device {
  public:
   // `max_command_bytes` bounds one command's transfer (larger: ABRT).
-  Device(GenericTarget& target, std::uint32_t device_id, std::uint32_t max_command_bytes = 32u << 20);
+  Device(GenericTarget& target, std::uint32_t device_id,
+         std::uint32_t max_command_bytes = 32u << 20);
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
 

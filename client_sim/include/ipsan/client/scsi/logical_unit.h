@@ -31,17 +31,17 @@ namespace ipsan::client::scsi {
 inline constexpr std::uint32_t kAutoLength = std::numeric_limits<std::uint32_t>::max();
 
 struct ScsiCommand {
-  Bytes cdb;                                 // 6..16 bytes (longer is accepted, extra ignored)
-  Bytes data_out;                            // data-out buffer (WRITE data, parameter lists)
+  Bytes cdb;                                   // 6..16 bytes (longer is accepted, extra ignored)
+  Bytes data_out;                              // data-out buffer (WRITE data, parameter lists)
   std::uint32_t data_in_length = kAutoLength;  // expected data-in transfer length (iSCSI EDTL)
 };
 
 struct ScsiResult {
   std::uint8_t status = kStatusGood;
-  Bytes sense;     // with CHECK CONDITION (autosense), fixed or descriptor format
+  Bytes sense;  // with CHECK CONDITION (autosense), fixed or descriptor format
   Bytes data_in;
-  std::uint32_t residual = 0;     // bytes not transferred (underflow) or not asked for (overflow)
-  bool overflow = false;          // true: residual counts bytes beyond the expected length
+  std::uint32_t residual = 0;  // bytes not transferred (underflow) or not asked for (overflow)
+  bool overflow = false;       // true: residual counts bytes beyond the expected length
 };
 
 using ScsiDone = std::function<void(ScsiResult)>;
@@ -57,10 +57,10 @@ struct LogicalUnitOptions {
 
 // Mode parameters that the emulation implements (SPC-4 7.5, SBC-3 6.4).
 struct ModeParameters {
-  bool wce = true;      // caching page: write cache enabled (writes without FUA may be volatile)
-  bool rcd = false;     // caching page: read cache disable (accepted, no effect)
-  bool d_sense = false; // control page: descriptor format sense data
-  bool swp = false;     // control page: software write protect
+  bool wce = true;       // caching page: write cache enabled (writes without FUA may be volatile)
+  bool rcd = false;      // caching page: read cache disable (accepted, no effect)
+  bool d_sense = false;  // control page: descriptor format sense data
+  bool swp = false;      // control page: software write protect
   bool operator==(const ModeParameters&) const = default;
 };
 

@@ -15,17 +15,16 @@
 //   kMediumError     MEDIUM ERROR      R: 11h/00h UNRECOVERED READ ERROR, W: 0Ch/00h WRITE ERROR
 //   kWriteProtected  DATA PROTECT      27h/00h WRITE PROTECTED
 //   kNotSupported    ILLEGAL REQUEST   20h/00h INVALID COMMAND OPERATION CODE
-//   kNoSpace         DATA PROTECT      27h/07h SPACE ALLOCATION FAILED WRITE PROTECT (SBC-3 4.7.3.7)
-//   kNotReady        NOT READY         04h/00h LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE
-//   kBusy            status BUSY (08h), no sense: the initiator retries
-//   kSeqMisordered   ABORTED COMMAND   08h/00h LOGICAL UNIT COMMUNICATION FAILURE (retryable)
-//   kBadMessage      ABORTED COMMAND   4Bh/00h DATA PHASE ERROR (message corrupted in transit)
-//   kMiscompare      MISCOMPARE        1Dh/00h MISCOMPARE DURING VERIFY OPERATION
-//   kTimeout         ABORTED COMMAND   08h/01h LOGICAL UNIT COMMUNICATION TIME-OUT (retryable)
-//   kConnectionLost  ABORTED COMMAND   08h/00h LOGICAL UNIT COMMUNICATION FAILURE (retryable)
-//   kShutdown        NOT READY         04h/00h LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE
-//   kCapacityChanged UNIT ATTENTION    2Ah/09h CAPACITY DATA HAS CHANGED
-//   kInternal        HARDWARE ERROR    44h/00h INTERNAL TARGET FAILURE
+//   kNoSpace         DATA PROTECT      27h/07h SPACE ALLOCATION FAILED WRITE PROTECT
+//   (SBC-3 4.7.3.7) kNotReady        NOT READY         04h/00h LOGICAL UNIT NOT READY, CAUSE NOT
+//   REPORTABLE kBusy            status BUSY (08h), no sense: the initiator retries kSeqMisordered
+//   ABORTED COMMAND   08h/00h LOGICAL UNIT COMMUNICATION FAILURE (retryable) kBadMessage ABORTED
+//   COMMAND   4Bh/00h DATA PHASE ERROR (message corrupted in transit) kMiscompare      MISCOMPARE
+//   1Dh/00h MISCOMPARE DURING VERIFY OPERATION kTimeout         ABORTED COMMAND   08h/01h LOGICAL
+//   UNIT COMMUNICATION TIME-OUT (retryable) kConnectionLost  ABORTED COMMAND   08h/00h LOGICAL UNIT
+//   COMMUNICATION FAILURE (retryable) kShutdown        NOT READY         04h/00h LOGICAL UNIT NOT
+//   READY, CAUSE NOT REPORTABLE kCapacityChanged UNIT ATTENTION    2Ah/09h CAPACITY DATA HAS
+//   CHANGED kInternal        HARDWARE ERROR    44h/00h INTERNAL TARGET FAILURE
 // Why ABORTED COMMAND for transport trouble: Linux and most initiators retry ABORTED COMMAND,
 // which is right for a lost connection that the SAN/IP driver is re-establishing; NOT READY 04h/00h
 // is not retried by Linux and is kept for states that need an operator.
@@ -68,8 +67,8 @@ struct Sense {
   std::uint8_t key = kNoSense;
   std::uint8_t asc = 0;
   std::uint8_t ascq = 0;
-  std::optional<std::uint64_t> information;            // VALID bit / information descriptor
-  std::optional<std::array<std::uint8_t, 3>> sks;      // sense-key specific bytes, SKSV set
+  std::optional<std::uint64_t> information;        // VALID bit / information descriptor
+  std::optional<std::array<std::uint8_t, 3>> sks;  // sense-key specific bytes, SKSV set
 
   bool operator==(const Sense&) const = default;
 };

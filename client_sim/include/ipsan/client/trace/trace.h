@@ -64,7 +64,7 @@ struct Expect {
   // ATA error register and output count register.
   std::optional<std::uint8_t> error;
   std::optional<std::uint16_t> count_out;
-  std::optional<std::uint64_t> len;   // data-in length
+  std::optional<std::uint64_t> len;  // data-in length
   DataInCheck data;
 };
 
