@@ -6,7 +6,8 @@
 // Threading: execute() may be called from any thread, also concurrently; internal state is under a
 // mutex that is never held while calling the GenericTarget or a completion. Completions run on
 // whatever thread the GenericTarget completes on (inline for synchronous targets). The
-// GenericTarget must outlive the LogicalUnit and every command in flight.
+// GenericTarget must outlive the LogicalUnit, and the LogicalUnit must outlive attach() and every
+// command in flight (completions refer to it).
 //
 // Ordering: commands are independent (SAM "simple" task attribute); a split transfer's chunks are
 // issued one after another.
