@@ -27,9 +27,10 @@ struct Snapshot {
 
 struct Cmd : std::enable_shared_from_this<Cmd> {
   Cmd(LogicalUnit& unit, const ScsiCommand& cmd, ScsiDone d)
-      : lu(unit), command(cmd), done(std::move(d)) {}
+      : lu(unit), command(cmd), data_out_size(cmd.data_out.size()), done(std::move(d)) {}
   LogicalUnit& lu;
   ScsiCommand command;
+  const std::size_t data_out_size;  // as received (command.data_out may be moved out)
   ScsiDone done;
   Snapshot s;
 
