@@ -85,7 +85,18 @@ struct Session {
           std::string(to_string(done ? result : Errc::kTimeout)));
   }
 
+  // One request; a CAPACITY_CHANGED notice (the device was resized online) is reported on stderr
+  // and the request retried once, as a SCSI initiator does after the unit attention.
   proto::Reply call(proto::Request req) {
+    proto::Reply r = call_once(req);
+    if (r.status == Errc::kCapacityChanged) {
+      std::fprintf(stderr, "ipsan client: device %u capacity changed\n", req.device_id);
+      r = call_once(std::move(req));
+    }
+    return r;
+  }
+
+  proto::Reply call_once(proto::Request req) {
     proto::Reply out;
     bool done = false;
     client->execute(std::move(req), [&](proto::Reply r) {

@@ -14,6 +14,7 @@
 #include "ipsan/base/units.h"
 #include "ipsan/proto/rudp/udp_transport.h"
 #include "ipsan/proto/tcp_transport.h"
+#include "ipsan/server/admin.h"
 #include "ipsan/server/server.h"
 
 namespace ipsan::server {
@@ -33,6 +34,8 @@ struct Args {
   std::string port_file;
   std::string duration;
   std::uint32_t epoch = 0;
+  std::string config;
+  std::string admin_socket;
 };
 
 [[noreturn]] void die(const std::string& msg, int code = 1) {
@@ -92,6 +95,10 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--port-file", a->port_file, "Write 'udp=PORT tcp=PORT' here once listening");
   cmd->add_option("--duration", a->duration, "Stop after this long (e.g. 60s)");
   cmd->add_option("--epoch", a->epoch, "Boot epoch (default random; for tests)");
+  cmd->add_option("-c,--config", a->config,
+                  "TOML layout of back ends, virtual disks and exports (docs/CONFIG.md)");
+  cmd->add_option("--admin-socket", a->admin_socket,
+                  "Unix socket for online changes (`ipsan disk ...`); needs --config");
   cmd->callback([a] {
     KeyRing keys;
     for (const auto& k : a->client_keys) {
@@ -103,8 +110,23 @@ void add_cli(CLI::App& app) {
       if (!r) die(r.error().message);
     }
     if (keys.empty()) die("no client keys: pass --client-key NAME=KEY or --key-file FILE");
-    if (a->devices.empty()) a->devices.push_back("ram:256M");
-    std::vector<Export> exports = open_exports(a->devices);
+    std::unique_ptr<LayoutManager> layout;
+    std::vector<Export> exports;
+    if (!a->config.empty()) {
+      auto m = LayoutManager::load(a->config);
+      if (!m) die(m.error().message);
+      layout = std::move(*m);
+      exports = layout->exports();
+    } else if (!a->admin_socket.empty()) {
+      die("--admin-socket needs --config (online changes edit the layout file)");
+    }
+    if (a->devices.empty() && a->config.empty()) a->devices.push_back("ram:256M");
+    for (auto& e : open_exports(a->devices)) {
+      for (const auto& x : exports)
+        if (x.device_id == e.device_id)
+          die("--device id " + std::to_string(e.device_id) + " is already exported by --config");
+      exports.push_back(std::move(e));
+    }
     auto max_io = parse_size(a->max_io);
     if (!max_io || *max_io == 0 || *max_io > (8u << 20)) die("--max-io must be 1..8M");
 
@@ -147,9 +169,20 @@ void add_cli(CLI::App& app) {
       die("cannot listen on " + a->listen + ":" + std::to_string(a->port) + ": " + e.what());
     }
     server->start();
+    std::unique_ptr<AdminEndpoint> admin;
+    if (!a->admin_socket.empty()) {
+      try {
+        admin = std::make_unique<AdminEndpoint>(io, a->admin_socket, [&](const nlohmann::json& req) {
+          return layout->handle(req, *server);
+        });
+      } catch (const std::exception& e) {
+        die(e.what());
+      }
+    }
     std::printf("ipsan server: listening on %s udp=%u tcp=%u epoch=%u\n", a->listen.c_str(), udp_port,
                 tcp_port, server->boot_epoch());
-    for (const auto& spec : a->devices) std::printf("  export %s\n", spec.c_str());
+    for (const auto& e : server->exports())
+      std::printf("  export %u %s (%s)\n", e.device_id, e.name.c_str(), e.backend->describe().c_str());
     std::fflush(stdout);
     if (!a->port_file.empty()) {
       std::string tmp = a->port_file + ".tmp";

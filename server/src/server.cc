@@ -21,6 +21,7 @@ struct StorageServer::Session {
   Key256 key{};
   SlotTable slots;
   std::vector<Route> reply_to;  // per slot: where the latest copy of the call came from
+  std::unordered_map<std::uint32_t, std::uint64_t> seen_generation;  // per device id
   TimePoint last_active;
   Session(std::uint32_t n) : slots(n), reply_to(n) {}
 };
@@ -252,6 +253,7 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   s->client = a->client_name;
   s->key = proto::derive_session_key(*key, a->client_name, a->client_nonce, a->server_nonce, sid);
   s->last_active = steady_now();
+  for (const auto& [dev, e] : exports_) s->seen_generation[dev] = e.generation;
   sessions_.emplace(sid, s);
   stats_.logins++;
   res.session_id = sid;
@@ -367,6 +369,15 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   const proto::Identity& id = ex->identity;
   stats_.executed++;
 
+  // Capacity-changed notice: once per session and device after an online resize.
+  auto seen = s->seen_generation.find(req->device_id);
+  if (seen == s->seen_generation.end()) {
+    s->seen_generation[req->device_id] = ex->generation;  // exported after this login
+  } else if (seen->second != ex->generation) {
+    seen->second = ex->generation;
+    if (op != Op::kIdentify && op != Op::kCapacity) return reply_status(Errc::kCapacityChanged);
+  }
+
   // Requests that need no device access (patent FIG. 6 step 635).
   if (op == Op::kIdentify || op == Op::kCapacity || op == Op::kReady) {
     proto::Reply rep;
@@ -412,6 +423,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
     }
     auto builder = std::make_shared<proto::ReadReplyBuilder>(xid, cred, static_cast<std::size_t>(bytes));
     backend->read(req->lba, builder->data(), [=, this](Errc e) {
+      (void)backend;  // keeps a removed export's back end alive until its requests finish
       complete_on_io([=, this] {
         if (e != Errc::kOk) {
           stats_.device_errors++;
@@ -447,6 +459,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
 
   auto done = [=, this](Errc e) {
     complete_on_io([=, this] {
+      (void)backend;
       if (e != Errc::kOk) stats_.device_errors++;
       else if (op == Op::kWrite) stats_.bytes_written += bytes;
       finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
@@ -474,6 +487,43 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
       done(Errc::kNotSupported);
       return;
   }
+}
+
+void StorageServer::update_exports(std::vector<Export> exports) {
+  std::unordered_map<std::uint32_t, ExportEntry> next;
+  for (auto& e : exports) {
+    if (!e.backend || next.count(e.device_id)) continue;
+    ExportEntry entry;
+    entry.identity = make_identity(e, opt_.max_io_bytes);
+    auto old = exports_.find(e.device_id);
+    if (old != exports_.end()) {
+      entry.generation = old->second.generation;
+      if (old->second.exp.name == e.name) {
+        // Same device: same identity, whatever object now implements it.
+        entry.identity.uuid = old->second.identity.uuid;
+        entry.identity.serial = old->second.identity.serial;
+      }
+      auto g_old = old->second.exp.backend->geometry();
+      auto g_new = e.backend->geometry();
+      if (g_old.block_count != g_new.block_count || g_old.block_size != g_new.block_size) {
+        entry.generation++;
+        IPSAN_LOG(LogLevel::kInfo, "server", "device ", e.device_id, " capacity ",
+                  g_old.block_count, " -> ", g_new.block_count, " blocks");
+      }
+    }
+    std::uint32_t dev = e.device_id;
+    entry.exp = std::move(e);
+    next.emplace(dev, std::move(entry));
+  }
+  exports_ = std::move(next);
+}
+
+std::vector<Export> StorageServer::exports() const {
+  std::vector<Export> out;
+  for (const auto& [id, e] : exports_) out.push_back(e.exp);
+  std::sort(out.begin(), out.end(),
+            [](const Export& a, const Export& b) { return a.device_id < b.device_id; });
+  return out;
 }
 
 void StorageServer::stop(std::function<void()> done) {

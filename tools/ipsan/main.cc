@@ -4,6 +4,7 @@
 
 #include "client_cli.h"
 #include "ipsan/base/log.h"
+#include "disk_cli.h"
 #include "server_cli.h"
 #ifdef HAVE_IPSAN_NETEM_CLI
 #include "netem_cli.h"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   });
   ipsan::server::add_cli(app);
   ipsan::client::add_cli(app);
+  ipsan::server::add_disk_cli(app);
 #ifdef HAVE_IPSAN_NETEM_CLI
   ipsan::netem::add_cli(app);
 #endif

@@ -78,6 +78,12 @@ class StorageServer {
   void attach(std::unique_ptr<proto::ServerTransport> transport);
   // Starts the session reaper.
   void start();
+  // Replaces the exported devices (online layout change). A device that keeps its id keeps its
+  // identity (UUID, serial); if its capacity changed, every session gets one CAPACITY_CHANGED
+  // status on its next READY or data request for it (SCSI: unit attention 2Ah/09h), and
+  // IDENTIFY/CAPACITY report the new size. Requests in flight finish on the old objects.
+  void update_exports(std::vector<Export> exports);
+  std::vector<Export> exports() const;
   // Stops accepting, waits for requests in flight, flushes every back end, closes transports,
   // then calls `done` (on the io thread).
   void stop(std::function<void()> done);
@@ -102,6 +108,7 @@ class StorageServer {
   struct ExportEntry {
     Export exp;
     proto::Identity identity;
+    std::uint64_t generation = 0;  // bumped when the capacity changes
   };
 
   void on_message(proto::ServerTransport* t, proto::PeerId peer, Bytes message);

@@ -1,0 +1,117 @@
+#include "disk_cli.h"
+
+#include <cstdio>
+#include <memory>
+
+#include "ipsan/server/admin.h"
+
+namespace ipsan::server {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void die(const std::string& msg, int code = 1) {
+  std::fprintf(stderr, "ipsan disk: %s\n", msg.c_str());
+  throw CLI::RuntimeError(code);
+}
+
+// "DEVICE:START:SIZE" or "DEVICE:SIZE" (start 0); sizes like 20G, or 2048s for blocks.
+json parse_extent(const std::string& text) {
+  auto a = text.find(':');
+  if (a == std::string::npos || a == 0) die("extent must be DEVICE:START:SIZE or DEVICE:SIZE, got '" + text + "'");
+  auto b = text.find(':', a + 1);
+  json e{{"device", text.substr(0, a)}};
+  if (b == std::string::npos) {
+    e["start"] = "0";
+    e["size"] = text.substr(a + 1);
+  } else {
+    e["start"] = text.substr(a + 1, b - a - 1);
+    e["size"] = text.substr(b + 1);
+  }
+  return e;
+}
+
+void run(const std::string& socket, const json& req) {
+  if (socket.empty()) die("--admin-socket is required");
+  auto r = admin_call(socket, req);
+  if (!r) die(r.error().message);
+  if (!r->value("ok", false)) die(r->value("error", std::string("request refused")));
+  if (r->contains("applied")) std::printf("applied: %s\n", (*r)["applied"].get<std::string>().c_str());
+  for (const auto& d : r->value("disks", json::array()))
+    std::printf("disk %-16s %12llu blocks x %u\n", d.value("name", "").c_str(),
+                static_cast<unsigned long long>(d.value("blocks", 0ull)), d.value("block_size", 0u));
+  for (const auto& e : r->value("exports", json::array()))
+    std::printf("export %-4u %-16s %12llu blocks x %u%s\n", e.value("device_id", 0u),
+                e.value("disk", "").c_str(), static_cast<unsigned long long>(e.value("blocks", 0ull)),
+                e.value("block_size", 0u), e.value("read_only", false) ? " read-only" : "");
+}
+
+}  // namespace
+
+void add_disk_cli(CLI::App& app) {
+  auto* cmd = app.add_subcommand("disk", "Online layout changes on a running server (see docs/CONFIG.md)");
+  cmd->require_subcommand(1);
+  auto sock = std::make_shared<std::string>();
+  cmd->add_option("-a,--admin-socket", *sock, "The server's --admin-socket")->required();
+
+  cmd->add_subcommand("show", "List virtual disks and exports with their sizes")->callback([sock] {
+    run(*sock, json{{"op", "show"}});
+  });
+
+  struct Create {
+    std::string name, type = "extents", chunk;
+    std::vector<std::string> extents, members;
+    int export_id = -1;
+    bool read_only = false;
+  };
+  auto c = std::make_shared<Create>();
+  auto* cr = cmd->add_subcommand("create", "Create a virtual disk (and optionally export it)");
+  cr->add_option("--name", c->name, "Name of the new disk")->required();
+  cr->add_option("--type", c->type, "extents, concat or stripe")
+      ->check(CLI::IsMember({"extents", "concat", "stripe"}))
+      ->capture_default_str();
+  cr->add_option("--extent", c->extents, "DEVICE:START:SIZE (extents disks; repeatable, in order)");
+  cr->add_option("--member", c->members, "Member device (concat/stripe; repeatable, in order)");
+  cr->add_option("--chunk", c->chunk, "Stripe chunk size, e.g. 64K");
+  cr->add_option("--export", c->export_id, "Also export it under this device id");
+  cr->add_flag("--read-only", c->read_only, "Export read-only");
+  cr->callback([sock, c] {
+    json disk{{"name", c->name}, {"type", c->type}};
+    if (!c->chunk.empty()) disk["chunk"] = c->chunk;
+    disk["members"] = c->members;
+    json ex = json::array();
+    for (const auto& e : c->extents) ex.push_back(parse_extent(e));
+    disk["extents"] = ex;
+    run(*sock, json{{"op", "create"}, {"disk", disk}});
+    if (c->export_id >= 0)
+      run(*sock, json{{"op", "export"}, {"device_id", c->export_id}, {"disk", c->name},
+                      {"read_only", c->read_only}});
+  });
+
+  auto g = std::make_shared<std::pair<std::string, std::string>>();
+  auto* gr = cmd->add_subcommand("grow", "Grow an extents disk by appending an extent; clients see the new capacity");
+  gr->add_option("--name", g->first, "Disk to grow")->required();
+  gr->add_option("--extent", g->second, "DEVICE:START:SIZE to append")->required();
+  gr->callback([sock, g] { run(*sock, json{{"op", "grow"}, {"disk", g->first}, {"extent", parse_extent(g->second)}}); });
+
+  auto rm = std::make_shared<std::string>();
+  auto* rmc = cmd->add_subcommand("remove", "Remove a virtual disk that is not exported or used");
+  rmc->add_option("--name", *rm, "Disk to remove")->required();
+  rmc->callback([sock, rm] { run(*sock, json{{"op", "remove"}, {"disk", *rm}}); });
+
+  auto ex = std::make_shared<Create>();
+  auto* exc = cmd->add_subcommand("export", "Export a disk under a device id");
+  exc->add_option("--name", ex->name, "Disk (or back end) to export")->required();
+  exc->add_option("--device-id", ex->export_id, "Device id")->required()->check(CLI::NonNegativeNumber);
+  exc->add_flag("--read-only", ex->read_only, "Read-only export");
+  exc->callback([sock, ex] {
+    run(*sock, json{{"op", "export"}, {"device_id", ex->export_id}, {"disk", ex->name}, {"read_only", ex->read_only}});
+  });
+
+  auto un = std::make_shared<int>(-1);
+  auto* unc = cmd->add_subcommand("unexport", "Stop exporting a device id");
+  unc->add_option("--device-id", *un, "Device id")->required()->check(CLI::NonNegativeNumber);
+  unc->callback([sock, un] { run(*sock, json{{"op", "unexport"}, {"device_id", *un}}); });
+}
+
+}  // namespace ipsan::server

@@ -1,0 +1,73 @@
+// ipsan/server/admin.h: local administration of a running server, and online layout changes.
+//
+// AdminEndpoint: a Unix stream socket (mode 0600, so only the server's user can use it) taking one
+// JSON request per line and answering one JSON line. LayoutManager owns the server's TOML layout
+// (virt/): it applies online changes (create a virtual disk, grow one by appending an extent,
+// remove an unused one, export/unexport) as pure edits of the layout description, refuses any
+// change that would lose or move data, opens what is new, persists the file atomically and only
+// then swaps the server's exports. Protocol and commands: docs/CONFIG.md ("Online changes").
+// Threading: both live on the server's io_context thread.
+#pragma once
+
+#include <utility>  // before Asio
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "ipsan/base/clock.h"
+#include "ipsan/base/result.h"
+#include "ipsan/server/server.h"
+#include "ipsan/virt/layout.h"
+
+namespace ipsan::server {
+
+class AdminEndpoint {
+ public:
+  using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+  // Binds (replacing a stale socket file); throws std::runtime_error with a clear message.
+  AdminEndpoint(boost::asio::io_context& io, std::filesystem::path path, Handler handler);
+  ~AdminEndpoint();
+  AdminEndpoint(const AdminEndpoint&) = delete;
+  AdminEndpoint& operator=(const AdminEndpoint&) = delete;
+
+ private:
+  void accept_more();
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::filesystem::path path_;
+  Handler handler_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// Sends one request to a server's admin socket and returns its answer (blocking, bounded).
+Result<nlohmann::json, Error> admin_call(const std::filesystem::path& socket,
+                                         const nlohmann::json& request,
+                                         Duration timeout = std::chrono::seconds(30));
+
+class LayoutManager {
+ public:
+  // Loads and opens the layout in `config` (nothing is served unless it all validates).
+  static Result<std::unique_ptr<LayoutManager>, Error> load(const std::filesystem::path& config);
+
+  std::vector<Export> exports() const;
+  const virt::Layout& layout() const { return layout_; }
+  // Executes one admin request against `server`; returns {"ok": true, ...} or
+  // {"ok": false, "error": "..."}. Never throws.
+  nlohmann::json handle(const nlohmann::json& request, StorageServer& server);
+
+ private:
+  LayoutManager() = default;
+  Result<void, Error> commit(virt::LayoutDesc next, StorageServer& server);
+  nlohmann::json show() const;
+
+  std::filesystem::path path_;
+  virt::Layout layout_;
+};
+
+// Converts the virtualization layer's exports to the server's.
+std::vector<Export> to_server_exports(const virt::Layout& layout);
+
+}  // namespace ipsan::server
