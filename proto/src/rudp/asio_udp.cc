@@ -8,6 +8,7 @@
 #include "ipsan/proto/rudp/udp_transport.h"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -33,6 +34,12 @@ using asio::ip::udp;
 constexpr std::size_t kBatch = 32;
 constexpr std::size_t kRxBufSize = 65536;
 constexpr std::size_t kMaxPerWake = 256;
+constexpr std::size_t kMaxGsoSegments = 32;
+constexpr std::size_t kMaxGsoBytes = 65000;  // one GSO message is one (unfragmented) IP packet
+
+struct GsoControl {
+  alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(std::uint16_t))];
+};
 
 void set_socket_options(udp::socket& s, const UdpOptions& opt, bool v6) {
   const int fd = s.native_handle();
@@ -88,7 +95,7 @@ std::string endpoint_string(const udp::endpoint& e) {
 class Io {
  public:
   Io(const UdpOptions& opt, std::size_t max_datagram)
-      : opt_(opt), max_datagram_(max_datagram), rx_(kBatch * kRxBufSize),
+      : opt_(opt), gso_(opt.gso), max_datagram_(max_datagram), rx_(kBatch * kRxBufSize),
         tx_(kBatch * max_datagram), tx_len_(kBatch, 0), tx_to_(kBatch) {}
 
   // Reads up to kBatch datagrams; calls f(span, from) for each. Returns how many (0: none).
@@ -143,26 +150,56 @@ class Io {
       if (opt_.batch_syscalls) {
         std::array<mmsghdr, kBatch> msgs{};
         std::array<iovec, kBatch> iov{};
-        const std::size_t n = tx_count_ - tx_sent_;
-        for (std::size_t i = 0; i < n; ++i) {
-          const std::size_t k = tx_sent_ + i;
-          iov[i] = {tx_.data() + k * max_datagram_, tx_len_[k]};
-          msgs[i].msg_hdr.msg_iov = &iov[i];
-          msgs[i].msg_hdr.msg_iovlen = 1;
-          if (!connected) {
-            msgs[i].msg_hdr.msg_name = tx_to_[k].data();
-            msgs[i].msg_hdr.msg_namelen = static_cast<socklen_t>(tx_to_[k].size());
+        std::array<std::size_t, kBatch> group{};  // datagrams per message
+        std::array<GsoControl, kBatch> ctl{};
+        std::size_t m = 0;
+        for (std::size_t k = tx_sent_; k < tx_count_; ++m) {
+          // With GSO, a run of equal-size datagrams to one destination (the last may be shorter)
+          // goes down the stack as one message; the kernel (or NIC) cuts it into datagrams.
+          std::size_t j = k + 1;
+          std::size_t bytes = tx_len_[k];
+          if (gso_) {
+            while (j < tx_count_ && j - k < kMaxGsoSegments && tx_len_[j - 1] == tx_len_[k] &&
+                   tx_len_[j] <= tx_len_[k] && bytes + tx_len_[j] <= kMaxGsoBytes &&
+                   (connected || tx_to_[j] == tx_to_[k])) {
+              bytes += tx_len_[j];
+              ++j;
+            }
           }
+          for (std::size_t x = k; x < j; ++x) iov[x - tx_sent_] = {tx_.data() + x * max_datagram_, tx_len_[x]};
+          msghdr& h = msgs[m].msg_hdr;
+          h.msg_iov = &iov[k - tx_sent_];
+          h.msg_iovlen = j - k;
+          if (!connected) {
+            h.msg_name = tx_to_[k].data();
+            h.msg_namelen = static_cast<socklen_t>(tx_to_[k].size());
+          }
+          if (j - k > 1) {
+            h.msg_control = ctl[m].buf;
+            h.msg_controllen = sizeof ctl[m].buf;
+            cmsghdr* c = CMSG_FIRSTHDR(&h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+            const auto seg = static_cast<std::uint16_t>(tx_len_[k]);
+            std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+          }
+          group[m] = j - k;
+          k = j;
         }
-        const int r = sendmmsg(fd, msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
+        const int r = sendmmsg(fd, msgs.data(), static_cast<unsigned>(m), MSG_DONTWAIT);
         if (r < 0) {
           if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return false;
           if (errno == EINTR) continue;
+          if (gso_ && group[0] > 1 && (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP)) {
+            gso_ = false;  // no GSO on this path: fall back to one datagram per message
+            continue;
+          }
           ++send_errors_;
-          ++tx_sent_;  // e.g. ECONNREFUSED from an earlier ICMP: drop this one (a "loss")
+          tx_sent_ += group[0];  // e.g. ECONNREFUSED from an earlier ICMP: a "loss"
           continue;
         }
-        tx_sent_ += static_cast<std::size_t>(r);
+        for (int i = 0; i < r; ++i) tx_sent_ += group[static_cast<std::size_t>(i)];
       } else {
         boost::system::error_code ec;
         const auto buf = asio::buffer(tx_.data() + tx_sent_ * max_datagram_, tx_len_[tx_sent_]);
@@ -183,6 +220,7 @@ class Io {
 
  private:
   UdpOptions opt_;
+  bool gso_;
   std::size_t max_datagram_;
   std::vector<std::uint8_t> rx_;
   std::vector<std::uint8_t> tx_;

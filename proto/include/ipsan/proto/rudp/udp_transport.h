@@ -3,7 +3,8 @@
 // Thin bindings of rudp::Connection / rudp::Listener to a socket, one steady_timer armed at the
 // engine's next deadline, and the io_context's thread. Linux specifics: IP_MTU_DISCOVER =
 // IP_PMTUDISC_DO (the kernel never fragments; rudp fragments itself), 4 MiB socket buffers
-// (SO_*BUFFORCE when permitted), recvmmsg/sendmmsg batches of up to 32 datagrams.
+// (SO_*BUFFORCE when permitted), recvmmsg/sendmmsg batches of up to 32 datagrams, UDP GSO
+// (UDP_SEGMENT) for runs of equal-size datagrams.
 //
 // Threading: as transport.h: every method is called, and every callback runs, on the thread
 // running the io_context. A transport may be destroyed from inside its own callback.
@@ -34,6 +35,8 @@ namespace ipsan::proto::rudp {
 
 struct UdpOptions {
   bool batch_syscalls = true;               // recvmmsg/sendmmsg (false: one datagram per call)
+  bool gso = true;                          // UDP_SEGMENT runs of equal datagrams (batched path;
+                                            // switched off by itself where unsupported)
   int socket_buffer_bytes = 4 * 1024 * 1024;
 };
 
