@@ -63,7 +63,6 @@ Result<ProbeReport, Error> probe_device(const std::string& path) {
   if (i.has_block_limits) r.limits = i.limits;
   r.driver_max_bytes = i.driver_max_bytes;
   r.rotation_rate = i.rotation_rate;
-  r.specs.push_back("sg:" + path);
   if (i.inquiry.vendor == "ATA") {
     AtaOptions ao;
     ao.read_only = true;
@@ -74,8 +73,12 @@ Result<ProbeReport, Error> probe_device(const std::string& path) {
       Capabilities c = (*a)->capabilities();
       c.read_only = false;
       r.ata_capabilities = c;
-      r.specs.insert(r.specs.begin(), "ata:" + path);
     }
+  }
+  if (r.ata) {
+    r.specs = {"ata:" + path, "sg:" + path};
+  } else {
+    r.specs = {"sg:" + path};
   }
   return r;
 }

@@ -73,8 +73,9 @@ TEST(SgCdb, UnmapAndWriteSame) {
 
 Bytes vpd(std::uint8_t page, std::size_t body) {
   Bytes b(4 + body, 0);
-  b[1] = page;
-  store_be16(&b[2], static_cast<std::uint16_t>(body));
+  b.at(1) = page;
+  b.at(2) = static_cast<std::uint8_t>(body >> 8);
+  b.at(3) = static_cast<std::uint8_t>(body);
   return b;
 }
 
