@@ -38,8 +38,12 @@ void run(const std::string& socket, const json& req) {
   if (!r->value("ok", false)) die(r->value("error", std::string("request refused")));
   if (r->contains("applied")) std::printf("applied: %s\n", (*r)["applied"].get<std::string>().c_str());
   for (const auto& d : r->value("disks", json::array()))
-    std::printf("disk %-16s %12llu blocks x %u\n", d.value("name", "").c_str(),
-                static_cast<unsigned long long>(d.value("blocks", 0ull)), d.value("block_size", 0u));
+    std::printf("disk %-16s %12llu blocks x %u  requests=%llu backend_commands=%llu split=%llu failed=%llu\n",
+                d.value("name", "").c_str(), static_cast<unsigned long long>(d.value("blocks", 0ull)),
+                d.value("block_size", 0u), static_cast<unsigned long long>(d.value("requests", 0ull)),
+                static_cast<unsigned long long>(d.value("backend_commands", 0ull)),
+                static_cast<unsigned long long>(d.value("split_requests", 0ull)),
+                static_cast<unsigned long long>(d.value("failed_requests", 0ull)));
   for (const auto& e : r->value("exports", json::array()))
     std::printf("export %-4u %-16s %12llu blocks x %u%s\n", e.value("device_id", 0u),
                 e.value("disk", "").c_str(), static_cast<unsigned long long>(e.value("blocks", 0ull)),

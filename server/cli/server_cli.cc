@@ -36,6 +36,7 @@ struct Args {
   std::uint32_t epoch = 0;
   std::string config;
   std::string admin_socket;
+  bool trace_io = false;
 };
 
 [[noreturn]] void die(const std::string& msg, int code = 1) {
@@ -99,6 +100,8 @@ void add_cli(CLI::App& app) {
                   "TOML layout of back ends, virtual disks and exports (docs/CONFIG.md)");
   cmd->add_option("--admin-socket", a->admin_socket,
                   "Unix socket for online changes (`ipsan disk ...`); needs --config");
+  cmd->add_flag("--trace-io", a->trace_io,
+                "Print every back-end command of the virtual disks (disk, back end, op, physical LBA, blocks)");
   cmd->callback([a] {
     KeyRing keys;
     for (const auto& k : a->client_keys) {
@@ -116,6 +119,16 @@ void add_cli(CLI::App& app) {
       auto m = LayoutManager::load(a->config);
       if (!m) die(m.error().message);
       layout = std::move(*m);
+      if (a->trace_io) {
+        layout->set_trace([](const virt::TraceEvent& t) {
+          std::fprintf(stderr, "io disk=%.*s backend=%.*s op=%s lba=%llu blocks=%llu fua=%d\n",
+                       static_cast<int>(t.disk.size()), t.disk.data(),
+                       static_cast<int>(t.backend.size()), t.backend.data(),
+                       std::string(backends::to_string(t.op)).c_str(),
+                       static_cast<unsigned long long>(t.lba),
+                       static_cast<unsigned long long>(t.blocks), t.fua ? 1 : 0);
+        });
+      }
       exports = layout->exports();
     } else if (!a->admin_socket.empty()) {
       die("--admin-socket needs --config (online changes edit the layout file)");

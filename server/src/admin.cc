@@ -158,6 +158,11 @@ Result<std::unique_ptr<LayoutManager>, Error> LayoutManager::load(const std::fil
 
 std::vector<Export> LayoutManager::exports() const { return to_server_exports(layout_); }
 
+void LayoutManager::set_trace(virt::TraceHook hook) {
+  trace_ = std::move(hook);
+  layout_.set_trace(trace_);
+}
+
 namespace {
 
 // "20G", "1048576" or 1048576 -> bytes; "2048s" -> 2048 blocks.
@@ -202,7 +207,10 @@ json LayoutManager::show() const {
   json disks = json::array();
   for (const auto& [name, d] : layout_.disks) {
     auto g = d->geometry();
-    disks.push_back({{"name", name}, {"blocks", g.block_count}, {"block_size", g.block_size}});
+    auto c = d->counters();
+    disks.push_back({{"name", name}, {"blocks", g.block_count}, {"block_size", g.block_size},
+                     {"requests", c.requests}, {"backend_commands", c.backend_commands},
+                     {"split_requests", c.split_requests}, {"failed_requests", c.failed_requests}});
   }
   json exports = json::array();
   for (const auto& e : layout_.exports) {
@@ -228,6 +236,7 @@ Result<void, Error> LayoutManager::commit(virt::LayoutDesc next, StorageServer& 
   }
   if (std::rename(tmp.c_str(), path_.c_str()) != 0) return fail("cannot replace " + path_.string());
   layout_ = std::move(*built);
+  if (trace_) layout_.set_trace(trace_);
   server.update_exports(to_server_exports(layout_));
   return {};
 }

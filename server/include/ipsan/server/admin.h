@@ -54,6 +54,9 @@ class LayoutManager {
 
   std::vector<Export> exports() const;
   const virt::Layout& layout() const { return layout_; }
+  // Traces every back-end command of every virtual disk, now and after online changes. Call
+  // before serving (the hook runs on the thread issuing requests: the server's io thread).
+  void set_trace(virt::TraceHook hook);
   // Executes one admin request against `server`; returns {"ok": true, ...} or
   // {"ok": false, "error": "..."}. Never throws.
   nlohmann::json handle(const nlohmann::json& request, StorageServer& server);
@@ -65,6 +68,7 @@ class LayoutManager {
 
   std::filesystem::path path_;
   virt::Layout layout_;
+  virt::TraceHook trace_;
 };
 
 // Converts the virtualization layer's exports to the server's.
