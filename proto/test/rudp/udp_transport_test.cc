@@ -162,6 +162,28 @@ TEST(UdpTransport, OrderlyCloseReachesServer) {
   EXPECT_TRUE(peer_closed);
 }
 
+TEST(UdpTransport, ServerClosePeerReachesClient) {
+  asio::io_context io;
+  Config cfg;
+  auto server = make_udp_server(io, loopback(0), 6, cfg);
+  std::optional<PeerId> peer;
+  bool reported = false;
+  server->on_message = [&](PeerId p, Bytes) { peer = p; };
+  server->on_peer_closed = [&](PeerId) { reported = true; };
+  auto client = make_udp_client(io, loopback(server->local_port()), cfg);
+  std::optional<Errc> closed;
+  client->on_closed = [&](Errc e) { closed = e; };
+  client->send(Bytes(10));
+  run_until(io, [&] { return peer.has_value(); });
+  ASSERT_TRUE(peer.has_value());
+  server->close_peer(*peer);
+  EXPECT_EQ(server->send(*peer, Bytes(1)), Errc::kConnectionLost);
+  run_until(io, [&] { return closed.has_value(); });
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(*closed, Errc::kConnectionLost);
+  EXPECT_FALSE(reported);  // closes the server asked for are not reported back to it
+}
+
 TEST(UdpTransport, DestroyFromCallbackIsSafe) {
   asio::io_context io;
   Config cfg;
