@@ -52,11 +52,12 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::post(std::function<void()> task) {
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->tasks.push_back(std::move(task));
-  }
-  state_->cv.notify_one();
+  // The task may drop the last reference to the pool's owner as soon as a worker picks it up, so
+  // after queueing it nothing here may touch `this`: keep the state alive through a local copy.
+  const std::shared_ptr<State> s = state_;
+  std::lock_guard<std::mutex> lock(s->mu);
+  s->tasks.push_back(std::move(task));
+  s->cv.notify_one();
 }
 
 SgTransport::SgTransport(int fd, unsigned workers)
