@@ -208,7 +208,6 @@ class Connection {
   std::uint64_t conn_id_;
   std::uint32_t epoch_;
   std::size_t frag_size_;
-  TimePoint created_;
 
   // Send side.
   std::uint64_t next_pn_ = 1;
