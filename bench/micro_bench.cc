@@ -141,8 +141,8 @@ void BM_AeadMac(benchmark::State& state) {
   const std::size_t half = data.size() / 2;
   for (auto _ : state) {
     auto nonce = proto::mac_nonce(proto::kDirCall, 3, seq++);
-    auto tag = ipsan::aead_mac(key, nonce,
-                               {ByteSpan(data).first(half), ByteSpan(data).subspan(half)});
+    auto tag =
+        ipsan::aead_mac(key, nonce, {ByteSpan(data).first(half), ByteSpan(data).subspan(half)});
     benchmark::DoNotOptimize(tag);
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * data.size()));
@@ -160,7 +160,7 @@ void BM_Memcpy(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * len));
 }
-BENCHMARK(BM_Memcpy)->Arg(4096)->Arg(1 << 20);
+BENCHMARK(BM_Memcpy)->Arg(4096)->Arg(1 << 20)->Arg(64 << 20);
 
 }  // namespace
 
