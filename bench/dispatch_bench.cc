@@ -52,8 +52,8 @@ class Rig {
     std::vector<server::Export> exports(1);
     exports[0].name = "ram0";
     exports[0].backend = *ipsan::backends::RamBackend::create(256u << 20);
-    server_ = std::make_unique<server::StorageServer>(io_, server::ServerOptions{},
-                                                      std::move(keys), std::move(exports));
+    server_ = std::make_unique<server::StorageServer>(io_, server::ServerOptions{}, std::move(keys),
+                                                      std::move(exports));
     auto t = std::make_unique<MemServerTransport>();
     t_ = t.get();
     server_->attach(std::move(t));
@@ -105,8 +105,8 @@ class Rig {
     if (!r2 || !r2->success()) return;
     auto fin = proto::decode_login_finish_res(r2->results);
     if (!fin || fin->status != Errc::kOk) return;
-    session_key_ = proto::derive_session_key(key_, "bench", f.client_nonce, f.server_nonce,
-                                             fin->session_id);
+    session_key_ =
+        proto::derive_session_key(key_, "bench", f.client_nonce, f.server_nonce, fin->session_id);
     slots_ = fin->slot_count;
     seq_.assign(slots_, 0);
     session_ = fin->session_id;

@@ -31,8 +31,9 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   cmd.add_option("--seed", a.seed, "Seed of the offsets and data")->capture_default_str();
   cmd.add_option("--timeout", a.timeout, "Request timeout")->capture_default_str();
   cmd.add_option("--server-pid", a.server_pid, "Server process id: report its CPU time per I/O");
-  cmd.add_flag("--server-embedded", a.server_embedded,
-               "Start an in-process ramdisk server and benchmark it (ignores --server and the key)");
+  cmd.add_flag(
+      "--server-embedded", a.server_embedded,
+      "Start an in-process ramdisk server and benchmark it (ignores --server and the key)");
   cmd.add_option("--embedded-size", a.embedded_size, "Ramdisk size of --server-embedded")
       ->capture_default_str();
   cmd.add_flag("--json", a.json, "Print the result as one JSON object");

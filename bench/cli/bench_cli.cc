@@ -57,8 +57,7 @@ void print_text(const BenchArgs& a, const LoadOptions& o, const LoadResult& r) {
     std::printf(" p%g %.1f", p, static_cast<double>(h.percentile(p)) / 1e3);
   std::printf(" max %.1f mean %.1f\n", static_cast<double>(h.max()) / 1e3, h.mean() / 1e3);
   std::printf("  cpu per I/O: client %.2f us", per_io_us(r.client_cpu_s, r.ops()));
-  if (r.server_cpu_s >= 0)
-    std::printf(", server %.2f us", per_io_us(r.server_cpu_s, r.ops()));
+  if (r.server_cpu_s >= 0) std::printf(", server %.2f us", per_io_us(r.server_cpu_s, r.ops()));
   std::printf("\n");
   if (r.errors) std::printf("  first error: %s\n", r.first_error.c_str());
 }
@@ -132,8 +131,8 @@ void add_cli(CLI::App& app) {
       opts->progress_interval = std::chrono::seconds(1);
       progress = [&](const Progress& p) {
         std::fprintf(stderr, "%s%6.1f s  %10.0f IOPS  %9.1f MB/s  %llu ops%s", tty ? "\r" : "",
-                     p.seconds, p.iops_now, p.mb_per_s_now,
-                     static_cast<unsigned long long>(p.ops), tty ? "" : "\n");
+                     p.seconds, p.iops_now, p.mb_per_s_now, static_cast<unsigned long long>(p.ops),
+                     tty ? "" : "\n");
         printed = true;
       };
     }

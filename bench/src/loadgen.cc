@@ -98,8 +98,10 @@ class Runner {
   Result<LoadResult, Error> run() {
     auto factory = client::make_transport_factory(io_, opt_.transport);
     if (!factory) return fail(factory.error().message);
-    if (opt_.sessions == 0 || opt_.queue_depth == 0) return fail("sessions and queue depth must be > 0");
-    if (opt_.queue_depth > proto::kMaxSlots) return fail("queue depth above " + std::to_string(proto::kMaxSlots));
+    if (opt_.sessions == 0 || opt_.queue_depth == 0)
+      return fail("sessions and queue depth must be > 0");
+    if (opt_.queue_depth > proto::kMaxSlots)
+      return fail("queue depth above " + std::to_string(proto::kMaxSlots));
 
     // Log every session in.
     client::ClientOptions co;
@@ -120,12 +122,14 @@ class Runner {
         ++connected;
       });
     }
-    run_until([&] { return connected == sessions_.size(); }, co.login_timeout + std::chrono::seconds(1));
+    run_until([&] { return connected == sessions_.size(); },
+              co.login_timeout + std::chrono::seconds(1));
     if (connected != sessions_.size() || login_error != Errc::kOk) {
       close_all();
-      return fail(std::string("cannot log in to ") + opt_.transport.host + ":" +
-                  std::to_string(opt_.transport.port) + ": " +
-                  std::string(to_string(connected != sessions_.size() ? Errc::kTimeout : login_error)));
+      return fail(
+          std::string("cannot log in to ") + opt_.transport.host + ":" +
+          std::to_string(opt_.transport.port) + ": " +
+          std::string(to_string(connected != sessions_.size() ? Errc::kTimeout : login_error)));
     }
     for (auto& s : sessions_) {
       if (s.client->slot_count() < opt_.queue_depth) {
@@ -141,7 +145,8 @@ class Runner {
     ident.op = proto::Op::kIdentify;
     ident.device_id = opt_.device_id;
     std::optional<proto::Reply> id_reply;
-    sessions_[0].client->execute(std::move(ident), [&](proto::Reply r) { id_reply = std::move(r); });
+    sessions_[0].client->execute(std::move(ident),
+                                 [&](proto::Reply r) { id_reply = std::move(r); });
     run_until([&] { return id_reply.has_value(); }, opt_.request_timeout + std::chrono::seconds(1));
     if (!id_reply || id_reply->status != Errc::kOk) {
       close_all();
@@ -163,7 +168,8 @@ class Runner {
     start_ = steady_now();
     if (opt_.runtime.count() > 0) {
       deadline_ = start_ + opt_.runtime;
-      deadline_timer_.expires_at(std::chrono::steady_clock::time_point(deadline_.time_since_epoch()));
+      deadline_timer_.expires_at(
+          std::chrono::steady_clock::time_point(deadline_.time_since_epoch()));
       deadline_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) stopping_ = true;
         maybe_done();
@@ -174,8 +180,9 @@ class Runner {
       for (std::uint32_t q = 0; q < opt_.queue_depth && !stopping_; ++q) issue(i);
     maybe_done();
     // Bounded: the run time, plus one request timeout for the last requests to drain.
-    const Duration limit = (opt_.runtime.count() > 0 ? opt_.runtime : std::chrono::hours(24 * 365)) +
-                           opt_.request_timeout + std::chrono::seconds(2);
+    const Duration limit =
+        (opt_.runtime.count() > 0 ? opt_.runtime : std::chrono::hours(24 * 365)) +
+        opt_.request_timeout + std::chrono::seconds(2);
     run_until([&] { return finished_; }, limit);
     const TimePoint end = last_completion_ > start_ ? last_completion_ : steady_now();
     res_.client_cpu_s = thread_cpu_seconds() - cpu0;
@@ -202,9 +209,9 @@ class Runner {
   struct Session {
     std::unique_ptr<client::SanClient> client;
     Rng rng;
-    std::uint64_t slice_lo = 0;      // sequential: this session's part of the region (blocks)
+    std::uint64_t slice_lo = 0;  // sequential: this session's part of the region (blocks)
     std::uint64_t slice_blocks = 0;
-    std::uint64_t cursor = 0;        // sequential: next offset in the slice (blocks)
+    std::uint64_t cursor = 0;  // sequential: next offset in the slice (blocks)
   };
 
   template <class Pred>
@@ -223,8 +230,8 @@ class Runner {
     res_.device_blocks = id.block_count;
     if (bs == 0) return "device reports block size 0";
     if (opt_.block_bytes == 0 || opt_.block_bytes % bs != 0)
-      return "--bs " + std::to_string(opt_.block_bytes) + " is not a multiple of the device block size " +
-             std::to_string(bs);
+      return "--bs " + std::to_string(opt_.block_bytes) +
+             " is not a multiple of the device block size " + std::to_string(bs);
     io_blocks_ = opt_.block_bytes / bs;
     if (id.max_transfer_blocks != 0 && io_blocks_ > id.max_transfer_blocks)
       return "--bs is above the server's largest transfer (" +
@@ -233,7 +240,8 @@ class Runner {
     const std::uint64_t dev_bytes = id.block_count * bs;
     if (opt_.offset_bytes >= dev_bytes) return "--offset is past the end of the device";
     std::uint64_t size = opt_.size_bytes ? opt_.size_bytes : dev_bytes - opt_.offset_bytes;
-    if (size > dev_bytes - opt_.offset_bytes) return "--offset + --size reach past the end of the device";
+    if (size > dev_bytes - opt_.offset_bytes)
+      return "--offset + --size reach past the end of the device";
     region_lo_ = opt_.offset_bytes / bs;
     region_units_ = size / opt_.block_bytes;  // whole requests that fit
     if (region_units_ == 0) return "the region is smaller than one request";
@@ -250,11 +258,12 @@ class Runner {
     auto& s = sessions_[index];
     bool read = true;
     switch (opt_.pattern) {
-      case Pattern::kRead: case Pattern::kRandRead: read = true; break;
-      case Pattern::kWrite: case Pattern::kRandWrite: read = false; break;
-      case Pattern::kReadWrite: case Pattern::kRandReadWrite:
-        read = s.rng.below(100) < opt_.read_percent;
-        break;
+      case Pattern::kRead:
+      case Pattern::kRandRead: read = true; break;
+      case Pattern::kWrite:
+      case Pattern::kRandWrite: read = false; break;
+      case Pattern::kReadWrite:
+      case Pattern::kRandReadWrite: read = s.rng.below(100) < opt_.read_percent; break;
     }
     std::uint64_t lba;
     if (is_random(opt_.pattern)) {
@@ -293,7 +302,8 @@ class Runner {
         }
       } else {
         if (res_.errors++ == 0)
-          res_.first_error = std::string(read ? "read: " : "write: ") + std::string(to_string(r.status));
+          res_.first_error =
+              std::string(read ? "read: " : "write: ") + std::string(to_string(r.status));
         stopping_ = true;  // a failing server would otherwise be hammered at full rate
       }
       if (!stopping_ && steady_now() >= deadline_ && opt_.runtime.count() > 0) stopping_ = true;

@@ -38,10 +38,24 @@ TEST(BenchArgs, Defaults) {
 }
 
 TEST(BenchArgs, EveryOption) {
-  auto o = parse({"-s", "127.0.0.1:7000", "-t", "tcp", "-n", "alice", "-k", "pw", "-d", "3",
-                  "--rw", "randrw", "--mix", "30", "--bs", "1M", "--qd", "8", "--sessions", "4",
-                  "--bytes", "2G", "--offset", "1M", "--size", "512M", "--seed", "9", "--timeout",
-                  "5s", "--server-pid", "1234", "--json", "--progress", "--label", "x"});
+  auto o = parse({"-s",           "127.0.0.1:7000",
+                  "-t",           "tcp",
+                  "-n",           "alice",
+                  "-k",           "pw",
+                  "-d",           "3",
+                  "--rw",         "randrw",
+                  "--mix",        "30",
+                  "--bs",         "1M",
+                  "--qd",         "8",
+                  "--sessions",   "4",
+                  "--bytes",      "2G",
+                  "--offset",     "1M",
+                  "--size",       "512M",
+                  "--seed",       "9",
+                  "--timeout",    "5s",
+                  "--server-pid", "1234",
+                  "--json",       "--progress",
+                  "--label",      "x"});
   ASSERT_TRUE(o) << o.error().message;
   EXPECT_EQ(o->transport.port, 7000);
   EXPECT_EQ(o->transport.kind, proto::TransportKind::kTcp);

@@ -22,7 +22,8 @@ class LoadgenTest : public ::testing::Test {
   LoadOptions options(proto::TransportKind kind) const {
     LoadOptions o;
     o.transport.kind = kind;
-    o.transport.port = kind == proto::TransportKind::kUdp ? server_->udp_port() : server_->tcp_port();
+    o.transport.port =
+        kind == proto::TransportKind::kUdp ? server_->udp_port() : server_->tcp_port();
     o.client_name = server_->client_name();
     o.key = server_->key();
     o.request_timeout = std::chrono::seconds(20);

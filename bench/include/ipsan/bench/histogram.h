@@ -2,8 +2,8 @@
 //
 // Values (nanoseconds, or any unsigned count) below 2^kSubBits are counted exactly; above that each
 // power-of-two range is split into 2^(kSubBits-1) equal buckets, so a recorded value is known to
-// within 1/64 (< 1.6 %) of itself over the whole 64-bit range, in a fixed 3 776-bucket table (30 KiB).
-// Recording is a few instructions and never allocates; percentiles walk the table.
+// within 1/64 (< 1.6 %) of itself over the whole 64-bit range, in a fixed 3 776-bucket table (30
+// KiB). Recording is a few instructions and never allocates; percentiles walk the table.
 //
 // Threading: plain value; one writer at a time. Merge per-thread histograms with merge().
 #pragma once
@@ -30,7 +30,9 @@ class Histogram {
   std::uint64_t count() const { return total_; }
   std::uint64_t min() const { return total_ ? min_ : 0; }
   std::uint64_t max() const { return max_; }
-  double mean() const { return total_ ? static_cast<double>(sum_ / static_cast<long double>(total_)) : 0; }
+  double mean() const {
+    return total_ ? static_cast<double>(sum_ / static_cast<long double>(total_)) : 0;
+  }
   // The value at or below which `p` percent of the recorded values lie (0 <= p <= 100): the
   // highest value equivalent to that bucket, clamped to [min(), max()]. 0 when empty.
   std::uint64_t percentile(double p) const;

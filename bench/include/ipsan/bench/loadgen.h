@@ -49,23 +49,23 @@ struct LoadOptions {
   std::uint64_t size_bytes = 0;                 // 0: to the end of the device
   std::uint64_t seed = 1;
   Duration request_timeout = std::chrono::seconds(30);
-  Duration progress_interval{};                 // > 0: call `progress` this often
-  std::optional<int> server_pid;                // read its CPU time from /proc
+  Duration progress_interval{};   // > 0: call `progress` this often
+  std::optional<int> server_pid;  // read its CPU time from /proc
 };
 
 struct LoadResult {
   std::uint64_t reads = 0, writes = 0, errors = 0;
   std::uint64_t bytes_read = 0, bytes_written = 0;
   std::uint64_t issued = 0;
-  double seconds = 0;           // first issue to last completion
-  double client_cpu_s = 0;      // user + system of the load generator's thread(s)
-  double server_cpu_s = -1;     // user + system of --server-pid (or the embedded server); -1: n/a
+  double seconds = 0;        // first issue to last completion
+  double client_cpu_s = 0;   // user + system of the load generator's thread(s)
+  double server_cpu_s = -1;  // user + system of --server-pid (or the embedded server); -1: n/a
   std::uint64_t retransmissions = 0;
   std::uint64_t resent = 0;
   std::uint32_t device_block_size = 0;
   std::uint64_t device_blocks = 0;
-  std::string first_error;      // empty when errors == 0
-  Histogram latency;            // nanoseconds, all completed requests
+  std::string first_error;  // empty when errors == 0
+  Histogram latency;        // nanoseconds, all completed requests
   Histogram read_latency;
   Histogram write_latency;
 
