@@ -286,6 +286,7 @@ void SanClient::execute(proto::Request request, std::function<void(proto::Reply)
     return;
   }
   waiting_.push_back(std::move(c));
+  if (tick_timer_.expiry() <= std::chrono::steady_clock::now()) arm_tick();  // request_timeout
   if (state_ == State::kIdle || state_ == State::kFailed) connect(nullptr);
   pump();
 }
