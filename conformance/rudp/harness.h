@@ -1,0 +1,203 @@
+// conformance/rudp/harness.h: the pieces a reliable-udp conformance cell is made of: a real
+// StorageServer (RamBackend, reliable UDP on 127.0.0.1 port 0) on its own io thread, a tapping
+// ClientTransport that records WRITE calls and can inject late duplicates of them, and small
+// helpers (event-driven waits with deadlines, a per-test temp dir for pcap captures).
+//
+// Threading: ServerThread owns its io thread; every other piece runs on the test's thread, which
+// runs the client's io_context (the SanClient, its transport and the netem proxy).
+#pragma once
+
+#include <utility>  // before Asio
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ipsan/backends/ram.h"
+#include "ipsan/base/bytes.h"
+#include "ipsan/base/crypto.h"
+#include "ipsan/client/san_client.h"
+#include "ipsan/proto/rudp/udp_transport.h"
+#include "ipsan/server/server.h"
+
+namespace ipsan::conformance {
+
+inline Key256 conf_key() {
+  Key256 k;
+  parse_key("reliable-udp-conformance", k);
+  return k;
+}
+inline constexpr const char* kClientName = "conf";
+
+// A StorageServer exporting one RamBackend as device 0 over reliable UDP on `bind` (port 0 by
+// default), running on its own thread.
+class ServerThread {
+ public:
+  ServerThread(std::uint64_t device_bytes, std::uint32_t block_size,
+               boost::asio::ip::udp::endpoint bind = {boost::asio::ip::make_address("127.0.0.1"),
+                                                      0})
+      : work_(boost::asio::make_work_guard(io_)) {
+    backends::RamOptions ro;
+    ro.block_size = block_size;
+    disk_ = *backends::RamBackend::create(device_bytes, ro);
+    thread_ = std::thread([this] { io_.run(); });
+    run_on_io([&] {
+      server::KeyRing keys;
+      (void)keys.add(kClientName, conf_key());
+      server::Export e;
+      e.device_id = 0;
+      e.name = "ram0";
+      e.backend = disk_;
+      std::vector<server::Export> exports;
+      exports.push_back(std::move(e));
+      server_ = std::make_unique<server::StorageServer>(io_, server::ServerOptions{},
+                                                        std::move(keys), std::move(exports));
+      auto t =
+          proto::rudp::make_udp_server(io_, bind, server_->boot_epoch(), proto::rudp::Config{});
+      port_ = t->local_port();
+      server_->attach(std::move(t));
+      server_->start();
+    });
+  }
+  ~ServerThread() { shutdown(); }
+  ServerThread(const ServerThread&) = delete;
+  ServerThread& operator=(const ServerThread&) = delete;
+
+  void shutdown() {
+    if (!thread_.joinable()) return;
+    std::promise<void> stopped;
+    boost::asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
+    stopped.get_future().wait_for(std::chrono::seconds(20));
+    run_on_io([&] { server_.reset(); });
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  template <class F>
+  void run_on_io(F&& f) {
+    std::promise<void> done;
+    boost::asio::post(io_, [&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  server::ServerStats stats() {
+    server::ServerStats s;
+    run_on_io([&] { s = server_->stats(); });
+    return s;
+  }
+  proto::TransportStats transport_stats() {
+    proto::TransportStats s;
+    run_on_io([&] { s = server_->transport_stats(); });
+    return s;
+  }
+  std::uint16_t port() const { return port_; }
+  std::uint32_t epoch() const { return server_ ? server_->boot_epoch() : 0; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::thread thread_;
+  std::shared_ptr<backends::RamBackend> disk_;
+  std::unique_ptr<server::StorageServer> server_;
+  std::uint16_t port_ = 0;
+};
+
+// Wraps a real ClientTransport. Remembers the wire bytes of every WRITE call it sends, by the
+// generation found in the first block's pattern header (workload.h), so a test can later send an
+// old WRITE again as a brand-new transport message: only the session layer (slot sequence numbers)
+// stands between such a late duplicate and the disk.
+class TapTransport final : public proto::ClientTransport {
+ public:
+  explicit TapTransport(std::unique_ptr<proto::ClientTransport> inner) : inner_(std::move(inner)) {
+    inner_->on_message = [this](Bytes m) {
+      if (on_message) on_message(std::move(m));
+    };
+    inner_->on_closed = [this](Errc e) {
+      if (on_closed) on_closed(e);
+    };
+  }
+  Errc send(Bytes m) override {
+    // ONC-RPC call: proc at offset 20; AUTH_IPSAN arguments at 76: device(4) lba(8) blocks(4)
+    // flags(4) data length(4), then the data, whose first 32 bytes are the pattern header.
+    constexpr std::size_t kData = 76 + 24;
+    if (m.size() >= kData + 32 && load_be32(m.data() + 4) == 0 && load_be32(m.data() + 20) == 21) {
+      (*writes_)[load_be64(m.data() + kData + 24)] = m;
+    }
+    return inner_->send(std::move(m));
+  }
+  void close() override { inner_->close(); }
+  bool is_open() const override { return inner_->is_open(); }
+  std::uint32_t peer_epoch() const override { return inner_->peer_epoch(); }
+  proto::TransportStats stats() const override { return inner_->stats(); }
+  std::string describe() const override { return "tap " + inner_->describe(); }
+  // Sends raw bytes as a new message (not recorded).
+  Errc inject(Bytes m) { return inner_->send(std::move(m)); }
+
+  // generation -> the WRITE call that carried it (shared so it outlives reconnects).
+  std::shared_ptr<std::map<std::uint64_t, Bytes>> writes_ =
+      std::make_shared<std::map<std::uint64_t, Bytes>>();
+
+ private:
+  std::unique_ptr<proto::ClientTransport> inner_;
+};
+
+// Runs `io` until `pred` holds or `limit` passes (event-driven: run_one_for wakes on every
+// handler); returns pred().
+template <class Pred>
+bool run_until(boost::asio::io_context& io, Pred pred, Duration limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred() && std::chrono::steady_clock::now() < deadline) {
+    io.run_one_for(std::chrono::milliseconds(20));
+    if (io.stopped()) io.restart();
+  }
+  return pred();
+}
+
+// A fresh directory under $TMPDIR (or /tmp); removed by remove() unless kept.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (char* p = ::mkdtemp(buf.data())) path_ = p;
+  }
+  ~TempDir() {
+    if (!keep_) remove();
+  }
+  void keep() { keep_ = true; }
+  void remove() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool keep_ = false;
+};
+
+// Environment knobs of the suite (docs/CONFORMANCE.md): IPSAN_CONFORMANCE_SCALE multiplies the
+// bytes per cell, IPSAN_CONFORMANCE_SEEDS sets the number of seeds, IPSAN_CONFORMANCE_SEED pins
+// the first seed (to reproduce a failure).
+inline double conformance_scale() {
+  const char* s = std::getenv("IPSAN_CONFORMANCE_SCALE");
+  const double v = s ? std::atof(s) : 1.0;
+  return v > 0 ? v : 1.0;
+}
+
+}  // namespace ipsan::conformance
