@@ -54,6 +54,10 @@ function(ipsan_test)
     endif()
   endif()
   add_executable(${A_NAME} ${A_SOURCES})
+  # Remember which binaries carry which labels (see the `unit_integration_tests` target).
+  foreach(_l IN LISTS A_LABELS)
+    set_property(GLOBAL APPEND PROPERTY IPSAN_TESTS_${_l} ${A_NAME})
+  endforeach()
   target_link_libraries(${A_NAME} PRIVATE ${A_LIBS} GTest::gtest GTest::gtest_main ipsan_warnings)
   gtest_discover_tests(${A_NAME} DISCOVERY_MODE PRE_TEST
     PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
