@@ -22,7 +22,7 @@ build-debug:
 
 build-asan:
 	cmake --preset asan >/dev/null
-	cmake --build --preset asan -j $(JOBS)
+	cmake --build --preset asan -j $(JOBS) --target unit_integration_tests
 
 build-fuzz:
 	cmake --preset fuzz >/dev/null
