@@ -95,8 +95,13 @@ std::string endpoint_string(const udp::endpoint& e) {
 class Io {
  public:
   Io(const UdpOptions& opt, std::size_t max_datagram)
-      : opt_(opt), gso_(opt.gso), max_datagram_(max_datagram), rx_(kBatch * kRxBufSize),
-        tx_(kBatch * max_datagram), tx_len_(kBatch, 0), tx_to_(kBatch) {}
+      : opt_(opt),
+        gso_(opt.gso),
+        max_datagram_(max_datagram),
+        rx_(kBatch * kRxBufSize),
+        tx_(kBatch * max_datagram),
+        tx_len_(kBatch, 0),
+        tx_to_(kBatch) {}
 
   // Reads up to kBatch datagrams; calls f(span, from) for each. Returns how many (0: none).
   template <class F>
@@ -166,7 +171,8 @@ class Io {
               ++j;
             }
           }
-          for (std::size_t x = k; x < j; ++x) iov[x - tx_sent_] = {tx_.data() + x * max_datagram_, tx_len_[x]};
+          for (std::size_t x = k; x < j; ++x)
+            iov[x - tx_sent_] = {tx_.data() + x * max_datagram_, tx_len_[x]};
           msghdr& h = msgs[m].msg_hdr;
           h.msg_iov = &iov[k - tx_sent_];
           h.msg_iovlen = j - k;
@@ -301,9 +307,7 @@ class UdpClientTransport final : public ClientTransport {
     t.dropped_malformed += core_->io.send_errors();
     return t;
   }
-  std::string describe() const override {
-    return "udp " + endpoint_string(core_->server);
-  }
+  std::string describe() const override { return "udp " + endpoint_string(core_->server); }
 
   void deliver(Bytes m) {
     if (on_message) on_message(std::move(m));
@@ -322,21 +326,19 @@ void ClientCore::start() {
 }
 
 void ClientCore::wait_read() {
-  socket.async_wait(udp::socket::wait_read,
-                    [w = weak_from_this()](const boost::system::error_code& ec) {
-                      auto self = w.lock();
-                      if (!self || ec || !self->owner) return;
-                      const TimePoint now = steady_now();
-                      auto on_dgram = [&](ByteSpan d, const udp::endpoint&) {
-                        self->conn.on_datagram(d, now);
-                      };
-                      // Drain a bounded number per wake-up so sends interleave with receives.
-                      for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
-                        n = self->io.receive(self->socket, on_dgram);
-                      }
-                      self->pump();
-                      if (self->owner && self->socket.is_open()) self->wait_read();
-                    });
+  socket.async_wait(
+      udp::socket::wait_read, [w = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = w.lock();
+        if (!self || ec || !self->owner) return;
+        const TimePoint now = steady_now();
+        auto on_dgram = [&](ByteSpan d, const udp::endpoint&) { self->conn.on_datagram(d, now); };
+        // Drain a bounded number per wake-up so sends interleave with receives.
+        for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
+          n = self->io.receive(self->socket, on_dgram);
+        }
+        self->pump();
+        if (self->owner && self->socket.is_open()) self->wait_read();
+      });
 }
 
 void ClientCore::pump() {
@@ -513,27 +515,25 @@ class UdpServerTransport final : public ServerTransport {
 };
 
 void ServerCore::wait_read() {
-  socket.async_wait(udp::socket::wait_read,
-                    [w = weak_from_this()](const boost::system::error_code& ec) {
-                      auto self = w.lock();
-                      if (!self || ec || !self->owner) return;
-                      const TimePoint now = steady_now();
-                      auto on_dgram = [&](ByteSpan d, const udp::endpoint& from) {
-                        const Listener::Routed r =
-                            self->listener.on_datagram(d, now, self->reset_buf);
-                        if (r.conn_id) self->peers.try_emplace(*r.conn_id, from);
-                        if (r.reset_size) {
-                          boost::system::error_code ign;
-                          self->socket.send_to(asio::buffer(self->reset_buf.data(), r.reset_size),
-                                               from, 0, ign);
-                        }
-                      };
-                      for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
-                        n = self->io.receive(self->socket, on_dgram);
-                      }
-                      self->pump();
-                      if (self->owner && self->socket.is_open()) self->wait_read();
-                    });
+  socket.async_wait(
+      udp::socket::wait_read, [w = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = w.lock();
+        if (!self || ec || !self->owner) return;
+        const TimePoint now = steady_now();
+        auto on_dgram = [&](ByteSpan d, const udp::endpoint& from) {
+          const Listener::Routed r = self->listener.on_datagram(d, now, self->reset_buf);
+          if (r.conn_id) self->peers.try_emplace(*r.conn_id, from);
+          if (r.reset_size) {
+            boost::system::error_code ign;
+            self->socket.send_to(asio::buffer(self->reset_buf.data(), r.reset_size), from, 0, ign);
+          }
+        };
+        for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
+          n = self->io.receive(self->socket, on_dgram);
+        }
+        self->pump();
+        if (self->owner && self->socket.is_open()) self->wait_read();
+      });
 }
 
 void ServerCore::pump() {
@@ -605,8 +605,7 @@ void ServerCore::arm_timer() {
 
 }  // namespace
 
-std::unique_ptr<ClientTransport> make_udp_client(asio::io_context& io,
-                                                 const udp::endpoint& server,
+std::unique_ptr<ClientTransport> make_udp_client(asio::io_context& io, const udp::endpoint& server,
                                                  const Config& config, const UdpOptions& options) {
   return std::make_unique<UdpClientTransport>(io, server, config, options);
 }

@@ -32,8 +32,8 @@ Config normalize(Config c) {
 
 }  // namespace
 
-Connection::Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch,
-                       const Config& config, TimePoint now)
+Connection::Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch, const Config& config,
+                       TimePoint now)
     : cfg_(normalize(config)),
       role_(role),
       state_(role == Role::kClient ? State::kHandshake : State::kEstablished),
@@ -49,8 +49,8 @@ Connection::Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch,
       largest_recv_time_(now),
       last_recv_(now) {
   // Honest senders use fragments of at least kMinDatagram - 47 bytes: generous slack on top.
-  max_intervals_ = cfg_.recv_window_bytes / 128 + 2 * std::uint64_t{cfg_.max_messages_in_flight} +
-                   1024;
+  max_intervals_ =
+      cfg_.recv_window_bytes / 128 + 2 * std::uint64_t{cfg_.max_messages_in_flight} + 1024;
   scratch_.messages.reserve(8);
 }
 
@@ -126,7 +126,7 @@ void Connection::handle_packet(const Packet& pkt, TimePoint now) {
         return;
       }
       close_with(state_ == State::kEstablished && h.epoch != epoch_ ? Errc::kStaleSession
-                                                                   : Errc::kConnectionLost);
+                                                                    : Errc::kConnectionLost);
       return;
     case PacketType::kClose:
       if (state_ == State::kEstablished && h.epoch != epoch_) {
@@ -383,8 +383,8 @@ void Connection::on_ack(const AckFrame& ack, TimePoint now) {
               cwnd_ += cfg_.max_datagram;
             }
           }
-          cwnd_ = std::min<std::uint64_t>(cwnd_, std::max<std::uint64_t>(
-                                                     cfg_.max_window_bytes, 2 * cfg_.max_datagram));
+          cwnd_ = std::min<std::uint64_t>(
+              cwnd_, std::max<std::uint64_t>(cfg_.max_window_bytes, 2 * cfg_.max_datagram));
         }
       }
       for (const FragRef& fr : p.frags) {
@@ -426,7 +426,8 @@ void Connection::update_rtt(Duration latest, Duration ack_delay) {
   ack_delay = std::min(ack_delay, cfg_.max_ack_delay);
   Duration adjusted = latest;
   if (latest >= min_rtt_ + ack_delay) adjusted = latest - ack_delay;
-  const Duration diff = smoothed_rtt_ > adjusted ? smoothed_rtt_ - adjusted : adjusted - smoothed_rtt_;
+  const Duration diff =
+      smoothed_rtt_ > adjusted ? smoothed_rtt_ - adjusted : adjusted - smoothed_rtt_;
   rttvar_ = (rttvar_ * 3 + diff) / 4;
   smoothed_rtt_ = (smoothed_rtt_ * 7 + adjusted) / 8;
 }
@@ -462,8 +463,8 @@ void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& ne
   while (first != lost.end() && acked_before && first->second.time_sent <= *acked_before) ++first;
   if (has_rtt_sample_ && lost.end() - first >= 2) {
     const Duration span = lost.back().second.time_sent - first->second.time_sent;
-    const Duration pc = (smoothed_rtt_ + std::max(rttvar_ * 4, cfg_.timer_granularity) +
-                         cfg_.max_ack_delay) * 3;
+    const Duration pc =
+        (smoothed_rtt_ + std::max(rttvar_ * 4, cfg_.timer_granularity) + cfg_.max_ack_delay) * 3;
     const std::uint64_t lo = first->first;
     const std::uint64_t hi = lost.back().first;
     const bool acked_between = std::any_of(newly_acked.begin(), newly_acked.end(),
@@ -607,7 +608,8 @@ bool Connection::pacer_allows(TimePoint now) {
   const double srtt_ns = std::max<double>(1000.0, static_cast<double>(smoothed_rtt_.count()));
   const double rate = 1.25 * static_cast<double>(cwnd_) / srtt_ns;
   if (now > pacer_last_) {
-    pacer_tokens_ = std::min(burst, pacer_tokens_ + rate * static_cast<double>((now - pacer_last_).count()));
+    pacer_tokens_ =
+        std::min(burst, pacer_tokens_ + rate * static_cast<double>((now - pacer_last_).count()));
     pacer_last_ = now;
   }
   const double need = static_cast<double>(cfg_.max_datagram);
@@ -637,16 +639,15 @@ std::size_t Connection::poll_transmit(MutableByteSpan out, TimePoint now) {
   if (state_ == State::kClosed) {
     if (!close_pending_) return 0;
     close_pending_ = false;
-    const std::size_t n = write_reason_packet(out, PacketType::kClose, conn_id_, epoch_,
-                                              next_pn_++, Errc::kShutdown);
+    const std::size_t n =
+        write_reason_packet(out, PacketType::kClose, conn_id_, epoch_, next_pn_++, Errc::kShutdown);
     ++stats_.packets_sent;
     stats_.bytes_sent += n;
     return n;
   }
   if (state_ == State::kHandshake) return hello_pending_ ? build_hello(out, now) : 0;
   if (hello_ack_pending_) return build_hello(out, now);
-  if (has_eliciting_work() &&
-      (probes_ > 0 || (bytes_in_flight_ < cwnd_ && pacer_allows(now)))) {
+  if (has_eliciting_work() && (probes_ > 0 || (bytes_in_flight_ < cwnd_ && pacer_allows(now)))) {
     if (const std::size_t n = build_data(out, now, true)) return n;
   }
   if (ack_pending_ && ack_immediate_) return build_data(out, now, false);
@@ -661,9 +662,10 @@ bool Connection::write_ack(PacketWriter& w, TimePoint now) {
        ++it) {
     ranges[n++] = {it->first, it->second};
   }
-  const auto delay = std::chrono::duration_cast<std::chrono::microseconds>(now - largest_recv_time_);
-  const auto delay_us = static_cast<std::uint32_t>(
-      std::clamp<std::int64_t>(delay.count(), 0, 0xffffffff));
+  const auto delay =
+      std::chrono::duration_cast<std::chrono::microseconds>(now - largest_recv_time_);
+  const auto delay_us =
+      static_cast<std::uint32_t>(std::clamp<std::int64_t>(delay.count(), 0, 0xffffffff));
   if (!w.put_ack(largest_recv_, delay_us, ranges.data(), n)) return false;
   ack_pending_ = false;
   ack_immediate_ = false;

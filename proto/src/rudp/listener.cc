@@ -48,8 +48,8 @@ Listener::Routed Listener::on_datagram(ByteSpan datagram, TimePoint now,
     return r;
   }
   auto reset = [&](Errc reason) {
-    r.reset_size = write_reason_packet(reset_out, PacketType::kReset, id, epoch_, reset_pn_++,
-                                       reason);
+    r.reset_size =
+        write_reason_packet(reset_out, PacketType::kReset, id, epoch_, reset_pn_++, reason);
     if (r.reset_size) ++stats_.resets_sent;
   };
   if (type != PacketType::kHello) {  // DATA for a connection this incarnation does not know

@@ -98,8 +98,7 @@ bool parse_frames(ByteSpan body, Frames& out) {
         left -= kMessageFrameHeader + len;
         break;
       }
-      default:
-        return false;
+      default: return false;
     }
   }
   return true;

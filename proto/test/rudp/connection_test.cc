@@ -81,8 +81,8 @@ TEST(RudpConnection, DatagramsNeverExceedMaxDatagram) {
 }
 
 // Every message delivered exactly once and intact, both directions, under impairments.
-void run_exchange(std::uint64_t seed, const Impairment& im, std::size_t count,
-                  std::size_t max_len, Duration limit = 60s, const Config& cfg = test_config()) {
+void run_exchange(std::uint64_t seed, const Impairment& im, std::size_t count, std::size_t max_len,
+                  Duration limit = 60s, const Config& cfg = test_config()) {
   Link link(seed, cfg, cfg);
   link.to_server = im;
   link.to_client = im;
@@ -138,9 +138,7 @@ void run_exchange(std::uint64_t seed, const Impairment& im, std::size_t count,
   }
 }
 
-TEST(RudpConnection, ManyMessagesInFlight) {
-  run_exchange(10, Impairment{}, 300, 20000);
-}
+TEST(RudpConnection, ManyMessagesInFlight) { run_exchange(10, Impairment{}, 300, 20000); }
 
 class RudpLoss : public ::testing::TestWithParam<double> {};
 
@@ -201,8 +199,8 @@ TEST(RudpConnection, RandomizedSoak) {
     cfg.max_messages_in_flight = 1 + static_cast<std::uint32_t>(r.below(8));
     cfg.pacing = r.chance(0.5);
     std::printf("soak seed=%llu datagram=%zu in_flight=%u pacing=%d\n",
-                static_cast<unsigned long long>(seed), cfg.max_datagram,
-                cfg.max_messages_in_flight, cfg.pacing);
+                static_cast<unsigned long long>(seed), cfg.max_datagram, cfg.max_messages_in_flight,
+                cfg.pacing);
     run_exchange(seed, im, 20, 60000, 120s, cfg);
   }
 }

@@ -18,14 +18,14 @@
 namespace ipsan::proto::rudp::test {
 
 struct Impairment {
-  double loss = 0;          // independent drop probability
-  double burst_start = 0;   // probability a loss burst starts at a datagram
-  int burst_length = 0;     // datagrams dropped by one burst
+  double loss = 0;         // independent drop probability
+  double burst_start = 0;  // probability a loss burst starts at a datagram
+  int burst_length = 0;    // datagrams dropped by one burst
   double duplicate = 0;
-  double reorder = 0;       // probability of extra delay (overtaken by later datagrams)
+  double reorder = 0;  // probability of extra delay (overtaken by later datagrams)
   Duration reorder_delay = 300us;
-  double corrupt = 0;       // flip one random bit
-  Duration delay = 20us;    // one way
+  double corrupt = 0;     // flip one random bit
+  Duration delay = 20us;  // one way
   Duration jitter = 0us;
 };
 
@@ -184,7 +184,8 @@ inline Bytes make_message(std::uint64_t tag, std::size_t len) {
   std::uint64_t s = tag * 0x9E3779B97F4A7C15ull + len;
   for (std::size_t i = 0; i < len; i += 8) {
     const std::uint64_t v = splitmix64(s);
-    for (std::size_t k = 0; k < 8 && i + k < len; ++k) b[i + k] = static_cast<std::uint8_t>(v >> (8 * k));
+    for (std::size_t k = 0; k < 8 && i + k < len; ++k)
+      b[i + k] = static_cast<std::uint8_t>(v >> (8 * k));
   }
   if (len >= 8) {
     for (int k = 0; k < 8; ++k) b[k] = static_cast<std::uint8_t>(tag >> (8 * k));

@@ -28,7 +28,9 @@ std::optional<Seen> inspect(ByteSpan d) {
   return s;
 }
 
-std::size_t frag_size(const Config& c) { return c.max_datagram - kPacketOverhead - kMessageFrameHeader; }
+std::size_t frag_size(const Config& c) {
+  return c.max_datagram - kPacketOverhead - kMessageFrameHeader;
+}
 
 bool established(Link& l) { return l.client().state() == State::kEstablished; }
 
@@ -287,7 +289,8 @@ TEST(RudpExactlyOnce, ReplayedDatagramNeverRedelivers) {
   std::vector<Bytes> captured;
   link.tap = [&](Dir d, ByteSpan data, TimePoint) {
     auto s = inspect(data);
-    if (d == Dir::kToServer && s && !s->fragments.empty()) captured.emplace_back(data.begin(), data.end());
+    if (d == Dir::kToServer && s && !s->fragments.empty())
+      captured.emplace_back(data.begin(), data.end());
   };
   link.client().send(make_message(1, 100), link.clock().now());
   ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 1; }, 1s));
@@ -393,8 +396,10 @@ TEST(RudpHostile, GarbageDatagramsNeverCrash) {
     Bytes b(kPacketOverhead + body);
     PacketWriter w(b, Header{kVersion, static_cast<PacketType>(1 + rng.below(5)),
                              link.client().id(), link.client().peer_epoch(), 1 + rng.below(1000)});
-    for (std::size_t i = 0; i < body; ++i) b[kHeaderSize + i] = static_cast<std::uint8_t>(rng.below(6));
-    for (std::size_t i = 0; i < body; i += 7) b[kHeaderSize + i] = static_cast<std::uint8_t>(rng.next());
+    for (std::size_t i = 0; i < body; ++i)
+      b[kHeaderSize + i] = static_cast<std::uint8_t>(rng.below(6));
+    for (std::size_t i = 0; i < body; i += 7)
+      b[kHeaderSize + i] = static_cast<std::uint8_t>(rng.next());
     w.put_padding(body);
     const std::size_t n = w.finish();
     // Reset/close would (rightly) end the connection; keep the test about parsing.

@@ -4,8 +4,8 @@
 
 #include "ipsan/proto/rudp/udp_transport.h"
 
-#include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
 
 #include <algorithm>
 #include <set>
@@ -42,7 +42,9 @@ TEST_P(UdpTransportTest, EchoSmallAndLargeMessages) {
   Config cfg;
   auto server = make_udp_server(io, loopback(0), 0xabc, cfg, opt);
   ASSERT_NE(server->local_port(), 0);
-  server->on_message = [&](PeerId p, Bytes m) { EXPECT_EQ(server->send(p, std::move(m)), Errc::kOk); };
+  server->on_message = [&](PeerId p, Bytes m) {
+    EXPECT_EQ(server->send(p, std::move(m)), Errc::kOk);
+  };
   auto client = make_udp_client(io, loopback(server->local_port()), cfg, opt);
   std::vector<Bytes> got;
   bool closed = false;
@@ -52,7 +54,8 @@ TEST_P(UdpTransportTest, EchoSmallAndLargeMessages) {
   for (std::size_t i = 0; i < sizes.size(); ++i) {
     ASSERT_EQ(client->send(make_message(i + 1, sizes[i])), Errc::kOk);
   }
-  run_until(io, [&] { return got.size() == sizes.size(); }, std::chrono::milliseconds(20000));
+  run_until(
+      io, [&] { return got.size() == sizes.size(); }, std::chrono::milliseconds(20000));
   ASSERT_EQ(got.size(), sizes.size());
   std::multiset<std::size_t> got_sizes;
   for (const Bytes& m : got) {
@@ -114,7 +117,8 @@ TEST(UdpTransport, ClientTimesOutWhenServerSilent) {
   std::optional<Errc> closed;
   client->on_closed = [&](Errc e) { closed = e; };
   EXPECT_EQ(client->send(Bytes(10)), Errc::kOk);  // queued during the handshake
-  run_until(io, [&] { return closed.has_value(); }, std::chrono::milliseconds(3000));
+  run_until(
+      io, [&] { return closed.has_value(); }, std::chrono::milliseconds(3000));
   ASSERT_TRUE(closed.has_value());
   EXPECT_EQ(*closed, Errc::kTimeout);
   EXPECT_FALSE(client->is_open());

@@ -47,12 +47,12 @@ struct Config {
   // RFC 9002 loss recovery.
   Duration initial_rtt = 2ms;
   Duration timer_granularity = 100us;
-  Duration max_ack_delay = 200us;       // how long a receiver may hold an ACK
+  Duration max_ack_delay = 200us;             // how long a receiver may hold an ACK
   std::uint32_t ack_eliciting_threshold = 2;  // ACK every Nth ack-eliciting packet
   std::uint32_t packet_threshold = 3;
   double time_threshold = 9.0 / 8.0;
-  Duration max_pto = 1s;                // cap on PTO after exponential backoff
-  std::size_t max_ack_ranges = 32;      // ranges per ACK frame (SACK blocks)
+  Duration max_pto = 1s;            // cap on PTO after exponential backoff
+  std::size_t max_ack_ranges = 32;  // ranges per ACK frame (SACK blocks)
 
   // NewReno congestion control (in datagrams of max_datagram bytes).
   std::size_t initial_window_packets = 32;
@@ -62,8 +62,8 @@ struct Config {
   std::size_t pacing_burst_packets = 16;  // datagrams that may leave back to back
 
   // Liveness.
-  Duration idle_timeout = 5s;           // peer silent this long -> closed with kTimeout
-  Duration keepalive_interval = 1s;     // PING after this long without sending
+  Duration idle_timeout = 5s;        // peer silent this long -> closed with kTimeout
+  Duration keepalive_interval = 1s;  // PING after this long without sending
 
   // Listener only.
   std::size_t max_connections = 1024;
@@ -74,11 +74,11 @@ struct Config {
 struct ConnectionStats {
   std::uint64_t packets_sent = 0;
   std::uint64_t packets_received = 0;
-  std::uint64_t bytes_sent = 0;          // UDP payload bytes
+  std::uint64_t bytes_sent = 0;  // UDP payload bytes
   std::uint64_t bytes_received = 0;
-  std::uint64_t messages_sent = 0;       // fully acknowledged
+  std::uint64_t messages_sent = 0;  // fully acknowledged
   std::uint64_t messages_queued = 0;
-  std::uint64_t messages_received = 0;   // delivered to poll_message
+  std::uint64_t messages_received = 0;  // delivered to poll_message
   std::uint64_t fragments_sent = 0;
   std::uint64_t fragments_retransmitted = 0;
   std::uint64_t packets_retransmitted = 0;  // packets carrying at least one resent fragment
@@ -86,10 +86,10 @@ struct ConnectionStats {
   std::uint64_t pto_fired = 0;
   std::uint64_t acks_sent = 0;
   std::uint64_t dropped_bad_crc = 0;
-  std::uint64_t dropped_malformed = 0;   // too short, bad version/type, bad frames, limits
-  std::uint64_t dropped_duplicate = 0;   // packet number already seen
-  std::uint64_t dropped_other = 0;       // wrong connection id / epoch / state
-  std::uint64_t duplicate_fragments = 0; // fragments of delivered messages or already held
+  std::uint64_t dropped_malformed = 0;    // too short, bad version/type, bad frames, limits
+  std::uint64_t dropped_duplicate = 0;    // packet number already seen
+  std::uint64_t dropped_other = 0;        // wrong connection id / epoch / state
+  std::uint64_t duplicate_fragments = 0;  // fragments of delivered messages or already held
   std::uint64_t congestion_events = 0;
   std::uint64_t persistent_congestion = 0;
   // Gauges.
@@ -98,8 +98,8 @@ struct ConnectionStats {
   double min_rtt_us = 0;
   std::uint64_t cwnd = 0;
   std::uint64_t bytes_in_flight = 0;
-  std::uint64_t recv_buffered = 0;       // receive-buffer bytes now
-  std::uint64_t recv_buffered_max = 0;   // high-water mark
+  std::uint64_t recv_buffered = 0;      // receive-buffer bytes now
+  std::uint64_t recv_buffered_max = 0;  // high-water mark
 };
 
 enum class Role { kClient, kServer };
@@ -212,18 +212,18 @@ class Connection {
   // Send side.
   std::uint64_t next_pn_ = 1;
   std::uint64_t next_message_id_ = 1;
-  std::map<std::uint64_t, OutMessage> out_;      // queued or incomplete messages, by id
-  std::uint64_t send_cursor_ = 1;                // lowest id that may have unsent fragments
+  std::map<std::uint64_t, OutMessage> out_;  // queued or incomplete messages, by id
+  std::uint64_t send_cursor_ = 1;            // lowest id that may have unsent fragments
   std::deque<FragRef> retransmit_;
-  std::map<std::uint64_t, SentPacket> sent_;     // ack-eliciting packets awaiting ACK
-  std::uint64_t sent_data_ = 0;                  // bytes of messages opened (FLOW accounting)
+  std::map<std::uint64_t, SentPacket> sent_;  // ack-eliciting packets awaiting ACK
+  std::uint64_t sent_data_ = 0;               // bytes of messages opened (FLOW accounting)
   std::uint64_t peer_max_data_ = 0;
   bool hello_pending_ = false;
   bool hello_ack_pending_ = false;
   bool ping_pending_ = false;
   bool flow_pending_ = false;
   bool close_pending_ = false;
-  std::uint32_t probes_ = 0;                     // PTO probes that may ignore cwnd/pacing
+  std::uint32_t probes_ = 0;  // PTO probes that may ignore cwnd/pacing
 
   // Recovery and congestion (RFC 9002 names).
   std::uint64_t largest_acked_ = 0;
@@ -255,13 +255,13 @@ class Connection {
   std::uint32_t eliciting_since_ack_ = 0;
   std::optional<TimePoint> ack_deadline_;
   std::map<std::uint64_t, InMessage> reassembly_;
-  std::uint64_t delivered_floor_ = 0;             // every id <= floor is delivered
-  std::set<std::uint64_t> delivered_above_;       // delivered ids above the floor
+  std::uint64_t delivered_floor_ = 0;        // every id <= floor is delivered
+  std::set<std::uint64_t> delivered_above_;  // delivered ids above the floor
   std::deque<Bytes> ready_;
-  std::uint64_t recv_reserved_ = 0;               // bytes of messages held (reassembly + ready)
-  std::uint64_t recv_released_ = 0;               // bytes of messages handed to the owner
+  std::uint64_t recv_reserved_ = 0;  // bytes of messages held (reassembly + ready)
+  std::uint64_t recv_released_ = 0;  // bytes of messages handed to the owner
   std::uint64_t last_advertised_ = 0;
-  std::uint64_t intervals_ = 0;      // received-interval entries over all messages in reassembly
+  std::uint64_t intervals_ = 0;  // received-interval entries over all messages in reassembly
   std::uint64_t max_intervals_ = 0;
   TimePoint last_recv_;
   Frames scratch_;

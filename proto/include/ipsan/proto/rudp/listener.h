@@ -29,9 +29,9 @@ struct ListenerStats {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_refused = 0;  // table full or recently closed id
   std::uint64_t resets_sent = 0;
-  std::uint64_t dropped_bad_crc = 0;      // before any connection was found
+  std::uint64_t dropped_bad_crc = 0;  // before any connection was found
   std::uint64_t dropped_malformed = 0;
-  std::uint64_t dropped_unknown = 0;      // unknown id, no RESET warranted
+  std::uint64_t dropped_unknown = 0;  // unknown id, no RESET warranted
 };
 
 class Listener {
@@ -48,7 +48,7 @@ class Listener {
   std::optional<TimePoint> next_deadline() const;
   // Next datagram from any connection (round robin); returns the connection id and the size.
   std::optional<std::pair<std::uint64_t, std::size_t>> poll_transmit(MutableByteSpan out,
-                                                                      TimePoint now);
+                                                                     TimePoint now);
   std::optional<std::pair<std::uint64_t, Bytes>> poll_message();
   // Reports and forgets one closed connection (after its last datagram went out).
   std::optional<std::pair<std::uint64_t, Errc>> poll_closed();

@@ -34,9 +34,9 @@
 namespace ipsan::proto::rudp {
 
 struct UdpOptions {
-  bool batch_syscalls = true;               // recvmmsg/sendmmsg (false: one datagram per call)
-  bool gso = true;                          // UDP_SEGMENT runs of equal datagrams (batched path;
-                                            // switched off by itself where unsupported)
+  bool batch_syscalls = true;  // recvmmsg/sendmmsg (false: one datagram per call)
+  bool gso = true;             // UDP_SEGMENT runs of equal datagrams (batched path;
+                               // switched off by itself where unsupported)
   int socket_buffer_bytes = 4 * 1024 * 1024;
 };
 

@@ -81,11 +81,11 @@ struct MessageFrame {
 };
 
 enum class DropReason {
-  kTooShort,     // shorter than header + CRC
-  kBadCrc,       // CRC32C mismatch (corruption)
-  kBadVersion,   // unknown version
-  kBadType,      // unknown packet type
-  kMalformed,    // frames do not parse, or violate a limit
+  kTooShort,    // shorter than header + CRC
+  kBadCrc,      // CRC32C mismatch (corruption)
+  kBadVersion,  // unknown version
+  kBadType,     // unknown packet type
+  kMalformed,   // frames do not parse, or violate a limit
 };
 
 // A datagram whose CRC, version and type are valid. `body` is between header and CRC.
