@@ -29,12 +29,12 @@ echo "guest-e2e: server up: udp=$UDP tcp=$TCP"
 client() { port=$1; tr=$2; shift 2; $IPSAN client -s "127.0.0.1:$port" -t "$tr" -n vm -k "$KEY" "$@"; }
 for dev in 0 1; do
   client "$UDP" udp -d $dev identify || fail "identify device $dev"
-  client "$UDP" udp -d $dev verify --bytes 8M --io-size 256K --qd 8 --seed 7$dev \
+  client "$UDP" udp -d $dev verify --bytes 4M --io-size 256K --qd 8 --seed 7$dev \
     || fail "verify over udp, device $dev"
   # Read back over the other transport what the first run wrote.
-  client "$TCP" tcp -d $dev verify --bytes 8M --io-size 64K --qd 4 --seed 7$dev --read-only \
+  client "$TCP" tcp -d $dev verify --bytes 4M --io-size 64K --qd 4 --seed 7$dev --read-only \
     || fail "read-only verify over tcp, device $dev"
-  client "$UDP" udp -d $dev verify --bytes 2M --io-size 4K --qd 16 --seed 9$dev --lba 100001 \
+  client "$UDP" udp -d $dev verify --bytes 1M --io-size 4K --qd 16 --seed 9$dev --lba 100001 \
     || fail "unaligned small-io verify, device $dev"
   client "$UDP" udp -d $dev flush || fail "flush device $dev"
 done
