@@ -371,10 +371,9 @@ void SanClient::fail_all(Errc why) {
   }
 }
 
-void SanClient::session_lost() {
-  // The server no longer knows our session (it restarted): every unanswered call goes back to
-  // the front of the queue, in its original order, to be re-driven in a new session.
-  IPSAN_LOG(LogLevel::kInfo, "client", "session ", session_id_, " lost; logging in again");
+void SanClient::forget_session() {
+  // Every unanswered call goes back to the front of the queue, in issue order (deadlines are
+  // issue time + a constant), to be re-driven in the next session.
   std::vector<std::shared_ptr<Call>> calls;
   for (auto& [xid, c] : in_flight_) calls.push_back(c);
   std::sort(calls.begin(), calls.end(),
@@ -387,6 +386,12 @@ void SanClient::session_lost() {
   }
   session_id_ = 0;
   slots_.clear();
+}
+
+void SanClient::session_lost() {
+  // The server no longer knows our session (it restarted): log in again on this transport.
+  IPSAN_LOG(LogLevel::kInfo, "client", "session ", session_id_, " lost; logging in again");
+  forget_session();
   if (transport_ && transport_->is_open()) {
     send_login_begin();
   } else {
@@ -400,18 +405,7 @@ void SanClient::on_transport_closed(Errc why) {
   if (state_ == State::kClosed) return;
   if (why == Errc::kStaleSession && session_id_ != 0) {
     // New server boot epoch: the session is gone. Reconnect first, then log in again.
-    std::vector<std::shared_ptr<Call>> calls;
-    for (auto& [xid, c] : in_flight_) calls.push_back(c);
-    std::sort(calls.begin(), calls.end(),
-              [](const auto& a, const auto& b) { return a->deadline < b->deadline; });
-    in_flight_.clear();
-    for (auto it = calls.rbegin(); it != calls.rend(); ++it) {
-      (*it)->slot = -1;
-      stats_.redriven++;
-      waiting_.push_front(*it);
-    }
-    session_id_ = 0;
-    slots_.clear();
+    forget_session();
   }
   if (state_ == State::kLoggingIn) server_nonce_ = {};
   schedule_reconnect();

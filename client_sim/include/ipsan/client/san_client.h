@@ -104,6 +104,7 @@ class SanClient final : public GenericTarget {
   void complete(const std::shared_ptr<Call>& c, proto::Reply reply);
   void fail_all(Errc why);
   void session_lost();
+  void forget_session();
   void schedule_reconnect();
   void arm_tick();
   void tick();
