@@ -18,6 +18,9 @@
 #ifdef HAVE_IPSAN_BENCH_CLI
 #include "bench_cli.h"
 #endif
+#ifdef HAVE_IPSAN_ISCSI_CLI
+#include "iscsi_cli.h"
+#endif
 
 int main(int argc, char** argv) {
   CLI::App app{"ipsan: block storage over IP (ONC-RPC over reliable UDP or TCP)", "ipsan"};
@@ -45,6 +48,9 @@ int main(int argc, char** argv) {
 #endif
 #ifdef HAVE_IPSAN_BENCH_CLI
   ipsan::bench::add_cli(app);
+#endif
+#ifdef HAVE_IPSAN_ISCSI_CLI
+  ipsan::iscsi::add_cli(app);
 #endif
   try {
     app.parse(argc, argv);

@@ -156,6 +156,21 @@ void Bus::reset_all() {
   }
 }
 
+void Bus::reset_target(std::uint32_t target, bool cold) {
+  (void)cold;  // no power cycle to emulate: both are a logical unit reset of every LUN
+  for (auto& [key, e] : entries_) {
+    if (key.first != target) continue;
+    e.lu->reset();
+    e.ata->reset();
+  }
+}
+
+void Bus::nexus_lost(std::uint32_t target, const std::string& nexus) {
+  for (auto& [key, e] : entries_) {
+    if (key.first == target) e.lu->nexus_lost(nexus);
+  }
+}
+
 void Bus::execute(std::uint32_t target, std::uint32_t lun, const ScsiCommand& command,
                   ScsiDone done) {
   const Bytes& cdb = command.cdb;

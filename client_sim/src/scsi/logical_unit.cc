@@ -259,6 +259,8 @@ void LogicalUnit::reset() {
   unit_attentions_.assign(1, make_sense(kUnitAttention, 0x29, 0x00));
 }
 
+void LogicalUnit::nexus_lost(const std::string& nexus) { (void)nexus; }
+
 void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   auto c = std::make_shared<Cmd>(*this, command, std::move(done));
   const Bytes& cdb = c->command.cdb;

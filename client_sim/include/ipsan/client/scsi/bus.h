@@ -59,6 +59,10 @@ class Bus {
   std::vector<LunMapping> mappings() const;
   // Logical unit reset of every LUN (unit attention 29h/00h pending again).
   void reset_all();
+  // TARGET WARM / COLD RESET of one target id: a logical unit reset of each of its LUNs.
+  void reset_target(std::uint32_t target, bool cold);
+  // An I_T nexus to `target` ended (LogicalUnit::nexus_lost on each of its LUNs).
+  void nexus_lost(std::uint32_t target, const std::string& nexus);
 
  private:
   struct Entry {

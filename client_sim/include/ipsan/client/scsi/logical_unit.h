@@ -19,6 +19,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "ipsan/base/bytes.h"
@@ -35,6 +36,9 @@ struct ScsiCommand {
   Bytes cdb;                                   // 6..16 bytes (longer is accepted, extra ignored)
   Bytes data_out;                              // data-out buffer (WRITE data, parameter lists)
   std::uint32_t data_in_length = kAutoLength;  // expected data-in transfer length (iSCSI EDTL)
+  // The I_T nexus the command came through (iSCSI: "<InitiatorName>,i,0x<ISID>"); reservations
+  // and unit attentions are kept per nexus. Empty = the default nexus of a local initiator.
+  std::string nexus;
 };
 
 struct ScsiResult {
@@ -84,6 +88,9 @@ class LogicalUnit {
   // Logical unit reset: mode parameters back to saved values, medium started, removal allowed,
   // pending unit attentions replaced by 29h/00h.
   void reset();
+  // The I_T nexus ended (iSCSI session closed): its RESERVE(6) reservation and medium-removal
+  // prevention end with it (persistent reservations stay).
+  void nexus_lost(const std::string& nexus);
   ModeParameters mode_parameters() const;
 
  private:

@@ -1,0 +1,245 @@
+// iscsi_cli.cc: `ipsan iscsi-portal`: logs in to an ipsan server as a client (SanClient on its
+// own io_context thread), maps LUNs to server devices on a scsi::Bus, and serves them to iSCSI
+// initiators (Portal on the main thread). Optionally an in-process netem::UdpProxy impairs the
+// client <-> server link (--netem PROFILE), for conformance runs over a lossy network.
+#include "iscsi_cli.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "ipsan/base/crypto.h"
+#include "ipsan/base/units.h"
+#include "ipsan/client/connect.h"
+#include "ipsan/client/san_client.h"
+#include "ipsan/client/scsi/bus.h"
+#include "ipsan/iscsi/portal.h"
+#include "ipsan/iscsi/posting_target.h"
+#include "ipsan/netem/config.h"
+#include "ipsan/netem/udp_proxy.h"
+
+namespace ipsan::iscsi {
+namespace {
+
+namespace asio = boost::asio;
+
+struct Args {
+  std::string server = "127.0.0.1:5260";
+  std::string transport = "udp";
+  std::string name = "default";
+  std::string key;
+  std::string key_file;
+  std::string timeout = "30s";
+  std::uint32_t slots = 64;
+  std::string listen = "127.0.0.1:3260";
+  std::string port_file;
+  std::vector<std::string> luns;
+  std::string target_name = "disk";
+  std::string netem;
+  std::uint64_t netem_seed = 1;
+};
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "ipsan iscsi-portal: %s\n", msg.c_str());
+  throw CLI::RuntimeError(1);
+}
+
+// "[T:]L=DEVICE" -> mapping on server "server".
+client::scsi::LunMapping parse_lun(const std::string& text) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos) die("--lun wants [T:]L=DEVICE, got '" + text + "'");
+  auto number = [&](std::string_view s, std::uint32_t max) {
+    std::uint32_t v = 0;
+    if (s.empty() || s.size() > 10) die("bad number in --lun '" + text + "'");
+    for (char ch : s) {
+      if (ch < '0' || ch > '9') die("bad number in --lun '" + text + "'");
+      const std::uint64_t next = std::uint64_t{v} * 10 + static_cast<std::uint32_t>(ch - '0');
+      if (next > max) die("number out of range in --lun '" + text + "'");
+      v = static_cast<std::uint32_t>(next);
+    }
+    return v;
+  };
+  client::scsi::LunMapping m;
+  m.server = "server";
+  std::string_view lhs(text.data(), eq);
+  if (auto colon = lhs.find(':'); colon != std::string_view::npos) {
+    m.target = number(lhs.substr(0, colon), 255);
+    lhs = lhs.substr(colon + 1);
+  }
+  m.lun = number(lhs, 16383);
+  m.device_id = number(std::string_view(text).substr(eq + 1), 0xFFFFFFFFu);
+  return m;
+}
+
+void run(const Args& a) {
+  client::TransportOptions to;
+  if (!client::parse_transport_kind(a.transport, to.kind)) die("--transport must be udp or tcp");
+  auto hp = parse_host_port(a.server, "127.0.0.1", 5260);
+  if (!hp) die(hp.error().message);
+  to.host = hp->host;
+  to.port = hp->port;
+  auto lp = parse_host_port(a.listen, "127.0.0.1", 3260);
+  if (!lp) die(lp.error().message);
+  client::ClientOptions co;
+  co.client_name = a.name;
+  std::string key_text = a.key;
+  if (!a.key_file.empty()) {
+    std::ifstream f(a.key_file);
+    if (!f || !std::getline(f, key_text)) die("cannot read key file " + a.key_file);
+  }
+  if (key_text.empty()) {
+    if (const char* env = std::getenv("IPSAN_KEY")) key_text = env;
+  }
+  if (key_text.empty()) die("no key: pass --key, --key-file or set IPSAN_KEY");
+  if (!parse_key(key_text, co.key)) die("bad key");
+  auto t = parse_duration(a.timeout);
+  if (!t) die(t.error().message);
+  co.request_timeout = *t;
+  co.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
+  co.max_slots = a.slots;
+  std::vector<client::scsi::LunMapping> maps;
+  for (const auto& l : a.luns) maps.push_back(parse_lun(l));
+  if (maps.empty()) maps.push_back(parse_lun("0=0"));
+
+  // The SAN/IP driver's thread.
+  asio::io_context client_io;
+  std::unique_ptr<netem::UdpProxy> proxy;
+  if (!a.netem.empty()) {
+    if (to.kind != proto::TransportKind::kUdp) die("--netem needs --transport udp");
+    auto cfg = netem::profile_by_name(a.netem);
+    if (!cfg) die(cfg.error().message);
+    netem::UdpProxyOptions po;
+    po.listen = asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0);
+    auto fwd = netem::parse_endpoint(to.host + ":" + std::to_string(to.port));
+    if (!fwd) die(fwd.error().message);
+    po.forward = *fwd;
+    po.up = *cfg;
+    po.down = *cfg;
+    po.seed = a.netem_seed;
+    auto p = netem::UdpProxy::create(client_io, po);
+    if (!p) die(p.error().message);
+    proxy = std::move(*p);
+    to.host = "127.0.0.1";
+    to.port = proxy->local_endpoint().port();
+  }
+  auto factory = client::make_transport_factory(client_io, to);
+  if (!factory) die(factory.error().message);
+  auto san = std::make_unique<client::SanClient>(client_io, std::move(*factory), co);
+  Errc login = Errc::kTimeout;
+  bool connected = false;
+  san->connect([&](Errc e) {
+    login = e;
+    connected = true;
+    client_io.stop();
+  });
+  client_io.run_for(co.login_timeout + std::chrono::seconds(1));
+  client_io.restart();
+  if (!connected || login != Errc::kOk) {
+    die("cannot log in to " + a.server + ": " + std::string(to_string(connected ? login : Errc::kTimeout)));
+  }
+  auto work = asio::make_work_guard(client_io);
+  std::thread client_thread([&] { client_io.run(); });
+  auto finish_client = [&] {
+    std::promise<void> closed;
+    asio::post(client_io, [&] {
+      san->close();
+      if (proxy) proxy->stop();
+      closed.set_value();
+    });
+    closed.get_future().wait();
+    work.reset();
+    client_io.stop();
+    client_thread.join();
+  };
+
+  PostingTarget posting(client_io, *san);
+  client::scsi::Bus bus;
+  bus.add_server("server", posting);
+  std::map<std::uint32_t, bool> target_ids;
+  for (const auto& m : maps) {
+    if (auto r = bus.map(m); !r) {
+      finish_client();
+      die(r.error().message);
+    }
+    target_ids[m.target] = true;
+  }
+  if (Errc e = bus.attach_all_and_wait(static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(co.request_timeout).count()));
+      e != Errc::kOk) {
+    finish_client();
+    die("cannot attach the LUNs: " + std::string(to_string(e)));
+  }
+  std::vector<PortalTarget> targets;
+  for (const auto& [id, unused] : target_ids) {
+    (void)unused;
+    targets.push_back({default_iqn(id == 0 ? a.target_name : a.target_name + "." + std::to_string(id)), id});
+  }
+
+  asio::io_context io;
+  PortalOptions po;
+  po.address = lp->host;
+  po.port = lp->port;
+  Portal portal(io, bus, targets, po);
+  if (auto r = portal.start(); !r) {
+    finish_client();
+    die(r.error().message);
+  }
+  std::printf("ipsan iscsi-portal: listening on %s:%u", lp->host.c_str(), portal.port());
+  for (const auto& tg : targets) std::printf(" %s", tg.name.c_str());
+  std::printf("\n");
+  std::fflush(stdout);
+  if (!a.port_file.empty()) {
+    std::ofstream pf(a.port_file + ".tmp");
+    pf << portal.port() << "\n";
+    pf.close();
+    std::rename((a.port_file + ".tmp").c_str(), a.port_file.c_str());
+  }
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code, int) {
+    portal.stop();
+    io.stop();
+  });
+  io.run();
+  portal.stop();
+  finish_client();
+}
+
+}  // namespace
+
+void add_cli(CLI::App& app) {
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "iscsi-portal",
+      "Serve ipsan devices to iSCSI initiators (iSCSI target -> SCSI driver -> ipsan server)");
+  cmd->add_option("-s,--server", a->server, "ipsan server HOST:PORT")->capture_default_str();
+  cmd->add_option("-t,--transport", a->transport, "udp (reliable UDP) or tcp")
+      ->check(CLI::IsMember({"udp", "tcp"}))
+      ->capture_default_str();
+  cmd->add_option("-n,--name", a->name, "Client name the server knows the key for")
+      ->capture_default_str();
+  cmd->add_option("-k,--key", a->key, "Client key: 64 hex digits or a passphrase (or IPSAN_KEY)");
+  cmd->add_option("--key-file", a->key_file, "File whose first line is the key");
+  cmd->add_option("--timeout", a->timeout, "Request timeout, e.g. 30s")->capture_default_str();
+  cmd->add_option("--slots", a->slots, "Maximum requests in flight")->capture_default_str();
+  cmd->add_option("-l,--listen", a->listen, "iSCSI portal address HOST:PORT (port 0: any)")
+      ->capture_default_str();
+  cmd->add_option("--port-file", a->port_file, "Write the portal's TCP port to this file");
+  cmd->add_option("--lun", a->luns,
+                  "[T:]L=DEVICE: LUN L of target T (default 0) is server device DEVICE "
+                  "(repeatable; default 0=0)");
+  cmd->add_option("--target-name", a->target_name,
+                  "Target 0 is iqn.2026-11.org.ipsan:NAME, target T is ...:NAME.T")
+      ->capture_default_str();
+  cmd->add_option("--netem", a->netem, "Impair the client<->server link in process (a netem "
+                                      "profile, e.g. lossy-1pct; udp only)");
+  cmd->add_option("--netem-seed", a->netem_seed, "Seed of the impairment")->capture_default_str();
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace ipsan::iscsi
