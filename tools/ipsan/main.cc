@@ -15,6 +15,9 @@
 #ifdef HAVE_IPSAN_FRONTENDS_CLI
 #include "frontends_cli.h"
 #endif
+#ifdef HAVE_IPSAN_REPLAY_CLI
+#include "replay_cli.h"
+#endif
 #ifdef HAVE_IPSAN_BENCH_CLI
 #include "bench_cli.h"
 #endif
@@ -45,6 +48,9 @@ int main(int argc, char** argv) {
 #endif
 #ifdef HAVE_IPSAN_FRONTENDS_CLI
   ipsan::client::add_frontends_cli(app);
+#endif
+#ifdef HAVE_IPSAN_REPLAY_CLI
+  ipsan::replay::add_cli(app);
 #endif
 #ifdef HAVE_IPSAN_BENCH_CLI
   ipsan::bench::add_cli(app);

@@ -1,0 +1,300 @@
+// `ipsan replay` and `ipsan trace import` (replay_cli.h): CLI11 -> options -> library calls.
+#include "replay_cli.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "ipsan/base/crypto.h"
+#include "ipsan/base/units.h"
+#include "ipsan/client/connect.h"
+#include "ipsan/client/trace/runner.h"
+#include "ipsan/client/trace/trace.h"
+#include "ipsan/replay/capture.h"
+#include "ipsan/replay/ipsan_capture.h"
+#include "ipsan/replay/iscsi.h"
+#include "ipsan/replay/iscsi_replay.h"
+#include "ipsan/replay/remote_target.h"
+#include "ipsan/replay/trace_replay.h"
+
+namespace ipsan::replay {
+namespace {
+
+struct Args {
+  std::vector<std::string> traces;
+  std::string server = "127.0.0.1:5260";
+  std::string transport = "udp";
+  std::string name = "default";
+  std::string key;
+  std::string key_file;
+  std::string map;
+  std::string netem;
+  std::uint64_t netem_seed = 1;
+  std::string netem_capture;
+  std::string record;
+  std::string timeout = "30s";
+  bool verbose = false;
+  // captures
+  std::string pcap;
+  bool iscsi = false;
+  int port = 0;
+  std::string timing = "fast";
+  bool exact = false;
+};
+
+struct ImportArgs {
+  std::string pcap;
+  std::string out;
+  int port = 0;
+  bool exact = false;
+};
+
+[[noreturn]] void die(const std::string& msg, int code = 2) {
+  std::fprintf(stderr, "ipsan replay: %s\n", msg.c_str());
+  throw CLI::RuntimeError(code);
+}
+
+RemoteOptions remote_options(const Args& a) {
+  RemoteOptions o;
+  if (!client::parse_transport_kind(a.transport, o.kind)) die("--transport must be udp or tcp");
+  auto hp = parse_host_port(a.server, "127.0.0.1", 5260);
+  if (!hp) die(hp.error().message);
+  o.host = hp->host;
+  o.port = hp->port;
+  o.client_name = a.name;
+  std::string key_text = a.key;
+  if (!a.key_file.empty()) {
+    std::ifstream f(a.key_file);
+    if (!f || !std::getline(f, key_text)) die("cannot read key file " + a.key_file);
+  }
+  if (key_text.empty()) {
+    if (const char* env = std::getenv("IPSAN_KEY")) key_text = env;
+  }
+  if (key_text.empty()) die("no key: pass --key, --key-file or set IPSAN_KEY");
+  if (!parse_key(key_text, o.key)) die("bad key");
+  auto t = parse_duration(a.timeout);
+  if (!t) die(t.error().message);
+  o.request_timeout = *t;
+  o.netem_profile = a.netem;
+  o.netem_seed = a.netem_seed;
+  o.netem_capture = a.netem_capture;
+  return o;
+}
+
+std::unique_ptr<RemoteTarget> connect_or_die(const Args& a) {
+  auto t = RemoteTarget::connect(remote_options(a));
+  if (!t) die(t.error().message);
+  return std::move(*t);
+}
+
+int timeout_ms(const Args& a) {
+  auto t = parse_duration(a.timeout);
+  if (!t) die(t.error().message);
+  return static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(*t).count());
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) die("cannot write " + path);
+  f << text;
+  if (!f) die("cannot write " + path);
+}
+
+int run_traces_cmd(const Args& a) {
+  std::vector<client::trace::Trace> traces;
+  for (const auto& path : a.traces) {
+    auto t = client::trace::load_trace(path);
+    if (!t) die(t.error().message);
+    traces.push_back(std::move(*t));
+  }
+  auto map = parse_device_map(a.map.empty() ? std::string(kReferenceMap) : a.map);
+  if (!map) die("--map: " + map.error().message);
+  auto target = connect_or_die(a);
+  auto bus = make_bus(*target, *map, timeout_ms(a));
+  if (!bus) die(bus.error().message);
+  client::trace::ReplayOptions ro;
+  ro.record = !a.record.empty();
+  ro.timeout_ms = timeout_ms(a);
+  const auto report = client::trace::run_traces(traces, **bus, ro);
+  client::trace::print_report(std::cout, report, a.verbose);
+  if (a.verbose) std::cout << "client: " << target->stats_line() << "\n";
+  if (!a.record.empty()) {
+    client::trace::Trace all;
+    all.name = a.record;
+    for (const auto& t : report.recorded) {
+      all.commands.insert(all.commands.end(), t.commands.begin(), t.commands.end());
+    }
+    write_file(a.record, client::trace::format_trace(all));
+  }
+  return report.ok() ? 0 : 1;
+}
+
+CaptureFile read_or_die(const std::string& path) {
+  auto c = read_capture(path);
+  if (!c) die(c.error().message);
+  return std::move(*c);
+}
+
+int run_ipsan_pcap(const Args& a) {
+  const CaptureFile cap = read_or_die(a.pcap);
+  ExtractOptions eo;
+  if (a.port != 0) eo.port = static_cast<std::uint16_t>(a.port);
+  const IpsanCapture calls = extract_ipsan(cap, eo);
+  PcapReplayOptions po;
+  po.timing = a.timing == "original" ? Timing::kOriginal : Timing::kFast;
+  auto t = parse_duration(a.timeout);
+  if (!t) die(t.error().message);
+  po.timeout = *t;
+  if (!a.map.empty()) {
+    auto map = parse_device_map(a.map);
+    if (!map) die("--map: " + map.error().message);
+    for (const auto& m : *map) po.device_map[m.lun] = m.device_id;
+  }
+  auto target = connect_or_die(a);
+  const auto report = replay_ipsan(calls, *target, po);
+  std::cout << a.pcap << ": " << cap.packets.size() << " packets, " << calls.datagrams
+            << " reliable-UDP datagrams, " << calls.messages << " RPC messages, "
+            << calls.calls.size() << " calls\n";
+  print_pcap_report(std::cout, report, a.verbose);
+  return report.ok() ? 0 : 1;
+}
+
+iscsi::IscsiCapture import_or_die(const std::string& path, int port) {
+  const CaptureFile cap = read_or_die(path);
+  iscsi::ImportOptions io;
+  io.port = static_cast<std::uint16_t>(port);
+  return iscsi::import_iscsi(cap, io);
+}
+
+// Without --map: every LUN that answered READ CAPACITY goes to devices 0, 1, ... in LUN order.
+std::vector<DeviceMapping> default_iscsi_map(const iscsi::IscsiCapture& cap) {
+  std::set<std::uint32_t> luns;
+  for (const auto& c : cap.commands) {
+    if (c.skip.empty() && !c.cdb.empty() && c.status == 0 &&
+        (c.cdb[0] == 0x25 || (c.cdb[0] == 0x9E && c.cdb.size() > 1 && (c.cdb[1] & 0x1F) == 0x10)))
+      luns.insert(c.lun);
+  }
+  std::vector<DeviceMapping> out;
+  std::uint32_t dev = 0;
+  for (std::uint32_t l : luns) out.push_back({0, l, dev++});
+  return out;
+}
+
+int run_iscsi_pcap(const Args& a) {
+  const auto cap = import_or_die(a.pcap, a.port);
+  std::vector<DeviceMapping> map;
+  if (!a.map.empty()) {
+    auto m = parse_device_map(a.map);
+    if (!m) die("--map: " + m.error().message);
+    map = *m;
+  } else {
+    map = default_iscsi_map(cap);
+    if (map.empty()) die("no LUN in the capture answered READ CAPACITY: pass --map LUN=DEVICE_ID");
+  }
+  auto target = connect_or_die(a);
+  auto bus = make_bus(*target, map, timeout_ms(a));
+  if (!bus) die(bus.error().message);
+  iscsi::IscsiReplayOptions ro;
+  ro.exact = a.exact;
+  ro.timeout_ms = timeout_ms(a);
+  const auto report = iscsi::replay_iscsi(cap, **bus, ro);
+  std::cout << a.pcap << ": " << cap.connections << " iSCSI connections, " << cap.pdus
+            << " PDUs, " << cap.commands.size() << " SCSI commands\n";
+  iscsi::print_iscsi_report(std::cout, report, a.verbose);
+  if (!a.record.empty()) {
+    write_file(a.record, client::trace::format_trace(iscsi::to_trace(cap, a.record, a.exact)));
+  }
+  return report.ok() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_cli(CLI::App& app) {
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "replay",
+      "Replay SCSI traces, ipsan captures (--pcap) or iSCSI captures (--pcap --iscsi) against a "
+      "server and compare every answer");
+  cmd->add_option("traces", a->traces, "SCSI trace files (docs/TRACES.md)");
+  cmd->add_option("-s,--server", a->server, "Server HOST:PORT")->capture_default_str();
+  cmd->add_option("-t,--transport", a->transport, "udp or tcp")
+      ->check(CLI::IsMember({"udp", "tcp"}))
+      ->capture_default_str();
+  cmd->add_option("-n,--name", a->name, "Client name")->capture_default_str();
+  cmd->add_option("--key", a->key, "Client key (64 hex digits or a passphrase)");
+  cmd->add_option("--key-file", a->key_file, "File whose first line is the key");
+  cmd->add_option("--map", a->map,
+                  "LUN=DEVICE_ID,... (traces default: " + std::string(kReferenceMap) +
+                      "; --pcap: captured device id -> device id)");
+  cmd->add_option("--netem", a->netem, "Send UDP through an in-process netem proxy (profile)");
+  cmd->add_option("--netem-seed", a->netem_seed, "Seed of the netem proxy")->capture_default_str();
+  cmd->add_option("--netem-capture", a->netem_capture, "Capture the proxied traffic (FILE.pcap)");
+  cmd->add_option("--record", a->record, "Write the observed outcomes as a new trace");
+  cmd->add_option("--timeout", a->timeout, "Per-command timeout")->capture_default_str();
+  cmd->add_flag("-v,--verbose", a->verbose, "Print every command, not only differences");
+  cmd->add_option("--pcap", a->pcap, "Replay a capture (pcap or pcapng) instead of traces");
+  cmd->add_flag("--iscsi", a->iscsi, "The capture is iSCSI traffic (TCP port 3260 or --port)");
+  cmd->add_option("--port", a->port, "Capture port (ipsan: any UDP, TCP 5260; iSCSI: any port with an iSCSI login)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--timing", a->timing, "original (captured spacing) or fast")
+      ->check(CLI::IsMember({"original", "fast"}))
+      ->capture_default_str();
+  cmd->add_flag("--exact", a->exact, "iSCSI: compare every byte (no intended differences)");
+  cmd->callback([a] {
+    int rc = 0;
+    if (!a->pcap.empty()) {
+      if (!a->traces.empty()) die("pass trace files or --pcap, not both");
+      rc = a->iscsi ? run_iscsi_pcap(*a) : run_ipsan_pcap(*a);
+    } else {
+      if (a->traces.empty()) die("nothing to replay: pass TRACE files or --pcap FILE");
+      if (a->iscsi) die("--iscsi needs --pcap");
+      rc = run_traces_cmd(*a);
+    }
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+
+  // `ipsan trace import`: reuse an existing `trace` subcommand if another part added one.
+  CLI::App* trace = nullptr;
+  try {
+    trace = app.get_subcommand("trace");
+  } catch (const CLI::OptionNotFound&) {
+    trace = app.add_subcommand("trace", "SCSI trace tools");
+    trace->require_subcommand(1);
+  }
+  auto ia = std::make_shared<ImportArgs>();
+  auto* imp = trace->add_subcommand(
+      "import", "Turn an iSCSI capture (pcap/pcapng) into an ipsan SCSI trace");
+  imp->add_option("capture", ia->pcap, "Capture file")->required();
+  imp->add_option("-o,--output", ia->out, "Trace file to write (default: stdout)");
+  imp->add_option("--port", ia->port, "iSCSI TCP port (0: find iSCSI logins on any port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  imp->add_flag("--exact", ia->exact,
+                "Check every data-in byte (also target-specific INQUIRY fields)");
+  imp->callback([ia] {
+    const auto cap = import_or_die(ia->pcap, ia->port);
+    const std::string text =
+        client::trace::format_trace(iscsi::to_trace(cap, ia->out.empty() ? "-" : ia->out, ia->exact));
+    if (ia->out.empty()) {
+      std::cout << text;
+    } else {
+      write_file(ia->out, text);
+    }
+    std::size_t used = 0;
+    for (const auto& c : cap.commands) used += c.skip.empty() ? 1 : 0;
+    SkipCounts sk = cap.skipped;
+    for (const auto& c : cap.commands) {
+      if (!c.skip.empty()) sk.add(c.skip);
+    }
+    std::fprintf(stderr, "trace import: %zu connections, %zu PDUs, %zu commands imported, %zu skipped%s%s%s\n",
+                 cap.connections, cap.pdus, used, cap.commands.size() - used,
+                 sk.reasons.empty() ? "" : " (", sk.to_string().c_str(),
+                 sk.reasons.empty() ? "" : ")");
+  });
+}
+
+}  // namespace ipsan::replay

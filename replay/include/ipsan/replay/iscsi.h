@@ -1,0 +1,132 @@
+// ipsan/replay/iscsi.h: real iSCSI traffic (RFC 7143) from a capture -> SCSI commands with the
+// target's answers, ready to be replayed through ipsan's client driver or written as a trace.
+//
+// Per TCP connection (options.port, or any connection that begins with an iSCSI login), both byte streams are reassembled
+// (tcp_stream.h) and cut into PDUs: 48-byte BHS, AHS (TotalAHSLength words), header digest,
+// data segment padded to 4 bytes, data digest. Digests are used when the connection's login
+// (whose PDUs never carry digests) negotiated HeaderDigest/DataDigest=CRC32C: the target's final
+// Login Response decides. PDUs may straddle TCP segments and several may share one; the stream
+// is parsed as a whole. Commands are tracked by Initiator Task Tag: SCSI Command (CDB, extended
+// CDB AHS, EDTL, immediate data), Data-Out (by buffer offset), R2T (ignored), Data-In (with
+// optional status), SCSI Response (status, residuals, sense data).
+//
+// Everything here is untrusted: a PDU that does not parse ends that stream (its later commands
+// are skipped), a connection whose login was not captured is skipped, commands without a
+// response are skipped; each with a counted reason, never a crash.
+//
+// Threading: pure functions; thread-safe.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ipsan/base/bytes.h"
+#include "ipsan/base/result.h"
+#include "ipsan/client/trace/trace.h"
+#include "ipsan/replay/capture.h"
+
+namespace ipsan::replay::iscsi {
+
+inline constexpr std::uint16_t kDefaultPort = 3260;
+inline constexpr std::size_t kBhsSize = 48;
+inline constexpr std::size_t kMaxDataSegment = 16u << 20;  // the 24-bit field's limit
+inline constexpr std::uint32_t kMaxCommandBytes = 64u << 20;  // larger EDTLs are not imported
+
+enum Opcode : std::uint8_t {
+  kNopOut = 0x00,
+  kScsiCommand = 0x01,
+  kTaskMgmt = 0x02,
+  kLoginRequest = 0x03,
+  kTextRequest = 0x04,
+  kDataOut = 0x05,
+  kLogoutRequest = 0x06,
+  kSnack = 0x10,
+  kNopIn = 0x20,
+  kScsiResponse = 0x21,
+  kTaskMgmtResponse = 0x22,
+  kLoginResponse = 0x23,
+  kTextResponse = 0x24,
+  kDataIn = 0x25,
+  kLogoutResponse = 0x26,
+  kR2t = 0x31,
+  kAsync = 0x32,
+  kReject = 0x3f,
+};
+const char* opcode_name(std::uint8_t opcode);
+
+struct Pdu {
+  std::array<std::uint8_t, kBhsSize> bhs{};
+  Bytes ahs;
+  Bytes data;                 // data segment without padding
+  std::uint64_t offset = 0;   // stream offset of the BHS
+
+  std::uint8_t opcode() const { return bhs[0] & 0x3F; }
+  bool immediate() const { return (bhs[0] & 0x40) != 0; }
+  std::uint8_t flags() const { return bhs[1]; }
+  std::uint32_t itt() const { return load_be32(&bhs[16]); }
+};
+
+struct Digests {
+  bool header = false;
+  bool data = false;
+};
+
+// Cuts one PDU from `stream` at `pos`. Returns the PDU and advances `pos`; nullopt with `error`
+// empty at a clean end (fewer bytes than a whole PDU remain: `error` says so if any remain), or
+// with `error` set for a malformed PDU.
+std::optional<Pdu> next_pdu(ByteSpan stream, std::size_t& pos, const Digests& digests,
+                            std::string& error);
+
+// "Key=Value" pairs of a login/text data segment (NUL separated); later keys win.
+std::vector<std::pair<std::string, std::string>> parse_text_keys(ByteSpan data);
+
+// SAM-5 LUN field (8 bytes) -> LUN number for peripheral and flat addressing; nullopt otherwise.
+std::optional<std::uint32_t> decode_lun(const std::uint8_t* lun8);
+
+// One SCSI command as the capture shows it.
+struct ImportedCommand {
+  std::size_t order = 0;  // position in the capture (by command time)
+  std::chrono::nanoseconds time{};
+  std::string connection;  // "initiator -> target"
+  std::uint32_t itt = 0;
+  std::uint32_t lun = 0;
+  Bytes cdb;
+  std::uint32_t edtl = 0;
+  bool read = false;   // R bit
+  bool write = false;  // W bit
+  Bytes data_out;
+  Bytes data_in;
+  std::uint8_t status = 0;
+  Bytes sense;
+  std::int64_t resid = 0;  // > 0 underflow, < 0 overflow (iSCSI U/O bits)
+  std::string skip;        // non-empty: not usable (why)
+};
+
+struct IscsiCapture {
+  std::vector<ImportedCommand> commands;
+  std::size_t connections = 0;
+  std::size_t pdus = 0;
+  SkipCounts skipped;  // PDUs, streams and connections that could not be used
+};
+
+struct ImportOptions {
+  // 0: every TCP connection that begins with an iSCSI login (any port).
+  std::uint16_t port = 0;
+};
+
+IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& options);
+// The same for one connection's two byte streams (tests, fuzzing).
+IscsiCapture import_iscsi_streams(ByteSpan initiator, ByteSpan target);
+
+// The trace line for an imported command: cdb, data-out as hex, and the target's answer (status,
+// sense, residual, data-in length and data). With `exact` false, data-in that carries
+// target-specific fields (docs/CAPTURE.md "Intended differences") is checked by length only and
+// the captured bytes go into the line's comment.
+client::trace::Command to_trace_command(const ImportedCommand& c, bool exact);
+client::trace::Trace to_trace(const IscsiCapture& capture, const std::string& name, bool exact);
+
+}  // namespace ipsan::replay::iscsi

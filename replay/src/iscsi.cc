@@ -1,0 +1,423 @@
+// iSCSI capture import (ipsan/replay/iscsi.h).
+#include "ipsan/replay/iscsi.h"
+
+#include <algorithm>
+#include <map>
+
+#include "ipsan/base/crc32c.h"
+#include "ipsan/base/log.h"
+#include "ipsan/client/scsi/sense.h"
+#include "ipsan/replay/tcp_stream.h"
+
+namespace ipsan::replay::iscsi {
+namespace {
+
+// Data-in longer than this is checked by CRC32C in trace lines, shorter as hex.
+constexpr std::size_t kMaxInlineBytes = 64;
+
+struct CommandState {
+  ImportedCommand cmd;
+  bool responded = false;
+  bool data_overrun = false;
+};
+
+void put_at(Bytes& buf, std::uint32_t offset, ByteSpan data, std::uint32_t limit, bool& overrun) {
+  if (data.empty()) return;
+  const std::uint64_t end = std::uint64_t{offset} + data.size();
+  if (end > limit) {
+    overrun = true;
+    return;
+  }
+  if (buf.size() < end) buf.resize(static_cast<std::size_t>(end));
+  std::copy(data.begin(), data.end(), buf.begin() + offset);
+}
+
+// Login phase of one direction: PDUs without digests until the final login PDU.
+struct Stream {
+  ByteSpan bytes;
+  std::size_t pos = 0;
+  std::vector<Pdu> pdus;
+  std::string stop;  // why parsing stopped early
+};
+
+// Parses PDUs while `pred(pdu)` says continue; false when the stream ended or broke.
+template <class Pred>
+void parse_until(Stream& s, const Digests& d, Pred&& more) {
+  while (s.stop.empty()) {
+    std::string err;
+    auto pdu = next_pdu(s.bytes, s.pos, d, err);
+    if (!pdu) {
+      s.stop = err;
+      return;
+    }
+    s.pdus.push_back(std::move(*pdu));
+    if (!more(s.pdus.back())) return;
+  }
+}
+
+void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
+                       const TcpDirection* ini_dir, IscsiCapture& out) {
+  Stream is{ini, 0, {}, {}}, ts{tgt, 0, {}, {}};
+  // Login: count the target's Login Responses up to the one that enters full feature phase.
+  Digests digests;
+  std::size_t login_responses = 0;
+  bool full_feature = false;
+  bool discovery = false;
+  parse_until(ts, Digests{}, [&](const Pdu& p) {
+    if (p.opcode() != kLoginResponse) {
+      ts.stop = "PDU before the end of login";
+      return false;
+    }
+    ++login_responses;
+    for (const auto& [k, v] : parse_text_keys(p.data)) {
+      if (k == "HeaderDigest") digests.header = v == "CRC32C";
+      if (k == "DataDigest") digests.data = v == "CRC32C";
+    }
+    const bool transit = (p.flags() & 0x80) != 0;
+    const std::uint8_t nsg = p.flags() & 0x03;
+    if (p.bhs[36] != 0) {  // status class: login failed
+      ts.stop = "login rejected by the target";
+      return false;
+    }
+    if (transit && nsg == 3) {
+      full_feature = true;
+      return false;
+    }
+    return true;
+  });
+  std::size_t login_requests = 0;
+  parse_until(is, Digests{}, [&](const Pdu& p) {
+    if (p.opcode() != kLoginRequest) {
+      is.stop = "PDU before the end of login";
+      return false;
+    }
+    for (const auto& [k, v] : parse_text_keys(p.data)) {
+      if (k == "SessionType" && v == "Discovery") discovery = true;
+    }
+    return ++login_requests < login_responses;
+  });
+  if (!full_feature || login_requests != login_responses) {
+    out.skipped.add(ini.empty() && tgt.empty() ? "iSCSI connection without payload"
+                                               : "iSCSI connection whose login was not captured");
+    return;
+  }
+  ++out.connections;
+  (void)discovery;
+  parse_until(is, digests, [](const Pdu&) { return true; });
+  parse_until(ts, digests, [](const Pdu&) { return true; });
+  out.pdus += is.pdus.size() + ts.pdus.size();
+  if (!is.stop.empty()) out.skipped.add("initiator stream: " + is.stop);
+  if (!ts.stop.empty()) out.skipped.add("target stream: " + ts.stop);
+
+  std::map<std::uint32_t, CommandState> cmds;  // by ITT
+  std::vector<std::uint32_t> order;
+  std::vector<CommandState> finished;
+  for (const Pdu& p : is.pdus) {
+    switch (p.opcode()) {
+      case kScsiCommand: {
+        CommandState st;
+        ImportedCommand& c = st.cmd;
+        c.itt = p.itt();
+        c.connection = name;
+        c.time = ini_dir != nullptr ? ini_dir->time_at(p.offset) : std::chrono::nanoseconds{};
+        c.read = (p.flags() & 0x40) != 0;
+        c.write = (p.flags() & 0x20) != 0;
+        c.edtl = load_be32(&p.bhs[20]);
+        c.cdb.assign(p.bhs.begin() + 32, p.bhs.end());
+        // Extended CDB AHS (type 1): AHSLength(2) type(1) reserved(1) then CDB bytes 16..
+        for (std::size_t a = 0; a + 4 <= p.ahs.size();) {
+          const std::size_t alen = load_be16(&p.ahs[a]);
+          const std::uint8_t type = p.ahs[a + 2];
+          if (a + 3 + alen > p.ahs.size()) break;
+          if (type == 1 && alen > 1) {
+            c.cdb.insert(c.cdb.end(), p.ahs.begin() + static_cast<std::ptrdiff_t>(a + 4),
+                         p.ahs.begin() + static_cast<std::ptrdiff_t>(a + 3 + alen));
+          }
+          a += (3 + alen + 3) / 4 * 4;
+        }
+        const std::size_t want = client::trace::cdb_length_for_opcode(c.cdb[0]);
+        if (want != 0 && want <= c.cdb.size()) c.cdb.resize(want);
+        const auto lun = decode_lun(&p.bhs[8]);
+        if (!lun) c.skip = "unsupported LUN addressing";
+        else c.lun = *lun;
+        if (c.edtl > kMaxCommandBytes) c.skip = "transfer larger than the import limit";
+        if (c.write && c.skip.empty()) {
+          put_at(c.data_out, 0, p.data, c.edtl, st.data_overrun);
+        }
+        if (cmds.count(c.itt) != 0) {
+          CommandState old = std::move(cmds[c.itt]);
+          old.cmd.skip = "initiator task tag reused before the response";
+          finished.push_back(std::move(old));
+        } else {
+          order.push_back(c.itt);
+        }
+        cmds[c.itt] = std::move(st);
+        break;
+      }
+      case kDataOut: {
+        auto it = cmds.find(p.itt());
+        if (it == cmds.end()) {
+          out.skipped.add("Data-Out for an unknown task");
+          break;
+        }
+        put_at(it->second.cmd.data_out, load_be32(&p.bhs[40]), p.data, it->second.cmd.edtl,
+               it->second.data_overrun);
+        break;
+      }
+      default: break;  // NOP-Out, text, task management, logout, SNACK: not SCSI commands
+    }
+  }
+  for (const Pdu& p : ts.pdus) {
+    const std::uint8_t op = p.opcode();
+    if (op != kDataIn && op != kScsiResponse) continue;
+    auto it = cmds.find(p.itt());
+    if (it == cmds.end() || it->second.responded) {
+      out.skipped.add(std::string(opcode_name(op)) + " for an unknown task");
+      continue;
+    }
+    CommandState& st = it->second;
+    ImportedCommand& c = st.cmd;
+    if (op == kDataIn) {
+      put_at(c.data_in, load_be32(&p.bhs[40]), p.data, c.edtl, st.data_overrun);
+      if ((p.flags() & 0x01) != 0) {  // S: status in this PDU
+        st.responded = true;
+        c.status = p.bhs[3];
+        const std::uint32_t r = load_be32(&p.bhs[44]);
+        if ((p.flags() & 0x02) != 0) c.resid = r;
+        if ((p.flags() & 0x04) != 0) c.resid = -static_cast<std::int64_t>(r);
+      }
+      continue;
+    }
+    st.responded = true;
+    if (p.bhs[2] != 0) {
+      c.skip = "target reported an iSCSI service response failure";
+      continue;
+    }
+    c.status = p.bhs[3];
+    const std::uint32_t r = load_be32(&p.bhs[44]);
+    if ((p.flags() & 0x02) != 0) c.resid = r;
+    if ((p.flags() & 0x04) != 0) c.resid = -static_cast<std::int64_t>(r);
+    if (p.data.size() >= 2) {
+      const std::size_t slen = std::min<std::size_t>(load_be16(&p.data[0]), p.data.size() - 2);
+      c.sense.assign(p.data.begin() + 2, p.data.begin() + 2 + static_cast<std::ptrdiff_t>(slen));
+    }
+  }
+  for (std::uint32_t itt : order) {
+    auto it = cmds.find(itt);
+    if (it == cmds.end()) continue;
+    CommandState& st = it->second;
+    if (st.cmd.skip.empty() && !st.responded) st.cmd.skip = "no response captured";
+    if (st.cmd.skip.empty() && st.data_overrun) st.cmd.skip = "data beyond the expected length";
+    if (st.cmd.skip.empty() && st.cmd.write && st.cmd.data_out.size() != st.cmd.edtl &&
+        st.cmd.status == 0) {
+      st.cmd.skip = "data-out incomplete in the capture";
+    }
+    finished.push_back(std::move(st));
+  }
+  for (CommandState& st : finished) out.commands.push_back(std::move(st.cmd));
+}
+
+std::string hex_comment(ByteSpan data) {
+  constexpr std::size_t kMax = 96;
+  std::string s = to_hex(data.first(std::min(data.size(), kMax)));
+  if (data.size() > kMax) s += "...";
+  return s;
+}
+
+}  // namespace
+
+const char* opcode_name(std::uint8_t opcode) {
+  switch (opcode) {
+    case kNopOut: return "NOP-Out";
+    case kScsiCommand: return "SCSI Command";
+    case kTaskMgmt: return "Task Management Request";
+    case kLoginRequest: return "Login Request";
+    case kTextRequest: return "Text Request";
+    case kDataOut: return "Data-Out";
+    case kLogoutRequest: return "Logout Request";
+    case kSnack: return "SNACK";
+    case kNopIn: return "NOP-In";
+    case kScsiResponse: return "SCSI Response";
+    case kTaskMgmtResponse: return "Task Management Response";
+    case kLoginResponse: return "Login Response";
+    case kTextResponse: return "Text Response";
+    case kDataIn: return "Data-In";
+    case kLogoutResponse: return "Logout Response";
+    case kR2t: return "R2T";
+    case kAsync: return "Async Message";
+    case kReject: return "Reject";
+    default: return "unknown opcode";
+  }
+}
+
+std::optional<Pdu> next_pdu(ByteSpan stream, std::size_t& pos, const Digests& digests,
+                            std::string& error) {
+  error.clear();
+  if (pos >= stream.size()) return std::nullopt;
+  const std::size_t left = stream.size() - pos;
+  if (left < kBhsSize) {
+    error = "capture ends inside a PDU header";
+    return std::nullopt;
+  }
+  Pdu p;
+  std::copy_n(stream.begin() + static_cast<std::ptrdiff_t>(pos), kBhsSize, p.bhs.begin());
+  p.offset = pos;
+  const std::size_t ahs_len = std::size_t{p.bhs[4]} * 4;
+  const std::size_t data_len = (std::size_t{p.bhs[5]} << 16) | (std::size_t{p.bhs[6]} << 8) |
+                               std::size_t{p.bhs[7]};
+  const std::uint8_t op = p.opcode();
+  const bool known = std::string_view(opcode_name(op)) != "unknown opcode";
+  if (!known) {
+    error = "unknown PDU opcode (garbage or lost framing)";
+    return std::nullopt;
+  }
+  if (data_len > kMaxDataSegment) {
+    error = "data segment too long";
+    return std::nullopt;
+  }
+  const std::size_t hdigest = digests.header ? 4 : 0;
+  const std::size_t padded = (data_len + 3) / 4 * 4;
+  const std::size_t ddigest = digests.data && data_len > 0 ? 4 : 0;
+  const std::size_t total = kBhsSize + ahs_len + hdigest + padded + ddigest;
+  if (left < total) {
+    error = "capture ends inside a PDU";
+    return std::nullopt;
+  }
+  if (digests.header) {
+    // RFC 7143 12.1: CRC32C over BHS + AHS, sent least significant byte first.
+    const std::uint32_t want = crc32c(stream.subspan(pos, kBhsSize + ahs_len));
+    const std::uint8_t* d = &stream[pos + kBhsSize + ahs_len];
+    const std::uint32_t got = std::uint32_t{d[0]} | (std::uint32_t{d[1]} << 8) |
+                              (std::uint32_t{d[2]} << 16) | (std::uint32_t{d[3]} << 24);
+    if (want != got) {
+      error = "header digest mismatch";
+      return std::nullopt;
+    }
+  }
+  const std::size_t a = pos + kBhsSize;
+  p.ahs.assign(stream.begin() + static_cast<std::ptrdiff_t>(a),
+               stream.begin() + static_cast<std::ptrdiff_t>(a + ahs_len));
+  const std::size_t d = a + ahs_len + hdigest;
+  p.data.assign(stream.begin() + static_cast<std::ptrdiff_t>(d),
+                stream.begin() + static_cast<std::ptrdiff_t>(d + data_len));
+  pos += total;
+  return p;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_text_keys(ByteSpan data) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::size_t i = 0;
+  while (i < data.size() && out.size() < 1024) {
+    std::size_t j = i;
+    while (j < data.size() && data[j] != 0) ++j;
+    std::string kv(data.begin() + static_cast<std::ptrdiff_t>(i),
+                   data.begin() + static_cast<std::ptrdiff_t>(j));
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) out.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    i = j + 1;
+  }
+  return out;
+}
+
+std::optional<std::uint32_t> decode_lun(const std::uint8_t* lun8) {
+  for (int i = 2; i < 8; ++i) {
+    if (lun8[i] != 0) return std::nullopt;  // multi-level LUNs
+  }
+  switch (lun8[0] >> 6) {
+    case 0:
+      if ((lun8[0] & 0x3F) != 0) return std::nullopt;  // bus identifier
+      return lun8[1];
+    case 1: return (std::uint32_t{lun8[0] & 0x3Fu} << 8) | lun8[1];
+    default: return std::nullopt;
+  }
+}
+
+IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& options) {
+  IscsiCapture out;
+  out.skipped.merge(capture.skipped);
+  const std::uint16_t port = options.port;
+  auto conns = reassemble_tcp(capture.packets, [port](const Packet& p) {
+    return port == 0 || p.src.port == port || p.dst.port == port;
+  });
+  // Port 0: any connection that starts like iSCSI (a Login Request answered by a Login Response).
+  auto starts_with = [](const TcpDirection& d, std::uint8_t first) {
+    return d.data.size() >= kBhsSize && (d.data[0] & 0x3F) == first;
+  };
+  for (TcpConnection& c : conns) {
+    TcpDirection* ini = &c.client;
+    TcpDirection* tgt = &c.server;
+    if (port != 0) {
+      // The initiator is the side whose destination is the iSCSI port.
+      if (ini->from.port == port && ini->to.port != port) std::swap(ini, tgt);
+    } else {
+      if (starts_with(*tgt, kLoginRequest) && starts_with(*ini, kLoginResponse)) std::swap(ini, tgt);
+      if (!starts_with(*ini, kLoginRequest) || !ini->saw_syn) continue;  // not iSCSI
+    }
+    if (ini->gap) out.skipped.add("TCP segment missing (initiator stream cut there)");
+    if (tgt->gap) out.skipped.add("TCP segment missing (target stream cut there)");
+    if (!ini->data.empty() && !ini->saw_syn) {
+      out.skipped.add("iSCSI connection whose start was not captured");
+      continue;
+    }
+    const std::string name = ini->from.to_string() + " -> " + ini->to.to_string();
+    decode_connection(ini->data, tgt->data, name, ini, out);
+  }
+  std::stable_sort(out.commands.begin(), out.commands.end(),
+                   [](const ImportedCommand& a, const ImportedCommand& b) {
+                     return a.time < b.time;
+                   });
+  for (std::size_t i = 0; i < out.commands.size(); ++i) out.commands[i].order = i;
+  return out;
+}
+
+IscsiCapture import_iscsi_streams(ByteSpan initiator, ByteSpan target) {
+  IscsiCapture out;
+  decode_connection(initiator, target, "initiator -> target", nullptr, out);
+  for (std::size_t i = 0; i < out.commands.size(); ++i) out.commands[i].order = i;
+  return out;
+}
+
+client::trace::Command to_trace_command(const ImportedCommand& c, bool exact) {
+  client::trace::Command t;
+  t.kind = client::trace::Command::Kind::kScsi;
+  t.lun = c.lun;
+  t.cdb = c.cdb;
+  if (c.read) t.edtl = c.edtl;
+  if (!c.data_out.empty()) {
+    t.out.kind = client::trace::DataOut::Kind::kHex;
+    t.out.hex = c.data_out;
+  }
+  t.expect.status = c.status;
+  if (c.status == client::scsi::kStatusCheckCondition) {
+    if (auto s = client::scsi::decode_sense(c.sense)) {
+      t.expect.sense = std::array<std::uint8_t, 3>{s->key, s->asc, s->ascq};
+    }
+  }
+  if (c.resid != 0) t.expect.resid = c.resid;
+  if (c.read && c.status == client::scsi::kStatusGood) {
+    t.expect.len = c.data_in.size();
+    const bool target_specific = !exact && !c.cdb.empty() && c.cdb[0] == 0x12;  // INQUIRY
+    if (target_specific) {
+      t.comment = "target answered " + hex_comment(c.data_in);
+    } else if (c.data_in.size() <= kMaxInlineBytes) {
+      t.expect.data.kind = client::trace::DataInCheck::Kind::kHex;
+      t.expect.data.hex = c.data_in;
+    } else {
+      t.expect.data.kind = client::trace::DataInCheck::Kind::kCrc32c;
+      t.expect.data.crc = crc32c(c.data_in);
+    }
+  }
+  return t;
+}
+
+client::trace::Trace to_trace(const IscsiCapture& capture, const std::string& name, bool exact) {
+  client::trace::Trace t;
+  t.name = name;
+  for (const ImportedCommand& c : capture.commands) {
+    if (!c.skip.empty()) continue;
+    t.commands.push_back(to_trace_command(c, exact));
+  }
+  return t;
+}
+
+}  // namespace ipsan::replay::iscsi
