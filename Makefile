@@ -14,7 +14,7 @@ setup:
 
 build-release:
 	cmake --preset release >/dev/null
-	cmake --build --preset release -j $(JOBS)
+	cmake --build --preset release -j $(JOBS) --target ipsan
 
 build-debug:
 	cmake --preset debug >/dev/null
