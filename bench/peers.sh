@@ -68,8 +68,7 @@ PIDS=()
 SHM_FILES=()
 
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do kill_wait "$p"; done
   for f in "${SHM_FILES[@]}"; do rm -f "$f"; done
   rm -rf "$TMP"
 }
@@ -88,10 +87,16 @@ wait_port() {  # wait_port PORT: until something listens on 127.0.0.1:PORT (TCP)
   return 1
 }
 
+kill_wait() {  # kill_wait PID: SIGTERM, then SIGKILL after 3 s (tgtd ignores SIGTERM)
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 1 30); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
 stop_server() {
   if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    kill_wait "$SERVER_PID"
     SERVER_PID=
   fi
   sleep 0.3
