@@ -1,0 +1,350 @@
+// Replay against a real in-process server (docs/CAPTURE.md):
+//  - every conformance/traces/*.trace through the client driver over UDP (and all of them once
+//    through a lossy netem proxy, and once over TCP): the server must answer every line exactly
+//    as the in-memory reference target does when given the same device identities, and every
+//    line that depends on neither fault injection nor the reference target's identity strings
+//    must match the trace;
+//  - ipsan captures: a recorded run (server-side tap and netem proxy capture) replayed against a
+//    fresh server built the same way: every reply matches;
+//  - iSCSI: the committed tgt capture (and a live one made with tgtd + libiscsi + tcpdump when
+//    they can run) imported and replayed through ipsan: agreement with tgt's answers apart from
+//    the documented intended differences.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include "ipsan/base/pattern.h"
+#include "ipsan/client/memory_target.h"
+#include "ipsan/client/trace/runner.h"
+#include "ipsan/client/trace/trace.h"
+#include "ipsan/replay/capture.h"
+#include "ipsan/replay/ipsan_capture.h"
+#include "ipsan/replay/iscsi.h"
+#include "ipsan/replay/iscsi_replay.h"
+#include "ipsan/replay/remote_target.h"
+#include "ipsan/replay/trace_replay.h"
+#include "server_fixture.h"
+
+namespace ipsan::replay {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ServerFixture;
+
+// The reference layout of conformance/traces (conformance_traces_test.cc), as server back ends.
+const std::vector<ServerFixture::Device> kTraceDevices = {
+    {1, "ram:2M"}, {2, "ram:512K,ro"}, {3, "ram:4M,bs=4096"}};
+
+std::vector<std::string> trace_files() {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(IPSAN_TRACE_DIR)) {
+    if (e.path().extension() == ".trace") out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+RemoteOptions remote(std::uint16_t port, proto::TransportKind kind = proto::TransportKind::kUdp) {
+  RemoteOptions o;
+  o.port = port;
+  o.kind = kind;
+  o.client_name = "alice";
+  o.key = testing::fixture_key();
+  o.request_timeout = std::chrono::seconds(20);
+  return o;
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() /
+               ("ipsan_replay_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::set<int> mismatched_lines(const client::trace::ReplayReport& r) {
+  std::set<int> out;
+  for (const auto& l : r.lines) {
+    if (l.outcome == client::trace::Outcome::kMismatch ||
+        l.outcome == client::trace::Outcome::kError) {
+      out.insert(l.line);
+    }
+  }
+  return out;
+}
+
+// Runs `trace` on the server behind `target` and on a MemoryTarget with the server's identities
+// (no fault injection on either), both in record mode, and checks that they agree line by line.
+void check_trace_against_server(client::GenericTarget& target, const client::trace::Trace& trace,
+                                std::size_t& matched_total) {
+  auto map = parse_device_map(kReferenceMap);
+  ASSERT_TRUE(map) << map.error().message;
+  auto bus = make_bus(target, *map, 20000);
+  ASSERT_TRUE(bus) << bus.error().message;
+
+  client::MemoryTarget mem;
+  mem.set_log_data(false);
+  for (const auto& m : *map) {
+    proto::Request req;
+    req.op = proto::Op::kIdentify;
+    req.device_id = m.device_id;
+    auto* rt = dynamic_cast<RemoteTarget*>(&target);
+    ASSERT_NE(rt, nullptr);
+    const proto::Reply id = rt->execute_and_wait(req, std::chrono::seconds(20));
+    ASSERT_EQ(id.status, Errc::kOk);
+    mem.add_device(m.device_id, id.identity);
+  }
+  client::scsi::Bus ref;
+  ref.add_server("remote", mem);
+  for (const auto& m : *map) ASSERT_TRUE(ref.map({m.target, m.lun, "remote", m.device_id}));
+  ASSERT_EQ(ref.attach_all_and_wait(5000), Errc::kOk);
+
+  client::trace::ReplayOptions ro;
+  ro.record = true;
+  ro.timeout_ms = 30000;
+  const auto server_report = client::trace::run_traces({trace}, **bus, ro);
+  const auto ref_report = client::trace::run_traces({trace}, ref, ro);
+  std::ostringstream os;
+  client::trace::print_report(os, server_report, false);
+  EXPECT_EQ(server_report.errors, 0u) << os.str();
+  ASSERT_EQ(server_report.recorded.size(), 1u);
+  ASSERT_EQ(ref_report.recorded.size(), 1u);
+  // Line by line: what the server answered == what the reference answered.
+  const auto& a = server_report.recorded[0].commands;
+  const auto& b = ref_report.recorded[0].commands;
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(client::trace::format_command(a[i]), client::trace::format_command(b[i]))
+        << trace.name << ":" << a[i].line;
+  }
+  // Lines that differ from the trace are exactly those the reference, without its fault hook and
+  // with the server's identities, also misses (fault-dependent or identity-dependent lines).
+  EXPECT_EQ(mismatched_lines(server_report), mismatched_lines(ref_report)) << os.str();
+  matched_total += server_report.matched;
+}
+
+class ServerTrace : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ServerTrace, AnswersLikeTheReferenceTarget) {
+  auto trace = client::trace::load_trace(std::string(IPSAN_TRACE_DIR) + "/" + GetParam());
+  ASSERT_TRUE(trace) << trace.error().message;
+  ServerFixture server(kTraceDevices);
+  ASSERT_EQ(server.error(), "");
+  auto target = RemoteTarget::connect(remote(server.udp_port()));
+  ASSERT_TRUE(target) << target.error().message;
+  std::size_t matched = 0;
+  check_trace_against_server(**target, *trace, matched);
+  EXPECT_GT(matched, 0u);
+  RecordProperty("matched", static_cast<int>(matched));
+}
+
+INSTANTIATE_TEST_SUITE_P(Traces, ServerTrace, ::testing::ValuesIn(trace_files()),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param.substr(0, param.param.size() - 6);
+                           for (char& c : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
+
+// Each trace on a fresh server (traces assume fresh devices), through the given transport.
+void run_all_traces(proto::TransportKind kind, const std::string& netem_profile) {
+  std::size_t matched = 0;
+  for (const auto& f : trace_files()) {
+    SCOPED_TRACE(f);
+    auto trace = client::trace::load_trace(std::string(IPSAN_TRACE_DIR) + "/" + f);
+    ASSERT_TRUE(trace) << trace.error().message;
+    ServerFixture server(kTraceDevices);
+    ASSERT_EQ(server.error(), "");
+    RemoteOptions o = remote(kind == proto::TransportKind::kUdp ? server.udp_port()
+                                                                : server.tcp_port(),
+                             kind);
+    o.netem_profile = netem_profile;
+    o.netem_seed = 42;
+    auto target = RemoteTarget::connect(o);
+    ASSERT_TRUE(target) << target.error().message;
+    check_trace_against_server(**target, *trace, matched);
+  }
+  EXPECT_GT(matched, 100u);
+}
+
+TEST(ServerTraces, AllThroughLossyNetemProfile) {
+  run_all_traces(proto::TransportKind::kUdp, "lossy-1pct");
+}
+
+TEST(ServerTraces, AllOverTcp) { run_all_traces(proto::TransportKind::kTcp, ""); }
+
+// ---- ipsan captures ----
+
+// A deterministic workload: writes of seeded patterns, reads back, flush, trim, identify.
+void run_workload(RemoteTarget& t) {
+  const auto timeout = std::chrono::seconds(20);
+  for (std::uint32_t dev : {1u, 3u}) {
+    proto::Request id;
+    id.op = proto::Op::kIdentify;
+    id.device_id = dev;
+    const auto ident = t.execute_and_wait(id, timeout);
+    ASSERT_EQ(ident.status, Errc::kOk);
+    const std::uint32_t bs = ident.identity.block_size;
+    for (std::uint64_t lba = 0; lba < 64; lba += 8) {
+      proto::Request w;
+      w.op = proto::Op::kWrite;
+      w.device_id = dev;
+      w.lba = lba;
+      w.blocks = 4;
+      w.data.resize(std::size_t{4} * bs);
+      fill_pattern_blocks(w.data, bs, 99, lba, 0);
+      ASSERT_EQ(t.execute_and_wait(w, timeout).status, Errc::kOk);
+    }
+    for (std::uint64_t lba = 0; lba < 64; lba += 16) {
+      proto::Request r;
+      r.op = proto::Op::kRead;
+      r.device_id = dev;
+      r.lba = lba;
+      r.blocks = 16;  // 128 KiB for the 4K device: fragmented over many datagrams
+      ASSERT_EQ(t.execute_and_wait(r, timeout).status, Errc::kOk);
+    }
+    proto::Request f;
+    f.op = proto::Op::kFlush;
+    f.device_id = dev;
+    ASSERT_EQ(t.execute_and_wait(f, timeout).status, Errc::kOk);
+    proto::Request c;
+    c.op = proto::Op::kCapacity;
+    c.device_id = dev;
+    ASSERT_EQ(t.execute_and_wait(c, timeout).status, Errc::kOk);
+  }
+  // A failing request is captured and replayed too.
+  proto::Request bad;
+  bad.op = proto::Op::kRead;
+  bad.device_id = 1;
+  bad.lba = 1u << 30;
+  bad.blocks = 1;
+  EXPECT_EQ(t.execute_and_wait(bad, timeout).status, Errc::kLbaOutOfRange);
+  proto::Request ro;
+  ro.op = proto::Op::kWrite;
+  ro.device_id = 2;
+  ro.blocks = 1;
+  ro.data.resize(512, 0xAB);
+  EXPECT_EQ(t.execute_and_wait(ro, timeout).status, Errc::kWriteProtected);
+}
+
+void replay_capture_and_check(const std::string& pcap, std::size_t min_calls) {
+  auto cap = read_capture(pcap);
+  ASSERT_TRUE(cap) << cap.error().message;
+  const IpsanCapture calls = extract_ipsan(*cap, ExtractOptions{});
+  ServerFixture fresh(kTraceDevices);
+  ASSERT_EQ(fresh.error(), "");
+  auto target = RemoteTarget::connect(remote(fresh.udp_port()));
+  ASSERT_TRUE(target) << target.error().message;
+  const auto report = replay_ipsan(calls, **target, PcapReplayOptions{});
+  std::ostringstream os;
+  print_pcap_report(os, report, false);
+  EXPECT_TRUE(report.ok()) << os.str();
+  EXPECT_GE(report.matched, min_calls) << os.str();
+  for (const auto& r : report.results) {
+    if (r.outcome == MessageOutcome::kSkipped) {
+      EXPECT_TRUE(r.detail.find("login") != std::string::npos ||
+                  r.detail.find("re-sent") != std::string::npos)
+          << r.detail;
+    }
+  }
+  std::cout << os.str();
+}
+
+TEST(IpsanCapture, NetemProxyCaptureReplaysOnFreshServer) {
+  const fs::path dir = temp_dir("netem");
+  const std::string pcap = (dir / "run.pcap").string();
+  {
+    ServerFixture server(kTraceDevices);
+    ASSERT_EQ(server.error(), "");
+    RemoteOptions o = remote(server.udp_port());
+    o.netem_profile = "lan";
+    o.netem_capture = pcap;
+    auto target = RemoteTarget::connect(o);
+    ASSERT_TRUE(target) << target.error().message;
+    run_workload(**target);
+  }
+  replay_capture_and_check(pcap, 30);
+  fs::remove_all(dir);
+}
+
+#ifdef IPSAN_HAVE_UDP_TAP
+TEST(IpsanCapture, ServerTapCaptureReplaysOnFreshServer) {
+  const fs::path dir = temp_dir("tap");
+  const std::string pcap = (dir / "server.pcap").string();
+  {
+    ServerFixture server(kTraceDevices, pcap);
+    ASSERT_EQ(server.error(), "");
+    auto target = RemoteTarget::connect(remote(server.udp_port()));
+    ASSERT_TRUE(target) << target.error().message;
+    run_workload(**target);
+  }
+  replay_capture_and_check(pcap, 30);
+  // Timing "original" paces by the capture's timestamps: same answers.
+  auto cap = read_capture(pcap);
+  ASSERT_TRUE(cap);
+  ServerFixture fresh(kTraceDevices);
+  auto target = RemoteTarget::connect(remote(fresh.udp_port()));
+  ASSERT_TRUE(target);
+  PcapReplayOptions po;
+  po.timing = Timing::kOriginal;
+  EXPECT_TRUE(replay_ipsan(extract_ipsan(*cap, ExtractOptions{}), **target, po).ok());
+  fs::remove_all(dir);
+}
+#endif
+
+// ---- iSCSI ----
+
+void replay_iscsi_capture(const std::string& pcap, std::size_t min_matched) {
+  auto cap = read_capture(pcap);
+  ASSERT_TRUE(cap) << cap.error().message;
+  const auto imported = iscsi::import_iscsi(*cap, iscsi::ImportOptions{});
+  ASSERT_GT(imported.commands.size(), 0u) << imported.skipped.to_string();
+  // tgt's LUN 1 is a 4 MiB file of 512-byte blocks: ipsan's device 0 is the same size.
+  ServerFixture server({{0, "ram:4M"}});
+  ASSERT_EQ(server.error(), "");
+  auto target = RemoteTarget::connect(remote(server.udp_port()));
+  ASSERT_TRUE(target) << target.error().message;
+  auto map = parse_device_map("1=0");
+  ASSERT_TRUE(map);
+  auto bus = make_bus(**target, *map, 20000);
+  ASSERT_TRUE(bus) << bus.error().message;
+  const auto report = iscsi::replay_iscsi(imported, **bus, iscsi::IscsiReplayOptions{});
+  std::ostringstream os;
+  iscsi::print_iscsi_report(os, report, false);
+  std::cout << pcap << ": " << os.str();
+  EXPECT_TRUE(report.ok()) << os.str();
+  EXPECT_GE(report.matched, min_matched) << os.str();
+  ::testing::Test::RecordProperty("agreement", static_cast<int>(report.matched));
+}
+
+TEST(IscsiCapture, CommittedTgtCaptureAgreesWithIpsan) {
+  replay_iscsi_capture(std::string(IPSAN_PCAP_DIR) + "/tgt_small.pcap", 10);
+}
+
+TEST(IscsiCapture, LiveTgtCaptureAgreesWithIpsan) {
+  const fs::path dir = temp_dir("tgt");
+  const std::string pcap = (dir / "tgt.pcap").string();
+  const std::string cmd = std::string(IPSAN_PCAP_DIR) + "/make_iscsi_capture.sh " + pcap +
+                          " full > " + (dir / "log").string() + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+    std::ifstream f(dir / "log");
+    std::string why((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    fs::remove_all(dir);
+    GTEST_SKIP() << "cannot make a live iSCSI capture here: " << why;
+  }
+  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << "make_iscsi_capture.sh failed";
+  replay_iscsi_capture(pcap, 100);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ipsan::replay
