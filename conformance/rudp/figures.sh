@@ -50,6 +50,11 @@ run() {  # label, netem flags...
   grep -E '^(up|down):' "$W/netem.log" | sed "s/^/  $label netem /" || true
 }
 
+# Reference: no proxy at all (what the proxy itself costs).
+"$LG" --server 127.0.0.1:"$PORT" --name bench --key-file "$W/bench.key" --pattern randread \
+  --bs 4096 --qd 32 --runtime "$T" --label direct || true
+"$LG" --server 127.0.0.1:"$PORT" --name bench --key-file "$W/bench.key" --pattern write --bs 1M \
+  --qd 8 --runtime "$T" --label direct || true
 run none
 run loss-0.1% --loss 0.1%
 run loss-1% --loss 1%
