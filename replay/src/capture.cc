@@ -33,6 +33,7 @@ bool strip_link(int link_type, ByteSpan& frame, std::string& why) {
   };
   switch (link_type) {
     case DLT_RAW:
+    case 101:  // LINKTYPE_RAW (as stored in files)
     case 228:  // DLT_IPV4
     case 229:  // DLT_IPV6
       return true;

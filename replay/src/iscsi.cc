@@ -351,14 +351,13 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
       if (ini->from.port == port && ini->to.port != port) std::swap(ini, tgt);
     } else {
       if (starts_with(*tgt, kLoginRequest) && starts_with(*ini, kLoginResponse)) std::swap(ini, tgt);
-      if (!starts_with(*ini, kLoginRequest) || !ini->saw_syn) continue;  // not iSCSI
+      if (!starts_with(*ini, kLoginRequest)) {
+        out.skipped.add("TCP connection that does not begin with an iSCSI login (ignored)");
+        continue;
+      }
     }
     if (ini->gap) out.skipped.add("TCP segment missing (initiator stream cut there)");
     if (tgt->gap) out.skipped.add("TCP segment missing (target stream cut there)");
-    if (!ini->data.empty() && !ini->saw_syn) {
-      out.skipped.add("iSCSI connection whose start was not captured");
-      continue;
-    }
     const std::string name = ini->from.to_string() + " -> " + ini->to.to_string();
     decode_connection(ini->data, tgt->data, name, ini, out);
   }

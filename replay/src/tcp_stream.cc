@@ -53,12 +53,12 @@ void build(Builder& b, TcpDirection& d) {
   std::stable_sort(items.begin(), items.end(),
                    [](const Item& x, const Item& y) { return x.offset < y.offset; });
   std::uint64_t next = 0;
-  std::size_t max_arrival = 0;
-  bool first = true;
+  // Out of order: arrived after a segment that starts later in the stream.
+  std::uint64_t max_start = 0;
   for (const Seg& s : data_segs) {
-    if (!first && s.arrival < max_arrival) ++d.out_of_order;
-    max_arrival = std::max(max_arrival, s.arrival);
-    first = false;
+    const std::uint64_t off = std::uint64_t{s.seq - base};
+    if (off < max_start) ++d.out_of_order;
+    max_start = std::max(max_start, off);
   }
   for (std::size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
