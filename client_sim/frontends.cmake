@@ -4,6 +4,7 @@ ipsan_library(NAME frontends
   SOURCES
     src/memory_target.cc
     src/scsi/sense.cc src/scsi/logical_unit.cc src/scsi/lu_pages.cc src/scsi/bus.cc
+    src/scsi/lu_reservations.cc
     src/ata/device.cc
     src/trace/trace.cc src/trace/runner.cc
   DEPS ipsan_proto ipsan_base)

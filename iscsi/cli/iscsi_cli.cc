@@ -159,7 +159,12 @@ void run(const Args& a) {
   };
 
   PostingTarget posting(client_io, *san);
-  client::scsi::Bus bus;
+  // What libiscsi's conformance tests exercise: 64Ki-block transfers (MAXIMUM TRANSFER LENGTH)
+  // and at most 1Mi blocks per UNMAP / WRITE SAME.
+  client::scsi::LogicalUnitOptions lu_options;
+  lu_options.max_command_bytes = 32u << 20;
+  lu_options.max_write_same_blocks = 1u << 20;
+  client::scsi::Bus bus(lu_options);
   bus.add_server("server", posting);
   std::map<std::uint32_t, bool> target_ids;
   for (const auto& m : maps) {

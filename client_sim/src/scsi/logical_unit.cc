@@ -71,6 +71,13 @@ void Cmd::short_data_out(std::uint64_t needed_bytes) {
   done(std::move(r));
 }
 
+void Cmd::good_partial(std::uint64_t needed_bytes) {
+  ScsiResult r = good_result(command, {});
+  r.residual = static_cast<std::uint32_t>(needed_bytes - std::min<std::uint64_t>(needed_bytes, data_out_size));
+  r.overflow = r.residual != 0;
+  done(std::move(r));
+}
+
 void Cmd::fail(Errc e, Direction direction) {
   if (e == Errc::kCapacityChanged) {
     // The server says the size changed: learn the new size, then report the unit attention.
@@ -80,6 +87,10 @@ void Cmd::fail(Errc e, Direction direction) {
     r.device_id = lu.device_id_;
     lu.target_.execute(std::move(r), [self](proto::Reply reply) {
       if (reply.status == Errc::kOk) LuHandlers::update_capacity(self->lu, reply.capacity);
+      {
+        std::lock_guard<std::mutex> lock(self->lu.mu_);
+        self->lu.ua_all(make_sense(kUnitAttention, 0x2A, 0x09), &self->command.nexus);
+      }
       self->check(make_sense(kUnitAttention, 0x2A, 0x09));
     });
     return;
@@ -120,6 +131,8 @@ const std::vector<OpInfoEntry>& op_table() {
        "MODE SENSE(6)"},
       {0x1B, 0, false, 6, {0x1B, 0x01, 0, 0x0F, 0xF7, 0}, kAllowStopped, &H::start_stop_unit,
        "START STOP UNIT"},
+      {0x16, 0, false, 6, {0x16, 0, 0, 0, 0, 0}, kAllowStopped, &H::reserve6, "RESERVE(6)"},
+      {0x17, 0, false, 6, {0x17, 0, 0, 0, 0, 0}, kAllowStopped, &H::release6, "RELEASE(6)"},
       {0x1E, 0, false, 6, {0x1E, 0, 0, 0, 0x03, 0}, kAllowStopped, &H::prevent_allow,
        "PREVENT ALLOW MEDIUM REMOVAL"},
       {0x25, 0, false, 10, {0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0}, 0,
@@ -132,6 +145,10 @@ const std::vector<OpInfoEntry>& op_table() {
        &H::write_and_verify, "WRITE AND VERIFY(10)"},
       {0x2F, 0, false, 10, {0x2F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0, &H::verify,
        "VERIFY(10)"},
+      {0x34, 0, false, 10, {0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0,
+       &H::prefetch, "PRE-FETCH(10)"},
+      {0x37, 0, false, 10, {0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0}, 0, &H::read_defect_data,
+       "READ DEFECT DATA(10)"},
       {0x35, 0, false, 10, {0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0,
        &H::synchronize_cache, "SYNCHRONIZE CACHE(10)"},
       {0x41, 0, false, 10, {0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0,
@@ -141,6 +158,10 @@ const std::vector<OpInfoEntry>& op_table() {
        &H::mode_select, "MODE SELECT(10)"},
       {0x5A, 0, false, 10, {0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0}, kAllowStopped,
        &H::mode_sense, "MODE SENSE(10)"},
+      {0x5E, 0, false, 10, {0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, kAllowStopped,
+       &H::persistent_reserve_in, "PERSISTENT RESERVE IN"},
+      {0x5F, 0, false, 10, {0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, kAllowStopped,
+       &H::persistent_reserve_out, "PERSISTENT RESERVE OUT"},
       {0x88, 0, false, 16,
       {0x88, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::read, "READ(16)"},
@@ -156,6 +177,9 @@ const std::vector<OpInfoEntry>& op_table() {
       {0x8F, 0, false, 16,
       {0x8F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::verify, "VERIFY(16)"},
+      {0x90, 0, false, 16,
+      {0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::prefetch, "PRE-FETCH(16)"},
       {0x91, 0, false, 16,
       {0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::synchronize_cache, "SYNCHRONIZE CACHE(16)"},
@@ -177,6 +201,12 @@ const std::vector<OpInfoEntry>& op_table() {
        &H::read, "READ(12)"},
       {0xAA, 0, false, 12, {0xAA, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0}, 0,
        &H::write, "WRITE(12)"},
+      {0xAE, 0, false, 12, {0xAE, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0}, 0,
+       &H::write_and_verify, "WRITE AND VERIFY(12)"},
+      {0xAF, 0, false, 12, {0xAF, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0}, 0,
+       &H::verify, "VERIFY(12)"},
+      {0xB7, 0, false, 12, {0xB7, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, 0,
+       &H::read_defect_data, "READ DEFECT DATA(12)"},
   };
   // clang-format on
   return kTable;
@@ -227,7 +257,8 @@ void LogicalUnit::attach(std::function<void(Errc)> done) {
       default_ = ModeParameters{};
       default_.wce = (id.capabilities & proto::kCapFlush) != 0;
       current_ = saved_ = default_;
-      unit_attentions_.assign(1, make_sense(kUnitAttention, 0x29, 0x00));
+      unit_attentions_[""];
+      ua_all(make_sense(kUnitAttention, 0x29, 0x00));
       stopped_ = false;
       prevent_removal_ = false;
       attached_ = true;
@@ -256,15 +287,37 @@ void LogicalUnit::reset() {
   current_ = saved_;
   stopped_ = false;
   prevent_removal_ = false;
-  unit_attentions_.assign(1, make_sense(kUnitAttention, 0x29, 0x00));
+  pr_.reserve6.reset();  // a reset ends RESERVE(6), not persistent reservations
+  unit_attentions_[""];
+  ua_all(make_sense(kUnitAttention, 0x29, 0x00));
 }
 
-void LogicalUnit::nexus_lost(const std::string& nexus) { (void)nexus; }
+void LogicalUnit::ua_all(const Sense& sense, const std::string* except) {
+  for (auto& [nexus, q] : unit_attentions_) {
+    if (except != nullptr && nexus == *except) continue;
+    if (sense.asc == 0x29) q.clear();  // a reset supersedes what was pending
+    if (q.size() < 16) q.push_back(sense);
+  }
+}
+
+void LogicalUnit::ua_one(const std::string& nexus, const Sense& sense) {
+  auto& q = unit_attentions_[nexus];
+  if (q.size() < 16) q.push_back(sense);
+}
+
+void LogicalUnit::nexus_lost(const std::string& nexus) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pr_.reserve6 && *pr_.reserve6 == nexus) pr_.reserve6.reset();
+  // The nexus may come back (same initiator port): it then starts with I_T NEXUS LOSS OCCURRED.
+  auto it = unit_attentions_.find(nexus);
+  if (it != unit_attentions_.end()) it->second.assign(1, make_sense(kUnitAttention, 0x29, 0x07));
+}
 
 void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   auto c = std::make_shared<Cmd>(*this, command, std::move(done));
   const Bytes& cdb = c->command.cdb;
   std::optional<Sense> ua;
+  bool conflict = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     c->s.attached = attached_;
@@ -277,14 +330,20 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
     c->s.stopped = stopped_;
     c->s.prevent = prevent_removal_;
     c->s.options = options_;
-    if (!cdb.empty() && cdb[0] != 0x12 && cdb[0] != 0xA0 && cdb[0] != 0x03 &&
-        !unit_attentions_.empty()) {
-      ua = unit_attentions_.front();
-      unit_attentions_.pop_front();
+    auto& uas = unit_attentions_[c->command.nexus];
+    if (!cdb.empty() && cdb[0] != 0x12 && cdb[0] != 0xA0 && cdb[0] != 0x03 && !uas.empty()) {
+      ua = uas.front();
+      uas.pop_front();
     }
+    conflict = !ua && !cdb.empty() && reservation_conflict(cdb, c->command.nexus);
   }
   if (cdb.empty()) return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
   if (ua) return c->check(*ua);
+  if (conflict) {
+    ScsiResult r;
+    r.status = kStatusReservationConflict;
+    return c->done(std::move(r));
+  }
   const std::uint16_t sa = cdb.size() > 1 ? (cdb[1] & 0x1F) : 0;
   const OpInfoEntry* op = find_op(cdb[0], sa);
   if (op == nullptr) {
@@ -329,14 +388,14 @@ bool LuHandlers::update_capacity(LogicalUnit& lu, const proto::Capacity& cap) {
   return changed;
 }
 
-namespace {
-
 struct Rw {
   std::uint64_t lba = 0;
   std::uint64_t blocks = 0;
   std::uint16_t length_byte = 0;  // first byte of the transfer length field
   std::uint8_t flags = 0;         // CDB byte 1
 };
+
+namespace {
 
 Rw decode_rw(const Bytes& cdb) {
   Rw rw;
@@ -351,6 +410,8 @@ Rw decode_rw(const Bytes& cdb) {
       break;
     case 0xA8:
     case 0xAA:
+    case 0xAE:
+    case 0xAF:
       rw.lba = load_be32(&cdb[2]);
       rw.blocks = load_be32(&cdb[6]);
       rw.length_byte = 6;
@@ -359,6 +420,7 @@ Rw decode_rw(const Bytes& cdb) {
     case 0x8A:
     case 0x8E:
     case 0x8F:
+    case 0x90:
     case 0x91:
     case 0x93:
       rw.lba = load_be64(&cdb[2]);
@@ -420,6 +482,10 @@ void LuHandlers::test_unit_ready(CmdPtr c) {
   c->lu.target_.execute(std::move(r), [c](proto::Reply reply) {
     if (reply.status != Errc::kOk) return c->fail(reply.status, Direction::kNone);
     if (update_capacity(c->lu, reply.capacity)) {
+      {
+        std::lock_guard<std::mutex> lock(c->lu.mu_);
+        c->lu.ua_all(make_sense(kUnitAttention, 0x2A, 0x09), &c->command.nexus);
+      }
       return c->check(make_sense(kUnitAttention, 0x2A, 0x09));
     }
     c->good();
@@ -440,7 +506,8 @@ void LuHandlers::read(CmdPtr c) {
 }
 
 // Checks shared by the commands that carry write data; returns false after completing `c`.
-static bool check_write_common(const CmdPtr& c, const Rw& rw, std::uint64_t data_bytes) {
+static bool check_write_common(const CmdPtr& c, const Rw& rw, std::uint64_t data_bytes,
+                               bool partial_ok = false) {
   if (rw.flags & 0xE0) {
     c->check(invalid_field_in_cdb(1, 7));  // WRPROTECT
     return false;
@@ -457,25 +524,36 @@ static bool check_write_common(const CmdPtr& c, const Rw& rw, std::uint64_t data
     c->check(make_sense(kIllegalRequest, 0x21, 0));
     return false;
   }
-  if (c->command.data_out.size() < data_bytes) {
+  if (c->command.data_out.size() < data_bytes && !partial_ok) {
     c->short_data_out(data_bytes);
     return false;
   }
   return true;
 }
 
+// WRITE and WRITE AND VERIFY with less data-out than the CDB asks for (iSCSI EDTL below the
+// transfer length): as Linux LIO and libiscsi's residual tests expect, the whole blocks that did
+// arrive are written and the command ends GOOD with an overflow residual of the missing bytes.
+static std::uint64_t partial_blocks(const CmdPtr& c, const Rw& rw) {
+  return std::min<std::uint64_t>(rw.blocks, c->command.data_out.size() / c->s.block_size);
+}
+
 void LuHandlers::write(CmdPtr c) {
-  const Rw rw = decode_rw(c->command.cdb);
+  Rw rw = decode_rw(c->command.cdb);
+  const std::uint64_t needed = rw.blocks * c->s.block_size;
+  if (!check_write_common(c, rw, needed, true)) return;
+  rw.blocks = partial_blocks(c, rw);
   const std::uint64_t bytes = rw.blocks * c->s.block_size;
-  if (!check_write_common(c, rw, bytes)) return;
+  if (bytes < needed && rw.blocks == 0) return c->good_partial(needed);
   if (rw.blocks == 0) return c->good_write(0);
   // The command's own copy of the data-out is not needed any more: move it (no 8 MiB copy).
   auto data = std::make_shared<Bytes>(std::move(c->command.data_out));
   data->resize(static_cast<std::size_t>(bytes));
   detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
                        c->s.identity.max_transfer_blocks, write_flags(c->s, rw.flags & 0x08),
-                       std::move(data), [c, bytes](Errc e) {
+                       std::move(data), [c, bytes, needed](Errc e) {
                          if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
+                         if (bytes < needed) return c->good_partial(needed);
                          c->good_write(bytes);
                        });
 }
@@ -510,24 +588,38 @@ void LuHandlers::write_and_verify(CmdPtr c) {
   const Rw rw = decode_rw(c->command.cdb);
   const int bytchk = (rw.flags >> 1) & 3;
   if (bytchk >= 2) return c->check(invalid_field_in_cdb(1, 2));
-  const std::uint64_t bytes = rw.blocks * c->s.block_size;
-  if (!check_write_common(c, rw, bytes)) return;
+  const std::uint64_t needed = rw.blocks * c->s.block_size;
+  if (!check_write_common(c, rw, needed, true)) return;
+  Rw part = rw;
+  part.blocks = partial_blocks(c, rw);
+  const std::uint64_t bytes = part.blocks * c->s.block_size;
+  if (bytes < needed) {
+    if (part.blocks == 0) return c->good_partial(needed);
+    return write_and_verify_blocks(c, part, bytes, needed);
+  }
   if (rw.blocks == 0) return c->good_write(0);
+  write_and_verify_blocks(c, rw, bytes, bytes);
+}
+
+void LuHandlers::write_and_verify_blocks(CmdPtr c, const Rw& rw, std::uint64_t bytes,
+                                         std::uint64_t needed) {
   auto data =
       std::make_shared<Bytes>(c->command.data_out.begin(),
                               c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
   // Verification means the data is on the medium: write with FUA, then read back and compare.
   detail::write_blocks(
       c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
-      c->s.identity.max_transfer_blocks, proto::kFlagFua, data, [c, rw, data, bytes](Errc e) {
+      c->s.identity.max_transfer_blocks, proto::kFlagFua, data,
+      [c, rw, data, bytes, needed](Errc e) {
         if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
         detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
                             c->s.identity.max_transfer_blocks,
-                            [c, data, bytes](Errc e2, Bytes back) {
+                            [c, data, bytes, needed](Errc e2, Bytes back) {
                               if (e2 != Errc::kOk) return c->fail(e2, Direction::kRead);
                               const auto d = first_difference(back.data(), data->data(), bytes);
                               if (d >= 0)
                                 return c->check(miscompare_at(static_cast<std::uint64_t>(d)));
+                              if (bytes < needed) return c->good_partial(needed);
                               c->good_write(bytes);
                             });
       });
@@ -668,6 +760,8 @@ void LuHandlers::compare_and_write(CmdPtr c) {
     return c->check(invalid_field_in_cdb(13));
   }
   const std::uint64_t half = rw.blocks * bs;
+  // NUMBER OF LOGICAL BLOCKS is one byte: an initiator asking for 256 blocks sends 0 with data.
+  if (rw.blocks == 0 && !c->command.data_out.empty()) return c->check(invalid_field_in_cdb(13));
   if (!check_write_common(c, rw, 2 * half)) return;
   if (rw.blocks == 0) return c->good_write(0);
   // Not atomic against other initiators: the generic protocol has no compare-and-write op.
@@ -822,6 +916,26 @@ void LuHandlers::start_stop_unit(CmdPtr c) {
   });
 }
 
+void LuHandlers::prefetch(CmdPtr c) {
+  const Rw rw = decode_rw(c->command.cdb);
+  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  // Nothing to stage: the server's back end caches as it sees fit. IMMED or not, GOOD means
+  // "done" (CONDITION MET would promise cache space, SBC-3 5.9).
+  c->good();
+}
+
+void LuHandlers::read_defect_data(CmdPtr c) {
+  const Bytes& cdb = c->command.cdb;
+  const bool twelve = cdb[0] == 0xB7;
+  const std::uint8_t format = (twelve ? cdb[1] : cdb[2]) & 0x07;
+  const std::uint32_t alloc = twelve ? load_be32(&cdb[6]) : load_be16(&cdb[7]);
+  // No defects to report: an empty list in the format asked for (SBC-3 5.11/5.12).
+  Bytes d(twelve ? 8 : 4, 0);
+  d[1] = static_cast<std::uint8_t>((twelve ? cdb[1] : cdb[2]) & 0x18) | format;
+  if (d.size() > alloc) d.resize(alloc);
+  c->good(std::move(d));
+}
+
 void LuHandlers::prevent_allow(CmdPtr c) {
   const std::uint8_t prevent = c->command.cdb[4] & 0x03;
   if (prevent > 1) return c->check(invalid_field_in_cdb(4, 1));
@@ -838,9 +952,10 @@ void LuHandlers::request_sense(CmdPtr c) {
   Sense s = make_sense(kNoSense, 0, 0);
   {
     std::lock_guard<std::mutex> lock(c->lu.mu_);
-    if (!c->lu.unit_attentions_.empty()) {
-      s = c->lu.unit_attentions_.front();
-      c->lu.unit_attentions_.pop_front();
+    auto& uas = c->lu.unit_attentions_[c->command.nexus];
+    if (!uas.empty()) {
+      s = uas.front();
+      uas.pop_front();
     } else if (!c->lu.attached_) {
       s = make_sense(kNotReady, 0x04, 0x01);
     } else if (c->lu.stopped_) {

@@ -40,6 +40,8 @@ struct Cmd : std::enable_shared_from_this<Cmd> {
   void check(const Sense& sense);
   // CHECK CONDITION for data-out shorter than `needed_bytes`.
   void short_data_out(std::uint64_t needed_bytes);
+  // GOOD after writing only the whole blocks of a short data-out: overflow residual = the rest.
+  void good_partial(std::uint64_t needed_bytes);
   void fail(Errc e, Direction direction);
 };
 using CmdPtr = std::shared_ptr<Cmd>;
@@ -54,6 +56,8 @@ struct OpInfoEntry {
   void (*handler)(CmdPtr);
   const char* name;
 };
+
+struct Rw;  // a decoded READ/WRITE-family CDB (logical_unit.cc)
 
 const std::vector<OpInfoEntry>& op_table();
 const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa);
@@ -70,6 +74,8 @@ struct LuHandlers {
   static void write(CmdPtr c);
   static void verify(CmdPtr c);
   static void write_and_verify(CmdPtr c);
+  static void write_and_verify_blocks(CmdPtr c, const Rw& rw, std::uint64_t bytes,
+                                      std::uint64_t needed);
   static void synchronize_cache(CmdPtr c);
   static void write_same(CmdPtr c);
   static void unmap(CmdPtr c);
@@ -80,6 +86,13 @@ struct LuHandlers {
   static void start_stop_unit(CmdPtr c);
   static void prevent_allow(CmdPtr c);
   static void report_luns(CmdPtr c);
+  static void prefetch(CmdPtr c);
+  static void read_defect_data(CmdPtr c);
+  // lu_reservations.cc
+  static void reserve6(CmdPtr c);
+  static void release6(CmdPtr c);
+  static void persistent_reserve_in(CmdPtr c);
+  static void persistent_reserve_out(CmdPtr c);
   // lu_pages.cc
   static void inquiry(CmdPtr c);
   static void mode_sense(CmdPtr c);

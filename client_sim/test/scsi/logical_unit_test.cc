@@ -176,11 +176,18 @@ TEST_F(LuTest, BadCdbsGetExactSense) {
   EXPECT_TRUE(target_->log().empty());
 }
 
-TEST_F(LuTest, ShortDataOutIsRejectedWithOverflowResidual) {
-  auto r = run("2a000000000000000200", filled(512, 0));
-  expect_check(r, kIllegalRequest, 0x0E, 0x03);  // INVALID FIELD IN INFORMATION UNIT
+TEST_F(LuTest, ShortDataOutWritesWholeBlocksWithOverflowResidual) {
+  auto r = run("2a000000000000000200", filled(512, 0x62));
+  EXPECT_EQ(r.status, kStatusGood);
   EXPECT_TRUE(r.overflow);
   EXPECT_EQ(r.residual, 512u);
+  EXPECT_EQ(target_->peek(kDevice, 0, 1), filled(512, 0x62));
+  auto none = run("2a000000000000000100", {});
+  EXPECT_EQ(none.status, kStatusGood);
+  EXPECT_TRUE(none.overflow);
+  EXPECT_EQ(none.residual, 512u);
+  // Other data-out commands still refuse a short buffer.
+  expect_check(run("41000000000000000100", {}), kIllegalRequest, 0x0E, 0x03);
   auto extra = run("2a000000000000000100", filled(600, 0));
   EXPECT_EQ(extra.status, kStatusGood);
   EXPECT_EQ(extra.residual, 88u);

@@ -17,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -109,9 +110,27 @@ class LogicalUnit {
   ModeParameters current_;
   ModeParameters saved_;
   ModeParameters default_;
-  std::deque<Sense> unit_attentions_;
+  // Unit attentions per I_T nexus ("" = the default nexus). A nexus is known from its first
+  // command on; conditions for "every nexus" go to every known one.
+  std::map<std::string, std::deque<Sense>> unit_attentions_;
   bool stopped_ = false;
   bool prevent_removal_ = false;
+
+  // Reservations (SPC-4 5.13 persistent; SPC-2 RESERVE(6)), shared by every nexus of this LU.
+  struct Reservations {
+    std::map<std::string, std::uint64_t> keys;  // registered nexus -> reservation key
+    std::uint32_t generation = 0;
+    bool held = false;
+    std::string holder;  // for the all-registrants types: the nexus that reserved
+    std::uint8_t type = 0;
+    std::optional<std::string> reserve6;  // RESERVE(6) holder
+  };
+  Reservations pr_;
+
+  // Under mu_.
+  void ua_all(const Sense& sense, const std::string* except = nullptr);
+  void ua_one(const std::string& nexus, const Sense& sense);
+  bool reservation_conflict(const Bytes& cdb, const std::string& nexus) const;
 };
 
 // Standard INQUIRY data for a LUN without a logical unit (peripheral qualifier 011b, type 1Fh).
