@@ -6,6 +6,7 @@ PKGS=(
   libboost-dev libpcap-dev libsgutils2-dev sg3-utils libcli11-dev libexpected-dev libsodium-dev
   libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   tcpdump iproute2 nftables procps
+  tgt libiscsi-bin
 )
 PKGS+=("$@")
 missing=()
