@@ -52,6 +52,18 @@ TEST(IscsiImport, CommittedTgtCapture) {
   EXPECT_EQ(import_iscsi(*cap, wrong).commands.size(), 0u);
 }
 
+// tgt configured with HeaderDigest=CRC32C (tgtadm -n HeaderDigest -v CRC32C) and libiscsi asking
+// for it (URL ?header_digest=crc32c): real digests, checked on every PDU.
+TEST(IscsiImport, CommittedCaptureWithRealHeaderDigests) {
+  auto cap = read_capture(std::string(IPSAN_PCAP_DIR) + "/tgt_header_digest.pcap");
+  ASSERT_TRUE(cap) << cap.error().message;
+  const IscsiCapture imp = import_iscsi(*cap, ImportOptions{});
+  EXPECT_EQ(imp.connections, 2u);
+  EXPECT_EQ(imp.commands.size(), 7u);
+  EXPECT_EQ(imp.skipped.total(), 0u) << imp.skipped.to_string();
+  for (const auto& c : imp.commands) EXPECT_EQ(c.skip, "");
+}
+
 // Rebuilds a capture from reassembled streams with new segment boundaries.
 CaptureFile resegment(const CaptureFile& in, std::mt19937& rng, bool duplicate, bool swap) {
   CaptureFile out;
