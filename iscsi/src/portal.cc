@@ -135,16 +135,17 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
     } else {
       IPSAN_LOG(LogLevel::kInfo, kLog, peer_, ": connection closed: ", why);
     }
-    boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
     for (auto& [itt, t] : tasks_) t->aborted = true;
     tasks_.clear();
     held_.clear();
+    // Nexus loss before the socket closes: once the initiator sees the close, it is done.
     if (full_feature_ && !params_.discovery && !nexus_ended_) {
       nexus_ended_ = true;
       portal_->bus.nexus_lost(bus_target_, nexus_);
     }
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
     portal_->remove(shared_from_this());
   }
 
