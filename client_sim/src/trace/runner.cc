@@ -133,20 +133,31 @@ Result<Bytes, std::string> make_part(const Command& c, const DataOut& d, std::ui
     }
     case DataOut::Kind::kPattern: {
       auto r = data_out_range(c);
-      const std::optional<std::uint64_t> lba = d.pattern.lba ? d.pattern.lba
-                                               : r           ? std::optional<std::uint64_t>(r->lba)
-                                                             : std::nullopt;
-      const std::optional<std::uint64_t> blocks = d.pattern.blocks ? d.pattern.blocks
-                                                  : r ? std::optional<std::uint64_t>(r->blocks)
-                                                      : std::nullopt;
-      if (!lba || !blocks) {
+      // Plain values rather than optionals: GCC 12 -O2 reports a false maybe-uninitialized.
+      bool have_lba = false, have_blocks = false;
+      std::uint64_t lba = 0, blocks = 0;
+      if (d.pattern.lba) {
+        lba = *d.pattern.lba;
+        have_lba = true;
+      } else if (r) {
+        lba = r->lba;
+        have_lba = true;
+      }
+      if (d.pattern.blocks) {
+        blocks = *d.pattern.blocks;
+        have_blocks = true;
+      } else if (r) {
+        blocks = r->blocks;
+        have_blocks = true;
+      }
+      if (!have_lba || !have_blocks) {
         return tl::unexpected(std::string("out=pattern needs lba= and blocks= for this command"));
       }
-      if (*blocks * block_size > kMaxGeneratedBytes) {
+      if (blocks * block_size > kMaxGeneratedBytes) {
         return tl::unexpected(std::string("out=pattern: too large"));
       }
-      Bytes buf(static_cast<std::size_t>(*blocks * block_size));
-      fill_pattern_blocks(buf, block_size, d.pattern.seed, *lba, d.pattern.generation);
+      Bytes buf(static_cast<std::size_t>(blocks * block_size));
+      fill_pattern_blocks(buf, block_size, d.pattern.seed, lba, d.pattern.generation);
       return buf;
     }
   }
