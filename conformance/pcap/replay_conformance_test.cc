@@ -62,8 +62,8 @@ RemoteOptions remote(std::uint16_t port, proto::TransportKind kind = proto::Tran
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() /
-               ("ipsan_replay_" + name + "_" + std::to_string(::getpid()));
+  fs::path p =
+      fs::temp_directory_path() / ("ipsan_replay_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
@@ -163,9 +163,8 @@ void run_all_traces(proto::TransportKind kind, const std::string& netem_profile)
     ASSERT_TRUE(trace) << trace.error().message;
     ServerFixture server(kTraceDevices);
     ASSERT_EQ(server.error(), "");
-    RemoteOptions o = remote(kind == proto::TransportKind::kUdp ? server.udp_port()
-                                                                : server.tcp_port(),
-                             kind);
+    RemoteOptions o =
+        remote(kind == proto::TransportKind::kUdp ? server.udp_port() : server.tcp_port(), kind);
     o.netem_profile = netem_profile;
     o.netem_seed = 42;
     auto target = RemoteTarget::connect(o);

@@ -73,8 +73,8 @@ class ServerFixture {
       }
       server::ServerOptions so;
       so.boot_epoch = 7;
-      server_ = std::make_unique<server::StorageServer>(io_, so, std::move(keys),
-                                                        std::move(exports));
+      server_ =
+          std::make_unique<server::StorageServer>(io_, so, std::move(keys), std::move(exports));
       auto lo = boost::asio::ip::make_address("127.0.0.1");
       proto::rudp::UdpOptions uo;
 #ifdef IPSAN_HAVE_UDP_TAP

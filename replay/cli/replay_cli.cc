@@ -202,8 +202,8 @@ int run_iscsi_pcap(const Args& a) {
   ro.exact = a.exact;
   ro.timeout_ms = timeout_ms(a);
   const auto report = iscsi::replay_iscsi(cap, **bus, ro);
-  std::cout << a.pcap << ": " << cap.connections << " iSCSI connections, " << cap.pdus
-            << " PDUs, " << cap.commands.size() << " SCSI commands\n";
+  std::cout << a.pcap << ": " << cap.connections << " iSCSI connections, " << cap.pdus << " PDUs, "
+            << cap.commands.size() << " SCSI commands\n";
   iscsi::print_iscsi_report(std::cout, report, a.verbose);
   if (!a.record.empty()) {
     write_file(a.record, client::trace::format_trace(iscsi::to_trace(cap, a.record, a.exact)));
@@ -238,7 +238,8 @@ void add_cli(CLI::App& app) {
   cmd->add_flag("-v,--verbose", a->verbose, "Print every command, not only differences");
   cmd->add_option("--pcap", a->pcap, "Replay a capture (pcap or pcapng) instead of traces");
   cmd->add_flag("--iscsi", a->iscsi, "The capture is iSCSI traffic (TCP port 3260 or --port)");
-  cmd->add_option("--port", a->port, "Capture port (ipsan: any UDP, TCP 5260; iSCSI: any port with an iSCSI login)")
+  cmd->add_option("--port", a->port,
+                  "Capture port (ipsan: any UDP, TCP 5260; iSCSI: any port with an iSCSI login)")
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--timing", a->timing, "original (captured spacing) or fast")
       ->check(CLI::IsMember({"original", "fast"}))
@@ -266,8 +267,8 @@ void add_cli(CLI::App& app) {
     trace->require_subcommand(1);
   }
   auto ia = std::make_shared<ImportArgs>();
-  auto* imp = trace->add_subcommand(
-      "import", "Turn an iSCSI capture (pcap/pcapng) into an ipsan SCSI trace");
+  auto* imp = trace->add_subcommand("import",
+                                    "Turn an iSCSI capture (pcap/pcapng) into an ipsan SCSI trace");
   imp->add_option("capture", ia->pcap, "Capture file")->required();
   imp->add_option("-o,--output", ia->out, "Trace file to write (default: stdout)");
   imp->add_option("--port", ia->port, "iSCSI TCP port (0: find iSCSI logins on any port)")
@@ -277,8 +278,8 @@ void add_cli(CLI::App& app) {
                 "Check every data-in byte (also target-specific INQUIRY fields)");
   imp->callback([ia] {
     const auto cap = import_or_die(ia->pcap, ia->port);
-    const std::string text =
-        client::trace::format_trace(iscsi::to_trace(cap, ia->out.empty() ? "-" : ia->out, ia->exact));
+    const std::string text = client::trace::format_trace(
+        iscsi::to_trace(cap, ia->out.empty() ? "-" : ia->out, ia->exact));
     if (ia->out.empty()) {
       std::cout << text;
     } else {
@@ -290,10 +291,11 @@ void add_cli(CLI::App& app) {
     for (const auto& c : cap.commands) {
       if (!c.skip.empty()) sk.add(c.skip);
     }
-    std::fprintf(stderr, "trace import: %zu connections, %zu PDUs, %zu commands imported, %zu skipped%s%s%s\n",
-                 cap.connections, cap.pdus, used, cap.commands.size() - used,
-                 sk.reasons.empty() ? "" : " (", sk.to_string().c_str(),
-                 sk.reasons.empty() ? "" : ")");
+    std::fprintf(
+        stderr,
+        "trace import: %zu connections, %zu PDUs, %zu commands imported, %zu skipped%s%s%s\n",
+        cap.connections, cap.pdus, used, cap.commands.size() - used, sk.reasons.empty() ? "" : " (",
+        sk.to_string().c_str(), sk.reasons.empty() ? "" : ")");
   });
 }
 

@@ -88,8 +88,8 @@ bool parse_frame(int link_type, ByteSpan frame, std::uint32_t wire_len, Packet& 
   const std::uint8_t* p = frame.data();
   std::size_t len = frame.size();
   std::uint8_t proto = 0;
-  std::size_t l4 = 0;       // offset of the transport header
-  std::size_t l4_end = 0;   // end of the transport segment per the IP header (may exceed len)
+  std::size_t l4 = 0;      // offset of the transport header
+  std::size_t l4_end = 0;  // end of the transport segment per the IP header (may exceed len)
   const int version = p[0] >> 4;
   if (version == 4) {
     if (len < 20) {

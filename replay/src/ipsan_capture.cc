@@ -132,7 +132,8 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
       }
     }
   }
-  for (const auto& [k, f] : flows) out.skipped.add("incomplete fragmented message", f.partial.size());
+  for (const auto& [k, f] : flows)
+    out.skipped.add("incomplete fragmented message", f.partial.size());
 }
 
 void extract_tcp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCapture& out,
@@ -264,8 +265,8 @@ IpsanCapture extract_ipsan(const CaptureFile& capture, const ExtractOptions& opt
       continue;
     }
     if (!best->parsed.success()) {
-      finish("captured reply is an RPC rejection (" + std::string(to_string(best->parsed.to_errc())) +
-             ")");
+      finish("captured reply is an RPC rejection (" +
+             std::string(to_string(best->parsed.to_errc())) + ")");
       continue;
     }
     if (best->parsed.verf_flavor != proto::kAuthIpsan) {
@@ -303,8 +304,8 @@ std::string compare_replies(proto::Op op, const proto::Reply& captured, const pr
       if (mm.first != captured.data.end()) {
         const auto at = static_cast<std::size_t>(mm.first - captured.data.begin());
         char buf[96];
-        std::snprintf(buf, sizeof buf, "read data differs at byte %zu: captured %02x, now %02x",
-                      at, *mm.first, *mm.second);
+        std::snprintf(buf, sizeof buf, "read data differs at byte %zu: captured %02x, now %02x", at,
+                      *mm.first, *mm.second);
         return buf;
       }
       return "";

@@ -138,8 +138,10 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
         const std::size_t want = client::trace::cdb_length_for_opcode(c.cdb[0]);
         if (want != 0 && want <= c.cdb.size()) c.cdb.resize(want);
         const auto lun = decode_lun(&p.bhs[8]);
-        if (!lun) c.skip = "unsupported LUN addressing";
-        else c.lun = *lun;
+        if (!lun)
+          c.skip = "unsupported LUN addressing";
+        else
+          c.lun = *lun;
         if (c.edtl > kMaxCommandBytes) c.skip = "transfer larger than the import limit";
         if (c.write && c.skip.empty()) {
           put_at(c.data_out, 0, p.data, c.edtl, st.data_overrun);
@@ -263,8 +265,8 @@ std::optional<Pdu> next_pdu(ByteSpan stream, std::size_t& pos, const Digests& di
   std::copy_n(stream.begin() + static_cast<std::ptrdiff_t>(pos), kBhsSize, p.bhs.begin());
   p.offset = pos;
   const std::size_t ahs_len = std::size_t{p.bhs[4]} * 4;
-  const std::size_t data_len = (std::size_t{p.bhs[5]} << 16) | (std::size_t{p.bhs[6]} << 8) |
-                               std::size_t{p.bhs[7]};
+  const std::size_t data_len =
+      (std::size_t{p.bhs[5]} << 16) | (std::size_t{p.bhs[6]} << 8) | std::size_t{p.bhs[7]};
   const std::uint8_t op = p.opcode();
   const bool known = std::string_view(opcode_name(op)) != "unknown opcode";
   if (!known) {
@@ -350,7 +352,8 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
       // The initiator is the side whose destination is the iSCSI port.
       if (ini->from.port == port && ini->to.port != port) std::swap(ini, tgt);
     } else {
-      if (starts_with(*tgt, kLoginRequest) && starts_with(*ini, kLoginResponse)) std::swap(ini, tgt);
+      if (starts_with(*tgt, kLoginRequest) && starts_with(*ini, kLoginResponse))
+        std::swap(ini, tgt);
       if (!starts_with(*ini, kLoginRequest)) {
         out.skipped.add("TCP connection that does not begin with an iSCSI login (ignored)");
         continue;
@@ -361,10 +364,9 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
     const std::string name = ini->from.to_string() + " -> " + ini->to.to_string();
     decode_connection(ini->data, tgt->data, name, ini, out);
   }
-  std::stable_sort(out.commands.begin(), out.commands.end(),
-                   [](const ImportedCommand& a, const ImportedCommand& b) {
-                     return a.time < b.time;
-                   });
+  std::stable_sort(
+      out.commands.begin(), out.commands.end(),
+      [](const ImportedCommand& a, const ImportedCommand& b) { return a.time < b.time; });
   for (std::size_t i = 0; i < out.commands.size(); ++i) out.commands[i].order = i;
   return out;
 }

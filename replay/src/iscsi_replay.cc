@@ -26,9 +26,9 @@ std::vector<std::pair<std::size_t, std::size_t>> masks_for(const Bytes& cdb) {
     case 0x12: {  // INQUIRY
       if (cdb.size() < 3) return m;
       if ((cdb[1] & 0x01) == 0) {
-        m.emplace_back(2, 3);    // VERSION: the SPC revision claimed
-        m.emplace_back(4, 5);    // ADDITIONAL LENGTH (follows from the descriptors)
-        m.emplace_back(8, 56);   // vendor, product, revision, vendor specific
+        m.emplace_back(2, 3);          // VERSION: the SPC revision claimed
+        m.emplace_back(4, 5);          // ADDITIONAL LENGTH (follows from the descriptors)
+        m.emplace_back(8, 56);         // vendor, product, revision, vendor specific
         m.emplace_back(58, SIZE_MAX);  // version descriptors and the rest
         return m;
       }
@@ -107,7 +107,8 @@ std::string compare_answer(const ImportedCommand& captured, const scsi::ScsiResu
   }
   const std::int64_t resid = now.overflow ? -static_cast<std::int64_t>(now.residual)
                                           : static_cast<std::int64_t>(now.residual);
-  const auto m = exact ? std::vector<std::pair<std::size_t, std::size_t>>{} : masks_for(captured.cdb);
+  const auto m =
+      exact ? std::vector<std::pair<std::size_t, std::size_t>>{} : masks_for(captured.cdb);
   // A masked page may differ in length too (serial numbers, designator lists).
   const bool length_masked = !m.empty() && m.back().second == SIZE_MAX;
   if (captured.read && captured.status == scsi::kStatusGood && !length_masked) {

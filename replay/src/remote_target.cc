@@ -67,7 +67,8 @@ Result<std::unique_ptr<RemoteTarget>, Error> RemoteTarget::connect(const RemoteO
       }
       netem::UdpProxyOptions po;
       po.listen = asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0);
-      if (server->address().is_v6()) po.listen = asio::ip::udp::endpoint(asio::ip::address_v6::loopback(), 0);
+      if (server->address().is_v6())
+        po.listen = asio::ip::udp::endpoint(asio::ip::address_v6::loopback(), 0);
       po.forward = *server;
       po.up = *impair;
       po.down = *impair;
@@ -168,8 +169,8 @@ std::string RemoteTarget::stats_line() {
     const auto& s = client_->stats();
     const auto t = client_->transport_stats();
     out = str_cat("requests=", s.requests, " completed=", s.completed, " failed=", s.failed,
-                  " resent=", s.resent, " logins=", s.logins, " datagrams_sent=",
-                  t.datagrams_sent, " retransmissions=", t.retransmissions);
+                  " resent=", s.resent, " logins=", s.logins, " datagrams_sent=", t.datagrams_sent,
+                  " retransmissions=", t.retransmissions);
     if (proxy_) {
       const auto up = proxy_->up_counters();
       const auto down = proxy_->down_counters();

@@ -30,7 +30,8 @@ Result<std::vector<DeviceMapping>, Error> parse_device_map(std::string_view text
     text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
     const auto eq = item.find('=');
     if (eq == std::string_view::npos) {
-      return fail(str_cat("bad LUN map entry '", item, "' (expected LUN=DEVICE_ID or T:L=DEVICE_ID)"));
+      return fail(
+          str_cat("bad LUN map entry '", item, "' (expected LUN=DEVICE_ID or T:L=DEVICE_ID)"));
     }
     std::string_view left = item.substr(0, eq);
     DeviceMapping m;
@@ -53,8 +54,9 @@ Result<std::vector<DeviceMapping>, Error> parse_device_map(std::string_view text
   return out;
 }
 
-Result<std::unique_ptr<client::scsi::Bus>, Error> make_bus(
-    client::GenericTarget& target, const std::vector<DeviceMapping>& map, int attach_timeout_ms) {
+Result<std::unique_ptr<client::scsi::Bus>, Error> make_bus(client::GenericTarget& target,
+                                                           const std::vector<DeviceMapping>& map,
+                                                           int attach_timeout_ms) {
   auto bus = std::make_unique<client::scsi::Bus>();
   bus->add_server("remote", target);
   for (const DeviceMapping& m : map) {

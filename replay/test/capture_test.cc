@@ -75,9 +75,9 @@ TEST(Capture, EveryLinkTypeAndIpv6) {
 TEST(Capture, TruncatedFileAndSnapLengthCuts) {
   std::vector<Frame> frames;
   for (std::uint32_t i = 0; i < 3; ++i) {
-    frames.push_back({testing::with_link(1, testing::tcp_packet(kA, kB, 100 * i, kTcpAck,
-                                                                Bytes(100, 0x55))),
-                      0, i * 1000});
+    frames.push_back(
+        {testing::with_link(1, testing::tcp_packet(kA, kB, 100 * i, kTcpAck, Bytes(100, 0x55))), 0,
+         i * 1000});
   }
   // The last frame cut by the snap length: 40 of its 100 payload bytes.
   frames[2].wire_len = static_cast<std::uint32_t>(frames[2].bytes.size());

@@ -200,8 +200,9 @@ TEST(IscsiImport, DigestsR2tDataOutAndSense) {
   for (bool digests : {false, true}) {
     const Digests d{digests, digests};
     Bytes ini, tgt;
-    login(ini, tgt,
-          digests ? "HeaderDigest=CRC32C|DataDigest=CRC32C|" : "HeaderDigest=None|DataDigest=None|");
+    login(
+        ini, tgt,
+        digests ? "HeaderDigest=CRC32C|DataDigest=CRC32C|" : "HeaderDigest=None|DataDigest=None|");
     // READ CAPACITY(10) on LUN 1, answered by Data-In with status.
     PduSpec rc;
     rc.opcode = kScsiCommand;

@@ -54,8 +54,8 @@ TEST_F(ReplayCli, TracesRecordAndReplayTheRecording) {
   ASSERT_EQ(server.error(), "");
   const std::string srv = "127.0.0.1:" + std::to_string(server.udp_port());
   const std::string trace = std::string(IPSAN_TRACE_DIR) + "/read_write.trace";
-  const int rc = run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, "--record",
-                          path("rec.trace"), trace});
+  const int rc = run_cli(
+      {"replay", "-s", srv, "-n", "alice", "--key", kKey, "--record", path("rec.trace"), trace});
   EXPECT_TRUE(rc == 0 || rc == 1) << rc;
   auto rec = client::trace::load_trace(path("rec.trace"));
   ASSERT_TRUE(rec) << rec.error().message;
@@ -97,9 +97,9 @@ TEST_F(ReplayCli, BadInputsAreErrorsNotCrashes) {
   EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", "wrong", trace}), 2);
   EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, path("nope.trace")}), 2);
   EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, path("bad.trace")}), 2);
-  EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, "--pcap",
-                     path("garbage.pcap")}),
-            2);
+  EXPECT_EQ(
+      run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, "--pcap", path("garbage.pcap")}),
+      2);
   EXPECT_EQ(run_cli({"replay", "-s", "nohost:x", "-n", "alice", "--key", kKey, trace}), 2);
   EXPECT_EQ(run_cli({"replay", "-s", srv, "--key", kKey, "--netem", "no-such", trace}), 2);
   EXPECT_EQ(run_cli({"replay", "--timing", "slow", "--pcap", "x"}), -1);

@@ -1,14 +1,14 @@
 // ipsan/replay/iscsi.h: real iSCSI traffic (RFC 7143) from a capture -> SCSI commands with the
 // target's answers, ready to be replayed through ipsan's client driver or written as a trace.
 //
-// Per TCP connection (options.port, or any connection that begins with an iSCSI login), both byte streams are reassembled
-// (tcp_stream.h) and cut into PDUs: 48-byte BHS, AHS (TotalAHSLength words), header digest,
-// data segment padded to 4 bytes, data digest. Digests are used when the connection's login
-// (whose PDUs never carry digests) negotiated HeaderDigest/DataDigest=CRC32C: the target's final
-// Login Response decides. PDUs may straddle TCP segments and several may share one; the stream
-// is parsed as a whole. Commands are tracked by Initiator Task Tag: SCSI Command (CDB, extended
-// CDB AHS, EDTL, immediate data), Data-Out (by buffer offset), R2T (ignored), Data-In (with
-// optional status), SCSI Response (status, residuals, sense data).
+// Per TCP connection (options.port, or any connection that begins with an iSCSI login), both byte
+// streams are reassembled (tcp_stream.h) and cut into PDUs: 48-byte BHS, AHS (TotalAHSLength
+// words), header digest, data segment padded to 4 bytes, data digest. Digests are used when the
+// connection's login (whose PDUs never carry digests) negotiated HeaderDigest/DataDigest=CRC32C:
+// the target's final Login Response decides. PDUs may straddle TCP segments and several may share
+// one; the stream is parsed as a whole. Commands are tracked by Initiator Task Tag: SCSI Command
+// (CDB, extended CDB AHS, EDTL, immediate data), Data-Out (by buffer offset), R2T (ignored),
+// Data-In (with optional status), SCSI Response (status, residuals, sense data).
 //
 // Everything here is untrusted: a PDU that does not parse ends that stream (its later commands
 // are skipped), a connection whose login was not captured is skipped, commands without a
@@ -33,7 +33,7 @@ namespace ipsan::replay::iscsi {
 
 inline constexpr std::uint16_t kDefaultPort = 3260;
 inline constexpr std::size_t kBhsSize = 48;
-inline constexpr std::size_t kMaxDataSegment = 16u << 20;  // the 24-bit field's limit
+inline constexpr std::size_t kMaxDataSegment = 16u << 20;     // the 24-bit field's limit
 inline constexpr std::uint32_t kMaxCommandBytes = 64u << 20;  // larger EDTLs are not imported
 
 enum Opcode : std::uint8_t {
@@ -61,8 +61,8 @@ const char* opcode_name(std::uint8_t opcode);
 struct Pdu {
   std::array<std::uint8_t, kBhsSize> bhs{};
   Bytes ahs;
-  Bytes data;                 // data segment without padding
-  std::uint64_t offset = 0;   // stream offset of the BHS
+  Bytes data;                // data segment without padding
+  std::uint64_t offset = 0;  // stream offset of the BHS
 
   std::uint8_t opcode() const { return bhs[0] & 0x3F; }
   bool immediate() const { return (bhs[0] & 0x40) != 0; }

@@ -25,8 +25,8 @@
 namespace ipsan::replay::iscsi {
 
 struct IscsiReplayOptions {
-  bool exact = false;       // compare every byte, no masks
-  int timeout_ms = 30000;   // per command
+  bool exact = false;      // compare every byte, no masks
+  int timeout_ms = 30000;  // per command
 };
 
 struct IscsiLineResult {

@@ -25,9 +25,9 @@ namespace ipsan::replay {
 struct TcpDirection {
   netem::NetAddr from;
   netem::NetAddr to;
-  Bytes data;                  // contiguous bytes from the start of the stream to the first hole
-  bool saw_syn = false;        // the stream start is known exactly
-  bool gap = false;            // bytes after `data` were sent but are missing from the capture
+  Bytes data;            // contiguous bytes from the start of the stream to the first hole
+  bool saw_syn = false;  // the stream start is known exactly
+  bool gap = false;      // bytes after `data` were sent but are missing from the capture
   std::uint64_t bytes_after_gap = 0;
   std::size_t segments = 0;
   std::size_t retransmitted = 0;  // segments that added nothing new
@@ -39,8 +39,8 @@ struct TcpDirection {
 
 struct TcpConnection {
   // `client` is the SYN's sender when captured, else the first packet's sender.
-  TcpDirection client;  // client -> server
-  TcpDirection server;  // server -> client
+  TcpDirection client;           // client -> server
+  TcpDirection server;           // server -> client
   std::size_t first_packet = 0;  // Packet::number of its first packet
 };
 

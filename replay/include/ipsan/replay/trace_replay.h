@@ -33,7 +33,8 @@ struct DeviceMapping {
 Result<std::vector<DeviceMapping>, Error> parse_device_map(std::string_view text);
 
 // A Bus with one server ("remote") = `target`, every mapping applied, LUNs attached.
-Result<std::unique_ptr<client::scsi::Bus>, Error> make_bus(
-    client::GenericTarget& target, const std::vector<DeviceMapping>& map, int attach_timeout_ms);
+Result<std::unique_ptr<client::scsi::Bus>, Error> make_bus(client::GenericTarget& target,
+                                                           const std::vector<DeviceMapping>& map,
+                                                           int attach_timeout_ms);
 
 }  // namespace ipsan::replay
