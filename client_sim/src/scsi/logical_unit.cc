@@ -734,6 +734,23 @@ void LuHandlers::unmap(CmdPtr c) {
     if (out_of_range(c->s, lba, count)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
     if (count != 0) ranges.emplace_back(lba, count);
   }
+  // Adjacent or overlapping descriptors become one TRIM (trimming is idempotent): an initiator
+  // that unmaps block by block costs one round trip, not one per block.
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> merged;
+  for (const auto& r : ranges) {
+    if (!merged.empty()) {
+      auto& last = merged.back();
+      const std::uint64_t end = last.first + last.second;
+      const std::uint64_t new_end = std::max<std::uint64_t>(end, r.first + r.second);
+      if (r.first <= end && new_end - last.first <= 0xFFFFFFFFu) {
+        last.second = static_cast<std::uint32_t>(new_end - last.first);
+        continue;
+      }
+    }
+    merged.push_back(r);
+  }
+  ranges = std::move(merged);
   auto chain = std::make_shared<Chain>();
   chain->target = &c->lu.target_;
   chain->count = ranges.size();
