@@ -171,6 +171,9 @@ const std::vector<OpInfoEntry>& op_table() {
       {0x8A, 0, false, 16,
       {0x8A, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::write, "WRITE(16)"},
+      {0x8B, 0, false, 16,
+      {0x8B, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::orwrite, "ORWRITE(16)"},
       {0x8E, 0, false, 16,
       {0x8E, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::write_and_verify, "WRITE AND VERIFY(16)"},
@@ -418,6 +421,7 @@ Rw decode_rw(const Bytes& cdb) {
       break;
     case 0x88:
     case 0x8A:
+    case 0x8B:
     case 0x8E:
     case 0x8F:
     case 0x90:
@@ -796,6 +800,29 @@ void LuHandlers::compare_and_write(CmdPtr c) {
                              std::move(data), [c, half](Errc e2) {
                                if (e2 != Errc::kOk) return c->fail(e2, Direction::kWrite);
                                c->good_write(2 * half);
+                             });
+      });
+}
+
+void LuHandlers::orwrite(CmdPtr c) {
+  // SBC-3 5.8: new = old OR data-out. Like COMPARE AND WRITE, not atomic against other initiators
+  // (the generic protocol has no read-modify-write op).
+  const Rw rw = decode_rw(c->command.cdb);
+  const std::uint32_t bs = c->s.block_size;
+  const std::uint64_t bytes = rw.blocks * bs;
+  if (!check_write_common(c, rw, bytes)) return;
+  if (rw.blocks == 0) return c->good_write(0);
+  detail::read_blocks(
+      c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs, c->s.identity.max_transfer_blocks,
+      [c, rw, bytes, bs](Errc e, Bytes current) {
+        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
+        auto data = std::make_shared<Bytes>(std::move(current));
+        for (std::size_t i = 0; i < bytes; ++i) (*data)[i] |= c->command.data_out[i];
+        detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs,
+                             c->s.identity.max_transfer_blocks, write_flags(c->s, rw.flags & 0x08),
+                             std::move(data), [c, bytes](Errc e2) {
+                               if (e2 != Errc::kOk) return c->fail(e2, Direction::kWrite);
+                               c->good_write(bytes);
                              });
       });
 }

@@ -80,6 +80,7 @@ struct LuHandlers {
   static void write_same(CmdPtr c);
   static void unmap(CmdPtr c);
   static void compare_and_write(CmdPtr c);
+  static void orwrite(CmdPtr c);
   static void read_capacity10(CmdPtr c);
   static void read_capacity16(CmdPtr c);
   static void get_lba_status(CmdPtr c);
