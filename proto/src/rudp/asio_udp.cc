@@ -127,6 +127,7 @@ class Io {
           from.resize(msgs[i].msg_hdr.msg_namelen);
         }
         const std::size_t len = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : msgs[i].msg_len;
+        tap(s, false, from, ByteSpan(rx_.data() + i * kRxBufSize, len));
         f(ByteSpan(rx_.data() + i * kRxBufSize, len), from);
       }
       return static_cast<std::size_t>(n);
@@ -135,6 +136,7 @@ class Io {
     boost::system::error_code ec;
     const std::size_t len = s.receive_from(asio::buffer(rx_.data(), kRxBufSize), from, 0, ec);
     if (ec) return 0;
+    tap(s, false, from, ByteSpan(rx_.data(), len));
     f(ByteSpan(rx_.data(), len), from);
     return 1;
   }
@@ -205,7 +207,11 @@ class Io {
           tx_sent_ += group[0];  // e.g. ECONNREFUSED from an earlier ICMP: a "loss"
           continue;
         }
-        for (int i = 0; i < r; ++i) tx_sent_ += group[static_cast<std::size_t>(i)];
+        for (int i = 0; i < r; ++i) {
+          for (std::size_t g = 0; g < group[static_cast<std::size_t>(i)]; ++g) {
+            tap_sent(s, connected, tx_sent_++);
+          }
+        }
       } else {
         boost::system::error_code ec;
         const auto buf = asio::buffer(tx_.data() + tx_sent_ * max_datagram_, tx_len_[tx_sent_]);
@@ -216,6 +222,7 @@ class Io {
         }
         if (ec == asio::error::would_block || ec == asio::error::no_buffer_space) return false;
         if (ec && ec != asio::error::interrupted) ++send_errors_;
+        if (!ec) tap_sent(s, connected, tx_sent_);
         if (ec != asio::error::interrupted) ++tx_sent_;
       }
     }
@@ -223,6 +230,19 @@ class Io {
     return true;
   }
   std::uint64_t send_errors() const { return send_errors_; }
+
+  // UdpOptions::tap, if set (captures).
+  void tap(udp::socket& s, bool outbound, const udp::endpoint& peer, ByteSpan d) {
+    if (!opt_.tap) return;
+    boost::system::error_code ec;
+    opt_.tap(outbound, s.local_endpoint(ec), peer, d);
+  }
+  void tap_sent(udp::socket& s, bool connected, std::size_t x) {
+    if (!opt_.tap) return;
+    boost::system::error_code ec;
+    tap(s, true, connected ? s.remote_endpoint(ec) : tx_to_[x],
+        ByteSpan(tx_.data() + x * max_datagram_, tx_len_[x]));
+  }
 
  private:
   UdpOptions opt_;
@@ -526,6 +546,7 @@ void ServerCore::wait_read() {
           if (r.reset_size) {
             boost::system::error_code ign;
             self->socket.send_to(asio::buffer(self->reset_buf.data(), r.reset_size), from, 0, ign);
+            self->io.tap(self->socket, true, from, ByteSpan(self->reset_buf.data(), r.reset_size));
           }
         };
         for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {

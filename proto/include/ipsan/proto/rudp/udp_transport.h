@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 
@@ -28,6 +29,7 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "ipsan/base/bytes.h"
 #include "ipsan/proto/rudp/connection.h"
 #include "ipsan/proto/transport.h"
 
@@ -38,6 +40,11 @@ struct UdpOptions {
   bool gso = true;             // UDP_SEGMENT runs of equal datagrams (batched path;
                                // switched off by itself where unsupported)
   int socket_buffer_bytes = 4 * 1024 * 1024;
+  // Capture hook (`ipsan server --capture`): called on the io thread for every datagram handed
+  // to the kernel (outbound) or received, with the socket's local and the peer's address.
+  std::function<void(bool outbound, const boost::asio::ip::udp::endpoint& local,
+                     const boost::asio::ip::udp::endpoint& remote, ByteSpan datagram)>
+      tap;
 };
 
 // Connects to `server` (HELLO handshake starts at once; messages sent before it completes are
