@@ -12,6 +12,7 @@
 #include "ipsan/backends/spec.h"
 #include "ipsan/base/log.h"
 #include "ipsan/base/units.h"
+#include "ipsan/netem/pcap.h"
 #include "ipsan/proto/rudp/udp_transport.h"
 #include "ipsan/proto/tcp_transport.h"
 #include "ipsan/server/admin.h"
@@ -37,6 +38,7 @@ struct Args {
   std::string config;
   std::string admin_socket;
   bool trace_io = false;
+  std::string capture;
 };
 
 [[noreturn]] void die(const std::string& msg, int code = 1) {
@@ -96,6 +98,8 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--port-file", a->port_file, "Write 'udp=PORT tcp=PORT' here once listening");
   cmd->add_option("--duration", a->duration, "Stop after this long (e.g. 60s)");
   cmd->add_option("--epoch", a->epoch, "Boot epoch (default random; for tests)");
+  cmd->add_option("--capture", a->capture,
+                  "Record every reliable-UDP datagram to this pcap file (docs/CAPTURE.md)");
   cmd->add_option("-c,--config", a->config,
                   "TOML layout of back ends, virtual disks and exports (docs/CONFIG.md)");
   cmd->add_option("--admin-socket", a->admin_socket,
@@ -144,6 +148,32 @@ void add_cli(CLI::App& app) {
     if (!max_io || *max_io == 0 || *max_io > (8u << 20)) die("--max-io must be 1..8M");
 
     asio::io_context io;
+    // --capture: the UDP transport's tap writes each datagram with real addresses (declared
+    // before the server so that it outlives the transport).
+    std::unique_ptr<netem::PcapWriter> pcap;
+    proto::rudp::UdpOptions udp_options;
+    if (!a->capture.empty()) {
+      auto w = netem::PcapWriter::open(a->capture);
+      if (!w) die("--capture: " + w.error().message);
+      pcap = std::move(*w);
+      udp_options.tap = [writer = pcap.get()](bool outbound, const asio::ip::udp::endpoint& local,
+                                              const asio::ip::udp::endpoint& remote, ByteSpan d) {
+        auto addr = [](const asio::ip::udp::endpoint& e) {
+          netem::NetAddr n;
+          if (e.address().is_v4()) {
+            return netem::NetAddr::ipv4(e.address().to_v4().to_uint(), e.port());
+          }
+          const auto b = e.address().to_v6().to_bytes();
+          std::copy(b.begin(), b.end(), n.bytes.begin());
+          n.v6 = true;
+          n.port = e.port();
+          return n;
+        };
+        const auto ts = std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::system_clock::now().time_since_epoch());
+        writer->write(ts, addr(outbound ? local : remote), addr(outbound ? remote : local), d);
+      };
+    }
     ServerOptions so;
     so.slot_count = a->slots;
     so.max_io_bytes = static_cast<std::uint32_t>(*max_io);
@@ -161,7 +191,7 @@ void add_cli(CLI::App& app) {
     try {
       if (a->transport != "tcp") {
         auto t = proto::rudp::make_udp_server(io, asio::ip::udp::endpoint(addr, static_cast<std::uint16_t>(a->port)),
-                                        server->boot_epoch(), proto::rudp::Config{});
+                                        server->boot_epoch(), proto::rudp::Config{}, udp_options);
         udp_port = t->local_port();
         server->attach(std::move(t));
       }
@@ -225,6 +255,7 @@ void add_cli(CLI::App& app) {
       });
     }
     io.run();
+    if (pcap) pcap->close();
     std::printf("ipsan server: stopped; %s\n", server->stats_line().c_str());
     std::fflush(stdout);
   });
