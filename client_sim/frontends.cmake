@@ -12,7 +12,7 @@ ipsan_library(NAME frontends
 ipsan_test(NAME frontends_test LABELS unit TIMEOUT 60
   SOURCES
     test/scsi/logical_unit_test.cc test/scsi/sense_test.cc test/scsi/bus_test.cc
-    test/scsi/threaded_test.cc test/scsi/memory_target_test.cc
+    test/scsi/threaded_test.cc test/scsi/memory_target_test.cc test/scsi/reservations_test.cc
     test/ata/device_test.cc
     test/trace/trace_test.cc
   LIBS ipsan_frontends)

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # run_iscsi_test_cu.sh: grades ipsan's SCSI layer with libiscsi's conformance suite.
 #
-#   run_iscsi_test_cu.sh IPSAN_BINARY BASELINE_FILE [NETEM_PROFILE]
+#   run_iscsi_test_cu.sh IPSAN_BINARY BASELINE_FILE [NETEM_PROFILE [TESTS BASELINE_KEY]]
 #
 # Starts `ipsan server` (a ramdisk, port 0) and `ipsan iscsi-portal` (port 0; with NETEM_PROFILE
 # an in-process netem::UdpProxy impairs the client<->server link), runs `iscsi-test-cu -t ALL
-# --dataloss` with two initiator names and the portal as its own multipath peer, and counts real
-# passes, failures and skips (CUnit counts a skipped test as passed: a test whose output shows
+# --dataloss` (or `-t TESTS`, a comma-separated list) with two initiator names and the portal as
+# its own multipath peer, and counts real passes, failures and skips (CUnit counts a skipped test as passed: a test whose output shows
 # "[SKIPPED]" before its result is a skip here). Fails if real passes drop below the baseline
-# file's `min_real_passes=N`. Exits 77 (CTest SKIP_RETURN_CODE) if iscsi-test-cu is missing.
+# file's `min_real_passes=N` (or BASELINE_KEY=N). Exits 77 (CTest SKIP_RETURN_CODE) if
+# iscsi-test-cu is missing.
 set -uo pipefail
 
 IPSAN=${1:?ipsan binary}
 BASELINE=${2:?baseline file}
 NETEM=${3:-}
+TESTS=${4:-ALL}
+BASELINE_KEY=${5:-min_real_passes}
 SUITE_TIMEOUT=${ISCSI_TEST_CU_TIMEOUT:-600}
 
 if ! command -v iscsi-test-cu >/dev/null 2>&1; then
@@ -65,8 +68,8 @@ fi
 PORT=$(cat "$WORK/portal.port")
 URL="iscsi://127.0.0.1:$PORT/iqn.2026-11.org.ipsan:conformance/0"
 
-echo "iscsi-test-cu -t ALL --dataloss against $URL${NETEM:+ (client<->server link: netem $NETEM)}"
-timeout "$SUITE_TIMEOUT" iscsi-test-cu -t ALL --dataloss \
+echo "iscsi-test-cu -t $TESTS --dataloss against $URL${NETEM:+ (client<->server link: netem $NETEM)}"
+timeout "$SUITE_TIMEOUT" iscsi-test-cu -t "$TESTS" --dataloss \
   -i iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test \
   -I iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2 \
   "$URL" "$URL" > "$WORK/suite.log" 2>&1
@@ -109,12 +112,13 @@ awk '
 sort "$WORK/details"
 grep -A3 "Run Summary" "$WORK/suite.log"
 COUNTS=$(cat "$WORK/counts")
-echo "iscsi-test-cu ALL: $COUNTS (passed = real passes, skips counted apart)"
+echo "iscsi-test-cu $TESTS: $COUNTS (passed = real passes, skips counted apart)"
 PASSED=$(sed 's/.*passed=\([0-9]*\).*/\1/' "$WORK/counts")
-BASE=$(sed -n 's/^min_real_passes=\([0-9]*\).*/\1/p' "$BASELINE")
-if [ -z "$BASE" ]; then echo "no min_real_passes in $BASELINE"; exit 1; fi
+BASE=$(sed -n "s/^$BASELINE_KEY=\([0-9]*\).*/\1/p" "$BASELINE")
+if [ -z "$BASE" ]; then echo "no $BASELINE_KEY in $BASELINE"; exit 1; fi
+FAILED=$(sed 's/.*failed=\([0-9]*\).*/\1/' "$WORK/counts")
 if [ "$PASSED" -lt "$BASE" ]; then
-  echo "REGRESSION: $PASSED real passes, baseline $BASE"
+  echo "REGRESSION: $PASSED real passes (baseline $BASE), $FAILED failed"
   grep -E "FAILED|SKIPPED" "$WORK/details"
   tail -5 "$WORK/portal.log"
   exit 1

@@ -217,7 +217,9 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
       return close(to_string(r.error()), true);
     }
     dispatch(std::move(pdu));
-    if (!closed_) read_bhs();
+    // After a failed login or a logout nothing more is read; the connection closes once the
+    // last response is out.
+    if (!closed_ && !close_after_flush_) read_bhs();
   }
 
   void dispatch(Pdu pdu) {
@@ -592,6 +594,10 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
       at += (3 + len + 3) & ~std::size_t{3};
     }
     if (tasks_.count(t->itt)) return reject(req, RejectReason::kTaskInProgress);
+    // Immediate commands bypass the CmdSN window; this bounds the tasks of one connection.
+    if (tasks_.size() >= 4 * std::size_t{portal_->options.cmdsn_window}) {
+      return reject(req, RejectReason::kImmediateCommandReject);
+    }
     if (!req.data.empty() && (!t->write || !params_.immediate_data)) {
       return reject(req, RejectReason::kProtocolError);
     }
@@ -606,8 +612,7 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
     if (req.data.size() > t->edtl || req.data.size() > params_.first_burst_length) {
       return reject(req, RejectReason::kProtocolError);
     }
-    t->data = req.data;
-    t->data.reserve(t->edtl);
+    t->data = req.data;  // grows as data arrives: EDTL alone allocates nothing
     t->received = static_cast<std::uint32_t>(req.data.size());
     // F=1 on a write: no unsolicited Data-Out follows (RFC 7143 11.3.1).
     t->unsolicited_done = req.final_bit() || params_.initial_r2t;

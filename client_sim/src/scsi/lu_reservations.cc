@@ -23,7 +23,10 @@ bool valid_type(std::uint8_t t) {
 bool all_registrants(std::uint8_t t) {
   return t == kWriteExclusiveAllRegistrants || t == kExclusiveAccessAllRegistrants;
 }
-bool registrants_have_access(std::uint8_t t) { return t >= 5 && t <= 8; }
+bool registrants_have_access(std::uint8_t t) {
+  return t == kWriteExclusiveRegistrantsOnly || t == kExclusiveAccessRegistrantsOnly ||
+         all_registrants(t);
+}
 bool exclusive_access(std::uint8_t t) {
   return t == kExclusiveAccess || t == kExclusiveAccessRegistrantsOnly ||
          t == kExclusiveAccessAllRegistrants;
