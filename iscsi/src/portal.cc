@@ -687,9 +687,9 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
     cmd.data_in_length = t->read ? t->edtl : 0;
     cmd.nexus = nexus_;
     std::weak_ptr<Connection> weak = weak_from_this();
-    auto* io = &portal_->io;
-    portal_->bus.execute(bus_target_, t->lun, cmd, [weak, t, io](scsi::ScsiResult result) {
-      asio::post(*io, [weak, t, result = std::move(result)]() mutable {
+    auto* ctx = &portal_->io;
+    portal_->bus.execute(bus_target_, t->lun, cmd, [weak, t, ctx](scsi::ScsiResult result) {
+      asio::post(*ctx, [weak, t, result = std::move(result)]() mutable {
         auto self = weak.lock();
         if (!self || self->closed_ || t->aborted) return;
         self->tasks_.erase(t->itt);
