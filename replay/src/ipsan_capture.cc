@@ -41,6 +41,8 @@ struct RudpFlow {
 };
 
 constexpr std::size_t kMaxPartialPerFlow = 4096;
+// Bytes held by incomplete messages over all flows (a hostile capture announces huge messages).
+constexpr std::uint64_t kMaxPartialBytes = 512u << 20;
 
 // Adds [a, b) to a set of disjoint intervals; returns the number of new bytes.
 std::uint64_t add_interval(std::map<std::uint32_t, std::uint32_t>& have, std::uint32_t a,
@@ -64,6 +66,7 @@ std::uint64_t add_interval(std::map<std::uint32_t, std::uint32_t>& have, std::ui
 void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCapture& out,
                  std::vector<Message>& messages) {
   std::map<std::tuple<std::string, std::string, std::uint64_t>, RudpFlow> flows;
+  std::uint64_t partial_bytes = 0;
   proto::rudp::Frames frames;
   for (const Packet& p : capture.packets) {
     if (p.protocol != kProtoUdp) continue;
@@ -99,10 +102,12 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
       }
       auto it = flow.partial.find(m.message_id);
       if (it == flow.partial.end()) {
-        if (flow.partial.size() >= kMaxPartialPerFlow) {
-          out.skipped.add("too many incomplete messages on one connection");
+        if (flow.partial.size() >= kMaxPartialPerFlow ||
+            partial_bytes + m.total_length > kMaxPartialBytes) {
+          out.skipped.add("too much incomplete message data");
           continue;
         }
+        partial_bytes += m.total_length;
         RudpFlow::Partial np;
         np.total = m.total_length;
         np.buf.resize(m.total_length);
@@ -127,6 +132,7 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
         msg.to = to;
         msg.bytes = std::move(part.buf);
         messages.push_back(std::move(msg));
+        partial_bytes -= part.total;
         flow.partial.erase(it);
         flow.done.insert(m.message_id);
       }

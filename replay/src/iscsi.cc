@@ -21,10 +21,13 @@ struct CommandState {
   bool data_overrun = false;
 };
 
+// Places a data PDU's bytes at their buffer offset. Offsets beyond what arrived so far (out-of-
+// order data sequences, or hostile offsets) count as an overrun: memory stays bounded by the
+// bytes actually captured.
 void put_at(Bytes& buf, std::uint32_t offset, ByteSpan data, std::uint32_t limit, bool& overrun) {
   if (data.empty()) return;
   const std::uint64_t end = std::uint64_t{offset} + data.size();
-  if (end > limit) {
+  if (end > limit || offset > buf.size()) {
     overrun = true;
     return;
   }
@@ -209,7 +212,9 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
     if (it == cmds.end()) continue;
     CommandState& st = it->second;
     if (st.cmd.skip.empty() && !st.responded) st.cmd.skip = "no response captured";
-    if (st.cmd.skip.empty() && st.data_overrun) st.cmd.skip = "data beyond the expected length";
+    if (st.cmd.skip.empty() && st.data_overrun) {
+      st.cmd.skip = "data beyond the expected length or out of order";
+    }
     if (st.cmd.skip.empty() && st.cmd.write && st.cmd.data_out.size() != st.cmd.edtl &&
         st.cmd.status == 0) {
       st.cmd.skip = "data-out incomplete in the capture";
