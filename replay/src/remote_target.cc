@@ -43,8 +43,9 @@ Result<std::unique_ptr<RemoteTarget>, Error> RemoteTarget::connect(const RemoteO
   });
   // From here on `t`'s destructor stops the thread; the guard lives until the io_context stops.
   Result<void, Error> setup;
-  std::promise<Errc> connected;
-  auto connected_future = connected.get_future();
+  // Shared: on a timeout the client may still complete after this function returned.
+  auto connected = std::make_shared<std::promise<Errc>>();
+  auto connected_future = connected->get_future();
   t->run_on_io([&] {
     client::TransportOptions to;
     to.kind = options.kind;
@@ -94,10 +95,10 @@ Result<std::unique_ptr<RemoteTarget>, Error> RemoteTarget::connect(const RemoteO
     co.request_timeout = options.request_timeout;
     co.max_slots = options.max_slots;
     t->client_ = std::make_unique<client::SanClient>(t->io_, std::move(*factory), co);
-    t->client_->connect([&connected, once = std::make_shared<bool>(false)](Errc e) {
+    t->client_->connect([connected, once = std::make_shared<bool>(false)](Errc e) {
       if (*once) return;
       *once = true;
-      connected.set_value(e);
+      connected->set_value(e);
     });
   });
   if (!setup) return make_unexpected(setup.error());
