@@ -2,6 +2,7 @@
 #include "ipsan/replay/iscsi.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 
 #include "ipsan/base/crc32c.h"
@@ -233,6 +234,50 @@ std::string hex_comment(ByteSpan data) {
 
 }  // namespace
 
+// Byte ranges [begin, end) of data-in that a comparison ignores for this command
+// (docs/CAPTURE.md "Intended differences"); an end of SIZE_MAX also ignores the length.
+MaskList intended_difference_masks(const Bytes& cdb) {
+  MaskList m;
+  if (cdb.empty()) return m;
+  switch (cdb[0]) {
+    case 0x12: {  // INQUIRY
+      if (cdb.size() < 3) return m;
+      if ((cdb[1] & 0x01) == 0) {
+        m.emplace_back(2, 3);          // VERSION: the SPC revision claimed
+        m.emplace_back(4, 5);          // ADDITIONAL LENGTH (follows from the descriptors)
+        m.emplace_back(8, 56);         // vendor, product, revision, vendor specific
+        m.emplace_back(58, SIZE_MAX);  // version descriptors and the rest
+        return m;
+      }
+      switch (cdb[2]) {
+        case 0x80:  // unit serial number
+        case 0x83:  // device identification: designators
+          m.emplace_back(2, SIZE_MAX);
+          break;
+        case 0xB0:  // block limits: the implementation's transfer and unmap limits
+        case 0xB1:  // block device characteristics (rotation rate, form factor)
+        case 0xB2:  // logical block provisioning
+          m.emplace_back(2, SIZE_MAX);
+          break;
+        default: break;
+      }
+      return m;
+    }
+    case 0x9E:  // READ CAPACITY(16): physical block exponent, LBPME/LBPRZ, lowest aligned LBA
+      if (cdb.size() > 1 && (cdb[1] & 0x1F) == 0x10) m.emplace_back(13, 16);
+      return m;
+    case 0xA0:  // REPORT LUNS: the inventory is the LUN map's, not the target's
+      m.emplace_back(0, SIZE_MAX);
+      return m;
+    case 0x1A:  // MODE SENSE(6) and (10): the mode pages each implementation has
+    case 0x5A: m.emplace_back(0, SIZE_MAX); return m;
+    case 0xA3:  // REPORT SUPPORTED OPERATION CODES: the command sets differ
+      if (cdb.size() > 1 && (cdb[1] & 0x1F) == 0x0C) m.emplace_back(0, SIZE_MAX);
+      return m;
+    default: return m;
+  }
+}
+
 const char* opcode_name(std::uint8_t opcode) {
   switch (opcode) {
     case kNopOut: return "NOP-Out";
@@ -402,8 +447,17 @@ client::trace::Command to_trace_command(const ImportedCommand& c, bool exact) {
   if (c.resid != 0) t.expect.resid = c.resid;
   if (c.read && c.status == client::scsi::kStatusGood) {
     t.expect.len = c.data_in.size();
-    const bool target_specific = !exact && !c.cdb.empty() && c.cdb[0] == 0x12;  // INQUIRY
-    if (target_specific) {
+    const MaskList m = exact ? MaskList{} : intended_difference_masks(c.cdb);
+    if (!m.empty()) {
+      // Only the bytes before the first intended difference are checked (docs/CAPTURE.md).
+      if (m.back().second == SIZE_MAX) t.expect.len.reset();
+      if (m.front().first > 0 && c.data_in.size() > 0) {
+        t.expect.data.kind = client::trace::DataInCheck::Kind::kPrefix;
+        t.expect.data.hex.assign(c.data_in.begin(),
+                                 c.data_in.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                                         c.data_in.size(), m.front().first)));
+      }
+      if (m.back().second == SIZE_MAX) t.expect.resid.reset();
       t.comment = "target answered " + hex_comment(c.data_in);
     } else if (c.data_in.size() <= kMaxInlineBytes) {
       t.expect.data.kind = client::trace::DataInCheck::Kind::kHex;

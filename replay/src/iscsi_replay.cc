@@ -17,47 +17,6 @@ namespace {
 
 namespace scsi = client::scsi;
 
-// Byte ranges [begin, end) of data-in that a comparison ignores for this command
-// (docs/CAPTURE.md "Intended differences"); an end of SIZE_MAX also ignores the length.
-std::vector<std::pair<std::size_t, std::size_t>> masks_for(const Bytes& cdb) {
-  std::vector<std::pair<std::size_t, std::size_t>> m;
-  if (cdb.empty()) return m;
-  switch (cdb[0]) {
-    case 0x12: {  // INQUIRY
-      if (cdb.size() < 3) return m;
-      if ((cdb[1] & 0x01) == 0) {
-        m.emplace_back(2, 3);          // VERSION: the SPC revision claimed
-        m.emplace_back(4, 5);          // ADDITIONAL LENGTH (follows from the descriptors)
-        m.emplace_back(8, 56);         // vendor, product, revision, vendor specific
-        m.emplace_back(58, SIZE_MAX);  // version descriptors and the rest
-        return m;
-      }
-      switch (cdb[2]) {
-        case 0x80:  // unit serial number
-        case 0x83:  // device identification: designators
-          m.emplace_back(2, SIZE_MAX);
-          break;
-        case 0xB0:  // block limits: the implementation's transfer and unmap limits
-        case 0xB1:  // block device characteristics (rotation rate, form factor)
-        case 0xB2:  // logical block provisioning
-          m.emplace_back(2, SIZE_MAX);
-          break;
-        default: break;
-      }
-      return m;
-    }
-    case 0x9E:  // READ CAPACITY(16): physical block exponent, LBPME/LBPRZ, lowest aligned LBA
-      if (cdb.size() > 1 && (cdb[1] & 0x1F) == 0x10) m.emplace_back(13, 16);
-      return m;
-    case 0x1A:  // MODE SENSE(6) and (10): the mode pages each implementation has
-    case 0x5A: m.emplace_back(0, SIZE_MAX); return m;
-    case 0xA3:  // REPORT SUPPORTED OPERATION CODES: the command sets differ
-      if (cdb.size() > 1 && (cdb[1] & 0x1F) == 0x0C) m.emplace_back(0, SIZE_MAX);
-      return m;
-    default: return m;
-  }
-}
-
 // Commands ipsan does not implement by design: skipped with this reason, not compared.
 const char* not_implemented(const Bytes& cdb) {
   if (cdb.empty()) return nullptr;
@@ -68,7 +27,7 @@ const char* not_implemented(const Bytes& cdb) {
   }
 }
 
-bool masked(const std::vector<std::pair<std::size_t, std::size_t>>& m, std::size_t i) {
+bool masked(const MaskList& m, std::size_t i) {
   for (const auto& [b, e] : m) {
     if (i >= b && i < e) return true;
   }
@@ -107,8 +66,7 @@ std::string compare_answer(const ImportedCommand& captured, const scsi::ScsiResu
   }
   const std::int64_t resid = now.overflow ? -static_cast<std::int64_t>(now.residual)
                                           : static_cast<std::int64_t>(now.residual);
-  const auto m =
-      exact ? std::vector<std::pair<std::size_t, std::size_t>>{} : masks_for(captured.cdb);
+  const auto m = exact ? MaskList{} : intended_difference_masks(captured.cdb);
   // A masked page may differ in length too (serial numbers, designator lists).
   const bool length_masked = !m.empty() && m.back().second == SIZE_MAX;
   if (captured.read && captured.status == scsi::kStatusGood && !length_masked) {

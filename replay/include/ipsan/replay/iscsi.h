@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ipsan/base/bytes.h"
@@ -122,10 +123,16 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
 // The same for one connection's two byte streams (tests, fuzzing).
 IscsiCapture import_iscsi_streams(ByteSpan initiator, ByteSpan target);
 
+// Byte ranges [begin, end) of a command's data-in in which two correct targets legitimately
+// differ (docs/CAPTURE.md "Intended differences"); an end of SIZE_MAX also covers the length
+// (and the residual). Empty for commands without such fields.
+using MaskList = std::vector<std::pair<std::size_t, std::size_t>>;
+MaskList intended_difference_masks(const Bytes& cdb);
+
 // The trace line for an imported command: cdb, data-out as hex, and the target's answer (status,
-// sense, residual, data-in length and data). With `exact` false, data-in that carries
-// target-specific fields (docs/CAPTURE.md "Intended differences") is checked by length only and
-// the captured bytes go into the line's comment.
+// sense, residual, data-in length and data). With `exact` false, data-in with intended
+// differences is checked only up to the first of them (a prefix), and the captured bytes go
+// into the line's comment.
 client::trace::Command to_trace_command(const ImportedCommand& c, bool exact);
 client::trace::Trace to_trace(const IscsiCapture& capture, const std::string& name, bool exact);
 
