@@ -6,6 +6,7 @@
 
 #include "ipsan/base/units.h"
 #include "ipsan/proto/codec.h"
+#include "ipsan/proto/rudp/wire.h"
 
 namespace ipsan::bench {
 
@@ -39,6 +40,8 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   cmd.add_flag("--json", a.json, "Print the result as one JSON object");
   cmd.add_flag("--progress", a.progress, "Progress line every second on stderr even without a tty");
   cmd.add_option("--label", a.label, "Name of this run in the output");
+  cmd.add_option("--datagram", a.datagram,
+                 "Largest rudp datagram of the client and the embedded server (default 1452)");
 }
 
 namespace {
@@ -118,6 +121,12 @@ Result<LoadOptions, Error> make_load_options(const BenchArgs& a, bool key_option
   if (!t) return fail("--timeout: " + t.error().message);
   if (t->count() <= 0) return fail("--timeout must be positive");
   o.request_timeout = *t;
+  if (a.datagram != 0) {
+    if (a.datagram < proto::rudp::kMinDatagram || a.datagram > proto::rudp::kMaxDatagram)
+      return fail("--datagram must be " + std::to_string(proto::rudp::kMinDatagram) + ".." +
+                  std::to_string(proto::rudp::kMaxDatagram));
+    o.transport.rudp.max_datagram = a.datagram;
+  }
   if (a.server_pid < 0) return fail("--server-pid must be a process id");
   if (a.server_pid > 0) o.server_pid = a.server_pid;
   return o;

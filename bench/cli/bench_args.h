@@ -36,6 +36,7 @@ struct BenchArgs {
   bool json = false;
   bool progress = false;
   std::string label;
+  std::uint32_t datagram = 0;  // 0: rudp default
 };
 
 // Declares the options on `cmd`, storing into `a` (which must outlive `cmd`).

@@ -112,6 +112,7 @@ void add_cli(CLI::App& app) {
       EmbeddedOptions eo;
       eo.size_bytes = *size;
       eo.slots = std::max<std::uint32_t>(64, opts->queue_depth);
+      eo.max_datagram = a->datagram;
       auto s = EmbeddedServer::start(eo);
       if (!s) die(s.error().message);
       embedded = std::move(*s);

@@ -84,8 +84,10 @@ Result<std::unique_ptr<EmbeddedServer>, Error> EmbeddedServer::start(const Embed
       impl->server = std::make_unique<server::StorageServer>(impl->io, so, std::move(keys),
                                                              std::move(exports));
       auto lo = asio::ip::make_address("127.0.0.1");
+      proto::rudp::Config rc;
+      if (o.max_datagram != 0) rc.max_datagram = o.max_datagram;
       auto u = proto::rudp::make_udp_server(impl->io, asio::ip::udp::endpoint(lo, 0),
-                                            impl->server->boot_epoch(), proto::rudp::Config{});
+                                            impl->server->boot_epoch(), rc);
       impl->udp_port = u->local_port();
       impl->server->attach(std::move(u));
       auto t = proto::make_tcp_server(impl->io, asio::ip::tcp::endpoint(lo, 0));

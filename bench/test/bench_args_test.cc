@@ -55,7 +55,8 @@ TEST(BenchArgs, EveryOption) {
                   "--timeout",    "5s",
                   "--server-pid", "1234",
                   "--json",       "--progress",
-                  "--label",      "x"});
+                  "--label",      "x",
+                  "--datagram",   "9000"});
   ASSERT_TRUE(o) << o.error().message;
   EXPECT_EQ(o->transport.port, 7000);
   EXPECT_EQ(o->transport.kind, proto::TransportKind::kTcp);
@@ -74,6 +75,7 @@ TEST(BenchArgs, EveryOption) {
   EXPECT_EQ(o->request_timeout, std::chrono::seconds(5));
   ASSERT_TRUE(o->server_pid.has_value());
   EXPECT_EQ(*o->server_pid, 1234);
+  EXPECT_EQ(o->transport.rudp.max_datagram, 9000u);
 }
 
 TEST(BenchArgs, PatternNames) {
@@ -110,6 +112,8 @@ TEST(BenchArgs, BadValuesGiveMessages) {
       {{"-k", "x", "--server-pid", "-3"}, "--server-pid"},
       {{"-k", "x", "-n", ""}, "--name"},
       {{"--key-file", "/nonexistent/key"}, "key file"},
+      {{"-k", "x", "--datagram", "100"}, "--datagram"},
+      {{"-k", "x", "--datagram", "70000"}, "--datagram"},
   };
   for (const auto& c : cases) {
     auto o = parse(c.args);

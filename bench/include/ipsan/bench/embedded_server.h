@@ -19,6 +19,7 @@ struct EmbeddedOptions {
   std::uint32_t block_size = 512;
   std::uint32_t slots = 256;
   std::string client_name = "bench";
+  std::size_t max_datagram = 0;  // rudp; 0: default
 };
 
 class EmbeddedServer {
