@@ -34,7 +34,7 @@ BUILD=$ROOT/build/bench
 RUNTIME=10
 LOSS=0
 ONLY="ipsan-udp ipsan-tcp nbdkit qemu-nbd tgt"
-PIN=split
+PIN="split"
 OUT=$ROOT/bench/results
 INNER_LOSS=""   # internal: run the loss section at this percentage (inside unshare -n)
 
