@@ -164,6 +164,7 @@ void run(const Args& a) {
   client::scsi::LogicalUnitOptions lu_options;
   lu_options.max_command_bytes = 32u << 20;
   lu_options.max_write_same_blocks = 1u << 20;
+  lu_options.physical_block_size = 4096;  // as most disks and page-sized back ends
   client::scsi::Bus bus(lu_options);
   bus.add_server("server", posting);
   std::map<std::uint32_t, bool> target_ids;

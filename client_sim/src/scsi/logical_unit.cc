@@ -659,6 +659,8 @@ void LuHandlers::write_same(CmdPtr c) {
   if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
   const std::uint32_t bs = c->s.block_size;
   if (!ndob && c->command.data_out.size() < bs) return c->short_data_out(bs);
+  // More than one block of data-out contradicts the CDB (as LIO; libiscsi InvalidDataOutSize).
+  if (!ndob && c->command.data_out.size() > bs) return c->check(invalid_field_in_cdb(0));
   const std::uint64_t needed = ndob ? 0 : bs;
   Bytes block =
       ndob ? Bytes(bs, 0) : Bytes(c->command.data_out.begin(), c->command.data_out.begin() + bs);
@@ -784,6 +786,7 @@ void LuHandlers::compare_and_write(CmdPtr c) {
   // NUMBER OF LOGICAL BLOCKS is one byte: an initiator asking for 256 blocks sends 0 with data.
   if (rw.blocks == 0 && !c->command.data_out.empty()) return c->check(invalid_field_in_cdb(13));
   if (!check_write_common(c, rw, 2 * half)) return;
+  if (c->command.data_out.size() > 2 * half) return c->check(invalid_field_in_cdb(0));
   if (rw.blocks == 0) return c->good_write(0);
   // Not atomic against other initiators: the generic protocol has no compare-and-write op.
   detail::read_blocks(
@@ -852,6 +855,10 @@ void LuHandlers::read_capacity16(CmdPtr c) {
     Bytes d(32, 0);
     store_be64(&d[0], c2->s.block_count == 0 ? 0 : c2->s.block_count - 1);
     store_be32(&d[8], c2->s.block_size);
+    for (std::uint32_t p = c2->s.block_size * 2;
+         p <= c2->s.options.physical_block_size && d[13] < 15; p *= 2) {
+      ++d[13];  // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+    }
     if (c2->s.identity.capabilities & proto::kCapTrim) d[14] = 0x80 | 0x40;  // LBPME, LBPRZ
     if (d.size() > alloc) d.resize(alloc);
     c2->good(std::move(d));

@@ -591,5 +591,16 @@ TEST_F(LuTest, BadIdentityFromServerIsRefused) {
   EXPECT_FALSE(lu.attached());
 }
 
+TEST_F(LuTest, PhysicalBlockSizeIsReportedAsAnExponent) {
+  LogicalUnitOptions o;
+  o.physical_block_size = 4096;
+  make(MemoryTarget::default_identity(kBlocks, 512, 8), o);
+  auto r = run("9e10 0000000000000000 00000020 0000");
+  ASSERT_EQ(r.status, kStatusGood);
+  EXPECT_EQ(r.data_in[13] & 0x0F, 3);  // 8 logical blocks per physical block
+  // WRITE SAME with more than one block of data-out contradicts its CDB.
+  expect_check(run("41080000000000000100", filled(1024, 3)), kIllegalRequest, 0x24, 0x00);
+}
+
 }  // namespace
 }  // namespace ipsan::client::scsi::testing

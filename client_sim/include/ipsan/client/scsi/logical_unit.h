@@ -59,6 +59,9 @@ struct LogicalUnitOptions {
   std::uint32_t max_command_bytes = 8u << 20;
   std::uint32_t max_unmap_descriptors = 256;
   std::uint32_t max_write_same_blocks = 1u << 22;
+  // Physical block size reported by READ CAPACITY(16) (LOGICAL BLOCKS PER PHYSICAL BLOCK
+  // EXPONENT) when larger than the logical block; 0 = same as the logical block.
+  std::uint32_t physical_block_size = 0;
 };
 
 // Mode parameters that the emulation implements (SPC-4 7.5, SBC-3 6.4).
