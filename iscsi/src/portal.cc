@@ -662,7 +662,7 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
       // Reject and the CHECK CONDITION.
       reject(req, RejectReason::kProtocolError);
       tasks_.erase(t->itt);
-      return respond(t, scsi::check_condition(scsi::make_sense(scsi::kAbortedCommand, 0x0C, 0x0D),
+      return respond(t, scsi::check_condition(scsi::make_sense(scsi::kAbortedCommand, 0x4B, 0x00),
                                               false));
     }
     ++t->expected_datasn;
