@@ -461,9 +461,21 @@ void SanClient::tick() {
       ++it;
     }
   }
+  bool abandoned_sent_call = false;
   for (auto& c : expired) {
-    if (c->slot >= 0 && c->session == session_id_ && static_cast<std::size_t>(c->slot) < slots_.size())
+    if (c->slot >= 0 && c->session == session_id_ && static_cast<std::size_t>(c->slot) < slots_.size()) {
       slots_[c->slot].retired = true;  // fate unknown: this sequence can never be reused
+      abandoned_sent_call = true;
+    }
+  }
+  if (abandoned_sent_call && transport_ && state_ == State::kReady) {
+    // The transport would go on retransmitting the abandoned calls, and one could then run on the
+    // server after newer writes to the same blocks were acknowledged. Replace the transport first:
+    // its queued messages die with it, and the calls still waiting are re-sent on the new one with
+    // their same (slot, seq), so the server runs each of them at most once.
+    start_transport();
+  }
+  for (auto& c : expired) {
     stats_.timeouts++;
     proto::Reply rep;
     rep.status = (state_ == State::kReady || last_error_ == Errc::kOk) ? Errc::kTimeout : last_error_;

@@ -545,14 +545,10 @@ TEST(PartitionOutage, OutageLongerThanTheRequestTimeoutFailsWithTimeout) {
 // timed-out write whose message is still queued in the old rudp connection must never be applied
 // after them (that would be a lost acknowledged write).
 //
-// DISABLED: fails today (seed 0x5eed0001, every run): all 64 blocks hold generation 100 (the
-// timed-out writes) instead of 200 (the later acknowledged writes). SanClient retires the slot of
-// a timed-out call but the call stays queued in the rudp connection, which keeps retransmitting
-// it; after the outage the server receives it at seq == last_seq + 1 of that slot and executes
-// it, after the newer writes on other slots. Needs a fence in client_sim (e.g. a no-op call on
-// the retired slot at seq + 1 before the slot is abandoned, or a new connection so the old
-// messages die); reported to the lead. Enable once fixed.
-TEST(PartitionOutage, DISABLED_TimedOutWriteNeverOverwritesALaterAcknowledgedWrite) {
+// This failed before the client replaced its transport when it abandoned a sent call (the call
+// stayed queued in the old rudp connection, was retransmitted after the outage and ran after the
+// newer writes); see SanClient::tick().
+TEST(PartitionOutage, TimedOutWriteNeverOverwritesALaterAcknowledgedWrite) {
   const std::uint64_t seed = seeds().front();
   auto cfg = netem::parse_spec("delay=1ms partition=500ms+2500ms");
   ASSERT_TRUE(cfg);
