@@ -27,9 +27,6 @@ struct Impairment {
   double corrupt = 0;     // flip one random bit
   Duration delay = 20us;  // one way
   Duration jitter = 0us;
-  // Bottleneck rate in bytes per second (0: unlimited). Datagrams are serialized one after the
-  // other (an unbounded FIFO queue) before the delay.
-  double rate_bytes_per_sec = 0;
 };
 
 enum class Dir { kToServer, kToClient };
@@ -145,14 +142,6 @@ class Link {
         b[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
       }
       Duration delay = im.delay;
-      if (im.rate_bytes_per_sec > 0 && c == 0) {
-        TimePoint& busy = busy_until_[static_cast<int>(d)];
-        busy = std::max(busy, clock_.now()) +
-               Duration(static_cast<std::int64_t>(static_cast<double>(b.size()) * 1e9 /
-                                                  im.rate_bytes_per_sec));
-        serial_done_ = busy;
-      }
-      if (im.rate_bytes_per_sec > 0) delay += serial_done_ - clock_.now();
       if (im.jitter > Duration::zero()) {
         delay += Duration(static_cast<std::int64_t>(rng_.below(im.jitter.count())));
       }
@@ -184,8 +173,6 @@ class Link {
   std::uint64_t seq_ = 0;
   std::uint64_t sent_[2] = {0, 0};
   int burst_left_[2] = {0, 0};
-  TimePoint busy_until_[2] = {};
-  TimePoint serial_done_{};
   std::uint64_t resets_ = 0;
   std::vector<Bytes> client_rx_;
   std::vector<std::pair<std::uint64_t, Bytes>> server_rx_;
