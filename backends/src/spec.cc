@@ -80,6 +80,22 @@ struct Registry {
   Registry() {
     kinds["ram"] = open_ram;
     kinds["file"] = open_file;
+    // A block device (or large file) for everyday real disks: the file back end with O_DIRECT
+    // unless `,buffered` is given.
+    kinds["blockdev"] = [](const BackendSpec& spec) -> Result<BackendPtr, Error> {
+      BackendSpec s = spec;
+      bool buffered = false;
+      for (auto it = s.options.begin(); it != s.options.end();) {
+        if (it->first == "buffered") {
+          buffered = true;
+          it = s.options.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (!buffered && !s.has("direct")) s.options.emplace_back("direct", "");
+      return open_file(s);
+    };
   }
 };
 

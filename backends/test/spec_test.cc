@@ -140,5 +140,18 @@ TEST(OpenBackend, RegistryIsExtensible) {
   EXPECT_NE(bad.error().message.find("unknown option 'foo'"), std::string::npos);
 }
 
+TEST(Spec, BlockdevKindIsTheFileBackEndWithDirectIo) {
+  auto dir = std::filesystem::temp_directory_path() / ("ipsan-blockdev-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "d.img").string();
+  auto b = open_backend("blockdev:" + path + ",size=1M,buffered");
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ((*b)->geometry().block_count, 2048u);
+  EXPECT_NE((*b)->describe().find(path), std::string::npos);
+  auto bad = open_backend("blockdev:" + path + ",bogus");
+  EXPECT_FALSE(bad);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ipsan::backends
