@@ -136,8 +136,8 @@ TEST_P(ExactlyOnce, ForgedCallIsRefusedAndTouchesNoData) {
   // A call under a session the server never issued is refused too.
   Key256 k{};
   proto::Request w = write(3, 0x33);
+  auto before = server.stats().auth_failures;  // read first: the server may answer at once
   ASSERT_EQ(tap->inject(proto::encode_call(4242, proto::SlotCred{0x1234, 0, 1}, k, w)), Errc::kOk);
-  auto before = server.stats().auth_failures;
   ASSERT_TRUE(run_until(io, [&] { return server.stats().auth_failures > before; },
                         std::chrono::seconds(10)));
   // The client retired the slot of the refused call; it logs in again and reads the old data.
