@@ -141,7 +141,8 @@ TEST(OpenBackend, RegistryIsExtensible) {
 }
 
 TEST(Spec, BlockdevKindIsTheFileBackEndWithDirectIo) {
-  auto dir = std::filesystem::temp_directory_path() / ("ipsan-blockdev-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ipsan-blockdev-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto path = (dir / "d.img").string();
   auto b = open_backend("blockdev:" + path + ",size=1M,buffered");

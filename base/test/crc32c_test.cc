@@ -32,8 +32,8 @@ TEST(Crc32c, HardwareAndPortableAgreeAndExtend) {
       auto a = crc32c_extend(0, buf.data() + off, len);
       auto b = crc32c_extend_portable(0, buf.data() + off, len);
       EXPECT_EQ(a, b) << "len=" << len << " off=" << off;
-      auto split = crc32c_extend(crc32c_extend(0, buf.data() + off, len / 2), buf.data() + off + len / 2,
-                                 len - len / 2);
+      auto split = crc32c_extend(crc32c_extend(0, buf.data() + off, len / 2),
+                                 buf.data() + off + len / 2, len - len / 2);
       EXPECT_EQ(a, split);
     }
   }

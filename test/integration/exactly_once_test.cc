@@ -104,8 +104,8 @@ TEST_P(ExactlyOnce, LateDuplicateOfOldWriteNeverOverwritesNewerData) {
   auto before = server.stats();
   // The old WRITE arrives again, late (as a duplicate a network or a retrying peer could deliver).
   ASSERT_EQ(tap->inject(old_write), Errc::kOk);
-  ASSERT_TRUE(run_until(io, [&] { return server.stats().misordered > before.misordered; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(run_until(
+      io, [&] { return server.stats().misordered > before.misordered; }, std::chrono::seconds(10)));
   auto r = call(io, *c, read(7));
   ASSERT_EQ(r.status, Errc::kOk);
   EXPECT_EQ(r.data, Bytes(512, 0xBB));
@@ -117,8 +117,8 @@ TEST_P(ExactlyOnce, LateDuplicateOfOldWriteNeverOverwritesNewerData) {
   Bytes last_write = tap->sent_->back();
   before = server.stats();
   ASSERT_EQ(tap->inject(last_write), Errc::kOk);
-  ASSERT_TRUE(run_until(io, [&] { return server.stats().replayed > before.replayed; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(run_until(
+      io, [&] { return server.stats().replayed > before.replayed; }, std::chrono::seconds(10)));
   EXPECT_EQ(server.stats().bytes_written, before.bytes_written);
   (void)newest;
 }
@@ -138,8 +138,8 @@ TEST_P(ExactlyOnce, ForgedCallIsRefusedAndTouchesNoData) {
   proto::Request w = write(3, 0x33);
   auto before = server.stats().auth_failures;  // read first: the server may answer at once
   ASSERT_EQ(tap->inject(proto::encode_call(4242, proto::SlotCred{0x1234, 0, 1}, k, w)), Errc::kOk);
-  ASSERT_TRUE(run_until(io, [&] { return server.stats().auth_failures > before; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(run_until(
+      io, [&] { return server.stats().auth_failures > before; }, std::chrono::seconds(10)));
   // The client retired the slot of the refused call; it logs in again and reads the old data.
   auto back = call(io, *c, read(3));
   ASSERT_EQ(back.status, Errc::kOk);
@@ -159,7 +159,8 @@ TEST_P(ExactlyOnce, ServerRestartIsDetectedAndUnansweredWorkIsRedriven) {
   // A write issued while the server is down stays unanswered until a new server is there.
   std::optional<proto::Reply> pending;
   c->execute(write(2, 0x02), [&](proto::Reply rep) { pending = std::move(rep); });
-  run_until(io, [] { return false; }, std::chrono::seconds(1));  // let it try the dead server
+  run_until(
+      io, [] { return false; }, std::chrono::seconds(1));  // let it try the dead server
   EXPECT_FALSE(pending.has_value());
   auto s2 = std::make_unique<TestServer>(std::vector<backends::BackendPtr>{disk_}, 222, udp, tcp);
   ASSERT_TRUE(run_until(io, [&] { return pending.has_value(); }));
@@ -178,7 +179,7 @@ INSTANTIATE_TEST_SUITE_P(Transports, ExactlyOnce,
                          ::testing::Values(TransportKind::kUdp, TransportKind::kTcp),
                          [](const auto& param_info) {
                            return param_info.param == TransportKind::kUdp ? std::string("udp")
-                                                                    : std::string("tcp");
+                                                                          : std::string("tcp");
                          });
 
 }  // namespace
