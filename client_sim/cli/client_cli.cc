@@ -55,16 +55,9 @@ struct Session {
     if (!factory) die(factory.error().message);
     ClientOptions co;
     co.client_name = c.name;
-    std::string key_text = c.key;
-    if (!c.key_file.empty()) {
-      std::ifstream f(c.key_file);
-      if (!f || !std::getline(f, key_text)) die("cannot read key file " + c.key_file);
-    }
-    if (key_text.empty()) {
-      if (const char* env = std::getenv("IPSAN_KEY")) key_text = env;
-    }
-    if (key_text.empty()) die("no key: pass --key, --key-file or set IPSAN_KEY");
-    if (!parse_key(key_text, co.key)) die("bad key");
+    auto key = load_client_key(c.key, c.key_file);
+    if (!key) die(key.error().message);
+    co.key = *key;
     auto t = parse_duration(c.timeout);
     if (!t) die(t.error().message);
     co.request_timeout = *t;

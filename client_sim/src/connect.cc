@@ -5,9 +5,27 @@
 
 #include "ipsan/proto/rudp/udp_transport.h"
 
+#include <cstdlib>
+#include <fstream>
+
 namespace ipsan::client {
 
 namespace asio = boost::asio;
+
+Result<Key256, Error> load_client_key(const std::string& key, const std::string& key_file) {
+  std::string text = key;
+  if (!key_file.empty()) {
+    std::ifstream f(key_file);
+    if (!f || !std::getline(f, text)) return fail("cannot read key file " + key_file);
+  }
+  if (text.empty()) {
+    if (const char* env = std::getenv("IPSAN_KEY")) text = env;
+  }
+  if (text.empty()) return fail("no key: pass --key, --key-file or set IPSAN_KEY");
+  Key256 k;
+  if (!parse_key(text, k)) return fail("bad key");
+  return k;
+}
 
 bool parse_transport_kind(std::string_view text, proto::TransportKind& out) {
   if (text == "udp") out = proto::TransportKind::kUdp;

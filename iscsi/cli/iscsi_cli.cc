@@ -88,16 +88,9 @@ void run(const Args& a) {
   if (!lp) die(lp.error().message);
   client::ClientOptions co;
   co.client_name = a.name;
-  std::string key_text = a.key;
-  if (!a.key_file.empty()) {
-    std::ifstream f(a.key_file);
-    if (!f || !std::getline(f, key_text)) die("cannot read key file " + a.key_file);
-  }
-  if (key_text.empty()) {
-    if (const char* env = std::getenv("IPSAN_KEY")) key_text = env;
-  }
-  if (key_text.empty()) die("no key: pass --key, --key-file or set IPSAN_KEY");
-  if (!parse_key(key_text, co.key)) die("bad key");
+  auto key = client::load_client_key(a.key, a.key_file);
+  if (!key) die(key.error().message);
+  co.key = *key;
   auto t = parse_duration(a.timeout);
   if (!t) die(t.error().message);
   co.request_timeout = *t;

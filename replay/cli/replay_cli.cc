@@ -66,16 +66,9 @@ RemoteOptions remote_options(const Args& a) {
   o.host = hp->host;
   o.port = hp->port;
   o.client_name = a.name;
-  std::string key_text = a.key;
-  if (!a.key_file.empty()) {
-    std::ifstream f(a.key_file);
-    if (!f || !std::getline(f, key_text)) die("cannot read key file " + a.key_file);
-  }
-  if (key_text.empty()) {
-    if (const char* env = std::getenv("IPSAN_KEY")) key_text = env;
-  }
-  if (key_text.empty()) die("no key: pass --key, --key-file or set IPSAN_KEY");
-  if (!parse_key(key_text, o.key)) die("bad key");
+  auto key = client::load_client_key(a.key, a.key_file);
+  if (!key) die(key.error().message);
+  o.key = *key;
   auto t = parse_duration(a.timeout);
   if (!t) die(t.error().message);
   o.request_timeout = *t;

@@ -25,6 +25,10 @@ struct TransportOptions {
 Result<TransportFactory, Error> make_transport_factory(boost::asio::io_context& io,
                                                        const TransportOptions& options);
 
+// The client key from, in order: `key_file` (its first line), `key` (64 hex digits or a
+// passphrase), the IPSAN_KEY environment variable. The error says what was missing or wrong.
+Result<Key256, Error> load_client_key(const std::string& key, const std::string& key_file);
+
 // "udp" / "tcp" -> kind; false otherwise.
 bool parse_transport_kind(std::string_view text, proto::TransportKind& out);
 
