@@ -305,5 +305,315 @@ TEST(Pcap, MalformedIpPacketsAreSkipped) {
   EXPECT_TRUE(recs->empty());
 }
 
+// ---- the shared decoder (read_capture / parse_frame / read_pcap) ----
+
+// A classic little-endian, nanosecond pcap image: (frame, wire length or 0).
+Bytes pcap_image(std::uint32_t link_type,
+                 const std::vector<std::pair<Bytes, std::uint32_t>>& frames,
+                 std::uint32_t snaplen = 262144) {
+  Bytes f;
+  auto u32 = [&f](std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) f.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  };
+  u32(0xa1b23c4d);  // nanosecond magic
+  u32(0x00040002);  // version 2.4
+  u32(0);
+  u32(0);
+  u32(snaplen);
+  u32(link_type);
+  std::uint32_t n = 0;
+  for (const auto& [frame, wire] : frames) {
+    u32(1000 + n);
+    u32(n++);
+    u32(static_cast<std::uint32_t>(frame.size()));
+    u32(wire != 0 ? wire : static_cast<std::uint32_t>(frame.size()));
+    f.insert(f.end(), frame.begin(), frame.end());
+  }
+  return f;
+}
+
+// The link-layer header of `link_type` in front of an IP packet.
+Bytes framed(int link_type, const Bytes& ip) {
+  const bool v6 = (ip[0] >> 4) == 6;
+  const std::uint16_t ethertype = v6 ? 0x86DD : 0x0800;
+  Bytes f;
+  switch (link_type) {
+    case kLinkEthernet:
+      f.assign(12, 0x02);
+      f.push_back(0x81);  // one 802.1Q tag
+      f.push_back(0x00);
+      f.push_back(0x00);
+      f.push_back(0x05);
+      f.push_back(static_cast<std::uint8_t>(ethertype >> 8));
+      f.push_back(static_cast<std::uint8_t>(ethertype));
+      break;
+    case kLinkSll:
+      f.resize(16);
+      store_be16(&f[14], ethertype);
+      break;
+    case kLinkSll2:
+      f.resize(20);
+      store_be16(&f[0], ethertype);
+      store_be32(&f[4], 1);  // interface index
+      break;
+    case kLinkNull:  // host byte order (little-endian here): AF_INET 2, AF_INET6 10
+      f = {static_cast<std::uint8_t>(v6 ? 10 : 2), 0, 0, 0};
+      break;
+    case kLinkLoop:  // network byte order; AF_INET6 as the BSDs number it
+      f = {0, 0, 0, static_cast<std::uint8_t>(v6 ? 24 : 2)};
+      break;
+    default: break;  // RAW, IPV4, IPV6
+  }
+  f.insert(f.end(), ip.begin(), ip.end());
+  return f;
+}
+
+NetAddr v6addr(std::uint8_t last, std::uint16_t port) {
+  NetAddr a;
+  a.v6 = true;
+  a.bytes[0] = 0xfd;
+  a.bytes[15] = last;
+  a.port = port;
+  return a;
+}
+
+TEST(PcapDecoder, EveryLinkTypeIpv4AndIpv6UdpAndTcp) {
+  const NetAddr a4 = NetAddr::ipv4(0x0A000001, 4000), b4 = NetAddr::ipv4(0x0A000002, 5260);
+  const NetAddr a6 = v6addr(1, 4000), b6 = v6addr(2, 5260);
+  TempDir dir;
+  for (int link : {kLinkNull, kLinkEthernet, kLinkRaw, kLinkLoop, kLinkSll, kLinkSll2}) {
+    SCOPED_TRACE(link);
+    std::vector<std::pair<Bytes, std::uint32_t>> frames;
+    frames.emplace_back(framed(link, build_udp_packet(a4, b4, text("udp4"), 3)), 0);
+    frames.emplace_back(framed(link, build_udp_packet(a6, b6, text("udp6"), 0)), 0);
+    frames.emplace_back(framed(link, build_tcp_packet(a4, b4, 100, 7, kTcpAck, text("tcp4"))), 0);
+    frames.emplace_back(framed(link, build_tcp_packet(b6, a6, 200, 9, kTcpAck, text("tcp6"))), 0);
+    const Bytes image = pcap_image(static_cast<std::uint32_t>(link), frames);
+    auto cap = read_capture_bytes(image);
+    ASSERT_TRUE(cap) << cap.error().message;
+    EXPECT_EQ(cap->skipped.to_string(), "");
+    ASSERT_EQ(cap->packets.size(), 4u);
+    EXPECT_EQ(cap->packets[0].protocol, kIpProtoUdp);
+    EXPECT_EQ(cap->packets[0].src, a4);
+    EXPECT_EQ(cap->packets[0].dst, b4);
+    EXPECT_EQ(cap->packets[0].ip_id, 3);
+    EXPECT_EQ(cap->packets[0].payload, text("udp4"));
+    EXPECT_EQ(cap->packets[1].src, a6);
+    EXPECT_EQ(cap->packets[1].payload, text("udp6"));
+    EXPECT_EQ(cap->packets[2].protocol, kIpProtoTcp);
+    EXPECT_EQ(cap->packets[2].seq, 100u);
+    EXPECT_EQ(cap->packets[2].ack, 7u);
+    EXPECT_EQ(cap->packets[2].payload, text("tcp4"));
+    EXPECT_EQ(cap->packets[3].src, b6);
+    EXPECT_EQ(cap->packets[3].payload, text("tcp6"));
+    EXPECT_EQ(cap->packets[3].timestamp, std::chrono::seconds(1003) + std::chrono::nanoseconds(3));
+    // read_pcap: the same decoder, UDP only; TCP counted as skipped.
+    const std::string path = dir.file("l.pcap");
+    write_file(path, image);
+    SkipCounts skipped;
+    auto recs = read_pcap(path, &skipped);
+    ASSERT_TRUE(recs) << recs.error().message;
+    ASSERT_EQ(recs->size(), 2u);
+    EXPECT_EQ((*recs)[1].src, a6);
+    EXPECT_EQ((*recs)[1].payload, text("udp6"));
+    EXPECT_EQ(skipped.to_string(), "not UDP=2");
+  }
+  for (int link : {kLinkIpv4, kLinkIpv6}) {
+    const Bytes ip = link == kLinkIpv4 ? build_udp_packet(a4, b4, text("x"), 0)
+                                       : build_udp_packet(a6, b6, text("x"), 0);
+    auto cap = read_capture_bytes(pcap_image(static_cast<std::uint32_t>(link), {{ip, 0}}));
+    ASSERT_TRUE(cap);
+    EXPECT_EQ(cap->packets.size(), 1u) << link;
+  }
+}
+
+TEST(PcapDecoder, NonIpAndUnknownLinkTypesAreCounted) {
+  Bytes arp(12, 0x02);
+  arp.push_back(0x08);
+  arp.push_back(0x06);
+  arp.resize(42);
+  Bytes null_other = {7, 0, 0, 0, 0x45};  // AF 7: not IP
+  Bytes short_sll2(10, 0);
+  auto cap = read_capture_bytes(pcap_image(kLinkEthernet, {{arp, 0}, {Bytes(5, 0), 0}}));
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(cap->skipped.to_string(), "not IP=1, short link-layer header=1");
+  cap = read_capture_bytes(pcap_image(kLinkNull, {{null_other, 0}}));
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(cap->skipped.to_string(), "not IP=1");
+  cap = read_capture_bytes(pcap_image(kLinkSll2, {{short_sll2, 0}}));
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(cap->skipped.to_string(), "short link-layer header=1");
+  cap = read_capture_bytes(pcap_image(147, {{text("user link type"), 0}}));
+  ASSERT_TRUE(cap);
+  EXPECT_EQ(cap->skipped.to_string(), "unsupported link type=1");
+}
+
+TEST(PcapDecoder, FragmentsAreSkippedAndCounted) {
+  const NetAddr a4 = NetAddr::ipv4(0x0A000001, 4000), b4 = NetAddr::ipv4(0x0A000002, 5260);
+  Bytes first = build_udp_packet(a4, b4, Bytes(64, 1), 1);
+  store_be16(&first[6], 0x2000);  // MF, offset 0: the UDP header is there but not the datagram
+  Bytes later = build_udp_packet(a4, b4, Bytes(64, 1), 1);
+  store_be16(&later[6], 0x0008);  // offset 64, last fragment
+  // IPv6: a fragment header (next header 44) before UDP.
+  Bytes v6 = build_udp_packet(v6addr(1, 1), v6addr(2, 2), Bytes(16, 3), 0);
+  Bytes frag6(v6.begin(), v6.begin() + 40);
+  frag6[6] = 44;
+  store_be16(&frag6[4], static_cast<std::uint16_t>(load_be16(&frag6[4]) + 8));
+  const Bytes fh = {17, 0, 0, 1, 0, 0, 0, 42};  // next UDP, offset 0, M set
+  frag6.insert(frag6.end(), fh.begin(), fh.end());
+  frag6.insert(frag6.end(), v6.begin() + 40, v6.end());
+  const Bytes whole = build_udp_packet(a4, b4, text("whole"), 2);
+  TempDir dir;
+  const std::string path = dir.file("f.pcap");
+  write_file(path, pcap_image(kLinkRaw, {{first, 0}, {later, 0}, {frag6, 0}, {whole, 0}}));
+  SkipCounts skipped;
+  auto recs = read_pcap(path, &skipped);
+  ASSERT_TRUE(recs) << recs.error().message;
+  ASSERT_EQ(recs->size(), 1u);
+  EXPECT_EQ((*recs)[0].payload, text("whole"));
+  EXPECT_EQ(skipped.to_string(), "IP fragment=3");
+}
+
+TEST(PcapDecoder, SnapLengthCutsAndTruncatedRecords) {
+  const NetAddr a4 = NetAddr::ipv4(0x0A000001, 4000), b4 = NetAddr::ipv4(0x0A000002, 5260);
+  const Bytes udp = build_udp_packet(a4, b4, Bytes(100, 0x55), 0);
+  const Bytes tcp = build_tcp_packet(a4, b4, 1, 1, kTcpAck, Bytes(100, 0x66));
+  const Bytes udp_cut(udp.begin(), udp.begin() + 60);  // 32 of 100 payload bytes
+  const Bytes tcp_cut(tcp.begin(), tcp.begin() + 50);  // 10 of 100
+  const Bytes hdr_cut(tcp.begin(), tcp.begin() + 30);  // inside the TCP header
+  const Bytes image = pcap_image(kLinkRaw, {{udp_cut, static_cast<std::uint32_t>(udp.size())},
+                                            {tcp_cut, static_cast<std::uint32_t>(tcp.size())},
+                                            {hdr_cut, static_cast<std::uint32_t>(tcp.size())},
+                                            {udp, 0}});
+  auto cap = read_capture_bytes(image);
+  ASSERT_TRUE(cap) << cap.error().message;
+  ASSERT_EQ(cap->packets.size(), 3u);
+  EXPECT_TRUE(cap->packets[0].cut());
+  EXPECT_EQ(cap->packets[0].payload.size(), 32u);
+  EXPECT_EQ(cap->packets[0].payload_len, 100u);
+  EXPECT_TRUE(cap->packets[1].cut());
+  EXPECT_EQ(cap->packets[1].payload.size(), 10u);
+  EXPECT_FALSE(cap->packets[2].cut());
+  EXPECT_EQ(cap->skipped.to_string(), "short TCP header=1");
+  TempDir dir;
+  const std::string path = dir.file("s.pcap");
+  write_file(path, image);
+  auto recs = read_pcap(path);
+  ASSERT_TRUE(recs);
+  ASSERT_EQ(recs->size(), 2u);
+  EXPECT_EQ((*recs)[0].payload.size(), 32u);
+  EXPECT_EQ((*recs)[0].payload_len, 100u);
+  // A file cut at every length: never a crash; whole records kept, the cut one counted.
+  for (std::size_t n = 24; n < image.size(); ++n) {
+    auto t = read_capture_bytes(ByteSpan(image).first(n));
+    ASSERT_TRUE(t) << n;
+    EXPECT_LE(t->packets.size(), 3u);
+  }
+  auto t = read_capture_bytes(ByteSpan(image).first(image.size() - 5));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->packets.size(), 2u);
+  EXPECT_EQ(t->skipped.reasons.count("truncated or damaged record (end of capture)"), 1u);
+}
+
+TEST(PcapDecoder, TcpPacketsHaveValidChecksums) {
+  const NetAddr a4 = NetAddr::ipv4(0x7F000001, 40000), b4 = NetAddr::ipv4(0x7F000001, 5260);
+  const Bytes payload = text("odd-length payload");
+  const Bytes opts = {2, 4, 0xFF, 0xD7, 1, 3, 3, 14};
+  const Bytes p4 =
+      build_tcp_packet(a4, b4, 0xFFFFFFF0u, 77, kTcpAck | kTcpPsh, payload, 1000, opts);
+  ASSERT_EQ(p4.size(), 20u + 28u + payload.size());
+  EXPECT_EQ(ones_sum({p4.data(), 20}), 0xFFFF);
+  std::uint32_t pseudo = ones_sum({p4.data() + 12, 8});
+  pseudo += 6 + static_cast<std::uint32_t>(p4.size() - 20);
+  EXPECT_EQ(ones_sum({p4.data() + 20, p4.size() - 20}, pseudo), 0xFFFF);
+  EXPECT_EQ(p4[20 + 12] >> 4, 7);  // data offset: 28 bytes
+  const Bytes p6 = build_tcp_packet(v6addr(1, 1), v6addr(2, 2), 5, 6, kTcpSyn, {});
+  ASSERT_EQ(p6.size(), 60u);
+  pseudo = ones_sum({p6.data() + 8, 32});
+  pseudo += 6 + 20;
+  EXPECT_EQ(ones_sum({p6.data() + 40, 20}, pseudo), 0xFFFF);
+  EXPECT_EQ(load_be32(p6.data() + 40 + 8), 0u);  // no ACK flag: acknowledgement number zero
+  // Payloads are cut to what an IPv4 packet can hold.
+  const Bytes big = build_tcp_packet(a4, b4, 1, 1, kTcpAck, Bytes(100000, 1));
+  EXPECT_EQ(big.size(), 65535u);
+}
+
+// TcpStreamRecorder: a connection as segments; read back, every sequence / ack number and flag
+// is what a real capture would show, and no segment exceeds the IP limit.
+void check_recorded_connection(const NetAddr& client, const NetAddr& server) {
+  TempDir dir;
+  const std::string path = dir.file("tcp.pcap");
+  Bytes request(150000), reply(70000);
+  for (std::size_t i = 0; i < request.size(); ++i) request[i] = static_cast<std::uint8_t>(i * 7);
+  for (std::size_t i = 0; i < reply.size(); ++i) reply[i] = static_cast<std::uint8_t>(i * 13);
+  {
+    auto w = PcapWriter::open(path);
+    ASSERT_TRUE(w);
+    TcpStreamRecorder rec(**w);
+    rec.open(1, std::chrono::seconds(1), client, server);
+    rec.data(1, std::chrono::seconds(2), true, request);
+    rec.data(1, std::chrono::seconds(3), false, reply);
+    rec.data(1, std::chrono::seconds(4), true, text("bye"));
+    rec.data(2, std::chrono::seconds(4), true, text("unknown id: ignored"));
+    EXPECT_EQ(rec.open_connections(), 1u);
+    rec.close(1, std::chrono::seconds(5), true);
+    EXPECT_EQ(rec.open_connections(), 0u);
+  }
+  auto cap = read_capture(path);
+  ASSERT_TRUE(cap) << cap.error().message;
+  EXPECT_EQ(cap->skipped.to_string(), "");
+  const auto& p = cap->packets;
+  // SYN, SYN-ACK, ACK, 3 + 2 + 1 data segments, FIN, FIN, ACK.
+  ASSERT_EQ(p.size(), 12u);
+  EXPECT_EQ(p[0].flags, kTcpSyn);
+  EXPECT_EQ(p[0].src, client);
+  EXPECT_EQ(p[1].flags, kTcpSyn | kTcpAck);
+  EXPECT_EQ(p[1].src, server);
+  EXPECT_EQ(p[1].ack, p[0].seq + 1);
+  EXPECT_EQ(p[2].flags, kTcpAck);
+  EXPECT_EQ(p[2].seq, p[0].seq + 1);
+  EXPECT_EQ(p[2].ack, p[1].seq + 1);
+  std::uint32_t cseq = p[0].seq + 1, sseq = p[1].seq + 1;
+  Bytes got_req, got_reply;
+  for (std::size_t i = 3; i < 9; ++i) {
+    EXPECT_LE(p[i].payload.size(), kMaxTcpSegment);
+    EXPECT_FALSE(p[i].cut());
+    EXPECT_NE(p[i].flags & kTcpAck, 0);
+    if (p[i].src == client) {
+      EXPECT_EQ(p[i].seq, cseq);
+      EXPECT_EQ(p[i].ack, sseq);
+      cseq += static_cast<std::uint32_t>(p[i].payload.size());
+      if (got_req.size() < request.size())
+        got_req.insert(got_req.end(), p[i].payload.begin(), p[i].payload.end());
+    } else {
+      EXPECT_EQ(p[i].seq, sseq);
+      EXPECT_EQ(p[i].ack, cseq);
+      sseq += static_cast<std::uint32_t>(p[i].payload.size());
+      got_reply.insert(got_reply.end(), p[i].payload.begin(), p[i].payload.end());
+    }
+  }
+  EXPECT_EQ(got_req, request);
+  EXPECT_EQ(got_reply, reply);
+  EXPECT_EQ(p[5].flags, kTcpAck | kTcpPsh);  // the last segment of a write pushes
+  EXPECT_EQ(p[8].payload, text("bye"));
+  EXPECT_EQ(p[9].flags, kTcpFin | kTcpAck);
+  EXPECT_EQ(p[9].src, client);
+  EXPECT_EQ(p[9].seq, cseq);
+  EXPECT_EQ(p[10].flags, kTcpFin | kTcpAck);
+  EXPECT_EQ(p[10].seq, sseq);
+  EXPECT_EQ(p[10].ack, cseq + 1);
+  EXPECT_EQ(p[11].flags, kTcpAck);
+  EXPECT_EQ(p[11].ack, sseq + 1);
+  EXPECT_EQ(p[11].timestamp, std::chrono::seconds(5));
+}
+
+TEST(PcapDecoder, TcpStreamRecorderIpv4) {
+  check_recorded_connection(NetAddr::ipv4(0x7F000001, 41000), NetAddr::ipv4(0x7F000001, 5260));
+}
+
+TEST(PcapDecoder, TcpStreamRecorderIpv6) {
+  check_recorded_connection(v6addr(1, 41000), v6addr(1, 5260));
+}
+
 }  // namespace
 }  // namespace ipsan::netem
