@@ -1,5 +1,6 @@
 #include "ipsan/proto/tcp_transport.h"
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -60,11 +61,16 @@ void append_record(Bytes& out, ByteSpan message, std::size_t max_fragment) {
 
 namespace {
 
+std::atomic<std::uint64_t> g_next_connection{1};
+
 // One TCP connection: reads records, writes a queue of records. Shared by client and server.
 class Stream : public std::enable_shared_from_this<Stream> {
  public:
-  Stream(tcp::socket socket, const TcpConfig& cfg)
-      : socket_(std::move(socket)), cfg_(cfg), reader_(cfg.max_message) {}
+  Stream(tcp::socket socket, const TcpConfig& cfg, bool server_side)
+      : socket_(std::move(socket)),
+        cfg_(cfg),
+        reader_(cfg.max_message),
+        server_side_(server_side) {}
 
   std::function<void(Bytes)> on_message;
   std::function<void(Errc)> on_closed;
@@ -77,6 +83,14 @@ class Stream : public std::enable_shared_from_this<Stream> {
     boost::system::error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
     open_ = true;
+    if (cfg_.tap) {
+      tap_.connection = g_next_connection.fetch_add(1, std::memory_order_relaxed);
+      tap_.server_side = server_side_;
+      tap_.local = socket_.local_endpoint(ec);
+      tap_.remote = socket_.remote_endpoint(ec);
+      tapped_ = true;
+      tap(TcpTapEvent::Kind::kOpened, {});
+    }
     read_more();
     if (!queue_.empty()) write_more();
   }
@@ -94,10 +108,16 @@ class Stream : public std::enable_shared_from_this<Stream> {
     return Errc::kOk;
   }
 
-  void close(Errc why) {
+  // `by_peer`: the peer closed or reset the connection (for captures).
+  void close(Errc why, bool by_peer = false) {
     if (closed_) return;
     closed_ = true;
     open_ = false;
+    if (tapped_) {
+      tap_.by_peer = by_peer;
+      tap(TcpTapEvent::Kind::kClosed, {});
+      tapped_ = false;
+    }
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -112,29 +132,30 @@ class Stream : public std::enable_shared_from_this<Stream> {
  private:
   void read_more() {
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(buf_), [this, self](boost::system::error_code ec,
-                                                             std::size_t n) {
-      if (closed_) return;
-      if (ec) {
-        close(Errc::kConnectionLost);
-        return;
-      }
-      stats.bytes_received += n;
-      std::vector<Bytes> records;
-      Errc e = reader_.feed(ByteSpan(buf_.data(), n), records);
-      for (auto& r : records) {
-        stats.messages_received++;
-        if (on_message) on_message(std::move(r));
-        if (closed_) return;
-      }
-      if (e != Errc::kOk) {
-        IPSAN_LOG(LogLevel::kWarn, "tcp", "peer sent a record over the size limit; closing");
-        stats.dropped_malformed++;
-        close(e);
-        return;
-      }
-      read_more();
-    });
+    socket_.async_read_some(
+        asio::buffer(buf_), [this, self](boost::system::error_code ec, std::size_t n) {
+          if (closed_) return;
+          if (ec) {
+            close(Errc::kConnectionLost, true);
+            return;
+          }
+          stats.bytes_received += n;
+          if (tapped_) tap(TcpTapEvent::Kind::kReceived, ByteSpan(buf_.data(), n));
+          std::vector<Bytes> records;
+          Errc e = reader_.feed(ByteSpan(buf_.data(), n), records);
+          for (auto& r : records) {
+            stats.messages_received++;
+            if (on_message) on_message(std::move(r));
+            if (closed_) return;
+          }
+          if (e != Errc::kOk) {
+            IPSAN_LOG(LogLevel::kWarn, "tcp", "peer sent a record over the size limit; closing");
+            stats.dropped_malformed++;
+            close(e);
+            return;
+          }
+          read_more();
+        });
   }
 
   void write_more() {
@@ -149,20 +170,35 @@ class Stream : public std::enable_shared_from_this<Stream> {
     std::vector<asio::const_buffer> bufs;
     bufs.reserve(batch_.size());
     for (auto& b : batch_) bufs.emplace_back(asio::buffer(b));
+    // Tapped as the write starts: asio hands the data to the kernel at once when it can, so the
+    // capture keeps the order in which the peer sees requests and replies.
+    if (tapped_) {
+      for (auto& b : batch_) tap(TcpTapEvent::Kind::kSent, b);
+    }
     auto self = shared_from_this();
     asio::async_write(socket_, bufs, [this, self](boost::system::error_code ec, std::size_t) {
       if (closed_) return;
       if (ec) {
-        close(Errc::kConnectionLost);
+        close(Errc::kConnectionLost, true);
         return;
       }
       write_more();
     });
   }
 
+  void tap(TcpTapEvent::Kind kind, ByteSpan data) {
+    tap_.kind = kind;
+    tap_.data = data;
+    cfg_.tap(tap_);
+    tap_.data = {};
+  }
+
   tcp::socket socket_;
   TcpConfig cfg_;
   RecordReader reader_;
+  bool server_side_ = false;
+  bool tapped_ = false;  // kOpened was reported (and kClosed not yet)
+  TcpTapEvent tap_;
   std::array<std::uint8_t, 256 * 1024> buf_{};
   std::deque<Bytes> queue_;
   std::deque<Bytes> batch_;
@@ -174,7 +210,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
 class TcpClient final : public ClientTransport {
  public:
   TcpClient(asio::io_context& io, const tcp::endpoint& server, const TcpConfig& cfg)
-      : server_(server), stream_(std::make_shared<Stream>(tcp::socket(io), cfg)) {
+      : server_(server), stream_(std::make_shared<Stream>(tcp::socket(io), cfg, false)) {
     stream_->on_message = [this](Bytes m) {
       if (on_message) on_message(std::move(m));
     };
@@ -284,9 +320,10 @@ class TcpServer final : public ServerTransport {
       PeerId id = next_id_++;
       boost::system::error_code ec2;
       auto rep = sock.remote_endpoint(ec2);
-      std::string name = "tcp " + (ec2 ? std::string("?") : rep.address().to_string() + ":" +
-                                                              std::to_string(rep.port()));
-      auto s = std::make_shared<Stream>(std::move(sock), cfg_);
+      std::string name =
+          "tcp " +
+          (ec2 ? std::string("?") : rep.address().to_string() + ":" + std::to_string(rep.port()));
+      auto s = std::make_shared<Stream>(std::move(sock), cfg_, true);
       s->on_message = [this, id](Bytes m) {
         if (on_message) on_message(id, std::move(m));
       };

@@ -3,6 +3,10 @@
 // preceded by a 4-byte big-endian header (bit 31 = last fragment, bits 0-30 = fragment length).
 // A peer that announces a record larger than max_message is disconnected (bounded memory).
 //
+// Capture: TcpConfig::tap (`ipsan server --capture`) sees each connection above the socket layer:
+// established, every byte range read or handed to the kernel, closed. netem::TcpStreamRecorder
+// turns that into TCP segments in a pcap file.
+//
 // Threading: everything runs on the io_context passed in; see transport.h.
 #pragma once
 
@@ -11,15 +15,37 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "ipsan/proto/transport.h"
 
 namespace ipsan::proto {
 
+// One event of a TCP connection, for captures (TcpConfig::tap).
+struct TcpTapEvent {
+  enum class Kind {
+    kOpened,    // connection established (accepted or connected)
+    kReceived,  // `data` was read from the socket
+    kSent,      // `data` was handed to the kernel (one record, or what was written of it)
+    kClosed,    // the connection ended; `by_peer`: the peer closed or reset it first
+  };
+  Kind kind = Kind::kOpened;
+  std::uint64_t connection = 0;  // unique in the process (client and server transports alike)
+  bool server_side = false;      // accepted by a server transport (the peer is the client)
+  boost::asio::ip::tcp::endpoint local;
+  boost::asio::ip::tcp::endpoint remote;
+  ByteSpan data;         // kReceived, kSent
+  bool by_peer = false;  // kClosed
+};
+
 struct TcpConfig {
-  std::size_t max_message = 9u << 20;  // 8 MiB of data plus RPC headers
+  std::size_t max_message = 9u << 20;   // 8 MiB of data plus RPC headers
   std::size_t max_fragment = 1u << 20;  // fragment size we send
+  // Capture hook: called on the io thread for every event of every connection (kOpened first,
+  // then kReceived / kSent in the order they happen, kClosed last). Must not call back into the
+  // transport.
+  std::function<void(const TcpTapEvent&)> tap;
 };
 
 // Connects asynchronously; messages sent before the connection is up are queued.
