@@ -99,7 +99,8 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--duration", a->duration, "Stop after this long (e.g. 60s)");
   cmd->add_option("--epoch", a->epoch, "Boot epoch (default random; for tests)");
   cmd->add_option("--capture", a->capture,
-                  "Record every reliable-UDP datagram to this pcap file (docs/CAPTURE.md)");
+                  "Record the server's traffic to this pcap file: reliable-UDP datagrams and TCP "
+                  "connections as segments (docs/CAPTURE.md)");
   cmd->add_option("-c,--config", a->config,
                   "TOML layout of back ends, virtual disks and exports (docs/CONFIG.md)");
   cmd->add_option("--admin-socket", a->admin_socket,
@@ -148,30 +149,50 @@ void add_cli(CLI::App& app) {
     if (!max_io || *max_io == 0 || *max_io > (8u << 20)) die("--max-io must be 1..8M");
 
     asio::io_context io;
-    // --capture: the UDP transport's tap writes each datagram with real addresses (declared
-    // before the server so that it outlives the transport).
+    // --capture: the UDP transport's tap writes each datagram, the TCP transport's tap each
+    // connection as TCP segments (netem::TcpStreamRecorder), all with real addresses, into one
+    // file (declared before the server so that they outlive the transports).
     std::unique_ptr<netem::PcapWriter> pcap;
+    std::unique_ptr<netem::TcpStreamRecorder> tcp_recorder;
     proto::rudp::UdpOptions udp_options;
+    proto::TcpConfig tcp_config;
     if (!a->capture.empty()) {
       auto w = netem::PcapWriter::open(a->capture);
       if (!w) die("--capture: " + w.error().message);
       pcap = std::move(*w);
-      udp_options.tap = [writer = pcap.get()](bool outbound, const asio::ip::udp::endpoint& local,
-                                              const asio::ip::udp::endpoint& remote, ByteSpan d) {
-        auto addr = [](const asio::ip::udp::endpoint& e) {
-          netem::NetAddr n;
-          if (e.address().is_v4()) {
-            return netem::NetAddr::ipv4(e.address().to_v4().to_uint(), e.port());
-          }
-          const auto b = e.address().to_v6().to_bytes();
-          std::copy(b.begin(), b.end(), n.bytes.begin());
-          n.v6 = true;
-          n.port = e.port();
-          return n;
-        };
-        const auto ts = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      tcp_recorder = std::make_unique<netem::TcpStreamRecorder>(*pcap);
+      auto addr = [](const asio::ip::address& ip, std::uint16_t port) {
+        netem::NetAddr n;
+        if (ip.is_v4()) return netem::NetAddr::ipv4(ip.to_v4().to_uint(), port);
+        const auto b = ip.to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), n.bytes.begin());
+        n.v6 = true;
+        n.port = port;
+        return n;
+      };
+      auto now = [] {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(
             std::chrono::system_clock::now().time_since_epoch());
-        writer->write(ts, addr(outbound ? local : remote), addr(outbound ? remote : local), d);
+      };
+      udp_options.tap = [writer = pcap.get(), addr, now](
+                            bool outbound, const asio::ip::udp::endpoint& local,
+                            const asio::ip::udp::endpoint& remote, ByteSpan d) {
+        const auto l = addr(local.address(), local.port());
+        const auto r = addr(remote.address(), remote.port());
+        writer->write(now(), outbound ? l : r, outbound ? r : l, d);
+      };
+      tcp_config.tap = [rec = tcp_recorder.get(), addr, now](const proto::TcpTapEvent& e) {
+        using Kind = proto::TcpTapEvent::Kind;
+        // The server's own connections: the peer is the client.
+        switch (e.kind) {
+          case Kind::kOpened:
+            rec->open(e.connection, now(), addr(e.remote.address(), e.remote.port()),
+                      addr(e.local.address(), e.local.port()));
+            break;
+          case Kind::kReceived: rec->data(e.connection, now(), true, e.data); break;
+          case Kind::kSent: rec->data(e.connection, now(), false, e.data); break;
+          case Kind::kClosed: rec->close(e.connection, now(), e.by_peer); break;
+        }
       };
     }
     ServerOptions so;
@@ -200,10 +221,10 @@ void add_cli(CLI::App& app) {
         std::uint16_t want = a->port != 0 ? static_cast<std::uint16_t>(a->port) : udp_port;
         std::unique_ptr<proto::ServerTransport> t;
         try {
-          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, want));
+          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, want), tcp_config);
         } catch (const std::exception&) {
           if (a->port != 0) throw;
-          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, 0));
+          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, 0), tcp_config);
         }
         tcp_port = t->local_port();
         server->attach(std::move(t));
