@@ -230,9 +230,12 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--timeout", a->timeout, "Per-command timeout")->capture_default_str();
   cmd->add_flag("-v,--verbose", a->verbose, "Print every command, not only differences");
   cmd->add_option("--pcap", a->pcap, "Replay a capture (pcap or pcapng) instead of traces");
-  cmd->add_flag("--iscsi", a->iscsi, "The capture is iSCSI traffic (TCP port 3260 or --port)");
+  cmd->add_flag("--iscsi", a->iscsi,
+                "The capture is iSCSI traffic (connections that begin with an iSCSI login, or "
+                "--port)");
   cmd->add_option("--port", a->port,
-                  "Capture port (ipsan: any UDP, TCP 5260; iSCSI: any port with an iSCSI login)")
+                  "Capture port (default ipsan: UDP any port, TCP 5260 and connections that begin "
+                  "with an ipsan call; iSCSI: any port with an iSCSI login)")
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--timing", a->timing, "original (captured spacing) or fast")
       ->check(CLI::IsMember({"original", "fast"}))

@@ -142,14 +142,31 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
     out.skipped.add("incomplete fragmented message", f.partial.size());
 }
 
+// The stream starts with a record-marked ONC-RPC call to the ipsan program (RFC 5531: xid,
+// msg_type CALL = 0, rpcvers 2, prog).
+bool starts_with_ipsan_call(const Bytes& d) {
+  return d.size() >= 4 + 16 && load_be32(&d[8]) == 0 && load_be32(&d[12]) == 2 &&
+         load_be32(&d[16]) == proto::kProgram;
+}
+
 void extract_tcp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCapture& out,
                  std::vector<Message>& messages) {
-  const std::uint16_t port = opt.port.value_or(kIpsanDefaultPort);
+  // With a port: the connections on it. Without: port 5260, and any connection whose client
+  // stream begins with a call to the ipsan program (servers on other ports).
+  const std::optional<std::uint16_t> port = opt.port;
   auto conns = reassemble_tcp(capture.packets, [port](const Packet& p) {
-    return p.src.port == port || p.dst.port == port;
+    return !port || p.src.port == *port || p.dst.port == *port;
   });
   for (const TcpConnection& c : conns) {
+    if (!port && c.client.from.port != kIpsanDefaultPort && c.client.to.port != kIpsanDefaultPort &&
+        !starts_with_ipsan_call(c.client.data)) {
+      if (!c.client.data.empty() || !c.server.data.empty() || c.client.gap || c.server.gap) {
+        out.skipped.add("TCP connection that does not begin with an ipsan RPC call (ignored)");
+      }
+      continue;
+    }
     for (const TcpDirection* d : {&c.client, &c.server}) {
+      out.skipped.add("retransmitted TCP segment (duplicate data ignored)", d->retransmitted);
       if (d->data.empty() && !d->gap) continue;
       if (!d->saw_syn && !d->data.empty()) {
         out.skipped.add("TCP stream without its start (no SYN captured)");
@@ -201,6 +218,8 @@ struct ReplyRef {
 
 IpsanCapture extract_ipsan(const CaptureFile& capture, const ExtractOptions& options) {
   IpsanCapture out;
+  // What the reader could not decode (other protocols, fragments, a truncated final record).
+  out.skipped.merge(capture.skipped);
   std::vector<Message> messages;
   extract_udp(capture, options, out, messages);
   extract_tcp(capture, options, out, messages);

@@ -250,6 +250,7 @@ MaskList intended_difference_masks(const Bytes& cdb) {
         return m;
       }
       switch (cdb[2]) {
+        case 0x00:  // supported VPD pages: the list of pages each implementation has
         case 0x80:  // unit serial number
         case 0x83:  // device identification: designators
           m.emplace_back(2, SIZE_MAX);
@@ -411,6 +412,8 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
     }
     if (ini->gap) out.skipped.add("TCP segment missing (initiator stream cut there)");
     if (tgt->gap) out.skipped.add("TCP segment missing (target stream cut there)");
+    out.skipped.add("retransmitted TCP segment (duplicate data ignored)",
+                    ini->retransmitted + tgt->retransmitted);
     const std::string name = ini->from.to_string() + " -> " + ini->to.to_string();
     decode_connection(ini->data, tgt->data, name, ini, out);
   }

@@ -7,6 +7,8 @@
 #include <random>
 
 #include "ipsan/netem/pcap.h"
+#include "ipsan/proto/codec.h"
+#include "ipsan/proto/tcp_transport.h"
 #include "ipsan/replay/capture.h"
 #include "ipsan/replay/ipsan_capture.h"
 #include "ipsan/replay/tcp_stream.h"
@@ -58,7 +60,7 @@ TEST(Capture, EveryLinkTypeAndIpv6) {
                           : testing::tcp_packet(kA, kB, 7, kTcpAck, text("abc"));
       Packet p;
       std::string why;
-      ASSERT_TRUE(parse_frame(link == 0 ? 0 : link, testing::with_link(link, ip), 0, p, why))
+      ASSERT_TRUE(parse_frame(link == 0 ? 0 : link, testing::with_link(link, ip), p, why))
           << link << " " << v6 << ": " << why;
       EXPECT_EQ(p.protocol, kProtoTcp);
       EXPECT_EQ(p.seq, 7u);
@@ -68,7 +70,7 @@ TEST(Capture, EveryLinkTypeAndIpv6) {
   }
   Packet p;
   std::string why;
-  EXPECT_FALSE(parse_frame(147, text("xx"), 0, p, why));
+  EXPECT_FALSE(parse_frame(147, text("xx"), p, why));
   EXPECT_EQ(why, "unsupported link type");
 }
 
@@ -201,6 +203,55 @@ TEST(IpsanExtract, HostileUdpPayloadsAreCountedNotFatal) {
   const IpsanCapture out = extract_ipsan(cap, ExtractOptions{});
   EXPECT_TRUE(out.calls.empty());
   EXPECT_EQ(out.skipped.total(), 500u) << out.skipped.to_string();
+}
+
+// ipsan over TCP: connections found without --port by their first call, retransmitted and
+// missing segments counted with a reason, other TCP traffic ignored and counted.
+TEST(IpsanExtract, TcpStreamsRetransmissionsAndHoles) {
+  Bytes stream;
+  for (std::uint32_t xid = 1; xid <= 3; ++xid) {
+    proto::append_record(stream, proto::encode_null_call(xid), 1u << 20);
+  }
+  const std::size_t one = stream.size() / 3;
+  auto connection = [&](std::uint16_t client_port, std::uint16_t server_port,
+                        const std::vector<std::pair<std::uint32_t, std::size_t>>& segs,
+                        const Bytes& data) {
+    std::vector<std::pair<std::uint32_t, Bytes>> s;
+    for (const auto& [off, n] : segs)
+      s.emplace_back(off, Bytes(data.begin() + off, data.begin() + off + n));
+    auto pkts = tcp_stream_packets(s, 5000);
+    for (auto& p : pkts) {
+      p.src.port = client_port;
+      p.dst.port = server_port;
+    }
+    return pkts;
+  };
+  CaptureFile cap;
+  auto add = [&](std::vector<Packet> pkts) {
+    for (auto& p : pkts) {
+      p.number = cap.packets.size() + 1;
+      cap.packets.push_back(std::move(p));
+    }
+  };
+  // Port 7000 (not 5260): whole, with one segment retransmitted.
+  add(connection(40001, 7000, {{0, one}, {one, one}, {one, one}, {2 * one, one}}, stream));
+  // Port 7001: the second call's segment is missing.
+  add(connection(40002, 7001, {{0, one}, {2 * one, one}}, stream));
+  // Port 7002: not ipsan.
+  add(connection(40003, 7002, {{0, 10}}, text("GET / HTTP/1.1\r\n")));
+  cap.skipped.add("not UDP or TCP", 2);  // what the reader skipped is reported too
+  IpsanCapture out = extract_ipsan(cap, ExtractOptions{});
+  ASSERT_EQ(out.calls.size(), 4u) << out.skipped.to_string();
+  for (const auto& c : out.calls) EXPECT_EQ(c.skip, "NULL ping");
+  EXPECT_EQ(out.skipped.to_string(),
+            "TCP connection that does not begin with an ipsan RPC call (ignored)=1, "
+            "TCP segment missing from the capture (rest of stream skipped)=1, "
+            "not UDP or TCP=2, retransmitted TCP segment (duplicate data ignored)=1");
+  // With --port only that port's connections are used.
+  ExtractOptions eo;
+  eo.port = 7001;
+  out = extract_ipsan(cap, eo);
+  EXPECT_EQ(out.calls.size(), 1u);
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // Extraction: reliable-UDP datagrams (any port, or --port) are decoded with proto/rudp/wire.h
 // (bad CRC, wrong version: skipped and counted) and their MESSAGE frames reassembled per
 // (sender, receiver, connection id, message id), retransmitted fragments merged; TCP streams
-// (port 5260 or --port) are reassembled (tcp_stream.h) and split by RPC record marking. Each
+// (--port; without it port 5260 and every connection whose client stream begins with a call to
+// the ipsan program) are reassembled (tcp_stream.h) and split by RPC record marking.
+// Retransmitted TCP segments and what the capture reader skipped are counted in `skipped`. Each
 // message is an ONC-RPC call or reply; calls and replies are paired by conversation and xid.
 // Calls re-sent with the same session slot and sequence (after a transport change or a server
 // restart) count once. The MACs are not checked: they are bound to the captured session's key.
@@ -55,7 +57,8 @@ struct IpsanCapture {
 };
 
 struct ExtractOptions {
-  std::optional<std::uint16_t> port;  // UDP: any port when empty; TCP: kIpsanDefaultPort
+  // Empty: UDP on any port; TCP on kIpsanDefaultPort or starting with an ipsan call.
+  std::optional<std::uint16_t> port;
   std::size_t max_message = 9u << 20;
 };
 
