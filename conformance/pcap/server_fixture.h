@@ -1,6 +1,7 @@
 // server_fixture.h: an in-process ipsan server (UDP + TCP on 127.0.0.1, port 0) on its own io
-// thread with chosen device ids and back-end specs, and an optional reliable-UDP tap that records
-// every datagram to a pcap file (what `ipsan server --capture` does), for the replay tests.
+// thread with chosen device ids and back-end specs, and optional transport taps that record every
+// reliable-UDP datagram and every TCP connection (as segments) to a pcap file (what `ipsan server
+// --capture` does), for the replay tests.
 #pragma once
 
 #include <utility>
@@ -32,7 +33,8 @@ inline Key256 fixture_key() {
   return k;
 }
 
-inline netem::NetAddr to_net_addr(const boost::asio::ip::udp::endpoint& e) {
+template <class Endpoint>
+netem::NetAddr to_net_addr(const Endpoint& e) {
   netem::NetAddr a;
   if (e.address().is_v4()) {
     a = netem::NetAddr::ipv4(e.address().to_v4().to_uint(), e.port());
@@ -45,13 +47,19 @@ inline netem::NetAddr to_net_addr(const boost::asio::ip::udp::endpoint& e) {
   return a;
 }
 
+inline std::chrono::nanoseconds capture_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+}
+
 class ServerFixture {
  public:
   struct Device {
     std::uint32_t id;
     std::string spec;
   };
-  // `capture`: non-empty = record the server's UDP datagrams there (needs UdpOptions::tap).
+  // `capture`: non-empty = record the server's UDP datagrams (needs UdpOptions::tap) and TCP
+  // connections there.
   explicit ServerFixture(const std::vector<Device>& devices, const std::string& capture = "")
       : work_(boost::asio::make_work_guard(io_)) {
     thread_ = std::thread([this] { io_.run(); });
@@ -77,7 +85,7 @@ class ServerFixture {
           std::make_unique<server::StorageServer>(io_, so, std::move(keys), std::move(exports));
       auto lo = boost::asio::ip::make_address("127.0.0.1");
       proto::rudp::UdpOptions uo;
-#ifdef IPSAN_HAVE_UDP_TAP
+      proto::TcpConfig tc;
       if (!capture.empty()) {
         auto w = netem::PcapWriter::open(capture);
         if (!w) {
@@ -85,23 +93,35 @@ class ServerFixture {
           return;
         }
         writer_ = std::move(*w);
+        recorder_ = std::make_unique<netem::TcpStreamRecorder>(*writer_);
         netem::PcapWriter* writer = writer_.get();
+#ifdef IPSAN_HAVE_UDP_TAP
         uo.tap = [writer](bool outbound, const boost::asio::ip::udp::endpoint& local,
                           const boost::asio::ip::udp::endpoint& remote, ByteSpan datagram) {
-          const auto now = std::chrono::system_clock::now().time_since_epoch();
-          const auto ts = std::chrono::duration_cast<std::chrono::nanoseconds>(now);
           const auto l = to_net_addr(local), r = to_net_addr(remote);
-          writer->write(ts, outbound ? l : r, outbound ? r : l, datagram);
+          writer->write(capture_now(), outbound ? l : r, outbound ? r : l, datagram);
+        };
+#else
+        (void)writer;
+        error_ = "this build has no UdpOptions::tap";
+#endif
+        tc.tap = [rec = recorder_.get()](const proto::TcpTapEvent& e) {
+          using Kind = proto::TcpTapEvent::Kind;
+          switch (e.kind) {
+            case Kind::kOpened:
+              rec->open(e.connection, capture_now(), to_net_addr(e.remote), to_net_addr(e.local));
+              break;
+            case Kind::kReceived: rec->data(e.connection, capture_now(), true, e.data); break;
+            case Kind::kSent: rec->data(e.connection, capture_now(), false, e.data); break;
+            case Kind::kClosed: rec->close(e.connection, capture_now(), e.by_peer); break;
+          }
         };
       }
-#else
-      if (!capture.empty()) error_ = "this build has no UdpOptions::tap";
-#endif
       auto u = proto::rudp::make_udp_server(io_, boost::asio::ip::udp::endpoint(lo, 0),
                                             server_->boot_epoch(), proto::rudp::Config{}, uo);
       udp_port_ = u->local_port();
       server_->attach(std::move(u));
-      auto t = proto::make_tcp_server(io_, boost::asio::ip::tcp::endpoint(lo, 0));
+      auto t = proto::make_tcp_server(io_, boost::asio::ip::tcp::endpoint(lo, 0), tc);
       tcp_port_ = t->local_port();
       server_->attach(std::move(t));
       server_->start();
@@ -145,6 +165,7 @@ class ServerFixture {
   std::thread thread_;
   std::unique_ptr<server::StorageServer> server_;
   std::unique_ptr<netem::PcapWriter> writer_;
+  std::unique_ptr<netem::TcpStreamRecorder> recorder_;
   std::string error_;
   std::uint16_t udp_port_ = 0, tcp_port_ = 0;
 };
