@@ -12,6 +12,8 @@ namespace {
 // Received-packet intervals kept for ACK ranges and duplicate detection. Older intervals are
 // folded into a floor (everything below it counts as seen), which bounds memory.
 constexpr std::size_t kMaxTrackedRanges = 256;
+// Packets declared lost that are remembered for spurious-loss detection.
+constexpr std::size_t kMaxLostRemembered = 4096;
 
 Config normalize(Config c) {
   c.max_datagram = std::clamp(c.max_datagram, kMinDatagram, kMaxDatagram);
@@ -25,6 +27,10 @@ Config normalize(Config c) {
   c.initial_window_packets = std::max(c.initial_window_packets, c.min_window_packets);
   c.pacing_burst_packets = std::max<std::size_t>(c.pacing_burst_packets, 1);
   c.time_threshold = std::max(c.time_threshold, 1.0);
+  c.reorder_decay_rounds = std::max<std::uint32_t>(c.reorder_decay_rounds, 1);
+  if (!(c.loss_reduction_factor >= 0.1 && c.loss_reduction_factor <= 0.95)) {
+    c.loss_reduction_factor = 0.7;
+  }
   if (c.timer_granularity <= Duration::zero()) c.timer_granularity = 1us;
   if (c.initial_rtt <= Duration::zero()) c.initial_rtt = 1ms;
   return c;
@@ -70,6 +76,9 @@ const ConnectionStats& Connection::stats() const {
   stats_.rttvar_us = to_micros(rttvar_);
   stats_.min_rtt_us = to_micros(min_rtt_);
   stats_.cwnd = cwnd_;
+  stats_.ssthresh = ssthresh_ == ~std::uint64_t{0} ? 0 : ssthresh_;
+  stats_.reorder_window_us = to_micros(reo_delay_);
+  stats_.loss_rate = loss_rate_;
   stats_.bytes_in_flight = bytes_in_flight_;
   stats_.recv_buffered = recv_reserved_;
   return stats_;
@@ -80,6 +89,7 @@ void Connection::close_with(Errc reason) {
   state_ = State::kClosed;
   close_reason_ = reason;
   sent_.clear();
+  lost_.clear();
   out_.clear();
   retransmit_.clear();
   reassembly_.clear();
@@ -356,13 +366,23 @@ std::uint64_t Connection::advertised_max_data() const {
 void Connection::on_ack(const AckFrame& ack, TimePoint now) {
   std::vector<std::uint64_t> newly;
   const std::optional<TimePoint> acked_before = max_acked_time_sent_;
+  const std::uint64_t largest_before = largest_acked_;
   bool rtt_sample = false;
+  bool reordering = false;
   TimePoint largest_sent_time{};
   for (std::size_t i = 0; i < ack.range_count; ++i) {
     const AckRange& r = ack.ranges[i];
+    // Packets declared lost but acknowledged now: the loss was spurious (reordering).
+    for (auto it = lost_.lower_bound(r.lo); it != lost_.end() && it->first <= r.hi;) {
+      on_spurious_loss(it->first, it->second, now);
+      reordering = true;
+      it = lost_.erase(it);
+    }
     for (auto it = sent_.lower_bound(r.lo); it != sent_.end() && it->first <= r.hi;) {
       SentPacket& p = it->second;
       newly.push_back(it->first);
+      // Acknowledged below an earlier ACK's largest: it arrived out of order.
+      if (it->first < largest_before) reordering = true;
       if (!max_acked_time_sent_ || p.time_sent > *max_acked_time_sent_) {
         max_acked_time_sent_ = p.time_sent;
       }
@@ -401,15 +421,89 @@ void Connection::on_ack(const AckFrame& ack, TimePoint now) {
       it = sent_.erase(it);
     }
   }
-  if (newly.empty()) return;
+  if (newly.empty()) {
+    if (reordering) reorder_in_round_ = true;
+    return;
+  }
   if (ack.largest > largest_acked_) largest_acked_ = ack.largest;
+  if (reordering) reorder_in_round_ = true;
+  if (largest_acked_ >= round_end_pn_) {
+    end_round(reorder_in_round_);
+    reorder_in_round_ = false;
+    round_end_pn_ = next_pn_;
+  }
   if (rtt_sample) {
     update_rtt(now - largest_sent_time, std::chrono::microseconds(ack.ack_delay_us));
   }
   std::sort(newly.begin(), newly.end());
   detect_lost(now, newly, acked_before);
+  prune_lost(now);
   pto_count_ = 0;
   probes_ = 0;  // the path answers again: probes of an earlier PTO no longer bypass cwnd
+}
+
+// A packet declared lost was acknowledged after all: count it, take back what was queued for
+// retransmission, learn the reordering window and undo the episode's reduction if every loss of
+// the episode has turned out to be spurious.
+void Connection::on_spurious_loss(std::uint64_t, LostPacket& lp, TimePoint now) {
+  ++stats_.spurious_losses;
+  for (const FragRef& fr : lp.frags) {
+    auto m = out_.find(fr.message_id);
+    if (m == out_.end()) continue;
+    std::uint64_t& s = m->second.frag_pn[fr.index];
+    if (s == kFragAcked) continue;
+    if (s != kFragLost) ++stats_.spurious_retransmissions;  // already resent in a newer packet
+    s = kFragAcked;  // a stale retransmit_ entry is skipped by build_data
+    if (++m->second.acked == m->second.frag_pn.size()) {
+      ++stats_.messages_sent;
+      out_.erase(m);
+    }
+  }
+  if (lp.episode != 0 && lp.episode == episode_.id && !episode_.undone &&
+      ++episode_.spurious >= episode_.lost) {
+    episode_.undone = true;
+    ++stats_.congestion_events_undone;
+    cwnd_ = std::max(cwnd_, episode_.cwnd_before);
+    ssthresh_ = std::max(ssthresh_, episode_.ssthresh_before);
+    recovery_start_ = episode_.recovery_before;
+    ca_acked_ = 0;
+  }
+  if (!cfg_.adaptive_reordering) return;
+  // The time threshold must exceed how long this packet really took (x 5/4 margin).
+  const Duration cap = pto_base() * 2;
+  const Duration want = std::min((now - lp.time_sent) * 5 / 4, cap);
+  reo_delay_ = std::max({reo_delay_, want, cfg_.timer_granularity});
+  quiet_rounds_ = 0;
+}
+
+// Once per round trip: the learned reordering window decays after quiet rounds.
+void Connection::end_round(bool reordering_seen) {
+  if (round_sent_ > 0) {
+    const double frac =
+        std::min(1.0, static_cast<double>(round_lost_) / static_cast<double>(round_sent_));
+    loss_rate_ += (frac - loss_rate_) / 8;
+  }
+  round_sent_ = 0;
+  round_lost_ = 0;
+  if (reo_delay_ == Duration::zero()) return;
+  if (reordering_seen) {
+    quiet_rounds_ = 0;
+    return;
+  }
+  if (++quiet_rounds_ < cfg_.reorder_decay_rounds) return;
+  quiet_rounds_ = 0;
+  reo_delay_ /= 2;
+  const Duration base = std::chrono::duration_cast<Duration>(std::max(latest_rtt_, smoothed_rtt_) *
+                                                             cfg_.time_threshold);
+  if (reo_delay_ < base) reo_delay_ = Duration::zero();  // packet threshold back in force
+}
+
+void Connection::prune_lost(TimePoint now) {
+  const Duration keep = pto_base() * 8 + reo_delay_;
+  while (!lost_.empty() &&
+         (lost_.size() > kMaxLostRemembered || lost_.begin()->second.time_sent + keep < now)) {
+    lost_.erase(lost_.begin());
+  }
 }
 
 void Connection::update_rtt(Duration latest, Duration ack_delay) {
@@ -437,13 +531,16 @@ void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& ne
   loss_time_.reset();
   if (largest_acked_ == 0) return;
   const Duration base = std::max(latest_rtt_, smoothed_rtt_);
-  const Duration loss_delay = std::max(
-      std::chrono::duration_cast<Duration>(base * cfg_.time_threshold), cfg_.timer_granularity);
+  const Duration loss_delay =
+      std::max({std::chrono::duration_cast<Duration>(base * cfg_.time_threshold),
+                cfg_.timer_granularity, reo_delay_});
+  // Once reordering has been seen, only the (widened) time threshold declares losses (RACK).
+  const bool use_packet_threshold = reo_delay_ == Duration::zero();
   const TimePoint lost_send_time = now - loss_delay;
   std::vector<std::pair<std::uint64_t, SentPacket>> lost;
   for (auto it = sent_.begin(); it != sent_.end() && it->first <= largest_acked_;) {
     if (it->second.time_sent <= lost_send_time ||
-        largest_acked_ >= it->first + cfg_.packet_threshold) {
+        (use_packet_threshold && largest_acked_ >= it->first + cfg_.packet_threshold)) {
       lost.emplace_back(it->first, std::move(it->second));
       it = sent_.erase(it);
     } else {
@@ -453,8 +550,19 @@ void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& ne
     }
   }
   if (lost.empty()) return;
-  for (auto& [pn, p] : lost) on_packet_lost(pn, p);
   on_congestion_event(lost.back().second.time_sent, now);
+  round_lost_ += lost.size();
+  for (auto& [pn, p] : lost) {
+    on_packet_lost(pn, p);
+    if (!p.frags.empty() || p.has_flow) {
+      ++episode_.lost;
+      LostPacket& lp = lost_[pn];
+      lp.time_sent = p.time_sent;
+      lp.episode = episode_.id;
+      lp.frags = std::move(p.frags);
+    }
+  }
+  prune_lost(now);
   // Persistent congestion (RFC 9002 7.6): lost packets spanning more than 3 PTOs with nothing
   // acknowledged in between -> the path is (or was) black-holed; restart from the minimum window.
   // Only packets sent after everything acknowledged by earlier ACKs count (so no earlier ACK can
@@ -474,6 +582,7 @@ void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& ne
       cwnd_ = cfg_.min_window_packets * cfg_.max_datagram;
       ca_acked_ = 0;
       recovery_start_.reset();
+      episode_.recovery_before.reset();
     }
   }
 }
@@ -502,12 +611,38 @@ void Connection::requeue_content(std::uint64_t pn, const SentPacket& p) {
 void Connection::on_congestion_event(TimePoint time_sent, TimePoint now) {
   // One reduction per recovery period: losses of packets sent before it began are ignored.
   if (recovery_start_ && time_sent <= *recovery_start_) return;
+  if (is_random_loss()) {
+    ++stats_.random_loss_events;
+    return;
+  }
   ++stats_.congestion_events;
+  Episode e;
+  e.id = episode_.id + 1;
+  e.cwnd_before = cwnd_;
+  e.ssthresh_before = ssthresh_;
+  e.recovery_before = recovery_start_;
+  episode_ = e;
   recovery_start_ = now;
   const std::uint64_t min_window = cfg_.min_window_packets * cfg_.max_datagram;
-  ssthresh_ = std::max<std::uint64_t>(cwnd_ / 2, min_window);
+  ssthresh_ = std::max<std::uint64_t>(
+      static_cast<std::uint64_t>(static_cast<double>(cwnd_) * cfg_.loss_reduction_factor),
+      min_window);
   cwnd_ = ssthresh_;
   ca_acked_ = 0;
+}
+
+// Veno-style discrimination (see Config::random_loss_backlog).
+bool Connection::is_random_loss() const {
+  if (cfg_.random_loss_backlog <= 0 || !has_rtt_sample_) return false;
+  if (loss_rate_ > cfg_.random_loss_max_rate) return false;
+  const double srtt = static_cast<double>(smoothed_rtt_.count());
+  const double min_rtt = static_cast<double>(min_rtt_.count());
+  if (srtt <= 0) return false;
+  const double cwnd = static_cast<double>(cwnd_);
+  const double backlog = cwnd * std::max(0.0, 1.0 - min_rtt / srtt);
+  const double limit =
+      std::max(3.0 * static_cast<double>(cfg_.max_datagram), cwnd * cfg_.random_loss_backlog);
+  return backlog < limit;
 }
 
 Duration Connection::pto_base() const {
@@ -625,6 +760,7 @@ void Connection::pacer_spend(std::size_t bytes) {
 
 void Connection::on_sent(std::uint64_t pn, SentPacket p, TimePoint now) {
   bytes_in_flight_ += p.size;
+  ++round_sent_;
   last_eliciting_sent_ = now;
   if (probes_ > 0) {
     --probes_;

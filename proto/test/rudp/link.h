@@ -27,6 +27,11 @@ struct Impairment {
   double corrupt = 0;     // flip one random bit
   Duration delay = 20us;  // one way
   Duration jitter = 0us;
+  // Bottleneck rate in bytes per second (0: unlimited). Datagrams are serialized one after the
+  // other (an unbounded FIFO queue) before the delay.
+  double rate_bytes_per_sec = 0;
+  // With a rate: tail drop when more than this many bytes wait in the FIFO (0: unbounded).
+  double queue_limit_bytes = 0;
 };
 
 enum class Dir { kToServer, kToClient };
@@ -48,6 +53,9 @@ class Link {
   std::function<bool(Dir, ByteSpan)> filter;
   // Sees every datagram offered to the link (before impairments).
   std::function<void(Dir, ByteSpan, TimePoint)> tap;
+  // Called on every pump after messages were collected (an application reacting at once, e.g.
+  // a server answering requests); whatever it queues is transmitted in the same pump.
+  std::function<void()> app;
 
   VirtualClock& clock() { return clock_; }
   Connection& client() { return client_; }
@@ -57,6 +65,7 @@ class Link {
   std::vector<std::pair<std::uint64_t, Bytes>>& server_received() { return server_rx_; }
   std::uint64_t sent(Dir d) const { return sent_[static_cast<int>(d)]; }
   std::uint64_t resets_to_client() const { return resets_; }
+  std::uint64_t queue_drops(Dir d) const { return queue_drops_[static_cast<int>(d)]; }
   bool poll_server_messages = true;
   bool poll_client_messages = true;
 
@@ -117,6 +126,15 @@ class Link {
     }
     while (server_->poll_closed()) {
     }
+    if (app) {
+      app();
+      for (std::size_t n; (n = client_.poll_transmit(buf, now)) > 0;) {
+        offer(Dir::kToServer, ByteSpan(buf.data(), n));
+      }
+      while (auto t = server_->poll_transmit(buf, now)) {
+        offer(Dir::kToClient, ByteSpan(buf.data(), t->second));
+      }
+    }
   }
 
   void offer(Dir d, ByteSpan data) {
@@ -142,6 +160,19 @@ class Link {
         b[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
       }
       Duration delay = im.delay;
+      if (im.rate_bytes_per_sec > 0 && c == 0) {
+        TimePoint& busy = busy_until_[static_cast<int>(d)];
+        if (im.queue_limit_bytes > 0 && busy > clock_.now() &&
+            to_seconds(busy - clock_.now()) * im.rate_bytes_per_sec > im.queue_limit_bytes) {
+          ++queue_drops_[static_cast<int>(d)];
+          return;
+        }
+        busy = std::max(busy, clock_.now()) +
+               Duration(static_cast<std::int64_t>(static_cast<double>(b.size()) * 1e9 /
+                                                  im.rate_bytes_per_sec));
+        serial_done_ = busy;
+      }
+      if (im.rate_bytes_per_sec > 0) delay += serial_done_ - clock_.now();
       if (im.jitter > Duration::zero()) {
         delay += Duration(static_cast<std::int64_t>(rng_.below(im.jitter.count())));
       }
@@ -173,6 +204,9 @@ class Link {
   std::uint64_t seq_ = 0;
   std::uint64_t sent_[2] = {0, 0};
   int burst_left_[2] = {0, 0};
+  std::uint64_t queue_drops_[2] = {0, 0};
+  TimePoint busy_until_[2] = {};
+  TimePoint serial_done_{};
   std::uint64_t resets_ = 0;
   std::vector<Bytes> client_rx_;
   std::vector<std::pair<std::uint64_t, Bytes>> server_rx_;

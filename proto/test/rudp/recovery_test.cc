@@ -1,6 +1,8 @@
 // rudp loss recovery, congestion control, flow control, liveness and hostile-input tests.
 #include <algorithm>
+#include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -307,7 +309,8 @@ TEST(RudpExactlyOnce, ReplayedDatagramNeverRedelivers) {
 }
 
 TEST(RudpCongestion, OneReductionPerRecoveryPeriod) {
-  const Config cfg;
+  Config cfg;
+  cfg.random_loss_backlog = 0;  // NewReno mechanics: every loss is congestion
   Link link(212, cfg, cfg);
   ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
   int data_seen = 0;
@@ -561,6 +564,310 @@ TEST(RudpWire, RejectsMalformed) {
   d[0] = 2;
   EXPECT_EQ(parse_packet(ByteSpan(d.data(), n)).error(), DropReason::kBadCrc);
   EXPECT_EQ(parse_packet(ByteSpan(d.data(), 27)).error(), DropReason::kTooShort);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reordering tolerance and loss response, measured as goodput in virtual time through a
+// 100 MB/s bottleneck (50 us one-way delay): a transfer of 4 MiB client -> server.
+
+struct GoodputRun {
+  double seconds = 0;
+  ConnectionStats stats;
+};
+
+GoodputRun goodput_run(std::uint64_t seed, double loss, double reorder) {
+  const Config cfg;
+  Link link(seed, cfg, cfg);
+  for (Impairment* im : {&link.to_server, &link.to_client}) {
+    im->delay = 50us;
+    im->loss = loss;
+    im->reorder = reorder;
+    im->reorder_delay = 300us;
+  }
+  link.to_server.rate_bytes_per_sec = 100e6;
+  GoodputRun r;
+  if (!link.run_until([&] { return established(link); }, 1s)) return r;
+  const int n = 16;
+  const std::size_t size = 256 << 10;
+  const TimePoint start = link.clock().now();
+  for (int i = 1; i <= n; ++i) link.client().send(make_message(i, size), start);
+  if (!link.run_until([&] { return link.server_received().size() == n; }, 20s)) return r;
+  for (auto& [peer, m] : link.server_received()) {
+    if (m != make_message(message_tag(m), size)) return r;
+  }
+  r.seconds = to_seconds(link.clock().now() - start);
+  r.stats = link.client().stats();
+  return r;
+}
+
+double goodput_ratio(std::uint64_t seed, double loss, double reorder, GoodputRun* out) {
+  const GoodputRun base = goodput_run(seed, 0, 0);
+  const GoodputRun run = goodput_run(seed, loss, reorder);
+  if (out) *out = run;
+  if (base.seconds <= 0 || run.seconds <= 0) return 0;
+  const double ratio = base.seconds / run.seconds;
+  std::printf(
+      "seed=%llu loss=%.2f reorder=%.2f: unimpaired %.2f ms, impaired %.2f ms, goodput %.1f %% "
+      "(lost %llu, spurious %llu, spurious retx %llu, congestion events %llu, undone %llu, "
+      "reorder window %.0f us, cwnd %llu)\n",
+      static_cast<unsigned long long>(seed), loss, reorder, base.seconds * 1e3, run.seconds * 1e3,
+      ratio * 100, static_cast<unsigned long long>(run.stats.packets_lost),
+      static_cast<unsigned long long>(run.stats.spurious_losses),
+      static_cast<unsigned long long>(run.stats.spurious_retransmissions),
+      static_cast<unsigned long long>(run.stats.congestion_events),
+      static_cast<unsigned long long>(run.stats.congestion_events_undone),
+      run.stats.reorder_window_us, static_cast<unsigned long long>(run.stats.cwnd));
+  return ratio;
+}
+
+TEST(RudpReordering, TenPercentReorderingKeepsGoodput) {
+  for (std::uint64_t seed : {301, 302, 303}) {
+    GoodputRun run;
+    const double ratio = goodput_ratio(seed, 0, 0.10, &run);
+    EXPECT_GE(ratio, 0.90) << "seed " << seed;
+    // A few spurious losses teach the engine the reordering window; then they stop.
+    EXPECT_LE(run.stats.spurious_retransmissions, 40u) << "seed " << seed;
+    EXPECT_EQ(run.stats.congestion_events, run.stats.congestion_events_undone) << "seed " << seed;
+  }
+}
+
+TEST(RudpReordering, RandomLossKeepsGoodput) {
+  for (std::uint64_t seed : {311, 312, 313}) {
+    EXPECT_GE(goodput_ratio(seed, 0.01, 0, nullptr), 0.70) << "seed " << seed;
+    EXPECT_GE(goodput_ratio(seed, 0.05, 0, nullptr), 0.40) << "seed " << seed;
+  }
+}
+
+// One data datagram is held back until the sender has declared it lost, then delivered: the
+// reduction is undone and the reordering window widened.
+TEST(RudpReordering, SpuriousLossIsUndone) {
+  Config cfg;
+  cfg.random_loss_backlog = 0;  // every loss is congestion here (undo is what is tested)
+  Link link(321, cfg, cfg);
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  int data_seen = 0;
+  std::optional<Bytes> held;
+  std::uint64_t cwnd_before = 0;
+  link.filter = [&](Dir d, ByteSpan data) {
+    auto s = inspect(data);
+    if (d != Dir::kToServer || !s || s->fragments.empty()) return false;
+    if (++data_seen != 40) return false;
+    held = Bytes(data.begin(), data.end());
+    cwnd_before = link.client().stats().cwnd;
+    return true;
+  };
+  link.client().send(make_message(1, 1 << 20), link.clock().now());
+  ASSERT_TRUE(link.run_until([&] { return link.client().stats().packets_lost >= 1; }, 1s));
+  ASSERT_TRUE(held.has_value());
+  EXPECT_EQ(link.client().stats().congestion_events, 1u);
+  // Reduced: slow start ended (ssthresh set, 0 = infinite) at 0.7 x the window of that moment.
+  const std::uint64_t cwnd_reduced = link.client().stats().cwnd;
+  EXPECT_NE(link.client().stats().ssthresh, 0u);
+  EXPECT_EQ(link.client().stats().ssthresh, cwnd_reduced);
+  EXPECT_GE(cwnd_reduced, cwnd_before * 7 / 10);
+  EXPECT_EQ(link.client().stats().reorder_window_us, 0.0);
+  link.inject(Dir::kToServer, *held);
+  ASSERT_TRUE(link.run_until([&] { return link.client().stats().spurious_losses >= 1; }, 1s));
+  EXPECT_EQ(link.client().stats().congestion_events_undone, 1u);
+  // Undone: back in slow start (infinite ssthresh) with at least the window before the loss.
+  EXPECT_EQ(link.client().stats().ssthresh, 0u);
+  EXPECT_GT(link.client().stats().cwnd, cwnd_reduced * 10 / 7 - 2 * cfg.max_datagram);
+  EXPECT_GE(link.client().stats().cwnd, cwnd_before);
+  EXPECT_GT(link.client().stats().reorder_window_us, 0.0);
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 1; }, 2s));
+  EXPECT_EQ(link.server_received()[0].second, make_message(1, 1 << 20));
+}
+
+// A real loss is not undone: the reduction stays.
+TEST(RudpReordering, RealLossIsNotUndone) {
+  Config cfg;
+  cfg.random_loss_backlog = 0;
+  Link link(322, cfg, cfg);
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  int data_seen = 0;
+  link.filter = [&](Dir d, ByteSpan data) {
+    auto s = inspect(data);
+    if (d != Dir::kToServer || !s || s->fragments.empty()) return false;
+    return ++data_seen == 40;
+  };
+  link.client().send(make_message(1, 1 << 20), link.clock().now());
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 1; }, 2s));
+  EXPECT_EQ(link.client().stats().congestion_events, 1u);
+  EXPECT_EQ(link.client().stats().spurious_losses, 0u);
+  EXPECT_EQ(link.client().stats().congestion_events_undone, 0u);
+}
+
+// A single loss with no queue on the path (no RTT inflation) is taken as random: the window stays.
+TEST(RudpCongestion, IsolatedLossWithoutQueueKeepsWindow) {
+  const Config cfg;
+  Link link(331, cfg, cfg);
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  int data_seen = 0;
+  link.filter = [&](Dir d, ByteSpan data) {
+    auto s = inspect(data);
+    if (d != Dir::kToServer || !s || s->fragments.empty()) return false;
+    return ++data_seen == 40;
+  };
+  link.client().send(make_message(1, 1 << 20), link.clock().now());
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 1; }, 2s));
+  EXPECT_EQ(link.client().stats().congestion_events, 0u);
+  EXPECT_EQ(link.client().stats().random_loss_events, 1u);
+  EXPECT_EQ(link.client().stats().ssthresh, 0u);  // still in slow start
+}
+
+// A real bottleneck (100 MB/s, 64 KiB tail-drop queue): the queue shows in the RTT, so its drops
+// are congestion and the sender backs off; it must not keep overrunning the queue.
+TEST(RudpCongestion, BottleneckDropsAreCongestion) {
+  const Config cfg;
+  for (std::uint64_t seed : {341}) {
+    Link link(seed, cfg, cfg);
+    for (Impairment* im : {&link.to_server, &link.to_client}) im->delay = 50us;
+    link.to_server.rate_bytes_per_sec = 100e6;
+    link.to_server.queue_limit_bytes = 64 * 1024;
+    ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+    const TimePoint start = link.clock().now();
+    for (int i = 1; i <= 16; ++i) link.client().send(make_message(i, 1 << 20), start);
+    ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 16; }, 20s));
+    const double secs = to_seconds(link.clock().now() - start);
+    const auto& st = link.client().stats();
+    const double drop_rate = static_cast<double>(link.queue_drops(Dir::kToServer)) /
+                             static_cast<double>(link.sent(Dir::kToServer));
+    std::printf(
+        "seed=%llu: 16 MiB in %.1f ms (%.0f MB/s of 100), queue drops %llu (%.2f %%), congestion "
+        "events %llu, random %llu, cwnd %llu\n",
+        static_cast<unsigned long long>(seed), secs * 1e3, 16.0 * 1048576 / secs / 1e6,
+        static_cast<unsigned long long>(link.queue_drops(Dir::kToServer)), drop_rate * 100,
+        static_cast<unsigned long long>(st.congestion_events),
+        static_cast<unsigned long long>(st.random_loss_events),
+        static_cast<unsigned long long>(st.cwnd));
+    EXPECT_GT(st.congestion_events, 0u);
+    EXPECT_LT(drop_rate, 0.05);
+    EXPECT_GT(16.0 * 1048576 / secs, 80e6);  // the bottleneck stays busy
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Closed-loop request/response in virtual time, like 4 KiB random reads at queue depth 32: the
+// client keeps `qd` small requests outstanding, the server answers each at once with `reply`
+// bytes. Returns per-request latencies (issue to reply) after a warm-up.
+
+struct RpcRun {
+  std::vector<Duration> latency;
+  double seconds = 0;
+  ConnectionStats client, server;
+  bool ok = false;
+  Duration percentile(double p) const {
+    if (latency.empty()) return Duration::zero();
+    std::vector<Duration> v = latency;
+    const std::size_t k =
+        std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+  }
+};
+
+RpcRun rpc_run(std::uint64_t seed, const Impairment& im, int qd, std::size_t reply, int total) {
+  const Config cfg;
+  Link link(seed, cfg, cfg);
+  link.to_server = im;
+  link.to_client = im;
+  RpcRun r;
+  if (!link.run_until([&] { return established(link); }, 1s)) return r;
+  std::map<std::uint64_t, TimePoint> issued;
+  std::uint64_t next_tag = 1;
+  std::size_t served = 0;
+  std::size_t answered = 0;
+  int completed = 0;
+  const int warmup = total / 10;
+  TimePoint start{};
+  auto issue = [&] {
+    const TimePoint now = link.clock().now();
+    issued[next_tag] = now;
+    link.client().send(make_message(next_tag, 64), now);
+    ++next_tag;
+  };
+  for (int i = 0; i < qd; ++i) issue();
+  bool bad = false;
+  link.app = [&] {
+    const TimePoint now = link.clock().now();
+    auto& srx = link.server_received();
+    for (; served < srx.size(); ++served) {
+      const std::uint64_t tag = message_tag(srx[served].second);
+      if (Connection* c = link.server_conn()) c->send(make_message(tag, reply), now);
+    }
+    auto& crx = link.client_received();
+    for (; answered < crx.size(); ++answered) {
+      const std::uint64_t tag = message_tag(crx[answered]);
+      auto it = issued.find(tag);
+      if (it == issued.end() || crx[answered] != make_message(tag, reply)) {
+        bad = true;
+        continue;
+      }
+      ++completed;
+      if (completed == warmup) start = now;
+      if (completed > warmup) r.latency.push_back(now - it->second);
+      issued.erase(it);
+      if (static_cast<int>(next_tag) <= total) issue();
+    }
+  };
+  r.ok = link.run_until([&] { return completed == total || bad; }, 60s) && !bad;
+  r.seconds = to_seconds(link.clock().now() - start);
+  r.client = link.client().stats();
+  if (Connection* c = link.server_conn()) r.server = c->stats();
+  return r;
+}
+
+void print_rpc(const char* label, std::uint64_t seed, const RpcRun& r, const RpcRun& base) {
+  std::printf(
+      "%s seed=%llu: %.0f req/s (%.1f %% of unimpaired), p50 %.0f us, p99 %.0f us, max %.0f us; "
+      "client lost %llu spurious %llu pto %llu, server lost %llu spurious %llu pto %llu\n",
+      label, static_cast<unsigned long long>(seed),
+      static_cast<double>(r.latency.size()) / std::max(r.seconds, 1e-9),
+      100.0 * base.seconds / std::max(r.seconds, 1e-9), to_micros(r.percentile(0.5)),
+      to_micros(r.percentile(0.99)), to_micros(r.percentile(1.0)),
+      static_cast<unsigned long long>(r.client.packets_lost),
+      static_cast<unsigned long long>(r.client.spurious_losses),
+      static_cast<unsigned long long>(r.client.pto_fired),
+      static_cast<unsigned long long>(r.server.packets_lost),
+      static_cast<unsigned long long>(r.server.spurious_losses),
+      static_cast<unsigned long long>(r.server.pto_fired));
+}
+
+// Bursty loss (bursts of 4 datagrams starting at 1 % of datagrams, ~4 % lost in all) must not
+// push the tail latency of small requests to the backed-off PTO cap: p99 stays within 3 RTT plus
+// a few probe timeouts.
+TEST(RudpLatency, BurstyLossKeepsTailLatencyBounded) {
+  Impairment clean;
+  clean.delay = 50us;
+  Impairment bursty = clean;
+  bursty.burst_start = 0.01;
+  bursty.burst_length = 4;
+  for (std::uint64_t seed : {401, 402, 403}) {
+    const RpcRun base = rpc_run(seed, clean, 32, 4096, 4000);
+    const RpcRun run = rpc_run(seed, bursty, 32, 4096, 4000);
+    ASSERT_TRUE(base.ok && run.ok) << "seed " << seed;
+    print_rpc("unimpaired", seed, base, base);
+    print_rpc("bursty", seed, run, base);
+    // RTT 100 us; PTO on this path is well under 1 ms.
+    EXPECT_LT(run.percentile(0.99), 3 * 100us + 4ms) << "seed " << seed;
+    EXPECT_LT(run.percentile(1.0), 50ms) << "seed " << seed;
+  }
+}
+
+TEST(RudpLatency, RandomLossSmallRequests) {
+  Impairment clean;
+  clean.delay = 50us;
+  for (double loss : {0.01, 0.05}) {
+    Impairment lossy = clean;
+    lossy.loss = loss;
+    for (std::uint64_t seed : {411, 412}) {
+      const RpcRun base = rpc_run(seed, clean, 32, 4096, 4000);
+      const RpcRun run = rpc_run(seed, lossy, 32, 4096, 4000);
+      ASSERT_TRUE(base.ok && run.ok) << "seed " << seed;
+      print_rpc(loss < 0.02 ? "loss 1%" : "loss 5%", seed, run, base);
+      EXPECT_GE(base.seconds / run.seconds, loss < 0.02 ? 0.70 : 0.40) << "seed " << seed;
+    }
+  }
 }
 
 }  // namespace

@@ -51,12 +51,31 @@ struct Config {
   std::uint32_t ack_eliciting_threshold = 2;  // ACK every Nth ack-eliciting packet
   std::uint32_t packet_threshold = 3;
   double time_threshold = 9.0 / 8.0;
+  // Reordering tolerance (RACK, RFC 8985): when a packet declared lost is acknowledged after all
+  // (a spurious loss), the congestion reduction of its recovery episode is undone, the packet
+  // threshold is switched off and the time threshold widened to the observed delay x 5/4 (at
+  // most 2 PTO bases); after `reorder_decay_rounds` round trips without reordering it halves,
+  // and below the normal time threshold the packet threshold comes back.
+  bool adaptive_reordering = true;
+  std::uint32_t reorder_decay_rounds = 16;
   Duration max_pto = 1s;            // cap on PTO after exponential backoff
   std::size_t max_ack_ranges = 32;  // ranges per ACK frame (SACK blocks)
 
   // NewReno congestion control (in datagrams of max_datagram bytes).
   std::size_t initial_window_packets = 32;
   std::size_t min_window_packets = 2;
+  // Multiplicative decrease on a congestion event (once per recovery period): 0.7 as in CUBIC
+  // (RFC 9438) rather than NewReno's 0.5, so random (non-congestive) loss costs less.
+  double loss_reduction_factor = 0.7;
+  // Loss discrimination (after TCP Veno): the queue this connection keeps at the bottleneck is
+  // estimated as cwnd x (1 - min_rtt / srtt). A loss while that backlog is below
+  // max(3 datagrams, cwnd x random_loss_backlog) is taken as random loss (a lossy link,
+  // corruption, an emulator's drop), not congestion: the window is kept. A congested path shows
+  // a queue (the RTT rises) and gets the normal reduction. Safety net: when more than
+  // random_loss_max_rate of the packets of recent round trips were lost, every loss counts as
+  // congestion again. 0 switches discrimination off (plain NewReno).
+  double random_loss_backlog = 0.25;
+  double random_loss_max_rate = 0.15;
   std::size_t max_window_bytes = 64 * 1024 * 1024;
   bool pacing = true;
   std::size_t pacing_burst_packets = 16;  // datagrams that may leave back to back
@@ -92,11 +111,18 @@ struct ConnectionStats {
   std::uint64_t duplicate_fragments = 0;  // fragments of delivered messages or already held
   std::uint64_t congestion_events = 0;
   std::uint64_t persistent_congestion = 0;
+  std::uint64_t spurious_losses = 0;           // packets declared lost, acknowledged later
+  std::uint64_t spurious_retransmissions = 0;  // fragments resent needlessly (spurious loss)
+  std::uint64_t congestion_events_undone = 0;  // reductions undone (every loss was spurious)
+  std::uint64_t random_loss_events = 0;        // loss events taken as random loss (window kept)
   // Gauges.
   double srtt_us = 0;
   double rttvar_us = 0;
   double min_rtt_us = 0;
   std::uint64_t cwnd = 0;
+  std::uint64_t ssthresh = 0;
+  double reorder_window_us = 0;  // extra time-threshold window learned from spurious losses
+  double loss_rate = 0;          // smoothed fraction of packets lost per round trip
   std::uint64_t bytes_in_flight = 0;
   std::uint64_t recv_buffered = 0;      // receive-buffer bytes now
   std::uint64_t recv_buffered_max = 0;  // high-water mark
@@ -170,6 +196,23 @@ class Connection {
     bool is_hello = false;
     std::vector<FragRef> frags;
   };
+  // A packet declared lost, remembered for a while so that a late ACK of it is recognized as a
+  // spurious loss (and its content is not resent again if it is still queued).
+  struct LostPacket {
+    TimePoint time_sent;
+    std::uint64_t episode = 0;
+    std::vector<FragRef> frags;
+  };
+  // The newest congestion reduction, with what it replaced (undone if every loss was spurious).
+  struct Episode {
+    std::uint64_t id = 0;
+    std::uint64_t cwnd_before = 0;
+    std::uint64_t ssthresh_before = 0;
+    std::optional<TimePoint> recovery_before;
+    std::uint64_t lost = 0;
+    std::uint64_t spurious = 0;
+    bool undone = false;
+  };
   struct InMessage {
     Bytes data;
     std::map<std::uint32_t, std::uint32_t> have;  // received byte intervals [lo, hi)
@@ -187,6 +230,10 @@ class Connection {
   void on_packet_lost(std::uint64_t pn, SentPacket& p);
   void requeue_content(std::uint64_t pn, const SentPacket& p);
   void on_congestion_event(TimePoint time_sent, TimePoint now);
+  bool is_random_loss() const;
+  void on_spurious_loss(std::uint64_t pn, LostPacket& lp, TimePoint now);
+  void end_round(bool reordering_seen);
+  void prune_lost(TimePoint now);
   void update_rtt(Duration latest, Duration ack_delay);
   Duration pto_base() const;
   std::optional<TimePoint> pto_deadline() const;
@@ -241,6 +288,15 @@ class Connection {
   std::uint64_t ca_acked_ = 0;
   std::optional<TimePoint> recovery_start_;
   std::optional<TimePoint> max_acked_time_sent_;  // newest send time of any acknowledged packet
+  std::map<std::uint64_t, LostPacket> lost_;      // recently declared lost, by packet number
+  Episode episode_;                               // newest congestion reduction
+  Duration reo_delay_{};            // learned reordering window (0: packet threshold in force)
+  std::uint64_t round_end_pn_ = 0;  // a round trip ends when this is acknowledged
+  std::uint32_t quiet_rounds_ = 0;
+  bool reorder_in_round_ = false;
+  std::uint64_t round_sent_ = 0;  // ack-eliciting packets sent in the current round
+  std::uint64_t round_lost_ = 0;  // packets declared lost in the current round
+  double loss_rate_ = 0;          // EWMA (1/8) of round_lost_ / round_sent_
   double pacer_tokens_;
   TimePoint pacer_last_;
   std::optional<TimePoint> pacer_wait_until_;
