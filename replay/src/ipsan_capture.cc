@@ -202,8 +202,9 @@ void extract_tcp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
         }
       }
       if (!bad && (pos < d->data.size() || d->gap)) {
-        out.skipped.add(d->gap ? "TCP segment missing from the capture (rest of stream skipped)"
-                               : "incomplete TCP record at the end of the capture");
+        out.skipped.add(!d->gap  ? "incomplete TCP record at the end of the capture"
+                        : d->cut ? "TCP segment cut by the snap length (rest of stream skipped)"
+                                 : "TCP segment missing from the capture (rest of stream skipped)");
       }
     }
   }

@@ -410,8 +410,12 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
         continue;
       }
     }
-    if (ini->gap) out.skipped.add("TCP segment missing (initiator stream cut there)");
-    if (tgt->gap) out.skipped.add("TCP segment missing (target stream cut there)");
+    for (const auto& [d, side] : {std::pair{ini, "initiator"}, std::pair{tgt, "target"}}) {
+      if (!d->gap) continue;
+      out.skipped.add(
+          std::string(d->cut ? "TCP segment cut by the snap length" : "TCP segment missing") +
+          " (" + side + " stream cut there)");
+    }
     out.skipped.add("retransmitted TCP segment (duplicate data ignored)",
                     ini->retransmitted + tgt->retransmitted);
     const std::string name = ini->from.to_string() + " -> " + ini->to.to_string();

@@ -53,6 +53,7 @@ void build(Builder& b, TcpDirection& d) {
   std::stable_sort(items.begin(), items.end(),
                    [](const Item& x, const Item& y) { return x.offset < y.offset; });
   std::uint64_t next = 0;
+  bool cut_at_next = false;  // the bytes at `next` were cut from the segment that ended there
   // Out of order: arrived after a segment that starts later in the stream.
   std::uint64_t max_start = 0;
   for (const Seg& s : data_segs) {
@@ -65,6 +66,7 @@ void build(Builder& b, TcpDirection& d) {
     const Packet& p = *it.seg->pkt;
     if (it.offset > next) {
       d.gap = true;
+      d.cut = cut_at_next;
       std::uint64_t after = 0;
       for (std::size_t j = i; j < items.size(); ++j) after += items[j].seg->pkt->payload_len;
       d.bytes_after_gap = after;
@@ -79,6 +81,7 @@ void build(Builder& b, TcpDirection& d) {
     std::size_t take = p.payload.size() - skip;
     if (d.data.size() + take > kMaxTcpStreamBytes) {
       d.gap = true;
+      d.cut = false;
       d.bytes_after_gap = take;
       break;
     }
@@ -86,12 +89,14 @@ void build(Builder& b, TcpDirection& d) {
     d.data.insert(d.data.end(), p.payload.begin() + static_cast<std::ptrdiff_t>(skip),
                   p.payload.end());
     next = end;
+    cut_at_next = p.cut();
   }
   // A cut final segment leaves a hole no later segment filled.
   if (!d.gap) {
     for (const Item& it : items) {
       if (it.offset + it.seg->pkt->payload_len > next) {
         d.gap = true;
+        d.cut = true;
         d.bytes_after_gap = it.offset + it.seg->pkt->payload_len - next;
       }
     }

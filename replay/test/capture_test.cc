@@ -172,6 +172,7 @@ TEST(TcpStream, StopsAtAHoleAndAtACutSegment) {
                               [](const Packet&) { return true; });
   ASSERT_EQ(conns.size(), 1u);
   EXPECT_TRUE(conns[0].client.gap);
+  EXPECT_FALSE(conns[0].client.cut);  // missing, not cut
   EXPECT_EQ(conns[0].client.data, text("01234"));
   EXPECT_EQ(conns[0].client.bytes_after_gap, 10u);
   // A snap-length-cut segment leaves a hole that its retransmission fills.
@@ -183,7 +184,15 @@ TEST(TcpStream, StopsAtAHoleAndAtACutSegment) {
   pkts.pop_back();
   conns = reassemble_tcp(pkts, [](const Packet&) { return true; });
   EXPECT_TRUE(conns[0].client.gap);
+  EXPECT_TRUE(conns[0].client.cut);
   EXPECT_EQ(conns[0].client.data.size(), 14u);
+  // A cut segment followed by a later one: the hole is the cut's.
+  pkts = tcp_stream_packets({seg(0, 10), seg(10, 5), seg(15, 5)}, 1000);
+  pkts[2].payload.resize(2);
+  conns = reassemble_tcp(pkts, [](const Packet&) { return true; });
+  EXPECT_TRUE(conns[0].client.gap);
+  EXPECT_TRUE(conns[0].client.cut);
+  EXPECT_EQ(conns[0].client.data.size(), 12u);
 }
 
 TEST(IpsanExtract, HostileUdpPayloadsAreCountedNotFatal) {

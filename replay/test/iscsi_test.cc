@@ -115,6 +115,9 @@ TEST(IscsiImport, ResegmentedDuplicatedReorderedStreamsGiveTheSameCommands) {
     const CaptureFile re = resegment(*cap, rng, round & 1, round & 2);
     const IscsiCapture imp = import_iscsi(re, ImportOptions{});
     EXPECT_EQ(summaries(imp), want) << "round " << round;
+    // Duplicated segments are counted with their reason.
+    const auto it = imp.skipped.reasons.find("retransmitted TCP segment (duplicate data ignored)");
+    EXPECT_EQ(it != imp.skipped.reasons.end(), (round & 1) != 0) << imp.skipped.to_string();
   }
 }
 

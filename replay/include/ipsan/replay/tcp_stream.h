@@ -28,6 +28,7 @@ struct TcpDirection {
   Bytes data;            // contiguous bytes from the start of the stream to the first hole
   bool saw_syn = false;  // the stream start is known exactly
   bool gap = false;      // bytes after `data` were sent but are missing from the capture
+  bool cut = false;      // ... because the segment there was cut by the snap length
   std::uint64_t bytes_after_gap = 0;
   std::size_t segments = 0;
   std::size_t retransmitted = 0;  // segments that added nothing new
