@@ -393,7 +393,7 @@ void Connection::on_ack(const AckFrame& ack, TimePoint now) {
       if (p.in_flight) {
         bytes_in_flight_ -= std::min<std::uint64_t>(bytes_in_flight_, p.size);
         // NewReno: no growth for packets sent before the current recovery period began.
-        if (!recovery_start_ || p.time_sent > *recovery_start_) {
+        if (p.cwnd_limited && (!recovery_start_ || p.time_sent > *recovery_start_)) {
           if (cwnd_ < ssthresh_) {
             cwnd_ += p.size;
           } else {
@@ -760,6 +760,7 @@ void Connection::pacer_spend(std::size_t bytes) {
 
 void Connection::on_sent(std::uint64_t pn, SentPacket p, TimePoint now) {
   bytes_in_flight_ += p.size;
+  p.cwnd_limited = 2 * bytes_in_flight_ >= cwnd_;
   ++round_sent_;
   last_eliciting_sent_ = now;
   if (probes_ > 0) {

@@ -870,5 +870,25 @@ TEST(RudpLatency, RandomLossSmallRequests) {
   }
 }
 
+// An application-limited sender (one small message at a time) does not inflate its window: only
+// packets sent while at least half the window was in use grow it (RFC 9002 7.8).
+TEST(RudpCongestion, ApplicationLimitedSenderKeepsItsWindow) {
+  const Config cfg;
+  Link link(351, cfg, cfg);
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  const std::uint64_t initial = link.client().stats().cwnd;
+  for (int i = 1; i <= 500; ++i) {
+    link.client().send(make_message(i, 4096), link.clock().now());
+    ASSERT_TRUE(link.run_until(
+        [&] { return link.server_received().size() == static_cast<std::size_t>(i); }, 1s));
+  }
+  EXPECT_EQ(link.client().stats().cwnd, initial);
+  // A bulk transfer does grow it.
+  for (int i = 1; i <= 8; ++i)
+    link.client().send(make_message(1000 + i, 1 << 20), link.clock().now());
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 508; }, 5s));
+  EXPECT_GT(link.client().stats().cwnd, 4 * initial);
+}
+
 }  // namespace
 }  // namespace ipsan::proto::rudp::test

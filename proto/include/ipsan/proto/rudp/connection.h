@@ -194,6 +194,9 @@ class Connection {
     bool in_flight = false;
     bool has_flow = false;
     bool is_hello = false;
+    // Sent while at least half the window was in use: only such packets grow cwnd when
+    // acknowledged (RFC 9002 7.8: an application-limited sender must not inflate its window).
+    bool cwnd_limited = false;
     std::vector<FragRef> frags;
   };
   // A packet declared lost, remembered for a while so that a late ACK of it is recognized as a
