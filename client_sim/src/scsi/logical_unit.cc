@@ -73,7 +73,8 @@ void Cmd::short_data_out(std::uint64_t needed_bytes) {
 
 void Cmd::good_partial(std::uint64_t needed_bytes) {
   ScsiResult r = good_result(command, {});
-  r.residual = static_cast<std::uint32_t>(needed_bytes - std::min<std::uint64_t>(needed_bytes, data_out_size));
+  r.residual = static_cast<std::uint32_t>(needed_bytes -
+                                          std::min<std::uint64_t>(needed_bytes, data_out_size));
   r.overflow = r.residual != 0;
   done(std::move(r));
 }
@@ -109,9 +110,10 @@ void Cmd::fail(Errc e, Direction direction) {
 // The command table.
 
 namespace {
-constexpr std::uint8_t kAllowStopped = 1;  // allowed while the medium is stopped
-constexpr std::uint8_t kNoUa = 2;          // does not report (or clear) unit attentions
-constexpr std::uint8_t kNoAttach = 4;      // works before attach completed
+constexpr std::uint8_t kAllowStopped = 1;    // allowed while the medium is stopped
+constexpr std::uint8_t kNoUa = 2;            // does not report (or clear) unit attentions
+constexpr std::uint8_t kNoAttach = 4;        // works before attach completed
+constexpr std::uint8_t kDuringSanitize = 8;  // allowed while a SANITIZE runs (SBC-4 4.11.2)
 }  // namespace
 
 const std::vector<OpInfoEntry>& op_table() {
@@ -119,12 +121,12 @@ const std::vector<OpInfoEntry>& op_table() {
   // clang-format off
   static const std::vector<OpInfoEntry> kTable = {
       {0x00, 0, false, 6, {0x00, 0, 0, 0, 0, 0}, 0, &H::test_unit_ready, "TEST UNIT READY"},
-      {0x03, 0, false, 6, {0x03, 0x01, 0, 0, 0xFF, 0}, kAllowStopped | kNoUa | kNoAttach,
-       &H::request_sense, "REQUEST SENSE"},
+      {0x03, 0, false, 6, {0x03, 0x01, 0, 0, 0xFF, 0},
+       kAllowStopped | kNoUa | kNoAttach | kDuringSanitize, &H::request_sense, "REQUEST SENSE"},
       {0x08, 0, false, 6, {0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0}, 0, &H::read, "READ(6)"},
       {0x0A, 0, false, 6, {0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0}, 0, &H::write, "WRITE(6)"},
-      {0x12, 0, false, 6, {0x12, 0x01, 0xFF, 0xFF, 0xFF, 0}, kAllowStopped | kNoUa | kNoAttach,
-       &H::inquiry, "INQUIRY"},
+      {0x12, 0, false, 6, {0x12, 0x01, 0xFF, 0xFF, 0xFF, 0},
+       kAllowStopped | kNoUa | kNoAttach | kDuringSanitize, &H::inquiry, "INQUIRY"},
       {0x15, 0, false, 6, {0x15, 0x11, 0, 0, 0xFF, 0}, kAllowStopped, &H::mode_select,
        "MODE SELECT(6)"},
       {0x1A, 0, false, 6, {0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0}, kAllowStopped, &H::mode_sense,
@@ -154,6 +156,14 @@ const std::vector<OpInfoEntry>& op_table() {
       {0x41, 0, false, 10, {0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0}, 0,
        &H::write_same, "WRITE SAME(10)"},
       {0x42, 0, false, 10, {0x42, 0x01, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0}, 0, &H::unmap, "UNMAP"},
+      {0x48, 0x01, true, 10, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, 0, &H::sanitize,
+       "SANITIZE (OVERWRITE)"},
+      {0x48, 0x02, true, 10, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, 0, &H::sanitize,
+       "SANITIZE (BLOCK ERASE)"},
+      {0x48, 0x03, true, 10, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, 0, &H::sanitize,
+       "SANITIZE (CRYPTO ERASE)"},
+      {0x48, 0x1F, true, 10, {0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, 0, &H::sanitize,
+       "SANITIZE (EXIT FAILURE MODE)"},
       {0x55, 0, false, 10, {0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0}, kAllowStopped,
        &H::mode_select, "MODE SELECT(10)"},
       {0x5A, 0, false, 10, {0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0}, kAllowStopped,
@@ -162,6 +172,15 @@ const std::vector<OpInfoEntry>& op_table() {
        &H::persistent_reserve_in, "PERSISTENT RESERVE IN"},
       {0x5F, 0, false, 10, {0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0}, kAllowStopped,
        &H::persistent_reserve_out, "PERSISTENT RESERVE OUT"},
+      {0x83, 0x00, true, 16,
+       {0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, 0, &H::extended_copy,
+       "EXTENDED COPY(LID1)"},
+      {0x84, 0x00, true, 16,
+       {0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, kAllowStopped,
+       &H::receive_copy_results, "RECEIVE COPY RESULTS (COPY STATUS)"},
+      {0x84, 0x03, true, 16,
+       {0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, kAllowStopped,
+       &H::receive_copy_results, "RECEIVE COPY RESULTS (OPERATING PARAMETERS)"},
       {0x88, 0, false, 16,
       {0x88, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::read, "READ(16)"},
@@ -196,7 +215,7 @@ const std::vector<OpInfoEntry>& op_table() {
       {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0}, 0,
        &H::get_lba_status, "GET LBA STATUS"},
       {0xA0, 0, false, 12, {0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
-       kAllowStopped | kNoUa | kNoAttach, &H::report_luns, "REPORT LUNS"},
+       kAllowStopped | kNoUa | kNoAttach | kDuringSanitize, &H::report_luns, "REPORT LUNS"},
       {0xA3, 0x0C, true, 12, {0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0},
        kAllowStopped | kNoAttach, &H::report_supported_opcodes,
        "REPORT SUPPORTED OPERATION CODES"},
@@ -215,7 +234,9 @@ const std::vector<OpInfoEntry>& op_table() {
   return kTable;
 }
 
-bool opcode_has_service_actions(std::uint8_t opcode) { return opcode == 0x9E || opcode == 0xA3; }
+bool opcode_has_service_actions(std::uint8_t opcode) {
+  return opcode == 0x9E || opcode == 0xA3 || opcode == 0x48 || opcode == 0x83 || opcode == 0x84;
+}
 
 const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa) {
   const bool has_sa = opcode_has_service_actions(opcode);
@@ -232,12 +253,25 @@ namespace {
 LogicalUnitOptions sane(LogicalUnitOptions o) {
   o.max_command_bytes = std::max<std::uint32_t>(o.max_command_bytes, 4096);
   o.max_write_same_blocks = std::max<std::uint32_t>(o.max_write_same_blocks, 1);
+  o.background_chunk_bytes = std::clamp<std::uint32_t>(o.background_chunk_bytes, 4096, 64u << 20);
   return o;
 }
 }  // namespace
 
 LogicalUnit::LogicalUnit(GenericTarget& target, std::uint32_t device_id, LogicalUnitOptions options)
-    : target_(target), device_id_(device_id), options_(sane(options)) {}
+    : real_target_(target),
+      tap_(*this, target),
+      target_(tap_),
+      device_id_(device_id),
+      options_(sane(options)) {}
+
+void LogicalUnit::Tap::execute(proto::Request request, std::function<void(proto::Reply)> done) {
+  if (request.op == proto::Op::kWrite) {
+    std::lock_guard<std::mutex> lock(lu_.mu_);
+    lu_.erased_all_ = false;
+  }
+  real_.execute(std::move(request), std::move(done));
+}
 
 void LogicalUnit::attach(std::function<void(Errc)> done) {
   proto::Request r;
@@ -291,6 +325,10 @@ void LogicalUnit::reset() {
   stopped_ = false;
   prevent_removal_ = false;
   pr_.reserve6.reset();  // a reset ends RESERVE(6), not persistent reservations
+  // A running SANITIZE goes on (SBC-4 4.11.2); held EXTENDED COPY results are discarded.
+  for (auto it = copies_.begin(); it != copies_.end();) {
+    it = it->second.status != 0 ? copies_.erase(it) : std::next(it);
+  }
   unit_attentions_[""];
   ua_all(make_sense(kUnitAttention, 0x29, 0x00));
 }
@@ -308,8 +346,26 @@ void LogicalUnit::ua_one(const std::string& nexus, const Sense& sense) {
   if (q.size() < 16) q.push_back(sense);
 }
 
+std::uint16_t LogicalUnit::sanitize_progress_locked() const {
+  if (sanitize_total_ == 0) return 0;
+  const std::uint64_t done = std::min(sanitize_done_, sanitize_total_);
+  return static_cast<std::uint16_t>(static_cast<double>(done) /
+                                    static_cast<double>(sanitize_total_) * 65535.0);
+}
+
+Sense sanitize_in_progress(std::uint16_t progress) {
+  Sense s = make_sense(kNotReady, 0x04, 0x1B);  // LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS
+  s.sks = std::array<std::uint8_t, 3>{0x80, static_cast<std::uint8_t>(progress >> 8),
+                                      static_cast<std::uint8_t>(progress)};
+  return s;
+}
+
 void LogicalUnit::nexus_lost(const std::string& nexus) {
   std::lock_guard<std::mutex> lock(mu_);
+  // EXTENDED COPY results held for the nexus go with it (SPC-4 5.17.4.3).
+  for (auto it = copies_.begin(); it != copies_.end();) {
+    it = (it->first.first == nexus && it->second.status != 0) ? copies_.erase(it) : std::next(it);
+  }
   if (pr_.reserve6 && *pr_.reserve6 == nexus) pr_.reserve6.reset();
   // The nexus may come back (same initiator port): it then starts with I_T NEXUS LOSS OCCURRED.
   auto it = unit_attentions_.find(nexus);
@@ -333,6 +389,9 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
     c->s.stopped = stopped_;
     c->s.prevent = prevent_removal_;
     c->s.options = options_;
+    c->s.sanitizing = sanitizing_;
+    c->s.sanitize_failed = sanitize_failed_;
+    c->s.sanitize_progress = sanitize_progress_locked();
     auto& uas = unit_attentions_[c->command.nexus];
     if (!cdb.empty() && cdb[0] != 0x12 && cdb[0] != 0xA0 && cdb[0] != 0x03 && !uas.empty()) {
       ua = uas.front();
@@ -368,6 +427,12 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   if (!c->s.attached && !(op->flags & kNoAttach)) {
     return c->check(make_sense(kNotReady, 0x04, 0x01));  // becoming ready (attach in progress)
   }
+  if (c->s.sanitizing && !(op->flags & kDuringSanitize)) {
+    return c->check(sanitize_in_progress(c->s.sanitize_progress));
+  }
+  if (c->s.sanitize_failed && !(op->flags & kDuringSanitize) && cdb[0] != 0x48) {
+    return c->check(make_sense(kMediumError, 0x31, 0x03));  // SANITIZE COMMAND FAILED
+  }
   if (c->s.stopped && !(op->flags & kAllowStopped)) {
     return c->check(make_sense(kNotReady, 0x04, 0x02));  // initializing command required
   }
@@ -389,6 +454,20 @@ bool LuHandlers::update_capacity(LogicalUnit& lu, const proto::Capacity& cap) {
   lu.identity_.block_count = cap.block_count;
   lu.identity_.block_size = cap.block_size;
   return changed;
+}
+
+bool out_of_range(const Snapshot& s, std::uint64_t lba, std::uint64_t blocks) {
+  return lba > s.block_count || blocks > s.block_count - lba;
+}
+
+std::optional<Sense> write_protect_sense(const Snapshot& s) {
+  if (s.identity.capabilities & proto::kCapReadOnly) return make_sense(kDataProtect, 0x27, 0x00);
+  if (s.mode.swp) return make_sense(kDataProtect, 0x27, 0x02);
+  return std::nullopt;
+}
+
+std::uint32_t write_flags(const Snapshot& s, bool fua) {
+  return (fua || !s.mode.wce) ? proto::kFlagFua : 0u;
 }
 
 struct Rw {
@@ -445,22 +524,8 @@ Rw decode_rw(const Bytes& cdb) {
   return rw;
 }
 
-bool out_of_range(const Snapshot& s, std::uint64_t lba, std::uint64_t blocks) {
-  return lba > s.block_count || blocks > s.block_count - lba;
-}
-
 bool too_large(const Snapshot& s, std::uint64_t blocks) {
   return blocks * s.block_size > s.options.max_command_bytes;
-}
-
-std::optional<Sense> write_protect_sense(const Snapshot& s) {
-  if (s.identity.capabilities & proto::kCapReadOnly) return make_sense(kDataProtect, 0x27, 0x00);
-  if (s.mode.swp) return make_sense(kDataProtect, 0x27, 0x02);
-  return std::nullopt;
-}
-
-std::uint32_t write_flags(const Snapshot& s, bool fua) {
-  return (fua || !s.mode.wce) ? proto::kFlagFua : 0u;
 }
 
 // Offset of the first differing byte, or -1.
@@ -611,22 +676,22 @@ void LuHandlers::write_and_verify_blocks(CmdPtr c, const Rw& rw, std::uint64_t b
       std::make_shared<Bytes>(c->command.data_out.begin(),
                               c->command.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
   // Verification means the data is on the medium: write with FUA, then read back and compare.
-  detail::write_blocks(
-      c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
-      c->s.identity.max_transfer_blocks, proto::kFlagFua, data,
-      [c, rw, data, bytes, needed](Errc e) {
-        if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
-        detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
-                            c->s.identity.max_transfer_blocks,
-                            [c, data, bytes, needed](Errc e2, Bytes back) {
-                              if (e2 != Errc::kOk) return c->fail(e2, Direction::kRead);
-                              const auto d = first_difference(back.data(), data->data(), bytes);
-                              if (d >= 0)
-                                return c->check(miscompare_at(static_cast<std::uint64_t>(d)));
-                              if (bytes < needed) return c->good_partial(needed);
-                              c->good_write(bytes);
-                            });
-      });
+  detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
+                       c->s.identity.max_transfer_blocks, proto::kFlagFua, data,
+                       [c, rw, data, bytes, needed](Errc e) {
+                         if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
+                         detail::read_blocks(
+                             c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
+                             c->s.identity.max_transfer_blocks,
+                             [c, data, bytes, needed](Errc e2, Bytes back) {
+                               if (e2 != Errc::kOk) return c->fail(e2, Direction::kRead);
+                               const auto d = first_difference(back.data(), data->data(), bytes);
+                               if (d >= 0)
+                                 return c->check(miscompare_at(static_cast<std::uint64_t>(d)));
+                               if (bytes < needed) return c->good_partial(needed);
+                               c->good_write(bytes);
+                             });
+                       });
 }
 
 void LuHandlers::synchronize_cache(CmdPtr c) {
@@ -815,19 +880,21 @@ void LuHandlers::orwrite(CmdPtr c) {
   const std::uint64_t bytes = rw.blocks * bs;
   if (!check_write_common(c, rw, bytes)) return;
   if (rw.blocks == 0) return c->good_write(0);
-  detail::read_blocks(
-      c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs, c->s.identity.max_transfer_blocks,
-      [c, rw, bytes, bs](Errc e, Bytes current) {
-        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
-        auto data = std::make_shared<Bytes>(std::move(current));
-        for (std::size_t i = 0; i < bytes; ++i) (*data)[i] |= c->command.data_out[i];
-        detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs,
-                             c->s.identity.max_transfer_blocks, write_flags(c->s, rw.flags & 0x08),
-                             std::move(data), [c, bytes](Errc e2) {
-                               if (e2 != Errc::kOk) return c->fail(e2, Direction::kWrite);
-                               c->good_write(bytes);
-                             });
-      });
+  detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs,
+                      c->s.identity.max_transfer_blocks, [c, rw, bytes, bs](Errc e, Bytes current) {
+                        if (e != Errc::kOk) return c->fail(e, Direction::kRead);
+                        auto data = std::make_shared<Bytes>(std::move(current));
+                        for (std::size_t i = 0; i < bytes; ++i)
+                          (*data)[i] |= c->command.data_out[i];
+                        detail::write_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, bs,
+                                             c->s.identity.max_transfer_blocks,
+                                             write_flags(c->s, rw.flags & 0x08), std::move(data),
+                                             [c, bytes](Errc e2) {
+                                               if (e2 != Errc::kOk)
+                                                 return c->fail(e2, Direction::kWrite);
+                                               c->good_write(bytes);
+                                             });
+                      });
 }
 
 std::uint32_t max_compare_and_write_blocks(const Snapshot& s) {
@@ -932,6 +999,20 @@ void LuHandlers::get_lba_status(CmdPtr c) {
                           descriptor(d, lba + b, end - b, zero ? 1 : 0);
                           b = end;
                         }
+                        // After a SANITIZE erase through this unit with no WRITE since, the
+                        // deallocated run read up to the window's end goes on to the last LBA.
+                        bool erased = false;
+                        {
+                          std::lock_guard<std::mutex> lock(c->lu.mu_);
+                          erased = c->lu.erased_all_;
+                        }
+                        if (erased && b == window && d.size() > 8 && d[d.size() - 4] == 1) {
+                          std::uint8_t* last = &d[d.size() - 16];
+                          const std::uint64_t start = load_be64(last);
+                          const std::uint64_t count =
+                              std::min<std::uint64_t>(c->s.block_count - start, 0xFFFFFFFFu);
+                          store_be32(last + 8, static_cast<std::uint32_t>(count));
+                        }
                         finish(std::move(d));
                       });
 }
@@ -1007,6 +1088,10 @@ void LuHandlers::request_sense(CmdPtr c) {
     if (!uas.empty()) {
       s = uas.front();
       uas.pop_front();
+    } else if (c->lu.sanitizing_) {
+      s = sanitize_in_progress(c->lu.sanitize_progress_locked());
+    } else if (c->lu.sanitize_failed_) {
+      s = make_sense(kMediumError, 0x31, 0x03);
     } else if (!c->lu.attached_) {
       s = make_sense(kNotReady, 0x04, 0x01);
     } else if (c->lu.stopped_) {

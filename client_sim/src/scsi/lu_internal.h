@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "ipsan/client/scsi/logical_unit.h"
@@ -23,6 +24,9 @@ struct Snapshot {
   bool stopped = false;
   bool prevent = false;
   LogicalUnitOptions options;
+  bool sanitizing = false;
+  bool sanitize_failed = false;
+  std::uint16_t sanitize_progress = 0;
 };
 
 struct Cmd : std::enable_shared_from_this<Cmd> {
@@ -59,10 +63,48 @@ struct OpInfoEntry {
 
 struct Rw;  // a decoded READ/WRITE-family CDB (logical_unit.cc)
 
+// [lba, lba+blocks) is not inside the medium.
+bool out_of_range(const Snapshot& s, std::uint64_t lba, std::uint64_t blocks);
+// DATA PROTECT sense when the medium is read-only or software write protected.
+std::optional<Sense> write_protect_sense(const Snapshot& s);
+// Request flags of a WRITE: FUA when asked for or when the write cache is disabled.
+std::uint32_t write_flags(const Snapshot& s, bool fua);
+
 const std::vector<OpInfoEntry>& op_table();
 const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa);
 bool opcode_has_service_actions(std::uint8_t opcode);
 std::uint32_t max_compare_and_write_blocks(const Snapshot& s);
+// The designation descriptors of VPD page 83h (lu_pages.cc); CSCD descriptors name one of them.
+std::vector<Bytes> lu_designators(const Snapshot& s);
+// NOT READY, LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS with a progress indication.
+Sense sanitize_in_progress(std::uint16_t progress);
+// EXTENDED COPY limits (RECEIVE COPY RESULTS operating parameters; SPC-4 6.18.4).
+inline constexpr std::uint16_t kXcopyMaxCscds = 2;
+inline constexpr std::uint16_t kXcopyMaxSegments = 16;
+inline constexpr std::uint32_t kXcopyMaxListBytes = 1024;
+
+// A GenericTarget that paces the requests of one background operation (SANITIZE OVERWRITE,
+// EXTENDED COPY) to LogicalUnitOptions::background_bytes_per_second: a request whose data would
+// exceed the rate is issued later through LogicalUnitOptions::schedule. Keep it alive (shared)
+// until the operation completes.
+class Pacer : public GenericTarget, public std::enable_shared_from_this<Pacer> {
+ public:
+  Pacer(GenericTarget& inner, const LogicalUnitOptions& options, std::uint32_t block_size)
+      : inner_(inner),
+        rate_(options.schedule ? options.background_bytes_per_second : 0),
+        schedule_(options.schedule),
+        block_size_(block_size),
+        start_(std::chrono::steady_clock::now()) {}
+  void execute(proto::Request request, std::function<void(proto::Reply)> done) override;
+
+ private:
+  GenericTarget& inner_;
+  const std::uint64_t rate_;
+  const std::function<void(std::chrono::nanoseconds, std::function<void()>)> schedule_;
+  const std::uint32_t block_size_;
+  const std::chrono::steady_clock::time_point start_;
+  std::uint64_t bytes_ = 0;  // issued so far (requests of one chain are issued one at a time)
+};
 
 struct LuHandlers {
   static bool update_capacity(LogicalUnit& lu, const proto::Capacity& cap);
@@ -89,6 +131,11 @@ struct LuHandlers {
   static void report_luns(CmdPtr c);
   static void prefetch(CmdPtr c);
   static void read_defect_data(CmdPtr c);
+  // lu_sanitize.cc
+  static void sanitize(CmdPtr c);
+  // lu_copy.cc
+  static void extended_copy(CmdPtr c);
+  static void receive_copy_results(CmdPtr c);
   // lu_reservations.cc
   static void reserve6(CmdPtr c);
   static void release6(CmdPtr c);

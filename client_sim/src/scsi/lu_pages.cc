@@ -47,6 +47,28 @@ std::array<std::uint8_t, 8> naa_locally_assigned(const proto::Identity& id) {
   return n;
 }
 
+}  // namespace
+
+std::vector<Bytes> lu_designators(const Snapshot& s) {
+  const auto& id = s.identity;
+  std::vector<Bytes> out;
+  const auto naa = naa_locally_assigned(id);
+  Bytes a = {0x01, 0x03, 0x00, 0x08};  // binary, LU, NAA, 8 bytes
+  a.insert(a.end(), naa.begin(), naa.end());
+  out.push_back(std::move(a));
+  // T10 vendor id: vendor (8 bytes) + uuid in hex.
+  std::uint8_t vendor[8];
+  put_ascii(vendor, 8, id.vendor.empty() ? "IPSAN" : id.vendor);
+  const std::string tail = to_hex(ByteSpan(id.uuid.data(), id.uuid.size()));
+  Bytes t = {0x02, 0x01, 0x00, static_cast<std::uint8_t>(8 + tail.size())};
+  t.insert(t.end(), vendor, vendor + 8);
+  t.insert(t.end(), tail.begin(), tail.end());
+  out.push_back(std::move(t));
+  return out;
+}
+
+namespace {
+
 Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
   ok = true;
   const auto& id = s.identity;
@@ -54,23 +76,30 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
   d[0] = s.attached ? 0x00 : 0x20;
   d[1] = page;
   switch (page) {
-    case 0x00: d.insert(d.end(), {0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2}); break;
+    case 0x00: d.insert(d.end(), {0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2}); break;
     case 0x80: {
       const std::string serial = serial_of(id);
       d.insert(d.end(), serial.begin(), serial.end());
       break;
     }
-    case 0x83: {
-      const auto naa = naa_locally_assigned(id);
-      d.insert(d.end(), {0x01, 0x03, 0x00, 0x08});  // binary, LU, NAA, 8 bytes
-      d.insert(d.end(), naa.begin(), naa.end());
-      // T10 vendor id: vendor (8 bytes) + uuid in hex.
-      std::uint8_t vendor[8];
-      put_ascii(vendor, 8, id.vendor.empty() ? "IPSAN" : id.vendor);
-      const std::string tail = to_hex(ByteSpan(id.uuid.data(), id.uuid.size()));
-      d.insert(d.end(), {0x02, 0x01, 0x00, static_cast<std::uint8_t>(8 + tail.size())});
-      d.insert(d.end(), vendor, vendor + 8);
-      d.insert(d.end(), tail.begin(), tail.end());
+    case 0x83:
+      for (const Bytes& desc : lu_designators(s)) d.insert(d.end(), desc.begin(), desc.end());
+      break;
+    case 0x8F: {
+      // Third-party Copy (SPC-4 7.8.17): the commands of the copy manager (EXTENDED COPY(LID1),
+      // RECEIVE COPY RESULTS) and its parameters.
+      const std::uint8_t commands[] = {0x00, 0x01, 0x00, 0x08,   // Supported Commands
+                                       0x07,                     // COMMANDS SUPPORTED LIST LENGTH
+                                       0x83, 0x01, 0x00,         // EXTENDED COPY: LID1
+                                       0x84, 0x02, 0x00, 0x03};  // RECEIVE COPY RESULTS: 00h, 03h
+      d.insert(d.end(), std::begin(commands), std::end(commands));
+      Bytes params(32, 0);  // Parameter Data descriptor (0008h)
+      store_be16(&params[0], 0x0008);
+      store_be16(&params[2], 28);
+      store_be16(&params[8], kXcopyMaxCscds);
+      store_be16(&params[10], kXcopyMaxSegments);
+      store_be32(&params[12], kXcopyMaxListBytes);
+      d.insert(d.end(), params.begin(), params.end());
       break;
     }
     case 0xB0: {
@@ -91,6 +120,8 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
     case 0xB1:
       d.resize(64, 0);
       store_be16(&d[4], (id.capabilities & proto::kCapRotational) ? 0 : 1);  // 1: non-rotating
+      // WABEREQ = WACEREQ = 01b: after SANITIZE BLOCK/CRYPTO ERASE, reads succeed (zeroes).
+      d[7] = 0x50;
       break;
     case 0xB2:
       d.resize(8, 0);

@@ -41,7 +41,7 @@ TEST_F(LuTest, InquiryAndReportLunsAreAnsweredLocally) {
   EXPECT_EQ(r.data_in[4], 91);
   EXPECT_EQ(std::string(r.data_in.begin() + 8, r.data_in.begin() + 16), "IPSAN   ");
   EXPECT_EQ(std::string(r.data_in.begin() + 16, r.data_in.begin() + 32), "memory disk     ");
-  for (const char* page : {"00", "80", "83", "b0", "b1", "b2"}) {
+  for (const char* page : {"00", "80", "83", "8f", "b0", "b1", "b2"}) {
     EXPECT_EQ(run(std::string("1201") + page + "00ff00").status, kStatusGood) << page;
   }
   EXPECT_EQ(run("a0000000000000000100 0000").status, kStatusGood);
@@ -51,9 +51,9 @@ TEST_F(LuTest, InquiryAndReportLunsAreAnsweredLocally) {
 TEST_F(LuTest, InquiryVpdContents) {
   auto sup = run("120100010000");
   EXPECT_EQ(to_hex(sup.data_in),
-            "0000000600"
+            "0000000700"
             "80"
-            "83b0b1b2");
+            "838fb0b1b2");
   auto serial = run("120180010000");
   EXPECT_EQ(std::string(serial.data_in.begin() + 4, serial.data_in.end()), "MEM0001");
   auto ids = run("120183010000");

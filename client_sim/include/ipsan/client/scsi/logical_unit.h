@@ -13,6 +13,7 @@
 // issued one after another.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -62,6 +63,16 @@ struct LogicalUnitOptions {
   // Physical block size reported by READ CAPACITY(16) (LOGICAL BLOCKS PER PHYSICAL BLOCK
   // EXPONENT) when larger than the logical block; 0 = same as the logical block.
   std::uint32_t physical_block_size = 0;
+  // SANITIZE OVERWRITE / EXTENDED COPY move data in requests of at most this many bytes (and at
+  // most Identity::max_transfer_blocks), one after another.
+  std::uint32_t background_chunk_bytes = 1u << 20;
+  // ... and move at most this many bytes per second (0: as fast as the target answers), so that a
+  // sanitize or a large copy does not monopolise the SAN/IP link shared with the other LUNs.
+  // Needs `schedule`.
+  std::uint64_t background_bytes_per_second = 0;
+  // Runs `fn` once after `delay`, on any thread (the iSCSI portal: a timer of the SAN/IP driver's
+  // io_context). Empty: background operations are not paced.
+  std::function<void(std::chrono::nanoseconds delay, std::function<void()> fn)> schedule;
 };
 
 // Mode parameters that the emulation implements (SPC-4 7.5, SBC-3 6.4).
@@ -85,7 +96,7 @@ class LogicalUnit {
   bool attached() const;
   proto::Identity identity() const;
   std::uint32_t device_id() const { return device_id_; }
-  GenericTarget& target() const { return target_; }
+  GenericTarget& target() const { return real_target_; }
 
   void execute(const ScsiCommand& command, ScsiDone done);
 
@@ -101,7 +112,21 @@ class LogicalUnit {
   friend struct LuHandlers;  // the per-command handlers (src/scsi/lu_internal.h)
   friend struct Cmd;
 
-  GenericTarget& target_;
+  // Every request of the logical unit passes here on its way to the real target: a WRITE ends
+  // the "erased by SANITIZE, nothing written since" state that GET LBA STATUS reports.
+  class Tap : public GenericTarget {
+   public:
+    Tap(LogicalUnit& lu, GenericTarget& real) : lu_(lu), real_(real) {}
+    void execute(proto::Request request, std::function<void(proto::Reply)> done) override;
+
+   private:
+    LogicalUnit& lu_;
+    GenericTarget& real_;
+  };
+
+  GenericTarget& real_target_;
+  Tap tap_;
+  GenericTarget& target_;  // = tap_
   const std::uint32_t device_id_;
   const LogicalUnitOptions options_;
 
@@ -130,7 +155,27 @@ class LogicalUnit {
   };
   Reservations pr_;
 
+  // SANITIZE (SBC-4 4.11): while one runs, medium commands end NOT READY, SANITIZE IN PROGRESS;
+  // a failed one leaves the unit in sanitize failure mode until EXIT FAILURE MODE (or success).
+  bool sanitizing_ = false;
+  bool sanitize_failed_ = false;
+  std::uint64_t sanitize_done_ = 0;   // progress: blocks (or passes x blocks) done
+  std::uint64_t sanitize_total_ = 0;  // ... of this many
+  // The whole medium was deallocated by SANITIZE BLOCK/CRYPTO ERASE through this unit and no WRITE
+  // was issued since (GET LBA STATUS may then report deallocated blocks beyond what it reads).
+  bool erased_all_ = false;
+
+  // EXTENDED COPY (LID1) status held per (I_T nexus, list identifier) for RECEIVE COPY RESULTS.
+  struct CopyStatus {
+    std::uint8_t status = 0;  // 00h in progress, 01h completed, 02h completed with an error
+    bool hold = true;         // LIST ID USAGE 00b: held after completion until reported
+    std::uint16_t segments = 0;
+    std::uint64_t bytes = 0;
+  };
+  std::map<std::pair<std::string, std::uint8_t>, CopyStatus> copies_;
+
   // Under mu_.
+  std::uint16_t sanitize_progress_locked() const;  // 0..65535 (SPC-4 progress indication)
   void ua_all(const Sense& sense, const std::string* except = nullptr);
   void ua_one(const std::string& nexus, const Sense& sense);
   bool reservation_conflict(const Bytes& cdb, const std::string& nexus) const;

@@ -59,6 +59,7 @@ inline constexpr std::uint8_t kHardwareError = 0x4;
 inline constexpr std::uint8_t kIllegalRequest = 0x5;
 inline constexpr std::uint8_t kUnitAttention = 0x6;
 inline constexpr std::uint8_t kDataProtect = 0x7;
+inline constexpr std::uint8_t kCopyAborted = 0xA;
 inline constexpr std::uint8_t kAbortedCommand = 0xB;
 inline constexpr std::uint8_t kMiscompare = 0xE;
 
