@@ -16,6 +16,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -258,6 +259,39 @@ class Io {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Timer. The engine's next deadline moves on nearly every packet (the PTO follows the newest
+// send, delayed-ACK and pacing deadlines come and go), and re-arming an Asio timer costs a
+// timerfd_settime and a cancelled handler each time. So the timer is re-armed only when the
+// deadline moves EARLIER than the pending expiry. A later deadline keeps the pending wait: it
+// fires early, pump() finds nothing due (on_timer runs only when now >= next_deadline()) and
+// arms again at the new deadline. Invariant after every pump(): while the engine has a deadline,
+// a wait is pending at or before it, so no deadline is ever missed. `timer_gen` tells a stale
+// handler (one that had already expired when it was replaced) from the current one.
+template <class Core>
+void arm_lazily(Core& c, std::optional<TimePoint> deadline) {
+  if (!deadline) {
+    // Nothing to wait for (closed, or no connections): drop a pending wait so a closed
+    // transport does not keep the io_context busy.
+    if (c.armed) {
+      c.armed.reset();
+      ++c.timer_gen;
+      c.timer.cancel();
+    }
+    return;
+  }
+  if (c.armed && *c.armed <= *deadline) return;  // the pending wait comes first
+  c.armed = deadline;
+  const std::uint64_t gen = ++c.timer_gen;
+  c.timer.expires_at(to_timer_time(*deadline));  // cancels the pending wait, if any
+  c.timer.async_wait([w = c.weak_from_this(), gen](const boost::system::error_code& ec) {
+    auto self = w.lock();
+    if (!self || ec || !self->owner || gen != self->timer_gen) return;
+    self->armed.reset();
+    self->pump();  // runs on_timer() if a deadline is due, then arms the next one
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 
 class UdpClientTransport;
 
@@ -276,7 +310,8 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
   Connection conn;
   Io io;
   UdpClientTransport* owner = nullptr;
-  std::optional<TimePoint> armed;
+  std::optional<TimePoint> armed;  // expiry of the pending timer wait (none: no wait)
+  std::uint64_t timer_gen = 0;
   bool in_pump = false;
   bool pump_again = false;
   bool waiting_write = false;
@@ -285,7 +320,7 @@ struct ClientCore : std::enable_shared_from_this<ClientCore> {
   void start();
   void wait_read();
   void pump();
-  void arm_timer();
+  void arm_timer() { arm_lazily(*this, conn.next_deadline()); }
 };
 
 class UdpClientTransport final : public ClientTransport {
@@ -411,22 +446,6 @@ void ClientCore::pump() {
   if (owner) arm_timer();
 }
 
-void ClientCore::arm_timer() {
-  const auto d = conn.next_deadline();
-  if (d == armed) return;
-  armed = d;
-  timer.cancel();
-  if (!d) return;
-  timer.expires_at(to_timer_time(*d));
-  timer.async_wait([w = weak_from_this()](const boost::system::error_code& ec) {
-    auto self = w.lock();
-    if (!self || ec || !self->owner) return;
-    self->armed.reset();
-    self->conn.on_timer(steady_now());
-    self->pump();
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 
 class UdpServerTransport;
@@ -445,7 +464,8 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   Io io;
   std::map<std::uint64_t, udp::endpoint> peers;
   UdpServerTransport* owner = nullptr;
-  std::optional<TimePoint> armed;
+  std::optional<TimePoint> armed;  // expiry of the pending timer wait (none: no wait)
+  std::uint64_t timer_gen = 0;
   bool in_pump = false;
   bool pump_again = false;
   bool waiting_write = false;
@@ -453,7 +473,7 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
 
   void wait_read();
   void pump();
-  void arm_timer();
+  void arm_timer() { arm_lazily(*this, listener.next_deadline()); }
 };
 
 class UdpServerTransport final : public ServerTransport {
@@ -607,21 +627,6 @@ void ServerCore::pump() {
   } while (pump_again);
   in_pump = false;
   if (owner) arm_timer();
-}
-
-void ServerCore::arm_timer() {
-  const auto d = listener.next_deadline();
-  if (d == armed) return;
-  armed = d;
-  timer.cancel();
-  if (!d) return;
-  timer.expires_at(to_timer_time(*d));
-  timer.async_wait([w = weak_from_this()](const boost::system::error_code& ec) {
-    auto self = w.lock();
-    if (!self || ec || !self->owner) return;
-    self->armed.reset();
-    self->pump();
-  });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <algorithm>
+#include <array>
 #include <set>
 
 #include "link.h"
@@ -186,6 +187,97 @@ TEST(UdpTransport, ServerClosePeerReachesClient) {
   ASSERT_TRUE(closed.has_value());
   EXPECT_EQ(*closed, Errc::kConnectionLost);
   EXPECT_FALSE(reported);  // closes the server asked for are not reported back to it
+}
+
+// The binding re-arms its timer only when the engine's deadline moves earlier (asio_udp.cc); a
+// missed deadline would stall a connection. An idle connection lives on keepalives alone: every
+// PING moves the deadlines later, and the idle timeout closes it if one keepalive is missed.
+TEST(UdpTransport, IdleConnectionLivesOnKeepalives) {
+  asio::io_context io;
+  Config cfg;
+  cfg.keepalive_interval = 30ms;
+  cfg.idle_timeout = 200ms;
+  auto server = make_udp_server(io, loopback(0), 8, cfg);
+  bool peer_closed = false;
+  server->on_message = [&](PeerId p, Bytes m) { server->send(p, std::move(m)); };
+  server->on_peer_closed = [&](PeerId) { peer_closed = true; };
+  auto client = make_udp_client(io, loopback(server->local_port()), cfg);
+  int replies = 0;
+  std::optional<Errc> closed;
+  client->on_message = [&](Bytes) { ++replies; };
+  client->on_closed = [&](Errc e) { closed = e; };
+  client->send(Bytes(100));
+  run_until(io, [&] { return replies == 1; });
+  ASSERT_EQ(replies, 1);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
+  while (std::chrono::steady_clock::now() < end) {  // no application traffic: 4 idle timeouts
+    io.run_for(std::chrono::milliseconds(10));
+    if (io.stopped()) io.restart();
+  }
+  EXPECT_FALSE(closed.has_value());
+  EXPECT_FALSE(peer_closed);
+  EXPECT_TRUE(client->is_open());
+  client->send(Bytes(100));
+  run_until(io, [&] { return replies == 2; });
+  EXPECT_EQ(replies, 2);
+}
+
+// A relay that drops every 4th datagram in each direction: the messages arrive only if loss
+// detection, probe timeouts and the pacer's deadlines all fire (tail losses need the PTO).
+TEST(UdpTransport, LossyRelayNeedsEveryTimerAndStillDelivers) {
+  asio::io_context io;
+  Config cfg;
+  auto server = make_udp_server(io, loopback(0), 9, cfg);
+  server->on_message = [&](PeerId p, Bytes m) { server->send(p, std::move(m)); };
+  udp::socket front(io, loopback(0));  // the client's view of the server
+  udp::socket back(io, loopback(0));   // the server's view of the client
+  const udp::endpoint server_at = loopback(server->local_port());
+  udp::endpoint client_at;
+  std::array<std::uint8_t, 65536> fbuf{}, bbuf{};
+  udp::endpoint ffrom, bfrom;
+  std::uint64_t up = 0, down = 0, dropped = 0;
+  std::function<void()> pull_front, pull_back;
+  pull_front = [&] {
+    front.async_receive_from(asio::buffer(fbuf), ffrom,
+                             [&](boost::system::error_code ec, std::size_t n) {
+                               if (ec) return;
+                               client_at = ffrom;
+                               if (++up % 4 == 0) {
+                                 ++dropped;
+                               } else {
+                                 back.send_to(asio::buffer(fbuf.data(), n), server_at, 0, ec);
+                               }
+                               pull_front();
+                             });
+  };
+  pull_back = [&] {
+    back.async_receive_from(asio::buffer(bbuf), bfrom,
+                            [&](boost::system::error_code ec, std::size_t n) {
+                              if (ec) return;
+                              if (++down % 4 == 0) {
+                                ++dropped;
+                              } else {
+                                front.send_to(asio::buffer(bbuf.data(), n), client_at, 0, ec);
+                              }
+                              pull_back();
+                            });
+  };
+  pull_front();
+  pull_back();
+  auto client = make_udp_client(io, loopback(front.local_endpoint().port()), cfg);
+  std::set<std::uint64_t> got;
+  client->on_message = [&](Bytes m) {
+    EXPECT_EQ(m, make_message(message_tag(m), m.size()));
+    got.insert(message_tag(m));
+  };
+  constexpr int kMessages = 12;
+  for (int i = 1; i <= kMessages; ++i) client->send(make_message(i, 1000 + 4000 * i));
+  run_until(
+      io, [&] { return got.size() == kMessages; }, std::chrono::milliseconds(15000));
+  EXPECT_EQ(got.size(), static_cast<std::size_t>(kMessages));
+  EXPECT_GT(dropped, 10u);
+  EXPECT_GT(client->stats().retransmissions, 0u);
+  EXPECT_TRUE(client->is_open());
 }
 
 TEST(UdpTransport, DestroyFromCallbackIsSafe) {
