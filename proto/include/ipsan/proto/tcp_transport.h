@@ -27,7 +27,7 @@ struct TcpTapEvent {
   enum class Kind {
     kOpened,    // connection established (accepted or connected)
     kReceived,  // `data` was read from the socket
-    kSent,      // `data` was handed to the kernel (one record, or what was written of it)
+    kSent,      // `data` (one whole record) is being written: reported as the write starts
     kClosed,    // the connection ended; `by_peer`: the peer closed or reset it first
   };
   Kind kind = Kind::kOpened;
