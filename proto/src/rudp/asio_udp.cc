@@ -102,33 +102,40 @@ class Io {
         rx_(kBatch * kRxBufSize),
         tx_(kBatch * max_datagram),
         tx_len_(kBatch, 0),
-        tx_to_(kBatch) {}
+        tx_to_(kBatch) {
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      rx_iov_[i] = {rx_.data() + i * kRxBufSize, kRxBufSize};
+      rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+      rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+    }
+  }
+  Io(const Io&) = delete;  // rx_msgs_ points into this object
+  Io& operator=(const Io&) = delete;
 
   // Reads up to kBatch datagrams; calls f(span, from) for each. Returns how many (0: none).
+  // `from` is filled only when `want_from` (an unconnected socket); otherwise it is empty.
   template <class F>
-  std::size_t receive(udp::socket& s, F&& f) {
+  std::size_t receive(udp::socket& s, bool want_from, F&& f) {
     const int fd = s.native_handle();
     if (opt_.batch_syscalls) {
-      std::array<mmsghdr, kBatch> msgs{};
-      std::array<iovec, kBatch> iov{};
-      std::array<sockaddr_storage, kBatch> addrs{};
+      // The headers are set up once (constructor); the kernel writes only msg_len, msg_flags
+      // and msg_namelen, so only the address length is reset here.
       for (std::size_t i = 0; i < kBatch; ++i) {
-        iov[i] = {rx_.data() + i * kRxBufSize, kRxBufSize};
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = &addrs[i];
-        msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        rx_msgs_[i].msg_hdr.msg_name = want_from ? &rx_addrs_[i] : nullptr;
+        rx_msgs_[i].msg_hdr.msg_namelen = want_from ? sizeof(sockaddr_storage) : 0;
       }
-      const int n = recvmmsg(fd, msgs.data(), kBatch, MSG_DONTWAIT, nullptr);
+      const int n = recvmmsg(fd, rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return 0;
       for (int i = 0; i < n; ++i) {
         udp::endpoint from;
-        if (msgs[i].msg_hdr.msg_namelen <= from.capacity()) {
-          std::memcpy(from.data(), &addrs[i], msgs[i].msg_hdr.msg_namelen);
-          from.resize(msgs[i].msg_hdr.msg_namelen);
+        const msghdr& h = rx_msgs_[i].msg_hdr;
+        if (want_from && h.msg_namelen <= from.capacity()) {
+          std::memcpy(from.data(), &rx_addrs_[i], h.msg_namelen);
+          from.resize(h.msg_namelen);
         }
-        const std::size_t len = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : msgs[i].msg_len;
-        tap(s, false, from, ByteSpan(rx_.data() + i * kRxBufSize, len));
+        const std::size_t len = (h.msg_flags & MSG_TRUNC) ? 0 : rx_msgs_[i].msg_len;
+        if (opt_.tap)
+          tap(s, false, want_from ? from : remote(s), ByteSpan(rx_.data() + i * kRxBufSize, len));
         f(ByteSpan(rx_.data() + i * kRxBufSize, len), from);
       }
       return static_cast<std::size_t>(n);
@@ -141,6 +148,10 @@ class Io {
     f(ByteSpan(rx_.data(), len), from);
     return 1;
   }
+  // Whether a receive() that returned `n` may have left datagrams in the socket. A short batch
+  // drained it; anything arriving later wakes the next async_wait (Asio re-registers the socket
+  // with EPOLL_CTL_MOD on every wait, which reports data already queued).
+  bool may_have_more(std::size_t n) const { return opt_.batch_syscalls ? n == kBatch : n > 0; }
 
   // Batch of outgoing datagrams: fill slots, then flush.
   bool full() const { return tx_count_ == kBatch; }
@@ -156,10 +167,11 @@ class Io {
     const int fd = s.native_handle();
     while (tx_sent_ < tx_count_) {
       if (opt_.batch_syscalls) {
-        std::array<mmsghdr, kBatch> msgs{};
-        std::array<iovec, kBatch> iov{};
-        std::array<std::size_t, kBatch> group{};  // datagrams per message
-        std::array<GsoControl, kBatch> ctl{};
+        // Members, not zeroed locals: each used header is reset below, the rest is not read.
+        auto& msgs = tx_msgs_;
+        auto& iov = tx_iov_;
+        auto& group = tx_group_;  // datagrams per message
+        auto& ctl = tx_ctl_;
         std::size_t m = 0;
         for (std::size_t k = tx_sent_; k < tx_count_; ++m) {
           // With GSO, a run of equal-size datagrams to one destination (the last may be shorter)
@@ -176,6 +188,7 @@ class Io {
           }
           for (std::size_t x = k; x < j; ++x)
             iov[x - tx_sent_] = {tx_.data() + x * max_datagram_, tx_len_[x]};
+          msgs[m] = mmsghdr{};
           msghdr& h = msgs[m].msg_hdr;
           h.msg_iov = &iov[k - tx_sent_];
           h.msg_iovlen = j - k;
@@ -238,6 +251,10 @@ class Io {
     boost::system::error_code ec;
     opt_.tap(outbound, s.local_endpoint(ec), peer, d);
   }
+  static udp::endpoint remote(udp::socket& s) {
+    boost::system::error_code ec;
+    return s.remote_endpoint(ec);
+  }
   void tap_sent(udp::socket& s, bool connected, std::size_t x) {
     if (!opt_.tap) return;
     boost::system::error_code ec;
@@ -250,9 +267,16 @@ class Io {
   bool gso_;
   std::size_t max_datagram_;
   std::vector<std::uint8_t> rx_;
+  std::array<mmsghdr, kBatch> rx_msgs_{};
+  std::array<iovec, kBatch> rx_iov_{};
+  std::array<sockaddr_storage, kBatch> rx_addrs_{};
   std::vector<std::uint8_t> tx_;
   std::vector<std::size_t> tx_len_;
   std::vector<udp::endpoint> tx_to_;
+  std::array<mmsghdr, kBatch> tx_msgs_{};
+  std::array<iovec, kBatch> tx_iov_{};
+  std::array<std::size_t, kBatch> tx_group_{};
+  std::array<GsoControl, kBatch> tx_ctl_{};
   std::size_t tx_count_ = 0;
   std::size_t tx_sent_ = 0;
   std::uint64_t send_errors_ = 0;
@@ -388,8 +412,9 @@ void ClientCore::wait_read() {
         const TimePoint now = steady_now();
         auto on_dgram = [&](ByteSpan d, const udp::endpoint&) { self->conn.on_datagram(d, now); };
         // Drain a bounded number per wake-up so sends interleave with receives.
-        for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
-          n = self->io.receive(self->socket, on_dgram);
+        for (std::size_t total = 0, n = kBatch; self->io.may_have_more(n) && total < kMaxPerWake;
+             total += n) {
+          n = self->io.receive(self->socket, false, on_dgram);
         }
         self->pump();
         if (self->owner && self->socket.is_open()) self->wait_read();
@@ -569,8 +594,9 @@ void ServerCore::wait_read() {
             self->io.tap(self->socket, true, from, ByteSpan(self->reset_buf.data(), r.reset_size));
           }
         };
-        for (std::size_t total = 0, n = 1; n > 0 && total < kMaxPerWake; total += n) {
-          n = self->io.receive(self->socket, on_dgram);
+        for (std::size_t total = 0, n = kBatch; self->io.may_have_more(n) && total < kMaxPerWake;
+             total += n) {
+          n = self->io.receive(self->socket, true, on_dgram);
         }
         self->pump();
         if (self->owner && self->socket.is_open()) self->wait_read();
