@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <fstream>
 #include <future>
@@ -43,6 +44,7 @@ struct Args {
   std::string target_name = "disk";
   std::string netem;
   std::uint64_t netem_seed = 1;
+  std::string background_rate = "0";
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -105,7 +107,9 @@ void run(const Args& a) {
   std::unique_ptr<netem::UdpProxy> proxy;
   if (!a.netem.empty()) {
     if (to.kind != proto::TransportKind::kUdp) die("--netem needs --transport udp");
+    // A profile name, or an impairment spec such as "loss=1%" (netem::parse_spec).
     auto cfg = netem::profile_by_name(a.netem);
+    if (!cfg && a.netem.find('=') != std::string::npos) cfg = netem::parse_spec(a.netem);
     if (!cfg) die(cfg.error().message);
     netem::UdpProxyOptions po;
     po.listen = asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0);
@@ -134,7 +138,8 @@ void run(const Args& a) {
   client_io.run_for(co.login_timeout + std::chrono::seconds(1));
   client_io.restart();
   if (!connected || login != Errc::kOk) {
-    die("cannot log in to " + a.server + ": " + std::string(to_string(connected ? login : Errc::kTimeout)));
+    die("cannot log in to " + a.server + ": " +
+        std::string(to_string(connected ? login : Errc::kTimeout)));
   }
   auto work = asio::make_work_guard(client_io);
   std::thread client_thread([&] { client_io.run(); });
@@ -158,6 +163,18 @@ void run(const Args& a) {
   lu_options.max_command_bytes = 32u << 20;
   lu_options.max_write_same_blocks = 1u << 20;
   lu_options.physical_block_size = 4096;  // as most disks and page-sized back ends
+  // SANITIZE OVERWRITE and EXTENDED COPY: 1 MiB requests, paced on the SAN/IP driver's thread.
+  auto rate = parse_size(a.background_rate);
+  if (!rate) die("--background-rate: " + rate.error().message);
+  lu_options.background_bytes_per_second = *rate;
+  lu_options.schedule = [&client_io](std::chrono::nanoseconds delay, std::function<void()> fn) {
+    asio::post(client_io, [&client_io, delay, fn = std::move(fn)]() mutable {
+      auto timer = std::make_shared<asio::steady_timer>(client_io, delay);
+      timer->async_wait([timer, fn = std::move(fn)](boost::system::error_code ec) {
+        if (!ec) fn();
+      });
+    });
+  };
   client::scsi::Bus bus(lu_options);
   bus.add_server("server", posting);
   std::map<std::uint32_t, bool> target_ids;
@@ -177,7 +194,8 @@ void run(const Args& a) {
   std::vector<PortalTarget> targets;
   for (const auto& [id, unused] : target_ids) {
     (void)unused;
-    targets.push_back({default_iqn(id == 0 ? a.target_name : a.target_name + "." + std::to_string(id)), id});
+    targets.push_back(
+        {default_iqn(id == 0 ? a.target_name : a.target_name + "." + std::to_string(id)), id});
   }
 
   asio::io_context io;
@@ -235,9 +253,14 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--target-name", a->target_name,
                   "Target 0 is iqn.2026-11.org.ipsan:NAME, target T is ...:NAME.T")
       ->capture_default_str();
-  cmd->add_option("--netem", a->netem, "Impair the client<->server link in process (a netem "
-                                      "profile, e.g. lossy-1pct; udp only)");
+  cmd->add_option("--netem", a->netem,
+                  "Impair the client<->server link in process (a netem "
+                  "profile, e.g. lossy-1pct, or a spec, e.g. 'loss=1%'; "
+                  "udp only)");
   cmd->add_option("--netem-seed", a->netem_seed, "Seed of the impairment")->capture_default_str();
+  cmd->add_option("--background-rate", a->background_rate,
+                  "Bytes per second of SANITIZE OVERWRITE / EXTENDED COPY (e.g. 16M; 0: no limit)")
+      ->capture_default_str();
   cmd->callback([a] { run(*a); });
 }
 
