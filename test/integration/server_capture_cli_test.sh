@@ -47,7 +47,7 @@ start_server() {
   esac
   PORT_UDP=$(echo "$line" | sed -n 's/.* udp=\([0-9]*\) .*/\1/p')
   PORT_TCP=$(echo "$line" | sed -n 's/.* tcp=\([0-9]*\) .*/\1/p')
-  [ -n "$PORT_UDP" ] && [ -n "$PORT_TCP" ] || fail "$name: no ports in: $line"
+  if [ -z "$PORT_UDP" ] || [ -z "$PORT_TCP" ]; then fail "$name: no ports in: $line"; fi
 }
 
 stop_server() {
