@@ -638,6 +638,7 @@ bool Connection::is_random_loss() const {
   const double srtt = static_cast<double>(smoothed_rtt_.count());
   const double min_rtt = static_cast<double>(min_rtt_.count());
   if (srtt <= 0) return false;
+  if (smoothed_rtt_ < min_rtt_ + cfg_.random_loss_queue_delay) return true;
   const double cwnd = static_cast<double>(cwnd_);
   const double backlog = cwnd * std::max(0.0, 1.0 - min_rtt / srtt);
   const double limit =
@@ -652,8 +653,9 @@ Duration Connection::pto_base() const {
 std::optional<TimePoint> Connection::pto_deadline() const {
   if (sent_.empty()) return std::nullopt;
   Duration d = pto_base();
-  for (std::uint32_t i = 0; i < pto_count_ && d < cfg_.max_pto; ++i) d *= 2;
-  d = std::min(d, std::max(cfg_.max_pto, pto_base()));
+  const Duration cap = std::max(cfg_.max_pto, pto_base() * 2);
+  for (std::uint32_t i = 0; i < pto_count_ && d < cap; ++i) d *= 2;
+  d = std::min(d, cap);
   return last_eliciting_sent_ + d;
 }
 

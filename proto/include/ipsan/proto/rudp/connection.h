@@ -58,7 +58,9 @@ struct Config {
   // and below the normal time threshold the packet threshold comes back.
   bool adaptive_reordering = true;
   std::uint32_t reorder_decay_rounds = 16;
-  Duration max_pto = 1s;            // cap on PTO after exponential backoff
+  // Cap on the PTO after exponential backoff: max(max_pto, 2 x the un-backed-off PTO). A LAN
+  // path needs no 1 s probes; the idle timeout, not the PTO, detects a dead peer.
+  Duration max_pto = 50ms;
   std::size_t max_ack_ranges = 32;  // ranges per ACK frame (SACK blocks)
 
   // NewReno congestion control (in datagrams of max_datagram bytes).
@@ -67,15 +69,19 @@ struct Config {
   // Multiplicative decrease on a congestion event (once per recovery period): 0.7 as in CUBIC
   // (RFC 9438) rather than NewReno's 0.5, so random (non-congestive) loss costs less.
   double loss_reduction_factor = 0.7;
-  // Loss discrimination (after TCP Veno): the queue this connection keeps at the bottleneck is
-  // estimated as cwnd x (1 - min_rtt / srtt). A loss while that backlog is below
-  // max(3 datagrams, cwnd x random_loss_backlog) is taken as random loss (a lossy link,
-  // corruption, an emulator's drop), not congestion: the window is kept. A congested path shows
-  // a queue (the RTT rises) and gets the normal reduction. Safety net: when more than
+  // Loss discrimination (after TCP Veno): a loss is congestion only when this connection keeps
+  // a queue at the bottleneck, seen as RTT above the minimum. The queue is estimated as
+  // cwnd x (1 - min_rtt / srtt) and its delay as srtt - min_rtt; a loss while the queue is under
+  // max(3 datagrams, cwnd x random_loss_backlog) OR its delay under random_loss_queue_delay is
+  // taken as random loss (a lossy link, corruption, an emulator's drop): the window is kept.
+  // The absolute delay floor matters on loopback and fast LANs, where scheduling noise alone
+  // puts srtt several times above a microsecond min_rtt. Safety net: when more than
   // random_loss_max_rate of the packets of recent round trips were lost, every loss counts as
-  // congestion again. 0 switches discrimination off (plain NewReno).
+  // congestion again (a shallow queue that drops without a visible RTT rise).
+  // random_loss_backlog = 0 switches discrimination off (plain NewReno).
   double random_loss_backlog = 0.25;
-  double random_loss_max_rate = 0.15;
+  Duration random_loss_queue_delay = 250us;
+  double random_loss_max_rate = 0.10;
   std::size_t max_window_bytes = 64 * 1024 * 1024;
   bool pacing = true;
   std::size_t pacing_burst_packets = 16;  // datagrams that may leave back to back
