@@ -489,14 +489,8 @@ void TcpStreamRecorder::open(std::uint64_t id, std::chrono::nanoseconds ts, cons
   const auto isn_s = static_cast<std::uint32_t>(x >> 32);
   // SYN options: MSS (kind 2), NOP, window scale 14 (kind 3): the 65535 window field then
   // means 1 GiB, so long runs of full-size segments are not "window full" to analysers.
-  const std::uint8_t syn_opts[8] = {2,
-                                    4,
-                                    static_cast<std::uint8_t>(kMaxTcpSegment >> 8),
-                                    static_cast<std::uint8_t>(kMaxTcpSegment & 0xFF),
-                                    1,
-                                    3,
-                                    3,
-                                    14};
+  constexpr std::uint8_t syn_opts[8] = {2, 4, kMaxTcpSegment >> 8, kMaxTcpSegment & 0xFF, 1, 3,
+                                        3, 14};
   writer_.write_packet(ts, build_tcp_packet(client, server, isn_c, 0, kTcpSyn, {}, 65535,
                                             ByteSpan(syn_opts, sizeof syn_opts)));
   writer_.write_packet(ts, build_tcp_packet(server, client, isn_s, isn_c + 1, kTcpSyn | kTcpAck, {},
