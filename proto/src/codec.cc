@@ -273,9 +273,10 @@ ReadReplyBuilder::ReadReplyBuilder(std::uint32_t xid, const SlotCred& cred, std:
   w_.put_opaque_space(len, &data_offset_);
 }
 
-Bytes ReadReplyBuilder::finish(const Key256& session_key) {
+Bytes ReadReplyBuilder::finish(const Key256& session_key, Tag128* mac) {
   Bytes out = w_.release();
-  detail::seal(out, mac_offset_, session_key, kDirReply, cred_);
+  const Tag128 tag = detail::seal(out, mac_offset_, session_key, kDirReply, cred_);
+  if (mac != nullptr) *mac = tag;
   len_ = 0;
   data_offset_ = 0;
   return out;

@@ -326,12 +326,13 @@ std::size_t put_reply_header_ipsan(XdrWriter& w, std::uint32_t xid, AcceptStat s
   return mac_at;
 }
 
-void seal(MutableByteSpan msg, std::size_t mac_offset, const Key256& key, std::uint8_t direction,
-          const SlotCred& cred) {
+Tag128 seal(MutableByteSpan msg, std::size_t mac_offset, const Key256& key, std::uint8_t direction,
+            const SlotCred& cred) {
   const ByteSpan all(msg.data(), msg.size());
   const Tag128 tag =
       compute_mac(all.first(mac_offset), all.subspan(mac_offset + kMacBytes), key, direction, cred);
   std::copy(tag.begin(), tag.end(), msg.begin() + static_cast<std::ptrdiff_t>(mac_offset));
+  return tag;
 }
 
 }  // namespace detail

@@ -86,7 +86,8 @@ proto::Identity StorageServer::make_identity(const Export& e, std::uint32_t max_
   std::string basis = e.name + "/" + std::to_string(e.device_id) + "/" + e.backend->describe();
   Digest256 h = hmac_sha256(as_bytes("ipsan-device-uuid-v1"), {as_bytes(basis)});
   std::memcpy(id.uuid.data(), h.data(), id.uuid.size());
-  id.uuid[6] = static_cast<std::uint8_t>((id.uuid[6] & 0x0F) | 0x50);  // RFC 4122 name-based (v5-style)
+  id.uuid[6] =
+      static_cast<std::uint8_t>((id.uuid[6] & 0x0F) | 0x50);  // RFC 4122 name-based (v5-style)
   id.uuid[8] = static_cast<std::uint8_t>((id.uuid[8] & 0x3F) | 0x80);
   id.serial = to_hex(ByteSpan(h.data() + 16, 8));
   id.block_size = g.block_size;
@@ -134,8 +135,10 @@ void StorageServer::arm_reaper() {
 
 void StorageServer::reap(TimePoint now) {
   for (auto it = pending_logins_.begin(); it != pending_logins_.end();) {
-    if (it->second.expires <= now) it = pending_logins_.erase(it);
-    else ++it;
+    if (it->second.expires <= now)
+      it = pending_logins_.erase(it);
+    else
+      ++it;
   }
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto& s = it->second;
@@ -168,25 +171,22 @@ void StorageServer::on_message(proto::ServerTransport* t, proto::PeerId peer, By
       IPSAN_LOG(LogLevel::kDebug, "server", "dropped unparsable message from ", t->peer_name(peer));
       return;
     }
-    if (rej.kind == proto::RejectKind::kAuthError) stats_.auth_failures++;
-    else stats_.rejected++;
+    if (rej.kind == proto::RejectKind::kAuthError)
+      stats_.auth_failures++;
+    else
+      stats_.rejected++;
     send(route, proto::encode_reject(rej));
     return;
   }
   const proto::ParsedCall& call = *parsed;
   switch (call.op) {
     case Op::kNull:
-      send(route, proto::encode_unauthenticated_reply(call.xid, Op::kNull, status_reply(Errc::kOk)));
+      send(route,
+           proto::encode_unauthenticated_reply(call.xid, Op::kNull, status_reply(Errc::kOk)));
       return;
-    case Op::kLoginBegin:
-      handle_login_begin(route, call.xid, call.args);
-      return;
-    case Op::kLoginFinish:
-      handle_login_finish(route, call.xid, call.args);
-      return;
-    default:
-      handle_session_call(route, msg, call.xid, call.proc, &call);
-      return;
+    case Op::kLoginBegin: handle_login_begin(route, call.xid, call.args); return;
+    case Op::kLoginFinish: handle_login_finish(route, call.xid, call.args); return;
+    default: handle_session_call(route, msg, call.xid, call.proc, &call); return;
   }
 }
 
@@ -272,8 +272,7 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   const auto& call = *static_cast<const proto::ParsedCall*>(parsed_call);
   auto deny = [&](proto::AuthStat why) {
     stats_.auth_failures++;
-    send(r, proto::encode_reject(
-                xid, proto::RpcReject{proto::RejectKind::kAuthError, xid, why}));
+    send(r, proto::encode_reject(xid, proto::RpcReject{proto::RejectKind::kAuthError, xid, why}));
   };
   if (call.flavor != proto::kAuthIpsan) return deny(proto::AuthStat::kTooWeak);
   auto it = sessions_.find(call.cred.session_id);
@@ -287,13 +286,15 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   switch (verdict) {
     case SlotVerdict::kBadSlot:
       stats_.rejected++;
-      send(r, proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kInvalidArgument)));
+      send(r,
+           proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kInvalidArgument)));
       return;
     case SlotVerdict::kMisordered:
       stats_.misordered++;
       // Unauthenticated: this (slot, seq) had, or will have, its own MAC'd reply, and a
       // Poly1305 nonce must never MAC two different messages (docs/PROTOCOL.md).
-      send(r, proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kSeqMisordered)));
+      send(r,
+           proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kSeqMisordered)));
       return;
     case SlotVerdict::kInProgress:
       s->reply_to[slot] = r;  // answer the newest copy's sender when it completes
@@ -302,12 +303,8 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
       stats_.replayed++;
       send(r, s->slots.cached_reply(slot));
       return;
-    case SlotVerdict::kReexecute:
-      stats_.replayed++;
-      [[fallthrough]];
-    case SlotVerdict::kExecute:
-      s->reply_to[slot] = r;
-      break;
+    case SlotVerdict::kReexecute: stats_.replayed++; [[fallthrough]];
+    case SlotVerdict::kExecute: s->reply_to[slot] = r; break;
   }
   if (call.op == Op::kLogout) {
     Bytes reply = proto::encode_reply(xid, call.cred, s->key, Op::kLogout, status_reply(Errc::kOk));
@@ -332,8 +329,8 @@ const StorageServer::ExportEntry* StorageServer::find_export(std::uint32_t devic
   return it == exports_.end() ? nullptr : &it->second;
 }
 
-void StorageServer::finish(const std::shared_ptr<Session>& s, std::uint32_t slot,
-                           std::uint64_t seq, Bytes reply, bool cache) {
+void StorageServer::finish(const std::shared_ptr<Session>& s, std::uint32_t slot, std::uint64_t seq,
+                           Bytes reply, bool cache) {
   Route r = s->reply_to[slot];
   if (cache) {
     s->slots.complete(slot, seq, reply);  // copy kept for retransmissions (small: no READ data)
@@ -355,8 +352,8 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   auto req = proto::decode_request(op, args);
   if (!req) {
     stats_.rejected++;
-    finish(s, slot, seq, proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs),
-           true);
+    finish(s, slot, seq,
+           proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs), true);
     return;
   }
   const ExportEntry* ex = find_export(req->device_id);
@@ -391,7 +388,8 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
 
   const auto g = ex->exp.backend->geometry();
   const bool is_write = op == Op::kWrite || op == Op::kTrim || op == Op::kWriteZeroes;
-  if (is_write && (id.capabilities & proto::kCapReadOnly)) return reply_status(Errc::kWriteProtected);
+  if (is_write && (id.capabilities & proto::kCapReadOnly))
+    return reply_status(Errc::kWriteProtected);
   if (op != Op::kFlush) {
     if (backends::check_range(g, req->lba, req->blocks) != Errc::kOk)
       return reply_status(Errc::kLbaOutOfRange);
@@ -404,9 +402,10 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   auto backend = ex->exp.backend;
   auto alive = alive_;
   in_flight_++;
-  // Back-end completions may run on a worker thread: hop back to the io thread.
-  auto complete_on_io = [this, alive](std::function<void()> fn) {
-    asio::post(io_, [this, alive, fn = std::move(fn)] {
+  // Back-end completions may run on a worker thread: hop back to the io thread. Generic, so the
+  // continuation is posted as it is (no std::function allocated around it).
+  auto complete_on_io = [this, alive](auto fn) {
+    asio::post(io_, [this, alive, fn = std::move(fn)]() mutable {
       if (!*alive) return;
       in_flight_--;
       fn();
@@ -421,36 +420,47 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
       finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), false);
       return;
     }
-    auto builder = std::make_shared<proto::ReadReplyBuilder>(xid, cred, static_cast<std::size_t>(bytes));
-    backend->read(req->lba, builder->data(), [=, this](Errc e) {
-      (void)backend;  // keeps a removed export's back end alive until its requests finish
+    // Everything the completion needs in one allocation; the back end reads straight into the
+    // reply's data area, and the MAC is computed once, while sealing (finish()).
+    struct ReadJob {
+      ReadJob(std::uint32_t x, const proto::SlotCred& c, std::size_t len) : builder(x, c, len) {}
+      proto::ReadReplyBuilder builder;
+      std::shared_ptr<Session> s;
+      backends::BackendPtr backend;  // keeps a removed export's back end alive until the end
+    };
+    auto job = std::make_shared<ReadJob>(xid, cred, static_cast<std::size_t>(bytes));
+    job->s = std::move(s);
+    job->backend = backend;
+    const MutableByteSpan into = job->builder.data();
+    backend->read(req->lba, into, [=, this](Errc e) {
       complete_on_io([=, this] {
+        Session& ss = *job->s;
         if (e != Errc::kOk) {
           stats_.device_errors++;
-          if (reexecute && s->slots.reply_mac(slot) != nullptr) {
-            s->slots.complete(slot, seq, {});  // nonce spent by the first reply: hint only
-            send(s->reply_to[slot],
+          if (reexecute && ss.slots.reply_mac(slot) != nullptr) {
+            ss.slots.complete(slot, seq, {});  // nonce spent by the first reply: hint only
+            send(ss.reply_to[slot],
                  proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
             return;
           }
-          finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
+          finish(job->s, slot, seq, proto::encode_reply(xid, cred, ss.key, op, status_reply(e)),
+                 true);
           return;
         }
         stats_.bytes_read += bytes;
-        Bytes reply = builder->finish(s->key);  // READ data is not cached, only its MAC
-        auto parsed = proto::parse_reply(reply);
-        Tag128 mac = parsed ? parsed->mac : Tag128{};
-        const Tag128* first = s->slots.reply_mac(slot);
+        Tag128 mac{};
+        Bytes reply = job->builder.finish(ss.key, &mac);  // READ data is not cached, only its MAC
+        const Tag128* first = ss.slots.reply_mac(slot);
         if (reexecute && first != nullptr && *first != mac) {
           // The blocks changed since the first reply: that (slot, seq) nonce is spent, so
           // answer unauthenticated BUSY and let the client re-read on its next seq.
-          s->slots.complete(slot, seq, {});
-          send(s->reply_to[slot], proto::encode_unauthenticated_reply(
-                                      xid, op, status_reply(Errc::kBusy)));
+          ss.slots.complete(slot, seq, {});
+          send(ss.reply_to[slot],
+               proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
           return;
         }
-        Route to = s->reply_to[slot];
-        s->slots.complete(slot, seq, {}, &mac);
+        Route to = ss.reply_to[slot];
+        ss.slots.complete(slot, seq, {}, &mac);
         send(to, std::move(reply));
       });
     });
@@ -460,8 +470,10 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   auto done = [=, this](Errc e) {
     complete_on_io([=, this] {
       (void)backend;
-      if (e != Errc::kOk) stats_.device_errors++;
-      else if (op == Op::kWrite) stats_.bytes_written += bytes;
+      if (e != Errc::kOk)
+        stats_.device_errors++;
+      else if (op == Op::kWrite)
+        stats_.bytes_written += bytes;
       finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
     });
   };
@@ -472,9 +484,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
       backend->write(req->lba, req->data, (req->flags & proto::kFlagFua) != 0,
                      [msg, done](Errc e) { done(e); });
       return;
-    case Op::kFlush:
-      backend->flush(done);
-      return;
+    case Op::kFlush: backend->flush(done); return;
     case Op::kTrim:
       if (req->blocks == 0) return done(Errc::kOk);
       backend->trim(req->lba, req->blocks, done);
@@ -483,9 +493,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
       if (req->blocks == 0) return done(Errc::kOk);
       backend->write_zeroes(req->lba, req->blocks, (req->flags & proto::kFlagMayTrim) != 0, done);
       return;
-    default:
-      done(Errc::kNotSupported);
-      return;
+    default: done(Errc::kNotSupported); return;
   }
 }
 

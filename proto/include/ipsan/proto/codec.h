@@ -104,8 +104,9 @@ class ReadReplyBuilder {
  public:
   ReadReplyBuilder(std::uint32_t xid, const SlotCred& cred, std::size_t len);
   MutableByteSpan data() { return w_.span(data_offset_, len_); }
-  // Computes and stores the MAC; returns the message. The builder is empty afterwards.
-  Bytes finish(const Key256& session_key);
+  // Computes and stores the MAC; returns the message, and the MAC through `mac` if given (what
+  // the server keeps to check a re-executed READ). The builder is empty afterwards.
+  Bytes finish(const Key256& session_key, Tag128* mac = nullptr);
 
  private:
   XdrWriter w_;

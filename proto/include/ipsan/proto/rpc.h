@@ -177,7 +177,7 @@ std::size_t put_call_header_ipsan(XdrWriter& w, std::uint32_t xid, std::uint32_t
 void put_reply_header_none(XdrWriter& w, std::uint32_t xid, AcceptStat stat);
 // Appends an accepted reply header with a zeroed kAuthIpsan MAC; returns the MAC offset.
 std::size_t put_reply_header_ipsan(XdrWriter& w, std::uint32_t xid, AcceptStat stat);
-// Computes the MAC over `msg` minus [mac_offset, mac_offset+16) and stores it there.
-void seal(MutableByteSpan msg, std::size_t mac_offset, const Key256& key, std::uint8_t direction,
-          const SlotCred& cred);
+// Computes the MAC over `msg` minus [mac_offset, mac_offset+16), stores it there and returns it.
+Tag128 seal(MutableByteSpan msg, std::size_t mac_offset, const Key256& key, std::uint8_t direction,
+            const SlotCred& cred);
 }  // namespace ipsan::proto::detail
