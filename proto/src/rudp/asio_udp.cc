@@ -11,6 +11,7 @@
 #include <netinet/udp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -40,6 +41,9 @@ constexpr std::size_t kMaxGsoBytes = 65000;  // one GSO message is one (unfragme
 
 struct GsoControl {
   alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(std::uint16_t))];
+};
+struct GroControl {  // UDP_GRO: the segment size of a coalesced receive
+  alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))];
 };
 
 void set_socket_options(udp::socket& s, const UdpOptions& opt, bool v6) {
@@ -98,6 +102,7 @@ class Io {
   Io(const UdpOptions& opt, std::size_t max_datagram)
       : opt_(opt),
         gso_(opt.gso),
+        gro_(false),
         max_datagram_(max_datagram),
         rx_(kBatch * kRxBufSize),
         tx_(kBatch * max_datagram),
@@ -112,6 +117,16 @@ class Io {
   Io(const Io&) = delete;  // rx_msgs_ points into this object
   Io& operator=(const Io&) = delete;
 
+  // UDP GRO (batched path only: the segment size comes in a control message): the kernel may
+  // hand over a run of datagrams of one flow as one buffer instead of cutting, queueing and
+  // copying them one by one (on loopback a GSO send arrives whole). receive() cuts it into the
+  // original datagrams again. Switched off silently where the kernel does not know it.
+  void enable_gro(udp::socket& s) {
+    if (!opt_.batch_syscalls || !opt_.gro) return;
+    const int on = 1;
+    gro_ = setsockopt(s.native_handle(), SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
+  }
+
   // Reads up to kBatch datagrams; calls f(span, from) for each. Returns how many (0: none).
   // `from` is filled only when `want_from` (an unconnected socket); otherwise it is empty.
   template <class F>
@@ -121,8 +136,11 @@ class Io {
       // The headers are set up once (constructor); the kernel writes only msg_len, msg_flags
       // and msg_namelen, so only the address length is reset here.
       for (std::size_t i = 0; i < kBatch; ++i) {
-        rx_msgs_[i].msg_hdr.msg_name = want_from ? &rx_addrs_[i] : nullptr;
-        rx_msgs_[i].msg_hdr.msg_namelen = want_from ? sizeof(sockaddr_storage) : 0;
+        msghdr& h = rx_msgs_[i].msg_hdr;
+        h.msg_name = want_from ? &rx_addrs_[i] : nullptr;
+        h.msg_namelen = want_from ? sizeof(sockaddr_storage) : 0;
+        h.msg_control = gro_ ? rx_ctl_[i].buf : nullptr;
+        h.msg_controllen = gro_ ? sizeof rx_ctl_[i].buf : 0;
       }
       const int n = recvmmsg(fd, rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return 0;
@@ -134,9 +152,17 @@ class Io {
           from.resize(h.msg_namelen);
         }
         const std::size_t len = (h.msg_flags & MSG_TRUNC) ? 0 : rx_msgs_[i].msg_len;
-        if (opt_.tap)
-          tap(s, false, want_from ? from : remote(s), ByteSpan(rx_.data() + i * kRxBufSize, len));
-        f(ByteSpan(rx_.data() + i * kRxBufSize, len), from);
+        const std::uint8_t* data = rx_.data() + i * kRxBufSize;
+        // A coalesced run: segments of `seg` bytes, the last one possibly shorter.
+        const std::size_t seg = gro_segment(h);
+        const std::size_t step = seg > 0 && seg < len ? seg : len;
+        std::size_t at = 0;
+        do {
+          const ByteSpan d(data + at, std::min(step, len - at));
+          if (opt_.tap) tap(s, false, want_from ? from : remote(s), d);
+          f(d, from);
+          at += step;
+        } while (at < len);
       }
       return static_cast<std::size_t>(n);
     }
@@ -147,6 +173,20 @@ class Io {
     tap(s, false, from, ByteSpan(rx_.data(), len));
     f(ByteSpan(rx_.data(), len), from);
     return 1;
+  }
+  // The UDP_GRO segment size of a received message, 0 if it is a single datagram.
+  static std::size_t gro_segment(const msghdr& h) {
+    if (h.msg_controllen == 0) return 0;
+    for (const cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr;
+         c = CMSG_NXTHDR(const_cast<msghdr*>(&h), const_cast<cmsghdr*>(c))) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+          c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int v = 0;
+        std::memcpy(&v, CMSG_DATA(c), sizeof v);
+        return v > 0 ? static_cast<std::size_t>(v) : 0;
+      }
+    }
+    return 0;
   }
   // Whether a receive() that returned `n` may have left datagrams in the socket. A short batch
   // drained it; anything arriving later wakes the next async_wait (Asio re-registers the socket
@@ -265,11 +305,13 @@ class Io {
  private:
   UdpOptions opt_;
   bool gso_;
+  bool gro_;
   std::size_t max_datagram_;
   std::vector<std::uint8_t> rx_;
   std::array<mmsghdr, kBatch> rx_msgs_{};
   std::array<iovec, kBatch> rx_iov_{};
   std::array<sockaddr_storage, kBatch> rx_addrs_{};
+  std::array<GroControl, kBatch> rx_ctl_{};
   std::vector<std::uint8_t> tx_;
   std::vector<std::size_t> tx_len_;
   std::vector<udp::endpoint> tx_to_;
@@ -356,6 +398,7 @@ class UdpClientTransport final : public ClientTransport {
     set_socket_options(core_->socket, opt, server.address().is_v6());
     core_->socket.non_blocking(true);
     core_->socket.connect(server);
+    core_->io.enable_gro(core_->socket);
     core_->owner = this;
     core_->start();
   }
@@ -509,6 +552,7 @@ class UdpServerTransport final : public ServerTransport {
     core_->socket.open(bind.protocol());
     set_socket_options(core_->socket, opt, bind.address().is_v6());
     core_->socket.bind(bind);
+    core_->io.enable_gro(core_->socket);
     core_->socket.non_blocking(true);
     core_->owner = this;
     core_->wait_read();

@@ -4,7 +4,7 @@
 // engine's next deadline, and the io_context's thread. Linux specifics: IP_MTU_DISCOVER =
 // IP_PMTUDISC_DO (the kernel never fragments; rudp fragments itself), 4 MiB socket buffers
 // (SO_*BUFFORCE when permitted), recvmmsg/sendmmsg batches of up to 32 datagrams, UDP GSO
-// (UDP_SEGMENT) for runs of equal-size datagrams.
+// (UDP_SEGMENT) for runs of equal-size datagrams and UDP GRO on receive.
 //
 // Threading: as transport.h: every method is called, and every callback runs, on the thread
 // running the io_context. A transport may be destroyed from inside its own callback.
@@ -39,6 +39,8 @@ struct UdpOptions {
   bool batch_syscalls = true;  // recvmmsg/sendmmsg (false: one datagram per call)
   bool gso = true;             // UDP_SEGMENT runs of equal datagrams (batched path;
                                // switched off by itself where unsupported)
+  bool gro = true;             // UDP_GRO: receive runs of datagrams coalesced (batched path;
+                               // off by itself where unsupported); same datagrams either way
   int socket_buffer_bytes = 4 * 1024 * 1024;
   // Capture hook (`ipsan server --capture`): called on the io thread for every datagram handed
   // to the kernel (outbound) or received, with the socket's local and the peer's address.
