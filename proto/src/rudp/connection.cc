@@ -579,7 +579,11 @@ void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& ne
                                            [&](std::uint64_t pn) { return pn > lo && pn < hi; });
     if (span > pc && !acked_between) {
       ++stats_.persistent_congestion;
-      cwnd_ = cfg_.min_window_packets * cfg_.max_datagram;
+      // A path with no queue (random loss, an outage) restarts like a new connection, at the
+      // initial window; a queued one collapses to the minimum window (RFC 9002 7.6.2).
+      const std::size_t packets =
+          is_random_loss() ? cfg_.initial_window_packets : cfg_.min_window_packets;
+      cwnd_ = std::min<std::uint64_t>(cwnd_, packets * cfg_.max_datagram);
       ca_acked_ = 0;
       recovery_start_.reset();
       episode_.recovery_before.reset();
