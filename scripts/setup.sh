@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libboost-dev libpcap-dev libsgutils2-dev sg3-utils libcli11-dev libexpected-dev libsodium-dev
-  libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   tcpdump tshark iproute2 nftables procps
   tgt libiscsi-bin
 )
