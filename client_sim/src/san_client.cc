@@ -142,7 +142,7 @@ void SanClient::on_transport_message(Bytes m) {
   }
   const proto::ParsedReply& r = *parsed;
   if (state_ == State::kLoggingIn && r.xid == login_xid_) {
-    on_login_reply(r, server_nonce_ == proto::LoginNonce{} );
+    on_login_reply(r, server_nonce_ == proto::LoginNonce{});
     return;
   }
   auto it = in_flight_.find(r.xid);
@@ -196,7 +196,9 @@ void SanClient::on_transport_message(Bytes m) {
     if (slot) slot->retired = true;
     rep.status = r.to_errc();
   } else {
-    auto dec = proto::decode_results(c->req.op, r.results);
+    // READ data is taken over from the message's buffer, not copied (`r` views into `m`: not
+    // used after this).
+    auto dec = proto::decode_results(c->req.op, r.results, m);
     if (!dec) {
       rep.status = Errc::kBadMessage;
     } else {
@@ -219,7 +221,8 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
   if (begin) {
     auto res = proto::decode_login_begin_res(r.results);
     if (!res) return login_failed(Errc::kBadMessage, false);
-    if (res->status != Errc::kOk) return login_failed(res->status, res->status == Errc::kAuthFailed);
+    if (res->status != Errc::kOk)
+      return login_failed(res->status, res->status == Errc::kAuthFailed);
     server_nonce_ = res->server_nonce;
     proto::LoginFinishArgs a;
     a.client_name = opt_.client_name;
@@ -235,8 +238,8 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
   server_nonce_ = {};
   if (!res) return login_failed(Errc::kBadMessage, false);
   if (res->status != Errc::kOk) return login_failed(res->status, res->status == Errc::kAuthFailed);
-  auto expect = proto::login_server_proof(opt_.key, opt_.client_name, client_nonce_, sn,
-                                          res->session_id);
+  auto expect =
+      proto::login_server_proof(opt_.key, opt_.client_name, client_nonce_, sn, res->session_id);
   if (!proto::proof_equal(expect, res->server_proof)) {
     IPSAN_LOG(LogLevel::kError, "client", "server failed to prove it knows our key");
     return login_failed(Errc::kAuthFailed, true);
@@ -463,7 +466,8 @@ void SanClient::tick() {
   }
   bool abandoned_sent_call = false;
   for (auto& c : expired) {
-    if (c->slot >= 0 && c->session == session_id_ && static_cast<std::size_t>(c->slot) < slots_.size()) {
+    if (c->slot >= 0 && c->session == session_id_ &&
+        static_cast<std::size_t>(c->slot) < slots_.size()) {
       slots_[c->slot].retired = true;  // fate unknown: this sequence can never be reused
       abandoned_sent_call = true;
     }
@@ -478,7 +482,8 @@ void SanClient::tick() {
   for (auto& c : expired) {
     stats_.timeouts++;
     proto::Reply rep;
-    rep.status = (state_ == State::kReady || last_error_ == Errc::kOk) ? Errc::kTimeout : last_error_;
+    rep.status =
+        (state_ == State::kReady || last_error_ == Errc::kOk) ? Errc::kTimeout : last_error_;
     if (rep.status != Errc::kTimeout && rep.status != Errc::kConnectionLost &&
         rep.status != Errc::kAuthFailed)
       rep.status = Errc::kTimeout;

@@ -1,6 +1,7 @@
 #include "ipsan/proto/codec.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string_view>
 
 namespace ipsan::proto {
@@ -262,6 +263,28 @@ Result<Reply> decode_results(Op op, ByteSpan results) {
     }
   }
   if (!r.expect_end()) return fail(Errc::kBadMessage);
+  return reply;
+}
+
+Result<Reply> decode_results(Op op, ByteSpan results, Bytes& message) {
+  const std::uint8_t* const begin = message.data();
+  const bool inside = !results.empty() && results.data() >= begin &&
+                      results.data() + results.size() <= begin + message.size();
+  if (op != Op::kRead || !inside) return decode_results(op, results);
+  // The READ results are status, then data<>: decode the head only, then take the bytes over.
+  XdrReader r(results);
+  auto status = r.get_u32();
+  if (!status || *status != static_cast<std::uint32_t>(Errc::kOk)) {
+    return decode_results(op, results);
+  }
+  auto data = r.get_opaque(kMaxIoBytes);
+  if (!data || !r.expect_end()) return decode_results(op, results);  // the same error
+  Reply reply;
+  const std::size_t len = data->size();
+  std::memmove(message.data(), data->data(), len);
+  message.resize(len);
+  reply.data = std::move(message);
+  message = Bytes();
   return reply;
 }
 

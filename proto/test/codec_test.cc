@@ -342,6 +342,57 @@ TEST_F(Codec, ReadReplyBuilderMatchesEncodeReply) {
   }
 }
 
+// decode_results(op, results, message): READ data handed over in the message's own buffer, the
+// same Reply as the copying decoder; anything else falls back and leaves the message alone.
+TEST_F(Codec, DecodeResultsTakesReadDataOverFromTheMessage) {
+  for (std::size_t len : {1u, 3u, 4096u, 4099u}) {
+    Reply rep;
+    rep.data.resize(len);
+    for (std::size_t i = 0; i < len; ++i) rep.data[i] = static_cast<std::uint8_t>(i * 7);
+    Bytes m = encode_reply(77, cred_, key_, Op::kRead, rep);
+    auto pr = parse_reply(m);
+    ASSERT_TRUE(pr);
+    auto copied = decode_results(Op::kRead, pr->results);
+    ASSERT_TRUE(copied);
+    const std::uint8_t* buffer = m.data();
+    auto taken = decode_results(Op::kRead, pr->results, m);
+    ASSERT_TRUE(taken);
+    EXPECT_EQ(taken->status, Errc::kOk);
+    EXPECT_EQ(taken->data, rep.data) << len;
+    EXPECT_EQ(taken->data, copied->data);
+    EXPECT_EQ(taken->data.data(), buffer);  // no new allocation
+    EXPECT_TRUE(m.empty());
+  }
+  // Not a READ with data: decoded as before, message untouched.
+  Reply st;
+  st.status = Errc::kLbaOutOfRange;
+  Bytes m = encode_reply(78, cred_, key_, Op::kRead, st);
+  const Bytes keep = m;
+  auto pr = parse_reply(m);
+  ASSERT_TRUE(pr);
+  auto d = decode_results(Op::kRead, pr->results, m);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->status, Errc::kLbaOutOfRange);
+  EXPECT_EQ(m, keep);
+  Bytes cm = encode_reply(79, cred_, key_, Op::kCapacity, make_reply(Op::kCapacity));
+  auto pc = parse_reply(cm);
+  ASSERT_TRUE(pc);
+  auto dc = decode_results(Op::kCapacity, pc->results, cm);
+  ASSERT_TRUE(dc);
+  EXPECT_EQ(dc->capacity.block_count, 1000000u);
+  EXPECT_FALSE(cm.empty());
+  // Trailing garbage after the data: refused like the copying decoder, message untouched.
+  Reply eight;
+  eight.data = Bytes(8, 0x11);
+  Bytes bad = encode_reply(80, cred_, key_, Op::kRead, eight);
+  bad.insert(bad.end(), {0, 0, 0, 0});
+  auto pb = parse_reply(bad);
+  ASSERT_TRUE(pb);
+  const std::size_t before = bad.size();
+  EXPECT_FALSE(decode_results(Op::kRead, pb->results, bad));
+  EXPECT_EQ(bad.size(), before);
+}
+
 TEST_F(Codec, RejectRepliesParse) {
   struct Case {
     RejectKind kind;

@@ -75,6 +75,11 @@ Bytes encode_logout_call(std::uint32_t xid, const SlotCred& cred, const Key256& 
 // Decodes ParsedReply::results of a successful reply to `op`; copies READ data into Reply::data.
 // For login ops only the status is returned (use decode_login_*_res for the rest).
 Result<Reply> decode_results(Op op, ByteSpan results);
+// Same, for `results` viewing into `message` (the whole reply, as received): READ data is moved
+// to the front of message's own buffer and handed over as Reply::data instead of being copied
+// into a new one. `message` is consumed when the result is a READ with data; otherwise (and on
+// any error) it is left as it was.
+Result<Reply> decode_results(Op op, ByteSpan results, Bytes& message);
 
 // ---- server side ----
 // For NULL / LOGOUT: args must be empty. For device ops: io_args, data empty unless WRITE, at most
