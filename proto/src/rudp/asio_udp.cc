@@ -473,8 +473,20 @@ void ClientCore::pump() {
   in_pump = true;
   do {
     pump_again = false;
-    const TimePoint now = steady_now();
+    TimePoint now = steady_now();
     if (auto d = conn.next_deadline(); d && *d <= now) conn.on_timer(now);
+    // Deliver before transmitting: what the application sends from on_message (the next request
+    // after a reply) and what delivering makes due (a FLOW update) leave in the same datagrams as
+    // the ACK that is due, instead of the ACK going out alone first.
+    bool delivered = false;
+    while (auto m = conn.poll_message()) {
+      if (!owner) break;
+      delivered = true;
+      owner->deliver(std::move(*m));
+      if (!owner) break;
+    }
+    if (!owner) break;
+    if (delivered) now = steady_now();
     // Transmit.
     if (!waiting_write) {
       while (true) {
@@ -497,13 +509,6 @@ void ClientCore::pump() {
         }
       }
     }
-    // Deliver.
-    while (auto m = conn.poll_message()) {
-      if (!owner) break;
-      owner->deliver(std::move(*m));
-      if (!owner) break;
-    }
-    if (!owner) break;
     if (conn.state() == State::kClosed && !closed_reported) {
       closed_reported = true;
       owner->report_closed(conn.close_reason());
@@ -658,6 +663,9 @@ void ServerCore::pump() {
     pump_again = false;
     const TimePoint now = steady_now();
     listener.on_timer(now);
+    // Transmit before delivering (unlike ClientCore::pump): the replies to device requests come
+    // later (back-end completions are posted), and what delivering makes due (a FLOW update once
+    // the receive buffer is empty) then rides with the reply instead of going out alone.
     if (!waiting_write) {
       while (true) {
         while (!io.full()) {
