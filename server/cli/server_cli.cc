@@ -67,7 +67,8 @@ std::vector<Export> open_exports(const std::vector<std::string>& specs) {
     Export e;
     e.device_id = id ? *id : next_id;
     for (const auto& o : out)
-      if (o.device_id == e.device_id) die("device id " + std::to_string(e.device_id) + " used twice");
+      if (o.device_id == e.device_id)
+        die("device id " + std::to_string(e.device_id) + " used twice");
     next_id = std::max(next_id, e.device_id + 1);
     e.name = "disk" + std::to_string(e.device_id);
     e.backend = std::move(*b);
@@ -80,7 +81,8 @@ std::vector<Export> open_exports(const std::vector<std::string>& specs) {
 
 void add_cli(CLI::App& app) {
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("server", "Run a storage server (reliable UDP and TCP) until SIGINT/SIGTERM");
+  auto* cmd = app.add_subcommand(
+      "server", "Run a storage server (reliable UDP and TCP) until SIGINT/SIGTERM");
   cmd->add_option("-l,--listen", a->listen, "Address to bind")->capture_default_str();
   cmd->add_option("-p,--port", a->port, "Port for UDP and TCP (0: pick free ports)")
       ->check(CLI::Range(0, 65535))
@@ -91,9 +93,11 @@ void add_cli(CLI::App& app) {
   cmd->add_option("-d,--device", a->devices,
                   "Export a back end: [ID=]SPEC, e.g. ram:256M, 1=file:/tmp/d.img,size=1G,bs=4096 "
                   "(default: one ram:256M)");
-  cmd->add_option("--client-key", a->client_keys, "Accept client NAME with KEY: NAME=KEY (repeatable)");
+  cmd->add_option("--client-key", a->client_keys,
+                  "Accept client NAME with KEY: NAME=KEY (repeatable)");
   cmd->add_option("--key-file", a->key_file, "File of 'NAME KEY' lines");
-  cmd->add_option("--slots", a->slots, "Slots per session (client queue depth)")->capture_default_str();
+  cmd->add_option("--slots", a->slots, "Slots per session (client queue depth)")
+      ->capture_default_str();
   cmd->add_option("--max-io", a->max_io, "Largest READ/WRITE payload")->capture_default_str();
   cmd->add_option("--port-file", a->port_file, "Write 'udp=PORT tcp=PORT' here once listening");
   cmd->add_option("--duration", a->duration, "Stop after this long (e.g. 60s)");
@@ -106,7 +110,8 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--admin-socket", a->admin_socket,
                   "Unix socket for online changes (`ipsan disk ...`); needs --config");
   cmd->add_flag("--trace-io", a->trace_io,
-                "Print every back-end command of the virtual disks (disk, back end, op, physical LBA, blocks)");
+                "Print every back-end command of the virtual disks (disk, back end, op, physical "
+                "LBA, blocks)");
   cmd->callback([a] {
     KeyRing keys;
     for (const auto& k : a->client_keys) {
@@ -211,8 +216,9 @@ void add_cli(CLI::App& app) {
     std::uint16_t udp_port = 0, tcp_port = 0;
     try {
       if (a->transport != "tcp") {
-        auto t = proto::rudp::make_udp_server(io, asio::ip::udp::endpoint(addr, static_cast<std::uint16_t>(a->port)),
-                                        server->boot_epoch(), proto::rudp::Config{}, udp_options);
+        auto t = proto::rudp::make_udp_server(
+            io, asio::ip::udp::endpoint(addr, static_cast<std::uint16_t>(a->port)),
+            server->boot_epoch(), proto::rudp::Config{}, udp_options);
         udp_port = t->local_port();
         server->attach(std::move(t));
       }
@@ -236,17 +242,18 @@ void add_cli(CLI::App& app) {
     std::unique_ptr<AdminEndpoint> admin;
     if (!a->admin_socket.empty()) {
       try {
-        admin = std::make_unique<AdminEndpoint>(io, a->admin_socket, [&](const nlohmann::json& req) {
-          return layout->handle(req, *server);
-        });
+        admin = std::make_unique<AdminEndpoint>(
+            io, a->admin_socket,
+            [&](const nlohmann::json& req) { return layout->handle(req, *server); });
       } catch (const std::exception& e) {
         die(e.what());
       }
     }
-    std::printf("ipsan server: listening on %s udp=%u tcp=%u epoch=%u\n", a->listen.c_str(), udp_port,
-                tcp_port, server->boot_epoch());
+    std::printf("ipsan server: listening on %s udp=%u tcp=%u epoch=%u\n", a->listen.c_str(),
+                udp_port, tcp_port, server->boot_epoch());
     for (const auto& e : server->exports())
-      std::printf("  export %u %s (%s)\n", e.device_id, e.name.c_str(), e.backend->describe().c_str());
+      std::printf("  export %u %s (%s)\n", e.device_id, e.name.c_str(),
+                  e.backend->describe().c_str());
     std::fflush(stdout);
     if (!a->port_file.empty()) {
       std::string tmp = a->port_file + ".tmp";
