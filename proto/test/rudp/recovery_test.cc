@@ -688,41 +688,38 @@ TEST(RudpReordering, SpuriousLossIsUndone) {
   EXPECT_EQ(link.server_received()[0].second, make_message(1, 1 << 20));
 }
 
+// One 1 MiB message client -> server with its 40th data datagram dropped; the client's counters
+// once the message has arrived.
+ConnectionStats one_mib_with_one_loss(std::uint64_t seed, const Config& cfg) {
+  Link link(seed, cfg, cfg);
+  EXPECT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  int data_seen = 0;
+  link.filter = [&](Dir d, ByteSpan data) {
+    auto s = inspect(data);
+    if (d != Dir::kToServer || !s || s->fragments.empty()) return false;
+    return ++data_seen == 40;
+  };
+  link.client().send(make_message(1, 1 << 20), link.clock().now());
+  EXPECT_TRUE(link.run_until([&] { return link.server_received().size() == 1; }, 2s));
+  return link.client().stats();
+}
+
 // A real loss is not undone: the reduction stays.
 TEST(RudpReordering, RealLossIsNotUndone) {
   Config cfg;
   cfg.random_loss_backlog = 0;
-  Link link(322, cfg, cfg);
-  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
-  int data_seen = 0;
-  link.filter = [&](Dir d, ByteSpan data) {
-    auto s = inspect(data);
-    if (d != Dir::kToServer || !s || s->fragments.empty()) return false;
-    return ++data_seen == 40;
-  };
-  link.client().send(make_message(1, 1 << 20), link.clock().now());
-  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 1; }, 2s));
-  EXPECT_EQ(link.client().stats().congestion_events, 1u);
-  EXPECT_EQ(link.client().stats().spurious_losses, 0u);
-  EXPECT_EQ(link.client().stats().congestion_events_undone, 0u);
+  const ConnectionStats st = one_mib_with_one_loss(322, cfg);
+  EXPECT_EQ(st.congestion_events, 1u);
+  EXPECT_EQ(st.spurious_losses, 0u);
+  EXPECT_EQ(st.congestion_events_undone, 0u);
 }
 
 // A single loss with no queue on the path (no RTT inflation) is taken as random: the window stays.
 TEST(RudpCongestion, IsolatedLossWithoutQueueKeepsWindow) {
-  const Config cfg;
-  Link link(331, cfg, cfg);
-  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
-  int data_seen = 0;
-  link.filter = [&](Dir d, ByteSpan data) {
-    auto s = inspect(data);
-    if (d != Dir::kToServer || !s || s->fragments.empty()) return false;
-    return ++data_seen == 40;
-  };
-  link.client().send(make_message(1, 1 << 20), link.clock().now());
-  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() == 1; }, 2s));
-  EXPECT_EQ(link.client().stats().congestion_events, 0u);
-  EXPECT_EQ(link.client().stats().random_loss_events, 1u);
-  EXPECT_EQ(link.client().stats().ssthresh, 0u);  // still in slow start
+  const ConnectionStats st = one_mib_with_one_loss(331, Config{});
+  EXPECT_EQ(st.congestion_events, 0u);
+  EXPECT_EQ(st.random_loss_events, 1u);
+  EXPECT_EQ(st.ssthresh, 0u);  // still in slow start
 }
 
 // A real bottleneck (100 MB/s, 64 KiB tail-drop queue): the queue shows in the RTT, so its drops
