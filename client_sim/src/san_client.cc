@@ -44,19 +44,7 @@ SanClient::~SanClient() {
 
 proto::TransportStats SanClient::transport_stats() const {
   proto::TransportStats t = closed_transport_stats_;
-  if (transport_) {
-    auto s = transport_->stats();
-    t.messages_sent += s.messages_sent;
-    t.messages_received += s.messages_received;
-    t.datagrams_sent += s.datagrams_sent;
-    t.datagrams_received += s.datagrams_received;
-    t.retransmissions += s.retransmissions;
-    t.dropped_bad_crc += s.dropped_bad_crc;
-    t.dropped_malformed += s.dropped_malformed;
-    t.bytes_sent += s.bytes_sent;
-    t.bytes_received += s.bytes_received;
-    t.srtt_us = s.srtt_us;
-  }
+  if (transport_) proto::add_counters(t, transport_->stats());
   return t;
 }
 
@@ -75,14 +63,7 @@ void SanClient::connect(std::function<void(Errc)> done) {
 
 void SanClient::start_transport() {
   if (transport_) {
-    auto s = transport_->stats();
-    closed_transport_stats_.messages_sent += s.messages_sent;
-    closed_transport_stats_.messages_received += s.messages_received;
-    closed_transport_stats_.datagrams_sent += s.datagrams_sent;
-    closed_transport_stats_.datagrams_received += s.datagrams_received;
-    closed_transport_stats_.retransmissions += s.retransmissions;
-    closed_transport_stats_.bytes_sent += s.bytes_sent;
-    closed_transport_stats_.bytes_received += s.bytes_received;
+    proto::add_counters(closed_transport_stats_, transport_->stats());
     transport_->on_message = nullptr;
     transport_->on_closed = nullptr;
     transport_->close();

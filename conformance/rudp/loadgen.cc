@@ -1,7 +1,8 @@
 // conformance/rudp/loadgen.cc: a small load generator on SanClient for the reliable-udp figures
 // (bench/RESULTS.md): keeps --qd requests of --bs bytes in flight (random reads or sequential
 // writes) for --runtime against a server, usually through `ipsan netem`, and prints goodput,
-// latency percentiles and the rudp counters that explain them (retransmissions, srtt).
+// latency percentiles and the rudp counters that explain them (retransmissions, srtt, losses,
+// spurious losses, probe timeouts, congestion and random-loss events, cwnd).
 // Not a test; `ipsan bench` is the general tool.
 //
 //   rudp_loadgen --server 127.0.0.1:6000 --name bench --key-file bench.key
@@ -194,12 +195,19 @@ int run(const Args& a) {
   std::printf(
       "RESULT label=%s pattern=%s bs=%u qd=%u MB/s=%.1f IOPS=%.0f p50_us=%.0f p99_us=%.0f "
       "p99.9_us=%.0f max_us=%.0f ops=%zu errors=%llu retrans=%llu datagrams_sent=%llu "
-      "srtt_us=%.0f%s%s\n",
+      "srtt_us=%.0f lost=%llu spurious=%llu pto=%llu congestion=%llu random_loss=%llu "
+      "cwnd=%llu%s%s\n",
       a.label.c_str(), a.pattern.c_str(), a.bs, a.qd, mbps, lat.size() / secs, pct(lat, 50),
       pct(lat, 99), pct(lat, 99.9), pct(lat, 100), lat.size(),
       static_cast<unsigned long long>(errors),
       static_cast<unsigned long long>(ts.retransmissions - t0.retransmissions),
       static_cast<unsigned long long>(ts.datagrams_sent - t0.datagrams_sent), ts.srtt_us,
+      static_cast<unsigned long long>(ts.packets_lost - t0.packets_lost),
+      static_cast<unsigned long long>(ts.spurious_losses - t0.spurious_losses),
+      static_cast<unsigned long long>(ts.pto_fired - t0.pto_fired),
+      static_cast<unsigned long long>(ts.congestion_events - t0.congestion_events),
+      static_cast<unsigned long long>(ts.random_loss_events - t0.random_loss_events),
+      static_cast<unsigned long long>(ts.cwnd_bytes),
       first_error.empty() ? "" : " first_error=", first_error.c_str());
   c.close();
   io.poll();

@@ -83,6 +83,12 @@ TransportStats to_transport_stats(const ConnectionStats& c) {
   t.bytes_sent = c.bytes_sent;
   t.bytes_received = c.bytes_received;
   t.srtt_us = c.srtt_us;
+  t.packets_lost = c.packets_lost;
+  t.spurious_losses = c.spurious_losses;
+  t.pto_fired = c.pto_fired;
+  t.congestion_events = c.congestion_events;
+  t.random_loss_events = c.random_loss_events;
+  t.cwnd_bytes = c.cwnd;
   return t;
 }
 
@@ -593,16 +599,11 @@ class UdpServerTransport final : public ServerTransport {
     TransportStats t;
     core_->listener.for_each([&t](std::uint64_t, const Connection& c) {
       const TransportStats s = to_transport_stats(c.stats());
-      t.messages_sent += s.messages_sent;
-      t.messages_received += s.messages_received;
-      t.datagrams_sent += s.datagrams_sent;
-      t.datagrams_received += s.datagrams_received;
-      t.retransmissions += s.retransmissions;
-      t.dropped_bad_crc += s.dropped_bad_crc;
-      t.dropped_malformed += s.dropped_malformed;
-      t.bytes_sent += s.bytes_sent;
-      t.bytes_received += s.bytes_received;
-      t.srtt_us = std::max(t.srtt_us, s.srtt_us);
+      const double srtt = std::max(t.srtt_us, s.srtt_us);
+      const std::uint64_t cwnd = std::max(t.cwnd_bytes, s.cwnd_bytes);
+      add_counters(t, s);
+      t.srtt_us = srtt;  // gauges over connections: the largest
+      t.cwnd_bytes = cwnd;
     });
     const ListenerStats& l = core_->listener.stats();
     t.dropped_bad_crc += l.dropped_bad_crc;

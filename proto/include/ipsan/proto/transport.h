@@ -32,8 +32,36 @@ struct TransportStats {
   std::uint64_t dropped_malformed = 0;
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
-  double srtt_us = 0;                    // UDP only
+  double srtt_us = 0;  // UDP only
+  // Loss recovery and congestion control (UDP only; docs/RUDP.md): what explains retransmissions.
+  std::uint64_t packets_lost = 0;        // declared lost (resent)
+  std::uint64_t spurious_losses = 0;     // declared lost, then acknowledged after all
+  std::uint64_t pto_fired = 0;           // probe timeouts
+  std::uint64_t congestion_events = 0;   // window reductions
+  std::uint64_t random_loss_events = 0;  // losses taken as random (window kept)
+  std::uint64_t cwnd_bytes = 0;          // congestion window now (server: largest)
 };
+
+// Adds the counters of `s` to `t` (totals over several transports or connections); the gauges
+// (srtt_us, cwnd_bytes) take the values of `s`.
+inline void add_counters(TransportStats& t, const TransportStats& s) {
+  t.messages_sent += s.messages_sent;
+  t.messages_received += s.messages_received;
+  t.datagrams_sent += s.datagrams_sent;
+  t.datagrams_received += s.datagrams_received;
+  t.retransmissions += s.retransmissions;
+  t.dropped_bad_crc += s.dropped_bad_crc;
+  t.dropped_malformed += s.dropped_malformed;
+  t.bytes_sent += s.bytes_sent;
+  t.bytes_received += s.bytes_received;
+  t.packets_lost += s.packets_lost;
+  t.spurious_losses += s.spurious_losses;
+  t.pto_fired += s.pto_fired;
+  t.congestion_events += s.congestion_events;
+  t.random_loss_events += s.random_loss_events;
+  t.srtt_us = s.srtt_us;
+  t.cwnd_bytes = s.cwnd_bytes;
+}
 
 // Client end of a transport to one server.
 class ClientTransport {
