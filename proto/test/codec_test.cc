@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ipsan/base/rng.h"
+#include "ipsan/proto/transport.h"
 
 namespace ipsan::proto {
 namespace {
@@ -781,6 +782,38 @@ TEST_F(Codec, FuzzSeedsAreValidMessages) {
                  static_cast<std::streamsize>(bytes.size()));
     }
   }
+}
+
+// Totals over transports: counters add up; gauges follow the newest transport (add_counters) or
+// keep the largest (add_concurrent, a server's connections).
+TEST(TransportStats, CountersAddGaugesFollowOrKeepLargest) {
+  TransportStats a;
+  a.retransmissions = 3;
+  a.packets_lost = 2;
+  a.pto_fired = 1;
+  a.srtt_us = 500;
+  a.cwnd_bytes = 9000;
+  TransportStats b;
+  b.retransmissions = 4;
+  b.packets_lost = 5;
+  b.random_loss_events = 7;
+  b.dropped_bad_crc = 1;
+  b.srtt_us = 100;
+  b.cwnd_bytes = 3000;
+  TransportStats t = a;
+  add_counters(t, b);
+  EXPECT_EQ(t.retransmissions, 7u);
+  EXPECT_EQ(t.packets_lost, 7u);
+  EXPECT_EQ(t.pto_fired, 1u);
+  EXPECT_EQ(t.random_loss_events, 7u);
+  EXPECT_EQ(t.dropped_bad_crc, 1u);
+  EXPECT_EQ(t.srtt_us, 100);
+  EXPECT_EQ(t.cwnd_bytes, 3000u);
+  TransportStats c = a;
+  add_concurrent(c, b);
+  EXPECT_EQ(c.packets_lost, 7u);
+  EXPECT_EQ(c.srtt_us, 500);
+  EXPECT_EQ(c.cwnd_bytes, 9000u);
 }
 
 }  // namespace

@@ -592,16 +592,7 @@ std::string StorageServer::stats_line() const {
 proto::TransportStats StorageServer::transport_stats() const {
   proto::TransportStats t;
   for (auto& tr : transports_) {
-    auto s = tr->stats();
-    t.messages_sent += s.messages_sent;
-    t.messages_received += s.messages_received;
-    t.datagrams_sent += s.datagrams_sent;
-    t.datagrams_received += s.datagrams_received;
-    t.retransmissions += s.retransmissions;
-    t.dropped_bad_crc += s.dropped_bad_crc;
-    t.dropped_malformed += s.dropped_malformed;
-    t.bytes_sent += s.bytes_sent;
-    t.bytes_received += s.bytes_received;
+    proto::add_concurrent(t, tr->stats());
   }
   return t;
 }

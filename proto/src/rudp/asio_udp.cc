@@ -598,12 +598,7 @@ class UdpServerTransport final : public ServerTransport {
   TransportStats stats() const override {
     TransportStats t;
     core_->listener.for_each([&t](std::uint64_t, const Connection& c) {
-      const TransportStats s = to_transport_stats(c.stats());
-      const double srtt = std::max(t.srtt_us, s.srtt_us);
-      const std::uint64_t cwnd = std::max(t.cwnd_bytes, s.cwnd_bytes);
-      add_counters(t, s);
-      t.srtt_us = srtt;  // gauges over connections: the largest
-      t.cwnd_bytes = cwnd;
+      add_concurrent(t, to_transport_stats(c.stats()));
     });
     const ListenerStats& l = core_->listener.stats();
     t.dropped_bad_crc += l.dropped_bad_crc;

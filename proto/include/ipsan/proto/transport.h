@@ -10,6 +10,7 @@
 // callback runs, on that io_context's thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -61,6 +62,16 @@ inline void add_counters(TransportStats& t, const TransportStats& s) {
   t.random_loss_events += s.random_loss_events;
   t.srtt_us = s.srtt_us;
   t.cwnd_bytes = s.cwnd_bytes;
+}
+
+// As add_counters, for connections that run at the same time (a server's): the gauges keep the
+// largest value.
+inline void add_concurrent(TransportStats& t, const TransportStats& s) {
+  const double srtt = std::max(t.srtt_us, s.srtt_us);
+  const std::uint64_t cwnd = std::max(t.cwnd_bytes, s.cwnd_bytes);
+  add_counters(t, s);
+  t.srtt_us = srtt;
+  t.cwnd_bytes = cwnd;
 }
 
 // Client end of a transport to one server.
