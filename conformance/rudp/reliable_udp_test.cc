@@ -454,7 +454,7 @@ TEST(PartitionOutage, RequestsIssuedDuringTheOutageCompleteAfterIt) {
               to_micros(issued - (cs.proxy_started + part.at)) / 1000,
               to_micros(*std::min_element(b.done_at.begin(), b.done_at.end()) - up_at) / 1000,
               to_micros(worst) / 1000);
-  // Recovery is prompt: the PTO backs off to at most max_pto (50 ms on this path) during the
+  // Recovery is prompt: the PTO backs off to at most max_pto (10 ms on this path) during the
   // outage.
   EXPECT_LT(worst, 1500ms);
   std::optional<RunReport> verify;

@@ -182,8 +182,7 @@ void Connection::handle_packet(const Packet& pkt, TimePoint now) {
     // Probably our ACK was lost: acknowledge again, but do not process the frames twice.
     ++stats_.dropped_duplicate;
     if (scratch_.ack_eliciting()) {
-      ack_pending_ = true;
-      ack_immediate_ = true;
+      schedule_ack(true, /*out_of_order=*/true, /*ack_now=*/false, /*resent=*/false, now);
     }
     return;
   }
@@ -194,8 +193,11 @@ void Connection::handle_packet(const Packet& pkt, TimePoint now) {
     largest_recv_ = pn;
     largest_recv_time_ = now;
   }
-  apply_frames(scratch_, now);
-  schedule_ack(scratch_.ack_eliciting(), out_of_order, now);
+  // Content we already had means our ACKs are being lost (retransmissions get new packet
+  // numbers, so this is not a network duplicate): acknowledge at once (see schedule_ack).
+  const bool resent_content = apply_frames(scratch_, now);
+  schedule_ack(scratch_.ack_eliciting(), out_of_order, (h.flags & kFlagAckNow) != 0, resent_content,
+               now);
 }
 
 // Checks every limit before anything is applied, so a rejected packet has no effect at all
@@ -234,10 +236,16 @@ bool Connection::validate_frames(const Frames& f) const {
   return recv_reserved_ + new_bytes <= cfg_.recv_window_bytes;
 }
 
-void Connection::apply_frames(const Frames& f, TimePoint now) {
+// Returns true when the packet carried fragments and every one of them was already held: the
+// peer resent them because our acknowledgement did not arrive.
+bool Connection::apply_frames(const Frames& f, TimePoint now) {
   if (f.max_data) peer_max_data_ = std::max(peer_max_data_, *f.max_data);
   if (f.ack) on_ack(*f.ack, now);
-  for (const MessageFrame& m : f.messages) on_fragment(m);
+  bool all_duplicate = !f.messages.empty();
+  for (const MessageFrame& m : f.messages) {
+    if (!on_fragment(m)) all_duplicate = false;
+  }
+  return all_duplicate;
 }
 
 bool Connection::record_received(std::uint64_t pn) {
@@ -269,11 +277,24 @@ bool Connection::record_received(std::uint64_t pn) {
   return true;
 }
 
-void Connection::schedule_ack(bool ack_eliciting, bool out_of_order, TimePoint now) {
+// `ack_now`: the peer asked for an ACK of this packet at once (ACK_NOW flag, a PTO probe).
+// `resent`: the packet repeated what we already had, so our ACKs are being lost; like TCP's
+// quick-ACK mode, the next kQuickAcks ack-eliciting packets are then each answered at once.
+// Either way the packet is owed an ACK datagram of its own, even when several arrive in one
+// receive batch: each probe gets a separate chance through a lossy return path.
+void Connection::schedule_ack(bool ack_eliciting, bool out_of_order, bool ack_now, bool resent,
+                              TimePoint now) {
   if (!ack_eliciting) return;
   ack_pending_ = true;
   ++eliciting_since_ack_;
-  if (out_of_order || eliciting_since_ack_ >= cfg_.ack_eliciting_threshold) {
+  if (resent) quick_acks_left_ = kQuickAcks;
+  std::uint32_t owed = ack_now ? kAcksPerProbe : 0;
+  if (quick_acks_left_ > 0) {
+    --quick_acks_left_;
+    owed = std::max<std::uint32_t>(owed, 1);
+  }
+  acks_owed_ = std::min(acks_owed_ + owed, kMaxAcksOwed);
+  if (owed > 0 || out_of_order || eliciting_since_ack_ >= cfg_.ack_eliciting_threshold) {
     ack_immediate_ = true;
     ack_deadline_.reset();
   } else if (!ack_deadline_) {
@@ -281,11 +302,12 @@ void Connection::schedule_ack(bool ack_eliciting, bool out_of_order, TimePoint n
   }
 }
 
-void Connection::on_fragment(const MessageFrame& m) {
+// Returns true when the fragment brought nothing new (a duplicate).
+bool Connection::on_fragment(const MessageFrame& m) {
   const std::uint64_t id = m.message_id;
   if (id <= delivered_floor_ || delivered_above_.count(id)) {
     ++stats_.duplicate_fragments;
-    return;
+    return true;
   }
   auto [it, inserted] = reassembly_.try_emplace(id);
   InMessage& in = it->second;
@@ -317,12 +339,12 @@ void Connection::on_fragment(const MessageFrame& m) {
     const std::uint64_t fresh = (b - a) - already;
     if (fresh == 0) {
       ++stats_.duplicate_fragments;
-      return;
+      return true;
     }
     std::memcpy(in.data.data() + a, m.payload.data(), m.payload.size());
     in.received += fresh;
   }
-  if (in.received < in.data.size()) return;
+  if (in.received < in.data.size()) return false;
   ready_.push_back(std::move(in.data));
   intervals_ -= in.have.size();
   reassembly_.erase(it);
@@ -336,6 +358,7 @@ void Connection::on_fragment(const MessageFrame& m) {
   } else {
     delivered_above_.insert(id);
   }
+  return false;
 }
 
 std::optional<Bytes> Connection::poll_message() {
@@ -551,7 +574,11 @@ void Connection::detect_lost(TimePoint now, const std::vector<std::uint64_t>& ne
   }
   if (lost.empty()) return;
   on_congestion_event(lost.back().second.time_sent, now);
-  round_lost_ += lost.size();
+  // The loss-rate safety net counts loss events: a run of consecutive packet numbers lost
+  // together (one burst) counts once.
+  for (std::size_t i = 0; i < lost.size(); ++i) {
+    if (i == 0 || lost[i].first != lost[i - 1].first + 1) ++round_lost_;
+  }
   for (auto& [pn, p] : lost) {
     on_packet_lost(pn, p);
     if (!p.frags.empty() || p.has_flow) {
@@ -790,6 +817,8 @@ std::size_t Connection::poll_transmit(MutableByteSpan out, TimePoint now) {
   }
   if (state_ == State::kHandshake) return hello_pending_ ? build_hello(out, now) : 0;
   if (hello_ack_pending_) return build_hello(out, now);
+  // Every probe of a PTO goes out, as a PING when nothing is left to resend.
+  if (probes_ > 0 && !has_eliciting_work()) ping_pending_ = true;
   if (has_eliciting_work() && (probes_ > 0 || (bytes_in_flight_ < cwnd_ && pacer_allows(now)))) {
     if (const std::size_t n = build_data(out, now, true)) return n;
   }
@@ -810,9 +839,14 @@ bool Connection::write_ack(PacketWriter& w, TimePoint now) {
   const auto delay_us =
       static_cast<std::uint32_t>(std::clamp<std::int64_t>(delay.count(), 0, 0xffffffff));
   if (!w.put_ack(largest_recv_, delay_us, ranges.data(), n)) return false;
-  ack_pending_ = false;
-  ack_immediate_ = false;
   eliciting_since_ack_ = 0;
+  if (acks_owed_ > 1) {
+    --acks_owed_;  // another ACK datagram is due at once (quick-ACK mode)
+  } else {
+    acks_owed_ = 0;
+    ack_pending_ = false;
+    ack_immediate_ = false;
+  }
   ack_deadline_.reset();
   ++stats_.acks_sent;
   return true;
@@ -851,8 +885,10 @@ std::size_t Connection::build_hello(MutableByteSpan out, TimePoint now) {
 
 std::size_t Connection::build_data(MutableByteSpan out, TimePoint now, bool allow_eliciting) {
   const std::uint64_t pn = next_pn_;
-  PacketWriter w(out.first(cfg_.max_datagram),
-                 Header{kVersion, PacketType::kData, conn_id_, epoch_, pn});
+  // A PTO probe asks for an immediate ACK of its own (the probe's point is to get one).
+  const bool probe = allow_eliciting && probes_ > 0;
+  PacketWriter w(out.first(cfg_.max_datagram), Header{kVersion, PacketType::kData, conn_id_, epoch_,
+                                                      pn, probe ? kFlagAckNow : std::uint16_t{0}});
   if (ack_pending_) write_ack(w, now);
   SentPacket sp;
   bool any_retransmit = false;

@@ -20,8 +20,10 @@ Result<Packet, DropReason> parse_packet(ByteSpan d) {
   const std::uint8_t* p = d.data();
   if (p[0] != kVersion) return tl::unexpected(DropReason::kBadVersion);
   if (p[1] < 1 || p[1] > 5) return tl::unexpected(DropReason::kBadType);
-  if (load_be16(p + 2) != 0) return tl::unexpected(DropReason::kMalformed);
+  const std::uint16_t flags = load_be16(p + 2);
+  if ((flags & ~kKnownFlags) != 0) return tl::unexpected(DropReason::kMalformed);
   Packet pkt;
+  pkt.header.flags = flags;
   pkt.header.version = p[0];
   pkt.header.type = static_cast<PacketType>(p[1]);
   pkt.header.conn_id = load_be64(p + 4);
@@ -113,7 +115,7 @@ PacketWriter::PacketWriter(MutableByteSpan out, const Header& h)
     : p_(out.data()), limit_(out.size()) {
   p_[0] = h.version;
   p_[1] = static_cast<std::uint8_t>(h.type);
-  store_be16(p_ + 2, 0);
+  store_be16(p_ + 2, h.flags);
   store_be64(p_ + 4, h.conn_id);
   store_be32(p_ + 12, h.epoch);
   store_be64(p_ + 16, h.packet_number);

@@ -147,6 +147,52 @@ TEST(RudpRecovery, TailLossRecoveredByProbe) {
   EXPECT_EQ(link.client().stats().fragments_retransmitted, 1u);
 }
 
+// The return path loses the ACKs of a finished transfer and then the ACKs of the probes: 16 ACK
+// datagrams in a row, as a burst on a quiet direction does (a chain that advances per datagram
+// stays in its burst until datagrams pass). Probes carry ACK_NOW and each is answered with two
+// ACK datagrams of its own, so the burst is worked through in a few probe timeouts; one ACK per
+// probe pair and an unbounded doubling would take 14+ timeouts (about half a second).
+TEST(RudpRecovery, LostAcksOfProbesRecoveredInFewTimeouts) {
+  const Config cfg;
+  Link link(205, cfg, cfg);
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  const std::size_t size = 64 * 1024;
+  const std::size_t frags = (size + frag_size(cfg) - 1) / frag_size(cfg);
+  int acks_dropped = 0;
+  std::optional<TimePoint> all_sent;
+  std::vector<std::uint16_t> probe_flags;  // of the client's packets once a PTO fired
+  link.filter = [&](Dir d, ByteSpan data) {
+    if (!all_sent) return false;
+    if (d == Dir::kToServer) {
+      if (link.client().stats().pto_fired == 0) return false;
+      if (auto s = inspect(data); s && !s->ack_only) probe_flags.push_back(s->header.flags);
+      return false;
+    }
+    if (acks_dropped >= 16) return false;
+    ++acks_dropped;
+    return true;
+  };
+  link.tap = [&](Dir d, ByteSpan, TimePoint t) {
+    if (d == Dir::kToServer && !all_sent && link.client().stats().fragments_sent >= frags) {
+      all_sent = t;
+    }
+  };
+  link.client().send(make_message(1, size), link.clock().now());
+  ASSERT_TRUE(link.run_until([&] { return link.client().stats().messages_sent == 1; }, 5s));
+  ASSERT_TRUE(all_sent.has_value());
+  const Duration took = link.clock().now() - *all_sent;
+  ASSERT_EQ(link.server_received().size(), 1u);
+  std::printf("16 ACK datagrams lost: acknowledged %.1f ms after the last fragment, %llu PTOs\n",
+              to_micros(took) / 1000,
+              static_cast<unsigned long long>(link.client().stats().pto_fired));
+  EXPECT_EQ(acks_dropped, 16);
+  EXPECT_LE(link.client().stats().pto_fired, 6u);
+  EXPECT_LT(took, 40ms);
+  // Every packet sent after a PTO was a probe asking for an immediate ACK.
+  ASSERT_FALSE(probe_flags.empty());
+  for (std::uint16_t f : probe_flags) EXPECT_EQ(f, kFlagAckNow);
+}
+
 TEST(RudpRecovery, PtoBacksOffExponentiallyThenIdleTimeout) {
   Config cfg;
   cfg.max_pto = 10s;
@@ -475,6 +521,40 @@ Bytes hello(std::uint64_t id, const Config& cfg, TimePoint now) {
   return b;
 }
 
+// An ACK_NOW packet is owed ACK datagrams of its own, even when two arrive before the receiver
+// transmits (one receive batch): two probes get four ACK datagrams, not one.
+TEST(RudpAck, AckNowPacketsAreAnsweredSeparately) {
+  const Config cfg;
+  Listener server(7, cfg);
+  const TimePoint now{};
+  Bytes reset(64);
+  const std::uint64_t conn = 0x42;
+  ASSERT_TRUE(server.on_datagram(hello(conn, cfg, now), now, reset).conn_id.has_value());
+  Bytes buf(cfg.max_datagram);
+  while (server.poll_transmit(buf, now)) {
+  }  // HELLO_ACK
+  auto data_packet = [&](std::uint64_t pn, std::uint16_t flags) {
+    Bytes d(cfg.max_datagram);
+    PacketWriter w(d, Header{kVersion, PacketType::kData, conn, 7, pn, flags});
+    w.put_ping();
+    d.resize(w.finish());
+    return d;
+  };
+  auto count_acks = [&] {
+    int n = 0;
+    while (server.poll_transmit(buf, now)) ++n;
+    return n;
+  };
+  server.on_datagram(data_packet(2, 0), now, reset);
+  server.on_datagram(data_packet(3, 0), now, reset);
+  EXPECT_EQ(count_acks(), 1);  // two ordinary packets: one ACK
+  server.on_datagram(data_packet(4, kFlagAckNow), now, reset);
+  server.on_datagram(data_packet(5, kFlagAckNow), now, reset);
+  EXPECT_EQ(count_acks(), 4);
+  server.on_datagram(data_packet(6, 0), now, reset);
+  EXPECT_EQ(count_acks(), 0);  // in order, under the threshold: the delayed ACK waits
+}
+
 TEST(RudpListener, ConnectionLimitAndClosedIdsRefused) {
   Config cfg;
   cfg.max_connections = 3;
@@ -564,6 +644,26 @@ TEST(RudpWire, RejectsMalformed) {
   d[0] = 2;
   EXPECT_EQ(parse_packet(ByteSpan(d.data(), n)).error(), DropReason::kBadCrc);
   EXPECT_EQ(parse_packet(ByteSpan(d.data(), 27)).error(), DropReason::kTooShort);
+}
+
+// The flags field carries ACK_NOW; any other bit is malformed (reserved for later versions).
+TEST(RudpWire, HeaderFlags) {
+  Bytes d(64);
+  {
+    PacketWriter w(d, Header{kVersion, PacketType::kData, 1, 2, 3, kFlagAckNow});
+    w.put_ping();
+    const std::size_t n = w.finish();
+    auto p = parse_packet(ByteSpan(d.data(), n));
+    ASSERT_TRUE(p.has_value());
+    EXPECT_EQ(p->header.flags, kFlagAckNow);
+  }
+  for (std::uint16_t bit = 1; bit != 0; bit = static_cast<std::uint16_t>(bit << 1)) {
+    if (bit & kKnownFlags) continue;
+    PacketWriter w(d, Header{kVersion, PacketType::kData, 1, 2, 3, bit});
+    w.put_ping();
+    const std::size_t n = w.finish();
+    EXPECT_EQ(parse_packet(ByteSpan(d.data(), n)).error(), DropReason::kMalformed) << bit;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -773,7 +873,8 @@ struct RpcRun {
   }
 };
 
-RpcRun rpc_run(std::uint64_t seed, const Impairment& im, int qd, std::size_t reply, int total) {
+RpcRun rpc_run(std::uint64_t seed, const Impairment& im, int qd, std::size_t reply, int total,
+               std::size_t request = 64) {
   const Config cfg;
   Link link(seed, cfg, cfg);
   link.to_server = im;
@@ -790,7 +891,7 @@ RpcRun rpc_run(std::uint64_t seed, const Impairment& im, int qd, std::size_t rep
   auto issue = [&] {
     const TimePoint now = link.clock().now();
     issued[next_tag] = now;
-    link.client().send(make_message(next_tag, 64), now);
+    link.client().send(make_message(next_tag, request), now);
     ++next_tag;
   };
   for (int i = 0; i < qd; ++i) issue();

@@ -60,7 +60,7 @@ struct Config {
   std::uint32_t reorder_decay_rounds = 16;
   // Cap on the PTO after exponential backoff: max(max_pto, 2 x the un-backed-off PTO). A LAN
   // path needs no 1 s probes; the idle timeout, not the PTO, detects a dead peer.
-  Duration max_pto = 50ms;
+  Duration max_pto = 10ms;
   std::size_t max_ack_ranges = 32;  // ranges per ACK frame (SACK blocks)
 
   // NewReno congestion control (in datagrams of max_datagram bytes).
@@ -231,9 +231,9 @@ class Connection {
   void close_with(Errc reason);
   void handle_packet(const Packet& pkt, TimePoint now);
   bool validate_frames(const Frames& f) const;
-  void apply_frames(const Frames& f, TimePoint now);
+  bool apply_frames(const Frames& f, TimePoint now);
   void on_ack(const AckFrame& ack, TimePoint now);
-  void on_fragment(const MessageFrame& m);
+  bool on_fragment(const MessageFrame& m);
   void detect_lost(TimePoint now, const std::vector<std::uint64_t>& newly_acked,
                    std::optional<TimePoint> acked_before);
   void on_packet_lost(std::uint64_t pn, SentPacket& p);
@@ -247,7 +247,8 @@ class Connection {
   Duration pto_base() const;
   std::optional<TimePoint> pto_deadline() const;
   bool record_received(std::uint64_t pn);
-  void schedule_ack(bool ack_eliciting, bool out_of_order, TimePoint now);
+  void schedule_ack(bool ack_eliciting, bool out_of_order, bool ack_now, bool resent,
+                    TimePoint now);
   std::size_t build_hello(MutableByteSpan out, TimePoint now);
   std::size_t build_data(MutableByteSpan out, TimePoint now, bool allow_eliciting);
   bool write_ack(PacketWriter& w, TimePoint now);
@@ -318,6 +319,11 @@ class Connection {
   bool ack_pending_ = false;
   bool ack_immediate_ = false;
   std::uint32_t eliciting_since_ack_ = 0;
+  static constexpr std::uint32_t kQuickAcks = 8;     // packets ACKed one by one after a resend
+  static constexpr std::uint32_t kAcksPerProbe = 2;  // ACK datagrams sent for an ACK_NOW packet
+  static constexpr std::uint32_t kMaxAcksOwed = 4;   // ACK datagrams queued at most
+  std::uint32_t quick_acks_left_ = 0;
+  std::uint32_t acks_owed_ = 0;  // ACK datagrams still to send now (quick-ACK mode)
   std::optional<TimePoint> ack_deadline_;
   std::map<std::uint64_t, InMessage> reassembly_;
   std::uint64_t delivered_floor_ = 0;        // every id <= floor is delivered

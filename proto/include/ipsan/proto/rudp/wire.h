@@ -37,7 +37,14 @@ enum class FrameType : std::uint8_t {
   kFlow = 4,     // receiver-advertised limit: u64 max_data
 };
 
-// Fixed header. Offsets: 0 version, 1 type, 2..3 reserved (0), 4..11 conn_id, 12..15 epoch,
+// Header flags (offset 2, u16). Unknown bits make the datagram malformed.
+// ACK_NOW: the sender asks for an ACK datagram of its own for this (ack-eliciting) packet, sent
+// at once, not after the delayed-ACK threshold; set on PTO probes. Ignored on packets that are
+// not ack-eliciting.
+inline constexpr std::uint16_t kFlagAckNow = 0x0001;
+inline constexpr std::uint16_t kKnownFlags = kFlagAckNow;
+
+// Fixed header. Offsets: 0 version, 1 type, 2..3 flags, 4..11 conn_id, 12..15 epoch,
 // 16..23 packet number.
 struct Header {
   std::uint8_t version = kVersion;
@@ -45,6 +52,7 @@ struct Header {
   std::uint64_t conn_id = 0;
   std::uint32_t epoch = 0;
   std::uint64_t packet_number = 0;
+  std::uint16_t flags = 0;  // kFlag* bits
 };
 
 inline constexpr std::size_t kHeaderSize = 24;
