@@ -502,9 +502,12 @@ void Connection::on_spurious_loss(std::uint64_t, LostPacket& lp, TimePoint now) 
 // Once per round trip: the learned reordering window decays after quiet rounds.
 void Connection::end_round(bool reordering_seen) {
   if (round_sent_ > 0) {
+    // Exponential average over packets, not rounds: a round of 4 small packets with one loss
+    // moves the rate by 4 packets' weight, not by 1/8 of "25 %".
     const double frac =
         std::min(1.0, static_cast<double>(round_lost_) / static_cast<double>(round_sent_));
-    loss_rate_ += (frac - loss_rate_) / 8;
+    const double keep = std::pow(1.0 - 1.0 / kLossRatePackets, static_cast<double>(round_sent_));
+    loss_rate_ = loss_rate_ * keep + frac * (1.0 - keep);
   }
   round_sent_ = 0;
   round_lost_ = 0;
@@ -670,8 +673,11 @@ bool Connection::is_random_loss() const {
   const double min_rtt = static_cast<double>(min_rtt_.count());
   if (srtt <= 0) return false;
   if (smoothed_rtt_ < min_rtt_ + cfg_.random_loss_queue_delay) return true;
+  // This connection's share of the queue: what it has in flight (not its window: a sender
+  // limited by its application, e.g. small requests, keeps far less queued than cwnd allows).
   const double cwnd = static_cast<double>(cwnd_);
-  const double backlog = cwnd * std::max(0.0, 1.0 - min_rtt / srtt);
+  const double in_flight = std::min(cwnd, static_cast<double>(bytes_in_flight_));
+  const double backlog = in_flight * std::max(0.0, 1.0 - min_rtt / srtt);
   const double limit =
       std::max(3.0 * static_cast<double>(cfg_.max_datagram), cwnd * cfg_.random_loss_backlog);
   return backlog < limit;

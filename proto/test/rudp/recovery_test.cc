@@ -980,6 +980,42 @@ TEST(RudpLatency, RandomLossSmallRequests) {
 
 // An application-limited sender (one small message at a time) does not inflate its window: only
 // packets sent while at least half the window was in use grow it (RFC 9002 7.8).
+// A sender of a few small requests whose losses happen behind a queue of other traffic (RTT far
+// above its minimum): its own share of that queue is what it has in flight, not its window, so
+// the losses are random loss to it and its window stays (before, cwnd x (1 - min_rtt / srtt)
+// counted the whole unused window as queued and each loss cut it).
+TEST(RudpCongestion, SmallRequestsBehindOthersQueueKeepTheirWindow) {
+  const Config cfg;
+  Link link(371, cfg, cfg);
+  link.to_server.delay = 50us;
+  link.to_client.delay = 50us;
+  ASSERT_TRUE(link.run_until([&] { return established(link); }, 1s));
+  int sent = 0;
+  auto top_up = [&] {
+    while (sent < static_cast<int>(link.server_received().size()) + 4) {
+      ++sent;
+      link.client().send(make_message(static_cast<std::uint64_t>(sent), 200), link.clock().now());
+    }
+  };
+  link.app = top_up;
+  top_up();
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() >= 200; }, 5s));
+  const std::uint64_t initial = link.client().stats().cwnd;
+  // Other traffic now keeps a 1 ms queue each way, and 3 % of datagrams are lost.
+  link.to_server.delay = 1ms;
+  link.to_client.delay = 1ms;
+  link.to_server.loss = 0.03;
+  ASSERT_TRUE(link.run_until([&] { return link.server_received().size() >= 2200; }, 30s));
+  const ConnectionStats st = link.client().stats();
+  std::printf("srtt %.0f us, min rtt %.0f us: %llu random loss events, %llu congestion events\n",
+              st.srtt_us, st.min_rtt_us, static_cast<unsigned long long>(st.random_loss_events),
+              static_cast<unsigned long long>(st.congestion_events));
+  EXPECT_GT(st.srtt_us, st.min_rtt_us + 1000);
+  EXPECT_GT(st.random_loss_events, 10u);
+  EXPECT_EQ(st.congestion_events, 0u);
+  EXPECT_EQ(st.cwnd, initial);
+}
+
 TEST(RudpCongestion, ApplicationLimitedSenderKeepsItsWindow) {
   const Config cfg;
   Link link(351, cfg, cfg);

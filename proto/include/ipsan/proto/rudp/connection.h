@@ -71,13 +71,15 @@ struct Config {
   double loss_reduction_factor = 0.7;
   // Loss discrimination (after TCP Veno): a loss is congestion only when this connection keeps
   // a queue at the bottleneck, seen as RTT above the minimum. The queue is estimated as
-  // cwnd x (1 - min_rtt / srtt) and its delay as srtt - min_rtt; a loss while the queue is under
+  // min(cwnd, bytes in flight) x (1 - min_rtt / srtt) and its delay as srtt - min_rtt; a loss
+  // while the queue is under
   // max(3 datagrams, cwnd x random_loss_backlog) OR its delay under random_loss_queue_delay is
   // taken as random loss (a lossy link, corruption, an emulator's drop): the window is kept.
   // The absolute delay floor matters on loopback and fast LANs, where scheduling noise alone
-  // puts srtt several times above a microsecond min_rtt. Safety net: when more than
-  // random_loss_max_rate of the packets of recent round trips were lost, every loss counts as
-  // congestion again (a shallow queue that drops without a visible RTT rise).
+  // puts srtt several times above a microsecond min_rtt. Safety net: when loss events (a run
+  // of consecutive packets lost together counts once) exceed random_loss_max_rate of the
+  // packets sent recently (~256), every loss counts as congestion again (a shallow queue that
+  // drops without a visible RTT rise).
   // random_loss_backlog = 0 switches discrimination off (plain NewReno).
   double random_loss_backlog = 0.25;
   Duration random_loss_queue_delay = 250us;
@@ -128,7 +130,7 @@ struct ConnectionStats {
   std::uint64_t cwnd = 0;
   std::uint64_t ssthresh = 0;
   double reorder_window_us = 0;  // extra time-threshold window learned from spurious losses
-  double loss_rate = 0;          // smoothed fraction of packets lost per round trip
+  double loss_rate = 0;          // loss events per packet, averaged over ~256 packets
   std::uint64_t bytes_in_flight = 0;
   std::uint64_t recv_buffered = 0;      // receive-buffer bytes now
   std::uint64_t recv_buffered_max = 0;  // high-water mark
@@ -306,7 +308,8 @@ class Connection {
   bool reorder_in_round_ = false;
   std::uint64_t round_sent_ = 0;  // ack-eliciting packets sent in the current round
   std::uint64_t round_lost_ = 0;  // packets declared lost in the current round
-  double loss_rate_ = 0;          // EWMA (1/8) of round_lost_ / round_sent_
+  static constexpr double kLossRatePackets = 256;  // averaging window of loss_rate_
+  double loss_rate_ = 0;  // loss events per packet sent, exponential average over packets
   double pacer_tokens_;
   TimePoint pacer_last_;
   std::optional<TimePoint> pacer_wait_until_;
