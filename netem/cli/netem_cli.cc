@@ -33,6 +33,7 @@ struct Args {
   std::string capture;
   std::string duration;
   bool list_profiles = false;
+  int socket_buffer = 0;
   std::map<std::string, std::string> both;
   std::map<std::string, std::string> up;
   std::map<std::string, std::string> down;
@@ -125,6 +126,7 @@ void run(const Args& a) {
     opt.seed = random_u64();
   }
   opt.capture_path = a.capture;
+  opt.socket_buffer_bytes = a.socket_buffer;
 
   boost::asio::io_context io;
   auto proxy = UdpProxy::create(io, opt);
@@ -148,6 +150,8 @@ void run(const Args& a) {
   (*proxy)->stop();
   print_counters("up", (*proxy)->up_counters());
   print_counters("down", (*proxy)->down_counters());
+  // Not impairments: datagrams the kernel dropped because the proxy fell behind.
+  std::cout << "proxy: socket_drops=" << (*proxy)->socket_drops() << "\n";
   std::cout.flush();
 }
 
@@ -164,6 +168,10 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--capture", args->capture,
                   "FILE.pcap: delivered traffic; also FILE.in.pcap and FILE.fates.csv");
   cmd->add_option("--duration", args->duration, "stop after this long (e.g. 10s)");
+  cmd->add_option("--socket-buffer", args->socket_buffer,
+                  "SO_RCVBUF/SO_SNDBUF bytes of the proxy's sockets (default: kernel default); "
+                  "kernel drops are printed as socket_drops on exit")
+      ->check(CLI::Range(0, 1 << 30));
   cmd->add_flag("--list-profiles", args->list_profiles, "print the named profiles and exit");
   static const std::map<std::string_view, std::string_view> kHelp = {
       {"loss", "random loss probability, e.g. 1%"},

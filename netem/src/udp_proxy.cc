@@ -3,6 +3,9 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <linux/sock_diag.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <charconv>
 #include <map>
@@ -30,6 +33,29 @@ NetAddr to_net_addr(const udp::endpoint& ep) {
     a.port = ep.port();
   }
   return a;
+}
+
+void set_buffers(udp::socket& s, int bytes) {
+  if (bytes <= 0) return;
+  const int fd = s.native_handle();
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  }
+}
+
+// Datagrams the kernel dropped on this socket (SK_MEMINFO_DROPS; 0 if unavailable).
+std::uint64_t kernel_drops(udp::socket& s) {
+  if (!s.is_open()) return 0;
+  std::uint32_t info[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof info;
+  if (getsockopt(s.native_handle(), SOL_SOCKET, SO_MEMINFO, info, &len) != 0 ||
+      len < sizeof(std::uint32_t) * (SK_MEMINFO_DROPS + 1)) {
+    return 0;
+  }
+  return info[SK_MEMINFO_DROPS];
 }
 
 }  // namespace
@@ -98,6 +124,7 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
   std::uint64_t next_session_id = 1;
   std::unique_ptr<Capture> capture;
   NetAddr forward_addr;
+  std::uint64_t closed_socket_drops = 0;
   bool stopped = false;
 
   Result<void, Error> start() {
@@ -105,6 +132,7 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
     listen.open(options.listen.protocol(), ec);
     if (!ec) listen.bind(options.listen, ec);
     if (!ec) listen.non_blocking(true, ec);
+    if (!ec) set_buffers(listen, options.socket_buffer_bytes);
     if (ec) {
       return fail(Errc::kIoError, str_cat("cannot listen on ", options.listen, ": ", ec.message()));
     }
@@ -134,8 +162,15 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
     return {};
   }
 
+  std::uint64_t socket_drops() {
+    std::uint64_t n = closed_socket_drops + kernel_drops(listen);
+    for (auto& [id, s] : by_id) n += kernel_drops(s->upstream);
+    return n;
+  }
+
   void stop() {
     if (stopped) return;
+    closed_socket_drops = socket_drops();
     stopped = true;
     boost::system::error_code ec;
     listen.close(ec);
@@ -179,6 +214,7 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
     s->upstream.open(options.forward.protocol(), ec);
     if (!ec) s->upstream.connect(options.forward, ec);
     if (!ec) s->upstream.non_blocking(true, ec);
+    if (!ec) set_buffers(s->upstream, options.socket_buffer_bytes);
     if (ec) {
       IPSAN_LOG(LogLevel::kWarn, "netem", "cannot open upstream socket to ", options.forward, ": ",
                 ec.message());
@@ -246,6 +282,7 @@ struct UdpProxy::Impl : std::enable_shared_from_this<UdpProxy::Impl> {
       for (auto it = self->by_id.begin(); it != self->by_id.end();) {
         if (it->second->last_active < cutoff) {
           boost::system::error_code ignored;
+          self->closed_socket_drops += kernel_drops(it->second->upstream);
           it->second->upstream.close(ignored);
           self->by_client.erase(it->second->client);
           it = self->by_id.erase(it);
@@ -283,5 +320,6 @@ void UdpProxy::stop() { impl_->stop(); }
 Counters UdpProxy::up_counters() const { return impl_->up.counters(); }
 Counters UdpProxy::down_counters() const { return impl_->down.counters(); }
 std::size_t UdpProxy::clients() const { return impl_->by_id.size(); }
+std::uint64_t UdpProxy::socket_drops() const { return impl_->socket_drops(); }
 
 }  // namespace ipsan::netem

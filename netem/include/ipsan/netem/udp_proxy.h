@@ -36,6 +36,12 @@ struct UdpProxyOptions {
   std::string capture_path;  // empty = no capture (see pcap.h for the files)
   Duration idle_timeout = std::chrono::seconds(60);
   std::size_t max_clients = 1024;
+  // SO_RCVBUF / SO_SNDBUF of every proxy socket; 0 keeps the kernel default (~208 KiB). Datagrams
+  // the kernel drops because the proxy fell behind are not impairments the user asked for: they
+  // are counted (socket_drops()). A larger buffer avoids them but turns a CPU-bound proxy into a
+  // deep queue (tens of ms of standing delay on loopback), which is a different path again.
+  // FORCE variants when permitted, otherwise capped at rmem_max / wmem_max.
+  int socket_buffer_bytes = 0;
 };
 
 // "127.0.0.1:5000", "[::1]:5000" or "localhost:5000" (numeric addresses only, besides localhost).
@@ -57,6 +63,9 @@ class UdpProxy {
   Counters up_counters() const;
   Counters down_counters() const;
   std::size_t clients() const;
+  // Datagrams the kernel dropped on the proxy's own sockets (receive queue full: the proxy fell
+  // behind), from SO_MEMINFO; sockets closed since count too. Not part of up/down counters.
+  std::uint64_t socket_drops() const;
 
   struct Impl;
 
