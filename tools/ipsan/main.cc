@@ -3,8 +3,8 @@
 #include <cstdio>
 
 #include "client_cli.h"
-#include "ipsan/base/log.h"
 #include "disk_cli.h"
+#include "ipsan/base/log.h"
 #include "server_cli.h"
 #ifdef HAVE_IPSAN_NETEM_CLI
 #include "netem_cli.h"
@@ -24,6 +24,10 @@
 #ifdef HAVE_IPSAN_ISCSI_CLI
 #include "iscsi_cli.h"
 #endif
+
+namespace {
+constexpr int kExitUsage = 2;  // bad arguments, as every subcommand's own checks return
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"ipsan: block storage over IP (ONC-RPC over reliable UDP or TCP)", "ipsan"};
@@ -61,7 +65,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Help and --version exit 0; a subcommand's own failure (CLI::RuntimeError) keeps its code
+    // (1 run-time, 2 usage, ...); every other parse error (unknown flag, missing or invalid
+    // value) is a usage error: 2, as the subcommands' own argument checks return.
+    const int code = app.exit(e);
+    if (code == 0 || dynamic_cast<const CLI::RuntimeError*>(&e) != nullptr) return code;
+    return kExitUsage;
   }
   return 0;
 }

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Exit codes of the ipsan program for usage errors: CLI11's own parse errors (unknown flag, bad
+# or out-of-range value, missing subcommand) and the subcommands' argument checks both give 2;
+# help and --version give 0. Usage: cli_usage_test.sh IPSAN
+set -u
+IPSAN=$1
+fail=0
+expect() {  # expected-code, args...
+  want=$1
+  shift
+  "$IPSAN" "$@" > /dev/null 2>&1
+  got=$?
+  if [ "$got" -ne "$want" ]; then
+    echo "FAIL: ipsan $* exited $got, expected $want"
+    fail=1
+  else
+    echo "ok: ipsan $* -> $got"
+  fi
+}
+expect 0 --help
+expect 0 --version
+expect 0 netem --help
+expect 2
+expect 2 no-such-subcommand
+expect 2 netem --no-such-flag
+expect 2 netem --listen 127.0.0.1:0 --forward 127.0.0.1:1 --socket-buffer -5
+expect 2 netem --listen 127.0.0.1:0 --forward 127.0.0.1:1 --socket-buffer lots
+expect 2 netem --listen 127.0.0.1:0 --forward 127.0.0.1:1 --loss abc
+expect 2 netem --listen 127.0.0.1:0
+expect 2 server --port notaport
+exit $fail
