@@ -47,9 +47,12 @@ struct Args {
   std::string background_rate = "0";
 };
 
-[[noreturn]] void die(const std::string& msg) {
+constexpr int kExitRuntime = 1;  // could not log in, attach or listen
+constexpr int kExitUsage = 2;    // bad arguments
+
+[[noreturn]] void die(const std::string& msg, int code = kExitUsage) {
   std::fprintf(stderr, "ipsan iscsi-portal: %s\n", msg.c_str());
-  throw CLI::RuntimeError(1);
+  throw CLI::RuntimeError(code);
 }
 
 // "[T:]L=DEVICE" -> mapping on server "server".
@@ -120,13 +123,13 @@ void run(const Args& a) {
     po.down = *cfg;
     po.seed = a.netem_seed;
     auto p = netem::UdpProxy::create(client_io, po);
-    if (!p) die(p.error().message);
+    if (!p) die(p.error().message, kExitRuntime);
     proxy = std::move(*p);
     to.host = "127.0.0.1";
     to.port = proxy->local_endpoint().port();
   }
   auto factory = client::make_transport_factory(client_io, to);
-  if (!factory) die(factory.error().message);
+  if (!factory) die(factory.error().message, kExitRuntime);
   auto san = std::make_unique<client::SanClient>(client_io, std::move(*factory), co);
   Errc login = Errc::kTimeout;
   bool connected = false;
@@ -139,7 +142,8 @@ void run(const Args& a) {
   client_io.restart();
   if (!connected || login != Errc::kOk) {
     die("cannot log in to " + a.server + ": " +
-        std::string(to_string(connected ? login : Errc::kTimeout)));
+            std::string(to_string(connected ? login : Errc::kTimeout)),
+        kExitRuntime);
   }
   auto work = asio::make_work_guard(client_io);
   std::thread client_thread([&] { client_io.run(); });
@@ -189,7 +193,7 @@ void run(const Args& a) {
           std::chrono::duration_cast<std::chrono::milliseconds>(co.request_timeout).count()));
       e != Errc::kOk) {
     finish_client();
-    die("cannot attach the LUNs: " + std::string(to_string(e)));
+    die("cannot attach the LUNs: " + std::string(to_string(e)), kExitRuntime);
   }
   std::vector<PortalTarget> targets;
   for (const auto& [id, unused] : target_ids) {
@@ -205,7 +209,7 @@ void run(const Args& a) {
   Portal portal(io, bus, targets, po);
   if (auto r = portal.start(); !r) {
     finish_client();
-    die(r.error().message);
+    die(r.error().message, kExitRuntime);
   }
   std::printf("ipsan iscsi-portal: listening on %s:%u", lp->host.c_str(), portal.port());
   for (const auto& tg : targets) std::printf(" %s", tg.name.c_str());

@@ -28,4 +28,6 @@ expect 2 netem --listen 127.0.0.1:0 --forward 127.0.0.1:1 --socket-buffer lots
 expect 2 netem --listen 127.0.0.1:0 --forward 127.0.0.1:1 --loss abc
 expect 2 netem --listen 127.0.0.1:0
 expect 2 server --port notaport
+expect 2 iscsi-portal --lun x=y --key 00
+expect 2 iscsi-portal --transport carrier-pigeon --key 00
 exit $fail
