@@ -44,6 +44,14 @@ class EchoServer {
   std::size_t echoed_ = 0;
 };
 
+// Options of a proxy on 127.0.0.1 (any port) in front of `server`.
+UdpProxyOptions proxy_to(const EchoServer& server) {
+  UdpProxyOptions opt;
+  opt.listen = kLoopback0;
+  opt.forward = server.endpoint();
+  return opt;
+}
+
 // A client socket collecting replies.
 class Client {
  public:
@@ -88,9 +96,7 @@ Bytes message(std::uint32_t client, std::uint32_t seq, std::size_t size = 64) {
 TEST(UdpProxy, ForwardsBothWaysWithLoss) {
   asio::io_context io;
   EchoServer server(io);
-  UdpProxyOptions opt;
-  opt.listen = kLoopback0;
-  opt.forward = server.endpoint();
+  UdpProxyOptions opt = proxy_to(server);
   opt.up.loss = 0.2;
   opt.down.loss = 0.1;
   opt.seed = 2024;
@@ -142,9 +148,7 @@ TEST(UdpProxy, ForwardsBothWaysWithLoss) {
 TEST(UdpProxy, CountsItsOwnSocketDrops) {
   asio::io_context io;
   EchoServer server(io);
-  UdpProxyOptions opt;
-  opt.listen = kLoopback0;
-  opt.forward = server.endpoint();
+  UdpProxyOptions opt = proxy_to(server);
   opt.socket_buffer_bytes = 16384;
   auto proxy = UdpProxy::create(io, opt);
   ASSERT_TRUE(proxy) << proxy.error().message;
@@ -163,9 +167,7 @@ TEST(UdpProxy, CountsItsOwnSocketDrops) {
 TEST(UdpProxy, ManyClientsGetTheirOwnReplies) {
   asio::io_context io;
   EchoServer server(io);
-  UdpProxyOptions opt;
-  opt.listen = kLoopback0;
-  opt.forward = server.endpoint();
+  UdpProxyOptions opt = proxy_to(server);
   opt.seed = 1;
   auto proxy = UdpProxy::create(io, opt);
   ASSERT_TRUE(proxy) << proxy.error().message;
@@ -196,9 +198,7 @@ TEST(UdpProxy, ManyClientsGetTheirOwnReplies) {
 TEST(UdpProxy, DelaysEachDirection) {
   asio::io_context io;
   EchoServer server(io);
-  UdpProxyOptions opt;
-  opt.listen = kLoopback0;
-  opt.forward = server.endpoint();
+  UdpProxyOptions opt = proxy_to(server);
   opt.up.delay = milliseconds(15);
   opt.down.delay = milliseconds(25);
   auto proxy = UdpProxy::create(io, opt);
@@ -219,9 +219,7 @@ TEST(UdpProxy, CapturesRealAddresses) {
   EchoServer server(io);
   Client client(io);
   {
-    UdpProxyOptions opt;
-    opt.listen = kLoopback0;
-    opt.forward = server.endpoint();
+    UdpProxyOptions opt = proxy_to(server);
     opt.capture_path = path;
     auto proxy = UdpProxy::create(io, opt);
     ASSERT_TRUE(proxy) << proxy.error().message;
