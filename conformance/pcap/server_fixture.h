@@ -6,16 +6,10 @@
 
 #include <utility>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
-#include <boost/asio/post.hpp>
 #include <chrono>
-#include <future>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "ipsan/backends/spec.h"
@@ -24,6 +18,7 @@
 #include "ipsan/proto/rudp/udp_transport.h"
 #include "ipsan/proto/tcp_transport.h"
 #include "ipsan/server/server.h"
+#include "ipsan/testing/server_thread.h"
 
 namespace ipsan::replay::testing {
 
@@ -60,114 +55,75 @@ class ServerFixture {
   };
   // `capture`: non-empty = record the server's UDP datagrams (needs UdpOptions::tap) and TCP
   // connections there.
-  explicit ServerFixture(const std::vector<Device>& devices, const std::string& capture = "")
-      : work_(boost::asio::make_work_guard(io_)) {
-    thread_ = std::thread([this] { io_.run(); });
-    run_on_io([&] {
-      server::KeyRing keys;
-      (void)keys.add("alice", fixture_key());
-      std::vector<server::Export> exports;
-      for (const Device& d : devices) {
-        auto b = backends::open_backend(d.spec);
-        if (!b) {
-          error_ = b.error().message;
-          return;
-        }
-        server::Export e;
-        e.device_id = d.id;
-        e.name = "disk" + std::to_string(d.id);
-        e.backend = std::move(*b);
-        exports.push_back(std::move(e));
+  explicit ServerFixture(const std::vector<Device>& devices, const std::string& capture = "") {
+    ipsan::testing::ServerThreadOptions o;
+    o.server.boot_epoch = 7;
+    o.clients = {{"alice", fixture_key()}};
+    if (!capture.empty()) {
+      auto w = netem::PcapWriter::open(capture);
+      if (!w) {
+        error_ = w.error().message;
+        return;
       }
-      server::ServerOptions so;
-      so.boot_epoch = 7;
-      server_ =
-          std::make_unique<server::StorageServer>(io_, so, std::move(keys), std::move(exports));
-      auto lo = boost::asio::ip::make_address("127.0.0.1");
-      proto::rudp::UdpOptions uo;
-      proto::TcpConfig tc;
-      if (!capture.empty()) {
-        auto w = netem::PcapWriter::open(capture);
-        if (!w) {
-          error_ = w.error().message;
-          return;
-        }
-        writer_ = std::move(*w);
-        recorder_ = std::make_unique<netem::TcpStreamRecorder>(*writer_);
-        netem::PcapWriter* writer = writer_.get();
+      writer_ = std::move(*w);
+      recorder_ = std::make_unique<netem::TcpStreamRecorder>(*writer_);
+      netem::PcapWriter* writer = writer_.get();
 #ifdef IPSAN_HAVE_UDP_TAP
-        uo.tap = [writer](bool outbound, const boost::asio::ip::udp::endpoint& local,
-                          const boost::asio::ip::udp::endpoint& remote, ByteSpan datagram) {
-          const auto l = to_net_addr(local), r = to_net_addr(remote);
-          writer->write(capture_now(), outbound ? l : r, outbound ? r : l, datagram);
-        };
+      o.udp_options.tap = [writer](bool outbound, const boost::asio::ip::udp::endpoint& local,
+                                   const boost::asio::ip::udp::endpoint& remote,
+                                   ByteSpan datagram) {
+        const auto l = to_net_addr(local), r = to_net_addr(remote);
+        writer->write(capture_now(), outbound ? l : r, outbound ? r : l, datagram);
+      };
 #else
-        (void)writer;
-        error_ = "this build has no UdpOptions::tap";
+      (void)writer;
+      error_ = "this build has no UdpOptions::tap";
+      return;
 #endif
-        tc.tap = [rec = recorder_.get()](const proto::TcpTapEvent& e) {
-          using Kind = proto::TcpTapEvent::Kind;
-          switch (e.kind) {
-            case Kind::kOpened:
-              rec->open(e.connection, capture_now(), to_net_addr(e.remote), to_net_addr(e.local));
-              break;
-            case Kind::kReceived: rec->data(e.connection, capture_now(), true, e.data); break;
-            case Kind::kSent: rec->data(e.connection, capture_now(), false, e.data); break;
-            case Kind::kClosed: rec->close(e.connection, capture_now(), e.by_peer); break;
+      o.tcp_config.tap = [rec = recorder_.get()](const proto::TcpTapEvent& e) {
+        using Kind = proto::TcpTapEvent::Kind;
+        switch (e.kind) {
+          case Kind::kOpened:
+            rec->open(e.connection, capture_now(), to_net_addr(e.remote), to_net_addr(e.local));
+            break;
+          case Kind::kReceived: rec->data(e.connection, capture_now(), true, e.data); break;
+          case Kind::kSent: rec->data(e.connection, capture_now(), false, e.data); break;
+          case Kind::kClosed: rec->close(e.connection, capture_now(), e.by_peer); break;
+        }
+      };
+    }
+    server_ = std::make_unique<ipsan::testing::ServerThread>(
+        std::move(o), [&devices](std::vector<server::Export>& exports) {
+          for (const Device& d : devices) {
+            auto b = backends::open_backend(d.spec);
+            if (!b) return b.error().message;
+            server::Export e;
+            e.device_id = d.id;
+            e.name = "disk" + std::to_string(d.id);
+            e.backend = std::move(*b);
+            exports.push_back(std::move(e));
           }
-        };
-      }
-      auto u = proto::rudp::make_udp_server(io_, boost::asio::ip::udp::endpoint(lo, 0),
-                                            server_->boot_epoch(), proto::rudp::Config{}, uo);
-      udp_port_ = u->local_port();
-      server_->attach(std::move(u));
-      auto t = proto::make_tcp_server(io_, boost::asio::ip::tcp::endpoint(lo, 0), tc);
-      tcp_port_ = t->local_port();
-      server_->attach(std::move(t));
-      server_->start();
-    });
+          return std::string();
+        });
+    if (error_.empty()) error_ = server_->error();
   }
   ~ServerFixture() { shutdown(); }
 
+  // Stops the server, then closes the capture (nothing taps it any more).
   void shutdown() {
-    if (!thread_.joinable()) return;
-    if (server_) {
-      std::promise<void> stopped;
-      boost::asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-      stopped.get_future().wait_for(std::chrono::seconds(30));
-    }
-    run_on_io([&] {
-      server_.reset();
-      if (writer_) writer_->close();
-    });
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-
-  template <class F>
-  void run_on_io(F&& f) {
-    std::promise<void> done;
-    boost::asio::post(io_, [&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
+    if (server_) server_->shutdown();
+    if (writer_) writer_->close();
   }
 
   const std::string& error() const { return error_; }
-  std::uint16_t udp_port() const { return udp_port_; }
-  std::uint16_t tcp_port() const { return tcp_port_; }
+  std::uint16_t udp_port() const { return server_ ? server_->udp_port() : 0; }
+  std::uint16_t tcp_port() const { return server_ ? server_->tcp_port() : 0; }
 
  private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
-  std::unique_ptr<server::StorageServer> server_;
   std::unique_ptr<netem::PcapWriter> writer_;
   std::unique_ptr<netem::TcpStreamRecorder> recorder_;
+  std::unique_ptr<ipsan::testing::ServerThread> server_;  // stopped before the writer closes
   std::string error_;
-  std::uint16_t udp_port_ = 0, tcp_port_ = 0;
 };
 
 }  // namespace ipsan::replay::testing

@@ -3,8 +3,9 @@
 // ClientTransport that records WRITE calls and can inject late duplicates of them, and small
 // helpers (event-driven waits with deadlines, a per-test temp dir for pcap captures).
 //
-// Threading: ServerThread owns its io thread; every other piece runs on the test's thread, which
-// runs the client's io_context (the SanClient, its transport and the netem proxy).
+// Threading: ServerThread (ipsan/testing/server_thread.h) owns its io thread; every other piece
+// runs on the test's thread, which runs the client's io_context (the SanClient, its transport and
+// the netem proxy).
 #pragma once
 
 #include <utility>  // before Asio
@@ -28,6 +29,7 @@
 #include "ipsan/client/san_client.h"
 #include "ipsan/proto/rudp/udp_transport.h"
 #include "ipsan/server/server.h"
+#include "ipsan/testing/server_thread.h"
 
 namespace ipsan::conformance {
 
@@ -39,79 +41,35 @@ inline Key256 conf_key() {
 inline constexpr const char* kClientName = "conf";
 
 // A StorageServer exporting one RamBackend as device 0 over reliable UDP on `bind` (port 0 by
-// default), running on its own thread.
-class ServerThread {
+// default), running on its own thread; client kClientName with conf_key().
+class ServerThread : public testing::ServerThread {
  public:
   ServerThread(std::uint64_t device_bytes, std::uint32_t block_size,
                boost::asio::ip::udp::endpoint bind = {boost::asio::ip::make_address("127.0.0.1"),
                                                       0})
-      : work_(boost::asio::make_work_guard(io_)) {
-    backends::RamOptions ro;
-    ro.block_size = block_size;
-    disk_ = *backends::RamBackend::create(device_bytes, ro);
-    thread_ = std::thread([this] { io_.run(); });
-    run_on_io([&] {
-      server::KeyRing keys;
-      (void)keys.add(kClientName, conf_key());
-      server::Export e;
-      e.device_id = 0;
-      e.name = "ram0";
-      e.backend = disk_;
-      std::vector<server::Export> exports;
-      exports.push_back(std::move(e));
-      server_ = std::make_unique<server::StorageServer>(io_, server::ServerOptions{},
-                                                        std::move(keys), std::move(exports));
-      auto t =
-          proto::rudp::make_udp_server(io_, bind, server_->boot_epoch(), proto::rudp::Config{});
-      port_ = t->local_port();
-      server_->attach(std::move(t));
-      server_->start();
-    });
-  }
-  ~ServerThread() { shutdown(); }
-  ServerThread(const ServerThread&) = delete;
-  ServerThread& operator=(const ServerThread&) = delete;
-
-  void shutdown() {
-    if (!thread_.joinable()) return;
-    std::promise<void> stopped;
-    boost::asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-    stopped.get_future().wait_for(std::chrono::seconds(20));
-    run_on_io([&] { server_.reset(); });
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-
-  template <class F>
-  void run_on_io(F&& f) {
-    std::promise<void> done;
-    boost::asio::post(io_, [&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-  server::ServerStats stats() {
-    server::ServerStats s;
-    run_on_io([&] { s = server_->stats(); });
-    return s;
-  }
-  proto::TransportStats transport_stats() {
-    proto::TransportStats s;
-    run_on_io([&] { s = server_->transport_stats(); });
-    return s;
-  }
-  std::uint16_t port() const { return port_; }
-  std::uint32_t epoch() const { return server_ ? server_->boot_epoch() : 0; }
+      : testing::ServerThread(options(bind),
+                              [device_bytes, block_size](std::vector<server::Export>& exports) {
+                                backends::RamOptions ro;
+                                ro.block_size = block_size;
+                                auto disk = backends::RamBackend::create(device_bytes, ro);
+                                if (!disk) return disk.error().message;
+                                server::Export e;
+                                e.device_id = 0;
+                                e.name = "ram0";
+                                e.backend = *disk;
+                                exports.push_back(std::move(e));
+                                return std::string();
+                              }) {}
+  std::uint16_t port() const { return udp_port(); }
 
  private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
-  std::shared_ptr<backends::RamBackend> disk_;
-  std::unique_ptr<server::StorageServer> server_;
-  std::uint16_t port_ = 0;
+  static testing::ServerThreadOptions options(const boost::asio::ip::udp::endpoint& bind) {
+    testing::ServerThreadOptions o;
+    o.clients = {{kClientName, conf_key()}};
+    o.udp_bind = bind;
+    o.tcp = false;
+    return o;
+  }
 };
 
 // Wraps a real ClientTransport. Remembers the wire bytes of every WRITE call it sends, by the

@@ -1,23 +1,19 @@
-// test_server.h: runs a StorageServer (UDP + TCP on 127.0.0.1, port 0) on its own io thread for
-// integration tests, and helpers to run a SanClient on the test's thread.
+// test_server.h: a StorageServer (UDP + TCP on 127.0.0.1, port 0) on its own io thread for
+// integration tests (ipsan/testing/server_thread.h), and helpers to run a SanClient on the test's
+// thread.
 #pragma once
 
 #include <utility>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ip/udp.hpp>
-#include <boost/asio/post.hpp>
-#include <future>
-#include <memory>
-#include <thread>
+#include <chrono>
+#include <string>
+#include <vector>
 
 #include "ipsan/backends/ram.h"
 #include "ipsan/client/connect.h"
 #include "ipsan/client/san_client.h"
-#include "ipsan/proto/rudp/udp_transport.h"
-#include "ipsan/proto/tcp_transport.h"
-#include "ipsan/server/server.h"
+#include "ipsan/testing/server_thread.h"
 
 namespace ipsan::testing {
 
@@ -27,80 +23,34 @@ inline Key256 test_key(std::string_view pass = "integration-secret") {
   return k;
 }
 
-class TestServer {
+// Exports `backends` as device ids 0..n-1 over reliable UDP and TCP on 127.0.0.1; clients
+// "alice" (test_key()) and "bob" (test_key("bobs-key")).
+class TestServer : public ServerThread {
  public:
-  // Exports `backends` as device ids 0..n-1; client "alice" with test_key().
   explicit TestServer(std::vector<backends::BackendPtr> backends, std::uint32_t epoch = 0,
                       std::uint16_t udp_port = 0, std::uint16_t tcp_port = 0)
-      : work_(boost::asio::make_work_guard(io_)) {
-    thread_ = std::thread([this] { io_.run(); });
-    run_on_io([&] {
-      server::KeyRing keys;
-      (void)keys.add("alice", test_key());
-      (void)keys.add("bob", test_key("bobs-key"));
-      std::vector<server::Export> exports;
-      for (std::size_t i = 0; i < backends.size(); ++i) {
-        server::Export e;
-        e.device_id = static_cast<std::uint32_t>(i);
-        e.name = "disk" + std::to_string(i);
-        e.backend = backends[i];
-        exports.push_back(std::move(e));
-      }
-      server::ServerOptions so;
-      so.boot_epoch = epoch;
-      server_ = std::make_unique<server::StorageServer>(io_, so, std::move(keys), std::move(exports));
-      auto lo = boost::asio::ip::make_address("127.0.0.1");
-      auto u = proto::rudp::make_udp_server(io_, boost::asio::ip::udp::endpoint(lo, udp_port),
-                                            server_->boot_epoch(), proto::rudp::Config{});
-      udp_port_ = u->local_port();
-      server_->attach(std::move(u));
-      auto t = proto::make_tcp_server(io_, boost::asio::ip::tcp::endpoint(lo, tcp_port));
-      tcp_port_ = t->local_port();
-      server_->attach(std::move(t));
-      server_->start();
-    });
-  }
-  ~TestServer() { shutdown(); }
-
-  void shutdown() {
-    if (!thread_.joinable()) return;
-    std::promise<void> stopped;
-    boost::asio::post(io_, [&] { server_->stop([&] { stopped.set_value(); }); });
-    stopped.get_future().wait_for(std::chrono::seconds(30));
-    run_on_io([&] { server_.reset(); });
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-
-  template <class F>
-  void run_on_io(F&& f) {
-    std::promise<void> done;
-    boost::asio::post(io_, [&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-
-  server::ServerStats stats() {
-    server::ServerStats s;
-    run_on_io([&] { s = server_->stats(); });
-    return s;
-  }
-
-  std::uint16_t udp_port() const { return udp_port_; }
-  std::uint16_t tcp_port() const { return tcp_port_; }
-  std::uint16_t port(proto::TransportKind k) const {
-    return k == proto::TransportKind::kUdp ? udp_port_ : tcp_port_;
-  }
+      : ServerThread(options(epoch, udp_port, tcp_port),
+                     [&backends](std::vector<server::Export>& exports) {
+                       for (std::size_t i = 0; i < backends.size(); ++i) {
+                         server::Export e;
+                         e.device_id = static_cast<std::uint32_t>(i);
+                         e.name = "disk" + std::to_string(i);
+                         e.backend = backends[i];
+                         exports.push_back(std::move(e));
+                       }
+                       return std::string();
+                     }) {}
 
  private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
-  std::unique_ptr<server::StorageServer> server_;
-  std::uint16_t udp_port_ = 0, tcp_port_ = 0;
+  static ServerThreadOptions options(std::uint32_t epoch, std::uint16_t udp_port,
+                                     std::uint16_t tcp_port) {
+    ServerThreadOptions o;
+    o.server.boot_epoch = epoch;
+    o.clients = {{"alice", test_key()}, {"bob", test_key("bobs-key")}};
+    o.udp_bind.port(udp_port);
+    o.tcp_bind.port(tcp_port);
+    return o;
+  }
 };
 
 inline client::TransportFactory factory(boost::asio::io_context& io, proto::TransportKind kind,
