@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "connect_flags.h"
 #include "ipsan/base/crypto.h"
 #include "ipsan/base/log.h"
 #include "ipsan/base/units.h"
@@ -23,15 +24,8 @@ namespace {
 
 namespace asio = boost::asio;
 
-struct Common {
-  std::string server = "127.0.0.1:5260";
-  std::string transport = "udp";
-  std::string name = "default";
-  std::string key;
-  std::string key_file;
-  std::string timeout = "30s";
+struct Common : ConnectArgs {
   std::uint32_t device = 0;
-  std::uint32_t slots = 64;
 };
 
 [[noreturn]] void die(const std::string& msg, int code = 1) {
@@ -45,24 +39,11 @@ struct Session {
   std::unique_ptr<SanClient> client;
 
   explicit Session(const Common& c) {
-    TransportOptions to;
-    if (!parse_transport_kind(c.transport, to.kind)) die("--transport must be udp or tcp");
-    auto hp = parse_host_port(c.server, "127.0.0.1", 5260);
-    if (!hp) die(hp.error().message);
-    to.host = hp->host;
-    to.port = hp->port;
-    auto factory = make_transport_factory(io, to);
+    auto settings = resolve_connect_args(c);
+    if (!settings) die(settings.error().message, 2);
+    auto factory = make_transport_factory(io, settings->transport);
     if (!factory) die(factory.error().message);
-    ClientOptions co;
-    co.client_name = c.name;
-    auto key = load_client_key(c.key, c.key_file);
-    if (!key) die(key.error().message);
-    co.key = *key;
-    auto t = parse_duration(c.timeout);
-    if (!t) die(t.error().message);
-    co.request_timeout = *t;
-    co.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
-    co.max_slots = c.slots;
+    const ClientOptions& co = settings->client;
     client = std::make_unique<SanClient>(io, std::move(*factory), co);
     Errc result = Errc::kTimeout;
     bool done = false;
@@ -142,20 +123,12 @@ std::string caps_string(std::uint32_t c) {
 }  // namespace
 
 void add_cli(CLI::App& app) {
-  auto* cmd = app.add_subcommand("client", "Talk to an ipsan server: identify, read, write, verify, ...");
+  auto* cmd =
+      app.add_subcommand("client", "Talk to an ipsan server: identify, read, write, verify, ...");
   cmd->require_subcommand(1);
   auto common = std::make_shared<Common>();
-  cmd->add_option("-s,--server", common->server, "Server address HOST:PORT")->capture_default_str();
-  cmd->add_option("-t,--transport", common->transport, "udp (reliable UDP) or tcp")
-      ->check(CLI::IsMember({"udp", "tcp"}))
-      ->capture_default_str();
-  cmd->add_option("-n,--name", common->name, "Client name the server knows the key for")
-      ->capture_default_str();
-  cmd->add_option("-k,--key", common->key, "Client key: 64 hex digits or a passphrase (or IPSAN_KEY)");
-  cmd->add_option("--key-file", common->key_file, "File whose first line is the key");
-  cmd->add_option("--timeout", common->timeout, "Request timeout, e.g. 30s")->capture_default_str();
+  add_connect_flags(cmd, *common);
   cmd->add_option("-d,--device", common->device, "Device id on the server")->capture_default_str();
-  cmd->add_option("--slots", common->slots, "Maximum requests in flight")->capture_default_str();
 
   auto* ident = cmd->add_subcommand("identify", "Show the device's identity and capabilities");
   ident->callback([common] {
@@ -163,8 +136,8 @@ void add_cli(CLI::App& app) {
     auto id = s.identify(common->device);
     std::printf("device %u: vendor=%s product=%s revision=%s serial=%s\n", common->device,
                 id.vendor.c_str(), id.product.c_str(), id.revision.c_str(), id.serial.c_str());
-    std::printf("  uuid=%s block_size=%u blocks=%llu (%s)\n", to_hex(id.uuid).c_str(), id.block_size,
-                static_cast<unsigned long long>(id.block_count),
+    std::printf("  uuid=%s block_size=%u blocks=%llu (%s)\n", to_hex(id.uuid).c_str(),
+                id.block_size, static_cast<unsigned long long>(id.block_count),
                 format_bytes(id.block_count * id.block_size).c_str());
     std::printf("  capabilities=%s max_transfer=%u blocks optimal=%u blocks\n",
                 caps_string(id.capabilities).c_str(), id.max_transfer_blocks,
@@ -207,7 +180,8 @@ void add_cli(CLI::App& app) {
       req.blocks = n;
       auto r = s.call(std::move(req));
       check(r.status, "read");
-      if (std::fwrite(r.data.data(), 1, r.data.size(), out) != r.data.size()) die("write to output failed");
+      if (std::fwrite(r.data.data(), 1, r.data.size(), out) != r.data.size())
+        die("write to output failed");
       done += n;
     }
     if (out != stdout) std::fclose(out);
@@ -288,12 +262,14 @@ void add_cli(CLI::App& app) {
   auto va = std::make_shared<VerifyArgs>();
   auto* ver = cmd->add_subcommand(
       "verify", "Write a seeded pattern over a range, read it back, compare, report MB/s");
-  ver->add_option("--bytes", va->bytes, "Range to verify, e.g. 256M (or 'all')")->capture_default_str();
+  ver->add_option("--bytes", va->bytes, "Range to verify, e.g. 256M (or 'all')")
+      ->capture_default_str();
   ver->add_option("--io-size", va->io_size, "Bytes per request")->capture_default_str();
   ver->add_option("--qd", va->qd, "Requests in flight")->capture_default_str();
   ver->add_option("--seed", va->seed, "Pattern seed")->capture_default_str();
   ver->add_option("--lba", va->lba, "First block")->capture_default_str();
-  ver->add_flag("--read-only", va->read_only, "Only read and check (data written earlier with this seed)");
+  ver->add_flag("--read-only", va->read_only,
+                "Only read and check (data written earlier with this seed)");
   ver->add_flag("--write-only", va->write_only, "Only write the pattern");
   ver->callback([common, va] {
     Session s(*common);
@@ -309,14 +285,19 @@ void add_cli(CLI::App& app) {
     } else {
       auto b = parse_size(va->bytes);
       if (!b) die(b.error().message);
-      if (*b % id.block_size) die("--bytes must be a multiple of the block size " + std::to_string(id.block_size));
+      if (*b % id.block_size)
+        die("--bytes must be a multiple of the block size " + std::to_string(id.block_size));
       vo.blocks = *b / id.block_size;
-      if (vo.blocks > avail) die("--bytes reaches past the end of the device (" + format_bytes(avail * id.block_size) + " available)");
+      if (vo.blocks > avail)
+        die("--bytes reaches past the end of the device (" + format_bytes(avail * id.block_size) +
+            " available)");
     }
     auto io = parse_size(va->io_size);
     if (!io) die(io.error().message);
-    if (*io == 0 || *io % id.block_size) die("--io-size must be a non-zero multiple of the block size");
-    vo.io_blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(*io / id.block_size, id.max_transfer_blocks));
+    if (*io == 0 || *io % id.block_size)
+      die("--io-size must be a non-zero multiple of the block size");
+    vo.io_blocks = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(*io / id.block_size, id.max_transfer_blocks));
     vo.queue_depth = std::max<std::uint32_t>(1, va->qd);
     vo.seed = va->seed;
     vo.write = !va->read_only;
@@ -329,11 +310,12 @@ void add_cli(CLI::App& app) {
     s.io.run();
     s.io.restart();
     if (!result) die("verify did not finish");
-    std::printf("ipsan client verify: %s over %s, device %u, %s at lba %llu, io %s, qd %u, seed %llu\n",
-                common->server.c_str(), common->transport.c_str(), common->device,
-                format_bytes(vo.blocks * vo.block_size).c_str(),
-                static_cast<unsigned long long>(vo.lba), format_bytes(std::uint64_t{vo.io_blocks} * vo.block_size).c_str(),
-                vo.queue_depth, static_cast<unsigned long long>(vo.seed));
+    std::printf(
+        "ipsan client verify: %s over %s, device %u, %s at lba %llu, io %s, qd %u, seed %llu\n",
+        common->server.c_str(), common->transport.c_str(), common->device,
+        format_bytes(vo.blocks * vo.block_size).c_str(), static_cast<unsigned long long>(vo.lba),
+        format_bytes(std::uint64_t{vo.io_blocks} * vo.block_size).c_str(), vo.queue_depth,
+        static_cast<unsigned long long>(vo.seed));
     std::printf("  %s\n", result->summary().c_str());
     auto ts = s.client->transport_stats();
     auto& cs = s.client->stats();

@@ -5,6 +5,9 @@
 
 #include "ipsan/proto/rudp/udp_transport.h"
 
+#include "ipsan/base/units.h"
+
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -28,10 +31,36 @@ Result<Key256, Error> load_client_key(const std::string& key, const std::string&
 }
 
 bool parse_transport_kind(std::string_view text, proto::TransportKind& out) {
-  if (text == "udp") out = proto::TransportKind::kUdp;
-  else if (text == "tcp") out = proto::TransportKind::kTcp;
-  else return false;
+  if (text == "udp")
+    out = proto::TransportKind::kUdp;
+  else if (text == "tcp")
+    out = proto::TransportKind::kTcp;
+  else
+    return false;
   return true;
+}
+
+Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a) {
+  ConnectSettings s;
+  if (!parse_transport_kind(a.transport, s.transport.kind)) {
+    return fail("--transport must be udp or tcp, not '" + a.transport + "'");
+  }
+  auto hp = parse_host_port(a.server, "127.0.0.1", 5260);
+  if (!hp) return fail("--server: " + hp.error().message);
+  s.transport.host = hp->host;
+  s.transport.port = hp->port;
+  auto key = load_client_key(a.key, a.key_file);
+  if (!key) return make_unexpected(key.error());
+  auto t = parse_duration(a.timeout);
+  if (!t) return fail("--timeout: " + t.error().message);
+  if (*t <= Duration::zero()) return fail("--timeout must be positive");
+  if (a.slots == 0) return fail("--slots must be at least 1");
+  s.client.client_name = a.name;
+  s.client.key = *key;
+  s.client.request_timeout = *t;
+  s.client.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
+  s.client.max_slots = a.slots;
+  return s;
 }
 
 Result<TransportFactory, Error> make_transport_factory(asio::io_context& io,

@@ -15,6 +15,7 @@
 #include <memory>
 #include <thread>
 
+#include "connect_flags.h"
 #include "ipsan/base/crypto.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
@@ -30,14 +31,7 @@ namespace {
 
 namespace asio = boost::asio;
 
-struct Args {
-  std::string server = "127.0.0.1:5260";
-  std::string transport = "udp";
-  std::string name = "default";
-  std::string key;
-  std::string key_file;
-  std::string timeout = "30s";
-  std::uint32_t slots = 64;
+struct Args : client::ConnectArgs {
   std::string listen = "127.0.0.1:3260";
   std::string port_file;
   std::vector<std::string> luns;
@@ -83,24 +77,12 @@ client::scsi::LunMapping parse_lun(const std::string& text) {
 }
 
 void run(const Args& a) {
-  client::TransportOptions to;
-  if (!client::parse_transport_kind(a.transport, to.kind)) die("--transport must be udp or tcp");
-  auto hp = parse_host_port(a.server, "127.0.0.1", 5260);
-  if (!hp) die(hp.error().message);
-  to.host = hp->host;
-  to.port = hp->port;
+  auto settings = client::resolve_connect_args(a);
+  if (!settings) die(settings.error().message);
+  client::TransportOptions to = settings->transport;
+  const client::ClientOptions co = settings->client;
   auto lp = parse_host_port(a.listen, "127.0.0.1", 3260);
-  if (!lp) die(lp.error().message);
-  client::ClientOptions co;
-  co.client_name = a.name;
-  auto key = client::load_client_key(a.key, a.key_file);
-  if (!key) die(key.error().message);
-  co.key = *key;
-  auto t = parse_duration(a.timeout);
-  if (!t) die(t.error().message);
-  co.request_timeout = *t;
-  co.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
-  co.max_slots = a.slots;
+  if (!lp) die("--listen: " + lp.error().message);
   std::vector<client::scsi::LunMapping> maps;
   for (const auto& l : a.luns) maps.push_back(parse_lun(l));
   if (maps.empty()) maps.push_back(parse_lun("0=0"));
@@ -238,16 +220,7 @@ void add_cli(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "iscsi-portal",
       "Serve ipsan devices to iSCSI initiators (iSCSI target -> SCSI driver -> ipsan server)");
-  cmd->add_option("-s,--server", a->server, "ipsan server HOST:PORT")->capture_default_str();
-  cmd->add_option("-t,--transport", a->transport, "udp (reliable UDP) or tcp")
-      ->check(CLI::IsMember({"udp", "tcp"}))
-      ->capture_default_str();
-  cmd->add_option("-n,--name", a->name, "Client name the server knows the key for")
-      ->capture_default_str();
-  cmd->add_option("-k,--key", a->key, "Client key: 64 hex digits or a passphrase (or IPSAN_KEY)");
-  cmd->add_option("--key-file", a->key_file, "File whose first line is the key");
-  cmd->add_option("--timeout", a->timeout, "Request timeout, e.g. 30s")->capture_default_str();
-  cmd->add_option("--slots", a->slots, "Maximum requests in flight")->capture_default_str();
+  client::add_connect_flags(cmd, *a);
   cmd->add_option("-l,--listen", a->listen, "iSCSI portal address HOST:PORT (port 0: any)")
       ->capture_default_str();
   cmd->add_option("--port-file", a->port_file, "Write the portal's TCP port to this file");

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 
+#include "connect_flags.h"
 #include "ipsan/base/crypto.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
@@ -24,19 +25,13 @@
 namespace ipsan::replay {
 namespace {
 
-struct Args {
+struct Args : client::ConnectArgs {
   std::vector<std::string> traces;
-  std::string server = "127.0.0.1:5260";
-  std::string transport = "udp";
-  std::string name = "default";
-  std::string key;
-  std::string key_file;
   std::string map;
   std::string netem;
   std::uint64_t netem_seed = 1;
   std::string netem_capture;
   std::string record;
-  std::string timeout = "30s";
   bool verbose = false;
   // captures
   std::string pcap;
@@ -59,19 +54,16 @@ struct ImportArgs {
 }
 
 RemoteOptions remote_options(const Args& a) {
+  auto settings = client::resolve_connect_args(a);
+  if (!settings) die(settings.error().message);
   RemoteOptions o;
-  if (!client::parse_transport_kind(a.transport, o.kind)) die("--transport must be udp or tcp");
-  auto hp = parse_host_port(a.server, "127.0.0.1", 5260);
-  if (!hp) die(hp.error().message);
-  o.host = hp->host;
-  o.port = hp->port;
-  o.client_name = a.name;
-  auto key = client::load_client_key(a.key, a.key_file);
-  if (!key) die(key.error().message);
-  o.key = *key;
-  auto t = parse_duration(a.timeout);
-  if (!t) die(t.error().message);
-  o.request_timeout = *t;
+  o.kind = settings->transport.kind;
+  o.host = settings->transport.host;
+  o.port = settings->transport.port;
+  o.client_name = settings->client.client_name;
+  o.key = settings->client.key;
+  o.request_timeout = settings->client.request_timeout;
+  o.max_slots = settings->client.max_slots;
   o.netem_profile = a.netem;
   o.netem_seed = a.netem_seed;
   o.netem_capture = a.netem_capture;
@@ -213,13 +205,7 @@ void add_cli(CLI::App& app) {
       "Replay SCSI traces, ipsan captures (--pcap) or iSCSI captures (--pcap --iscsi) against a "
       "server and compare every answer");
   cmd->add_option("traces", a->traces, "SCSI trace files (docs/TRACES.md)");
-  cmd->add_option("-s,--server", a->server, "Server HOST:PORT")->capture_default_str();
-  cmd->add_option("-t,--transport", a->transport, "udp or tcp")
-      ->check(CLI::IsMember({"udp", "tcp"}))
-      ->capture_default_str();
-  cmd->add_option("-n,--name", a->name, "Client name")->capture_default_str();
-  cmd->add_option("--key", a->key, "Client key (64 hex digits or a passphrase)");
-  cmd->add_option("--key-file", a->key_file, "File whose first line is the key");
+  client::add_connect_flags(cmd, *a);
   cmd->add_option("--map", a->map,
                   "LUN=DEVICE_ID,... (traces default: " + std::string(kReferenceMap) +
                       "; --pcap: captured device id -> device id)");
@@ -227,7 +213,6 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--netem-seed", a->netem_seed, "Seed of the netem proxy")->capture_default_str();
   cmd->add_option("--netem-capture", a->netem_capture, "Capture the proxied traffic (FILE.pcap)");
   cmd->add_option("--record", a->record, "Write the observed outcomes as a new trace");
-  cmd->add_option("--timeout", a->timeout, "Per-command timeout")->capture_default_str();
   cmd->add_flag("-v,--verbose", a->verbose, "Print every command, not only differences");
   cmd->add_option("--pcap", a->pcap, "Replay a capture (pcap or pcapng) instead of traces");
   cmd->add_flag("--iscsi", a->iscsi,

@@ -4,6 +4,7 @@
 # help and --version give 0. Usage: cli_usage_test.sh IPSAN
 set -u
 IPSAN=$1
+TRACES=$(cd "$(dirname "$0")/../../conformance/traces" && pwd)
 fail=0
 expect() {  # expected-code, args...
   want=$1
@@ -30,4 +31,10 @@ expect 2 netem --listen 127.0.0.1:0
 expect 2 server --port notaport
 expect 2 iscsi-portal --lun x=y --key 00
 expect 2 iscsi-portal --transport carrier-pigeon --key 00
+# The connection flags shared by client, iscsi-portal and replay (resolve_connect_args).
+expect 2 client -k secret --timeout 0s identify
+expect 2 client -k secret --server 127.0.0.1:99999 identify
+expect 2 client --key-file /nonexistent/key identify
+expect 2 iscsi-portal -k secret --slots 0
+expect 2 replay -k secret --timeout soon "$TRACES/basics.trace"
 exit $fail
