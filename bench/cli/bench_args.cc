@@ -1,8 +1,7 @@
 // `ipsan bench` options and their validation (see bench_args.h).
 #include "bench_args.h"
 
-#include <cstdlib>
-#include <fstream>
+#include "connect_flags.h"
 
 #include "ipsan/base/units.h"
 #include "ipsan/proto/codec.h"
@@ -11,12 +10,7 @@
 namespace ipsan::bench {
 
 void add_bench_options(CLI::App& cmd, BenchArgs& a) {
-  cmd.add_option("-s,--server", a.server, "Server address HOST:PORT")->capture_default_str();
-  cmd.add_option("-t,--transport", a.transport, "udp (reliable UDP) or tcp")->capture_default_str();
-  cmd.add_option("-n,--name", a.name, "Client name the server knows the key for")
-      ->capture_default_str();
-  cmd.add_option("-k,--key", a.key, "Client key: 64 hex digits or a passphrase (or IPSAN_KEY)");
-  cmd.add_option("--key-file", a.key_file, "File whose first line is the key");
+  client::add_connect_flags(&cmd, a, /*slots=*/false);  // --qd is the queue depth
   cmd.add_option("-d,--device", a.device, "Device id on the server")->capture_default_str();
   cmd.add_option("--rw", a.rw, "read, write, rw, randread, randwrite or randrw")
       ->capture_default_str();
@@ -30,7 +24,6 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   cmd.add_option("--offset", a.offset, "Start of the region on the device")->capture_default_str();
   cmd.add_option("--size", a.size, "Length of the region (default: to the end of the device)");
   cmd.add_option("--seed", a.seed, "Seed of the offsets and data")->capture_default_str();
-  cmd.add_option("--timeout", a.timeout, "Request timeout")->capture_default_str();
   cmd.add_option("--server-pid", a.server_pid, "Server process id: report its CPU time per I/O");
   cmd.add_flag(
       "--server-embedded", a.server_embedded,
@@ -56,27 +49,16 @@ Result<std::uint64_t, Error> size_option(const char* name, const std::string& te
 
 Result<LoadOptions, Error> make_load_options(const BenchArgs& a, bool key_optional) {
   LoadOptions o;
-  if (!client::parse_transport_kind(a.transport, o.transport.kind))
-    return fail("--transport must be udp or tcp, not '" + a.transport + "'");
-  auto hp = parse_host_port(a.server, "127.0.0.1", 5260);
-  if (!hp) return fail("--server: " + hp.error().message);
-  o.transport.host = hp->host;
-  o.transport.port = hp->port;
-  if (!proto::valid_client_name(a.name)) return fail("--name must be 1..64 printable characters");
-  o.client_name = a.name;
-  std::string key_text = a.key;
-  if (!a.key_file.empty()) {
-    std::ifstream f(a.key_file);
-    if (!f || !std::getline(f, key_text)) return fail("cannot read key file " + a.key_file);
+  auto connect = client::resolve_connect_args(a, /*key_required=*/!key_optional);
+  if (!connect) {
+    const std::string& why = connect.error().message;
+    if (why.rfind("no key", 0) == 0) return fail(why + " (or use --server-embedded)");
+    return make_unexpected(connect.error());
   }
-  if (key_text.empty()) {
-    if (const char* env = std::getenv("IPSAN_KEY")) key_text = env;
-  }
-  if (!key_text.empty()) {
-    if (!parse_key(key_text, o.key)) return fail("bad key");
-  } else if (!key_optional) {
-    return fail("no key: pass --key, --key-file or set IPSAN_KEY (or use --server-embedded)");
-  }
+  o.transport = connect->transport;
+  o.client_name = connect->client.client_name;
+  o.key = connect->client.key;
+  o.request_timeout = connect->client.request_timeout;
   o.device_id = a.device;
   if (!parse_pattern(a.rw, o.pattern))
     return fail("--rw must be read, write, rw, randread, randwrite or randrw, not '" + a.rw + "'");
@@ -117,10 +99,6 @@ Result<LoadOptions, Error> make_load_options(const BenchArgs& a, bool key_option
     o.size_bytes = *s;
   }
   o.seed = a.seed;
-  auto t = parse_duration(a.timeout);
-  if (!t) return fail("--timeout: " + t.error().message);
-  if (t->count() <= 0) return fail("--timeout must be positive");
-  o.request_timeout = *t;
   if (a.datagram != 0) {
     if (a.datagram < proto::rudp::kMinDatagram || a.datagram > proto::rudp::kMaxDatagram)
       return fail("--datagram must be " + std::to_string(proto::rudp::kMinDatagram) + ".." +

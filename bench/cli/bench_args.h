@@ -9,15 +9,12 @@
 
 #include "ipsan/base/result.h"
 #include "ipsan/bench/loadgen.h"
+#include "ipsan/client/connect.h"
 
 namespace ipsan::bench {
 
-struct BenchArgs {
-  std::string server = "127.0.0.1:5260";
-  std::string transport = "udp";
-  std::string name = "default";
-  std::string key;
-  std::string key_file;
+// The connection flags (-s, -t, -n, -k, --key-file, --timeout) are client::ConnectArgs'.
+struct BenchArgs : client::ConnectArgs {
   std::uint32_t device = 0;
   std::string rw = "randread";
   std::uint32_t mix = 70;
@@ -29,7 +26,6 @@ struct BenchArgs {
   std::string offset = "0";
   std::string size;
   std::uint64_t seed = 1;
-  std::string timeout = "30s";
   int server_pid = 0;
   bool server_embedded = false;
   std::string embedded_size = "1G";

@@ -1,6 +1,6 @@
 // connect_flags.h: the command-line flags that say how to reach a server, shared by
-// `ipsan client`, `ipsan iscsi-portal` and `ipsan replay` (client::ConnectArgs; resolve them with
-// client::resolve_connect_args).
+// `ipsan client`, `ipsan iscsi-portal`, `ipsan replay` and `ipsan bench` (client::ConnectArgs;
+// resolve_connect_args checks every value, so a bad one exits 2 with the flag named).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -9,18 +9,20 @@
 
 namespace ipsan::client {
 
-// Adds -s/--server, -t/--transport, -n/--name, -k/--key, --key-file, --timeout and --slots.
-inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a) {
+// Adds -s/--server, -t/--transport, -n/--name, -k/--key, --key-file, --timeout and (unless
+// `slots` is false: a command with its own queue depth) --slots.
+inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) {
   cmd->add_option("-s,--server", a.server, "ipsan server HOST:PORT")->capture_default_str();
   cmd->add_option("-t,--transport", a.transport, "udp (reliable UDP) or tcp")
-      ->check(CLI::IsMember({"udp", "tcp"}))
       ->capture_default_str();
   cmd->add_option("-n,--name", a.name, "Client name the server knows the key for")
       ->capture_default_str();
   cmd->add_option("-k,--key", a.key, "Client key: 64 hex digits or a passphrase (or IPSAN_KEY)");
   cmd->add_option("--key-file", a.key_file, "File whose first line is the key");
   cmd->add_option("--timeout", a.timeout, "Request timeout, e.g. 30s")->capture_default_str();
-  cmd->add_option("--slots", a.slots, "Maximum requests in flight")->capture_default_str();
+  if (slots) {
+    cmd->add_option("--slots", a.slots, "Maximum requests in flight")->capture_default_str();
+  }
 }
 
 }  // namespace ipsan::client

@@ -3,6 +3,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 
+#include "ipsan/proto/login.h"
 #include "ipsan/proto/rudp/udp_transport.h"
 
 #include "ipsan/base/units.h"
@@ -40,7 +41,7 @@ bool parse_transport_kind(std::string_view text, proto::TransportKind& out) {
   return true;
 }
 
-Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a) {
+Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool key_required) {
   ConnectSettings s;
   if (!parse_transport_kind(a.transport, s.transport.kind)) {
     return fail("--transport must be udp or tcp, not '" + a.transport + "'");
@@ -49,14 +50,18 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a) {
   if (!hp) return fail("--server: " + hp.error().message);
   s.transport.host = hp->host;
   s.transport.port = hp->port;
-  auto key = load_client_key(a.key, a.key_file);
-  if (!key) return make_unexpected(key.error());
+  if (!proto::valid_client_name(a.name)) return fail("--name must be 1..64 printable characters");
+  const bool any_key = !a.key.empty() || !a.key_file.empty() || std::getenv("IPSAN_KEY") != nullptr;
+  if (any_key || key_required) {
+    auto key = load_client_key(a.key, a.key_file);
+    if (!key) return make_unexpected(key.error());
+    s.client.key = *key;
+  }
   auto t = parse_duration(a.timeout);
   if (!t) return fail("--timeout: " + t.error().message);
   if (*t <= Duration::zero()) return fail("--timeout must be positive");
   if (a.slots == 0) return fail("--slots must be at least 1");
   s.client.client_name = a.name;
-  s.client.key = *key;
   s.client.request_timeout = *t;
   s.client.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
   s.client.max_slots = a.slots;

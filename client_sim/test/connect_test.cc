@@ -90,8 +90,25 @@ TEST(ConnectArgs, BadArgumentsNameTheFlag) {
   a.slots = 0;
   EXPECT_NE(error_of(a).find("--slots"), std::string::npos) << error_of(a);
   a = {};
+  a.name = "";
+  EXPECT_NE(error_of(a).find("--name"), std::string::npos) << error_of(a);
+  a = {};
   a.key_file = "/nonexistent/ipsan.key";
   EXPECT_NE(error_of(a).find("key file"), std::string::npos) << error_of(a);
+}
+
+// A caller with a key of its own (bench's embedded server) may go without one.
+TEST(ConnectArgs, KeyOptionalOnlyWhenAsked) {
+  ::unsetenv("IPSAN_KEY");
+  ConnectArgs a;
+  auto required = resolve_connect_args(a);
+  ASSERT_FALSE(required);
+  EXPECT_NE(required.error().message.find("no key"), std::string::npos);
+  auto optional = resolve_connect_args(a, /*key_required=*/false);
+  ASSERT_TRUE(optional) << optional.error().message;
+  EXPECT_EQ(optional->client.key, Key256{});
+  a.key_file = "/nonexistent/ipsan.key";  // given but unreadable: still an error
+  EXPECT_FALSE(resolve_connect_args(a, /*key_required=*/false));
 }
 
 }  // namespace

@@ -32,9 +32,9 @@ Result<Key256, Error> load_client_key(const std::string& key, const std::string&
 // "udp" / "tcp" -> kind; false otherwise.
 bool parse_transport_kind(std::string_view text, proto::TransportKind& out);
 
-// How to reach a server, as the command lines of `ipsan client`, `ipsan iscsi-portal` and
-// `ipsan replay` give it (client_sim/cli/connect_flags.h adds the flags): -s HOST:PORT,
-// -t udp|tcp, -n NAME, -k KEY / --key-file F / IPSAN_KEY, --timeout, --slots.
+// How to reach a server, as the command lines of `ipsan client`, `ipsan iscsi-portal`,
+// `ipsan replay` and `ipsan bench` give it (client_sim/cli/connect_flags.h adds the flags):
+// -s HOST:PORT, -t udp|tcp, -n NAME, -k KEY / --key-file F / IPSAN_KEY, --timeout, --slots.
 struct ConnectArgs {
   std::string server = "127.0.0.1:5260";
   std::string transport = "udp";
@@ -49,7 +49,9 @@ struct ConnectSettings {
   ClientOptions client;  // login timeout: the request timeout, at most 10 s
 };
 // Checks and resolves the arguments (port 5260 when HOST has none); the error says which
-// argument is wrong and why.
-Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& args);
+// argument is wrong and why. With `key_required` false, no key at all (no --key, --key-file or
+// IPSAN_KEY) leaves ClientOptions::key zero instead of failing (a caller that supplies its own).
+Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& args,
+                                                    bool key_required = true);
 
 }  // namespace ipsan::client
