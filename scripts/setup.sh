@@ -7,6 +7,13 @@ PKGS=(
   libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   tcpdump tshark iproute2 nftables procps
   tgt libiscsi-bin
+  # VM tests (test/vm): QEMU guest with real SG_IO / ATA devices; installed here, never by a test
+  qemu-system-x86 busybox-static cpio kmod
+  # NBD export, NAS, metrics, Ceph RBD, storage manager: libraries and the peers/clients tests drive
+  libgnutls28-dev gnutls-bin libnbd-bin libnbd-dev python3-libnbd nbdkit qemu-utils fio iperf3
+  libext2fs-dev e2fsprogs libnfs-dev libnfs-utils nfs-ganesha nfs-ganesha-vfs
+  librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common
+  libsqlite3-dev sqlite3 liburing-dev prometheus
 )
 PKGS+=("$@")
 missing=()
