@@ -2,12 +2,12 @@
 JOBS ?= $(shell nproc)
 CMAKE_PRESET_FLAGS = -G Ninja -DIPSAN_STRICT=ON
 
-.PHONY: demo test setup build-release build-debug build-asan build-fuzz test-debug test-asan fuzz clean
+.PHONY: demo test test-summary setup build-release build-debug build-asan build-fuzz test-debug test-asan fuzz clean
 
 demo: setup build-release
 	scripts/demo.sh build/release 256M
 
-test: setup build-debug test-debug build-asan test-asan
+test: setup build-debug test-debug build-asan test-asan test-summary
 
 setup:
 	scripts/setup.sh
@@ -30,12 +30,16 @@ build-fuzz:
 
 # Every test of the debug build: unit, integration, conformance, fuzz (corpus replay) and vm.
 test-debug:
-	cd build/debug && ctest --output-on-failure -j 2 --timeout 900
+	cd build/debug && ctest --output-on-failure -j 2 --timeout 900 --output-junit junit.xml
 
 # The sanitizer build runs the unit and integration tests.
 test-asan:
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j 2 -L 'unit|integration' --timeout 900
+	  ctest --output-on-failure -j 2 -L 'unit|integration' --timeout 900 --output-junit junit.xml
+
+# Every test that did not pass, from both runs; fails under CI=true if any test was skipped.
+test-summary:
+	scripts/test-summary.sh build/debug/junit.xml build/asan/junit.xml
 
 # Short libFuzzer runs of every target (clang), seeded with the committed corpora.
 fuzz: setup build-fuzz

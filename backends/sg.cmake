@@ -18,6 +18,7 @@ add_executable(backends_hw_device_test test/hw_device_test.cc)
 target_link_libraries(backends_hw_device_test PRIVATE ipsan_backends_cli ipsan_backends ipsan_sgutils
   nlohmann_json::nlohmann_json GTest::gtest
   GTest::gtest_main ipsan_warnings)
+target_include_directories(backends_hw_device_test PRIVATE ${PROJECT_SOURCE_DIR}/test/support/include)
 
 add_library(ipsan_backends_cli STATIC cli/backends_cli.cc)
 target_include_directories(ipsan_backends_cli PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/..)

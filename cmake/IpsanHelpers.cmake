@@ -61,6 +61,8 @@ function(ipsan_test)
     set_property(GLOBAL APPEND PROPERTY IPSAN_TESTS_${_l} ${A_NAME})
   endforeach()
   target_link_libraries(${A_NAME} PRIVATE ${A_LIBS} GTest::gtest GTest::gtest_main ipsan_warnings)
+  # ipsan/testing/skip.h (IPSAN_SKIP_OR_FAIL: a skip is a failure under CI=true) for every test.
+  target_include_directories(${A_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/test/support/include)
   gtest_discover_tests(${A_NAME} DISCOVERY_MODE PRE_TEST
     PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT})
 endfunction()

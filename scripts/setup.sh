@@ -16,16 +16,32 @@ PKGS=(
   libsqlite3-dev sqlite3 liburing-dev prometheus
 )
 PKGS+=("$@")
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+updated=0
+apt_update() { [ $updated -eq 1 ] || { $SUDO apt-get update -qq; updated=1; }; }
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt_update
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "setup: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# The VM tests (test/vm) boot Debian's own kernel in QEMU: its package is downloaded here, once,
+# and only unpacked by the tests (never installed on the host, never fetched by a test).
+KDIR=${IPSAN_VM_KERNEL_DEBS:-/var/cache/ipsan/vm-kernel}
+if ! ls "$KDIR"/linux-image-*.deb >/dev/null 2>&1; then
+  kpkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+  pkg=$(kpkg)
+  [ -n "$pkg" ] || { apt_update; pkg=$(kpkg); }
+  [ -n "$pkg" ] || { echo "setup: cannot resolve linux-image-amd64" >&2; exit 1; }
+  echo "setup: fetching guest kernel package $pkg into $KDIR"
+  $SUDO mkdir -p "$KDIR"
+  (cd "$KDIR" && $SUDO apt-get download -q "$pkg" >/dev/null 2>&1) \
+    || { echo "setup: apt-get download $pkg failed" >&2; exit 1; }
+fi

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ipsan/testing/skip.h"
 #include "backends/cli/backends_cli.h"
 #include "ipsan/backends/ata.h"
 #include "ipsan/backends/probe.h"
@@ -71,7 +72,7 @@ class ScsiDevice : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = env("SG_SCSI");
-    if (path_ == nullptr) GTEST_SKIP() << "SG_SCSI not set (no SCSI device on this host)";
+    if (path_ == nullptr) IPSAN_SKIP_OR_FAIL() << "SG_SCSI not set (no SCSI device on this host)";
     auto b = SgBackend::open(path_);
     ASSERT_TRUE(b) << b.error().message;
     b_ = *b;
@@ -191,7 +192,7 @@ class FaultyScsiDevice : public ::testing::Test {
   static constexpr std::uint64_t kEioLba = 4000;          // reads fail with EIO
   void SetUp() override {
     const char* p = env("SG_SCSI_FAULTY");
-    if (p == nullptr) GTEST_SKIP() << "SG_SCSI_FAULTY not set";
+    if (p == nullptr) IPSAN_SKIP_OR_FAIL() << "SG_SCSI_FAULTY not set";
     auto b = SgBackend::open(p);
     ASSERT_TRUE(b) << b.error().message;
     b_ = *b;
@@ -243,7 +244,7 @@ class AtaDevice : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = env("SG_ATA");
-    if (path_ == nullptr) GTEST_SKIP() << "SG_ATA not set (no ATA device on this host)";
+    if (path_ == nullptr) IPSAN_SKIP_OR_FAIL() << "SG_ATA not set (no ATA device on this host)";
     auto b = AtaBackend::open(path_);
     ASSERT_TRUE(b) << b.error().message;
     b_ = *b;
@@ -329,7 +330,7 @@ TEST_F(AtaDevice, PastTheEndFailsWithAtaError) {
 TEST(ProbeCliDevice, JsonReport) {
   const char* scsi_path = env("SG_SCSI");
   const char* ata_path = env("SG_ATA");
-  if (scsi_path == nullptr && ata_path == nullptr) GTEST_SKIP() << "no SG_SCSI / SG_ATA";
+  if (scsi_path == nullptr && ata_path == nullptr) IPSAN_SKIP_OR_FAIL() << "no SG_SCSI / SG_ATA";
   for (const char* path : {scsi_path, ata_path}) {
     if (path == nullptr) continue;
     CLI::App app{"test"};
@@ -369,7 +370,7 @@ TEST(SpecKindsDevice, OpenThroughRegistry) {
     ASSERT_TRUE(b) << b.error().message;
     EXPECT_EQ((*b)->describe().rfind("ata:", 0), 0u);
   }
-  if (env("SG_SCSI") == nullptr && env("SG_ATA") == nullptr) GTEST_SKIP() << "no devices";
+  if (env("SG_SCSI") == nullptr && env("SG_ATA") == nullptr) IPSAN_SKIP_OR_FAIL() << "no devices";
 }
 
 }  // namespace

@@ -7,7 +7,11 @@
 set -uo pipefail
 out=${1:?usage: make_iscsi_capture.sh OUT.pcap [full|small]}
 mode=${2:-full}
-skip() { echo "make_iscsi_capture: SKIP: $*" >&2; exit 77; }
+skip() {
+  echo "make_iscsi_capture: SKIP: $*" >&2
+  [ "${CI:-}" = true ] && exit 1  # CI=true forbids skips
+  exit 77
+}
 for t in tgtd tgtadm tcpdump iscsi-inq iscsi-readcapacity16 iscsi-ls; do
   command -v "$t" >/dev/null || skip "$t not installed (apt-get install tgt tcpdump libiscsi-bin)"
 done

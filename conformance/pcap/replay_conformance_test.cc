@@ -24,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ipsan/testing/skip.h"
 #include "ipsan/base/pattern.h"
 #include "ipsan/client/memory_target.h"
 #include "ipsan/client/trace/runner.h"
@@ -351,7 +352,7 @@ TEST(IpsanCapture, ServerTcpTapCaptureReplaysOnFreshServer) {
 TEST(IpsanCapture, ServerCaptureIsReadableByTcpdumpAndTshark) {
   const bool have_tcpdump = std::system("command -v tcpdump >/dev/null 2>&1") == 0;
   const bool have_tshark = std::system("command -v tshark >/dev/null 2>&1") == 0;
-  if (!have_tcpdump && !have_tshark) GTEST_SKIP() << "neither tcpdump nor tshark is installed";
+  if (!have_tcpdump && !have_tshark) IPSAN_SKIP_OR_FAIL() << "neither tcpdump nor tshark is installed";
   const fs::path dir = temp_dir("tools");
   const std::string pcap = (dir / "server.pcap").string();
   std::uint16_t tcp_port = 0, udp_port = 0;
@@ -446,7 +447,7 @@ TEST(IpsanCapture, ServerCaptureIsReadableByTcpdumpAndTshark) {
 // everything (some kernels attach no working BPF filter to lo); the extraction picks the port.
 TEST(IpsanCapture, TcpRunCapturedByTcpdumpReplays) {
   if (::geteuid() != 0 || std::system("command -v tcpdump >/dev/null 2>&1") != 0) {
-    GTEST_SKIP() << "needs root and tcpdump to capture on lo";
+    IPSAN_SKIP_OR_FAIL() << "needs root and tcpdump to capture on lo";
   }
   const fs::path dir = temp_dir("tcp");
   const std::string pcap = (dir / "all.pcap").string();
@@ -470,7 +471,7 @@ TEST(IpsanCapture, TcpRunCapturedByTcpdumpReplays) {
   if (!listening) {
     ::kill(pid, SIGKILL);
     fs::remove_all(dir);
-    GTEST_SKIP() << "tcpdump cannot capture on lo: " << read_text(log);
+    IPSAN_SKIP_OR_FAIL() << "tcpdump cannot capture on lo: " << read_text(log);
   }
   std::uint16_t port = 0;
   {
@@ -532,7 +533,7 @@ TEST(IscsiCapture, LiveTgtCaptureAgreesWithIpsan) {
     std::ifstream f(dir / "log");
     std::string why((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     fs::remove_all(dir);
-    GTEST_SKIP() << "cannot make a live iSCSI capture here: " << why;
+    IPSAN_SKIP_OR_FAIL() << "cannot make a live iSCSI capture here: " << why;
   }
   ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << "make_iscsi_capture.sh failed";
   replay_iscsi_capture(pcap, 100);

@@ -25,6 +25,7 @@
 #include <optional>
 #include <sstream>
 
+#include "ipsan/testing/skip.h"
 #include "harness.h"
 #include "ipsan/base/rng.h"
 #include "ipsan/netem/config.h"
@@ -615,8 +616,8 @@ bool command_works(const std::string& cmd) {
 }
 
 TEST_P(KernelLoss, WorkloadVerifiesUnderNftablesDrops) {
-  if (!command_works("unshare -n true")) GTEST_SKIP() << "unshare -n not permitted here";
-  if (!command_works("unshare -n nft list ruleset")) GTEST_SKIP() << "nft not available here";
+  if (!command_works("unshare -n true")) IPSAN_SKIP_OR_FAIL() << "unshare -n not permitted here";
+  if (!command_works("unshare -n nft list ruleset")) IPSAN_SKIP_OR_FAIL() << "nft not available here";
   const std::uint64_t seed = seeds().front();
   std::ostringstream cmd;
   cmd << "unshare -n " << IPSAN_RUDP_NETNS_HELPER << " --loss " << GetParam() << " --seed " << seed
@@ -631,7 +632,7 @@ TEST_P(KernelLoss, WorkloadVerifiesUnderNftablesDrops) {
   while (std::fgets(buf, sizeof buf, p)) out += buf;
   const int rc = ::pclose(p);
   std::printf("%s", out.c_str());
-  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) GTEST_SKIP() << "helper could not set up: " << out;
+  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) IPSAN_SKIP_OR_FAIL() << "helper could not set up: " << out;
   ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0)
       << "helper failed (seed " << seed << ", loss " << GetParam() << "%)";
   EXPECT_NE(out.find("RESULT ok"), std::string::npos);

@@ -18,24 +18,32 @@
 #
 # Environment knobs:
 #   IPSAN_VM_CACHE    kernel + base initramfs cache (default /tmp/ipsan-vm-cache)
+#   IPSAN_VM_KERNEL_DEBS  where scripts/setup.sh put the guest kernel .deb
+#                     (default /var/cache/ipsan/vm-kernel)
 #   IPSAN_VM_TIMEOUT  seconds before the guest is killed (default 300)
 #   IPSAN_VM_MEM      MiB of guest memory (default 1024)
 #   IPSAN_VM_DISK     disk size for both disks (default 512M)
 #   IPSAN_VM_ACCEL    tcg (default) | kvm (-cpu host; where nested KVM works)
 #   IPSAN_VM_SCSI_BS  logical block size of the SCSI disk (default 512)
 #   IPSAN_VM_VERBOSE=1  kernel messages on the console; IPSAN_VM_KEEP=1 keep the work dir
-# Exit: the program's exit code; 77 = qemu cannot run here (CTest SKIP); 124 = timeout;
+# Exit: the program's exit code; 77 = qemu cannot run here (CTest SKIP; 1 under CI=true);
+#       124 = timeout;
 #       125 = the guest started but did not report an exit code.
 set -uo pipefail
 
 CACHE=${IPSAN_VM_CACHE:-/tmp/ipsan-vm-cache}
+KERNEL_DEBS=${IPSAN_VM_KERNEL_DEBS:-/var/cache/ipsan/vm-kernel}
 TMO=${IPSAN_VM_TIMEOUT:-300}
 MEM=${IPSAN_VM_MEM:-1024}
 DISK=${IPSAN_VM_DISK:-512M}
 ACCEL=${IPSAN_VM_ACCEL:-tcg}
 SKIP=77
 say() { echo "[ipsan-vm] $*" >&2; }
-skip() { say "SKIP: $*"; exit $SKIP; }
+# A skip counts as a pass in CTest: under CI=true "cannot run here" is a failure instead.
+skip() {
+  if [ "${CI:-}" = true ]; then say "FAIL (CI=true forbids skips): $*"; exit 1; fi
+  say "SKIP: $*"; exit $SKIP
+}
 die() { say "ERROR: $*"; exit 125; }
 
 ENVS=()
@@ -54,6 +62,8 @@ shift
 
 # ------------------------------------------------------------------ host tools (installed once)
 need_tools() {
+  # Installed by scripts/setup.sh; a test never installs anything (two VM tests running
+  # apt-get at once lost the dpkg lock and turned themselves into skips).
   local need=()
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
   # The initramfs needs a static busybox (no libc in the guest besides what we copy).
@@ -62,30 +72,21 @@ need_tools() {
   command -v cpio >/dev/null || need+=(cpio)
   command -v depmod >/dev/null || need+=(kmod)
   [ ${#need[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || skip "missing ${need[*]} and not root to apt-get install them"
-  say "apt-get install ${need[*]}"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends "${need[@]}"; } >&2 \
-    || skip "apt-get install ${need[*]} failed"
+  skip "missing ${need[*]}: run scripts/setup.sh"
 }
 
 # ------------------------------------------------------------------ guest kernel (cached)
 get_kernel() {
   [ -f "$CACHE/kernel/.done" ] && return 0
-  # The full Debian kernel: linux-image-cloud-amd64 has no AHCI. Extracted, never installed.
-  local pkg
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  if [ -z "$pkg" ]; then
-    apt-get update -qq >&2 2>/dev/null
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  fi
-  [ -n "$pkg" ] || skip "cannot resolve linux-image-amd64 (no Debian archive?)"
-  say "fetching kernel package $pkg"
-  rm -rf "$CACHE/kernel" "$CACHE/deb"
-  mkdir -p "$CACHE/deb" "$CACHE/kernel"
-  (cd "$CACHE/deb" && apt-get download -q "$pkg" >/dev/null 2>&1) || skip "apt-get download $pkg failed"
-  dpkg-deb -x "$CACHE"/deb/"$pkg"_*.deb "$CACHE/kernel" || skip "cannot unpack $pkg"
-  rm -rf "$CACHE/deb"
+  # The full Debian kernel package (linux-image-cloud-amd64 has no AHCI), fetched by
+  # scripts/setup.sh into $KERNEL_DEBS; extracted here, never installed, never downloaded here.
+  local deb
+  deb=$(ls -t "$KERNEL_DEBS"/linux-image-*.deb 2>/dev/null | head -1)
+  [ -n "$deb" ] || skip "no guest kernel package in $KERNEL_DEBS: run scripts/setup.sh"
+  say "unpacking kernel package $(basename "$deb")"
+  rm -rf "$CACHE/kernel"
+  mkdir -p "$CACHE/kernel"
+  dpkg-deb -x "$deb" "$CACHE/kernel" || skip "cannot unpack $deb"
   depmod -b "$CACHE/kernel" "$(ls "$CACHE/kernel/lib/modules")" || skip "depmod failed"
   touch "$CACHE/kernel/.done"
 }
@@ -203,6 +204,8 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 DISK_BYTES=$(numfmt --from=iec "$DISK")
 {
   echo "export IPSAN_VM_DISK_BYTES=$DISK_BYTES IPSAN_VM_SCSI_DPOFUA=1"
+  # CI=true travels into the guest: a test that skips there fails (ipsan/testing/skip.h).
+  [ "${CI:-}" = true ] && echo "export CI=true"
   for v in "${ENVS[@]+"${ENVS[@]}"}"; do printf 'export %s=%s\n' "${v%%=*}" "$(q "${v#*=}")"; done
 } > "$P/t/.env"
 (cd "$P" && find . | cpio -o -H newc --quiet) > "$WORK/payload.cpio"

@@ -5,7 +5,7 @@
 set -uo pipefail
 here=$(dirname "$(readlink -f "$0")")
 [ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 IPSAN_BINARY" >&2; exit 2; }
-dir=$(mktemp -d "${TMPDIR:-/tmp}/ipsan-vm-e2e.XXXXXX") || exit 77
+dir=$(mktemp -d "${TMPDIR:-/tmp}/ipsan-vm-e2e.XXXXXX") || exit 1
 trap 'rm -rf "$dir"' EXIT
 cp "$1" "$dir/ipsan"
 cp "$here/guest-e2e.sh" "$dir/run"
