@@ -10,6 +10,8 @@
 #include <memory>
 #include <optional>
 
+#include <nlohmann/json.hpp>
+
 #include "connect_flags.h"
 #include "ipsan/base/crypto.h"
 #include "ipsan/base/log.h"
@@ -126,6 +128,10 @@ void add_cli(CLI::App& app) {
   auto* cmd =
       app.add_subcommand("client", "Talk to an ipsan server: identify, read, write, verify, ...");
   cmd->require_subcommand(1);
+  // Flags of `client` (connection, -d/--device) are accepted after the command word too
+  // (`ipsan client identify -d 1`), where users type them: the subcommands, which inherit this,
+  // pass options they do not know to `client`.
+  cmd->fallthrough();
   auto common = std::make_shared<Common>();
   add_connect_flags(cmd, *common);
   cmd->add_option("-d,--device", common->device, "Device id on the server")->capture_default_str();
@@ -184,7 +190,9 @@ void add_cli(CLI::App& app) {
         die("write to output failed");
       done += n;
     }
-    if (out != stdout) std::fclose(out);
+    if (out != stdout && std::fclose(out) != 0) die("cannot write " + *path);
+    std::fprintf(stderr, "read %s at lba %llu\n", format_bytes(*blocks * id.block_size).c_str(),
+                 static_cast<unsigned long long>(*lba));
   });
 
   auto* wr = cmd->add_subcommand("write", "Write blocks from a file or stdin (whole blocks only)");
@@ -234,6 +242,7 @@ void add_cli(CLI::App& app) {
     req.op = proto::Op::kFlush;
     req.device_id = common->device;
     check(s.call(std::move(req)).status, "flush");
+    std::fprintf(stderr, "flushed device %u\n", common->device);
   });
 
   auto* tr = cmd->add_subcommand("trim", "Discard blocks (they read back as zeroes)");
@@ -248,6 +257,8 @@ void add_cli(CLI::App& app) {
     req.lba = *lba;
     req.blocks = static_cast<std::uint32_t>(*blocks);
     check(s.call(std::move(req)).status, "trim");
+    std::fprintf(stderr, "trimmed %llu blocks at lba %llu\n",
+                 static_cast<unsigned long long>(*blocks), static_cast<unsigned long long>(*lba));
   });
 
   struct VerifyArgs {
@@ -258,6 +269,7 @@ void add_cli(CLI::App& app) {
     std::uint64_t lba = 0;
     bool read_only = false;
     bool write_only = false;
+    bool json = false;
   };
   auto va = std::make_shared<VerifyArgs>();
   auto* ver = cmd->add_subcommand(
@@ -271,6 +283,7 @@ void add_cli(CLI::App& app) {
   ver->add_flag("--read-only", va->read_only,
                 "Only read and check (data written earlier with this seed)");
   ver->add_flag("--write-only", va->write_only, "Only write the pattern");
+  ver->add_flag("--json", va->json, "Print the result as one JSON object on stdout");
   ver->callback([common, va] {
     Session s(*common);
     auto id = s.identify(common->device);
@@ -310,21 +323,56 @@ void add_cli(CLI::App& app) {
     s.io.run();
     s.io.restart();
     if (!result) die("verify did not finish");
-    std::printf(
-        "ipsan client verify: %s over %s, device %u, %s at lba %llu, io %s, qd %u, seed %llu\n",
-        common->server.c_str(), common->transport.c_str(), common->device,
-        format_bytes(vo.blocks * vo.block_size).c_str(), static_cast<unsigned long long>(vo.lba),
-        format_bytes(std::uint64_t{vo.io_blocks} * vo.block_size).c_str(), vo.queue_depth,
-        static_cast<unsigned long long>(vo.seed));
-    std::printf("  %s\n", result->summary().c_str());
     auto ts = s.client->transport_stats();
     auto& cs = s.client->stats();
-    std::printf("  requests=%llu retransmissions=%llu resent=%llu redriven=%llu timeouts=%llu\n",
-                static_cast<unsigned long long>(cs.requests),
-                static_cast<unsigned long long>(ts.retransmissions),
-                static_cast<unsigned long long>(cs.resent),
-                static_cast<unsigned long long>(cs.redriven),
-                static_cast<unsigned long long>(cs.timeouts));
+    if (va->json) {
+      auto mbps = [](std::uint64_t bytes, Duration d) {
+        const double sec = to_seconds(d);
+        return sec > 0 ? static_cast<double>(bytes) / sec / 1e6 : 0.0;
+      };
+      nlohmann::json j = {
+          {"server", common->server},
+          {"transport", common->transport},
+          {"device", common->device},
+          {"lba", vo.lba},
+          {"bytes", vo.blocks * vo.block_size},
+          {"io_bytes", std::uint64_t{vo.io_blocks} * vo.block_size},
+          {"qd", vo.queue_depth},
+          {"seed", vo.seed},
+          {"ok", result->ok()},
+          {"status", std::string(to_string(result->status))},
+          {"error", result->error},
+          {"bytes_written", result->bytes_written},
+          {"bytes_read", result->bytes_read},
+          {"write_seconds", to_seconds(result->write_time)},
+          {"read_seconds", to_seconds(result->read_time)},
+          {"write_MBps", mbps(result->bytes_written, result->write_time)},
+          {"read_MBps", mbps(result->bytes_read, result->read_time)},
+          {"bad_blocks", result->bad_blocks},
+          {"first_bad_lba", result->first_bad_lba},
+          {"requests", cs.requests},
+          {"retransmissions", ts.retransmissions},
+          {"resent", cs.resent},
+          {"redriven", cs.redriven},
+          {"timeouts", cs.timeouts},
+      };
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf(
+          "ipsan client verify: %s over %s, device %u, %s at lba %llu, io %s, qd %u, seed %llu\n",
+          common->server.c_str(), common->transport.c_str(), common->device,
+          format_bytes(vo.blocks * vo.block_size).c_str(),
+          static_cast<unsigned long long>(vo.lba),
+          format_bytes(std::uint64_t{vo.io_blocks} * vo.block_size).c_str(), vo.queue_depth,
+          static_cast<unsigned long long>(vo.seed));
+      std::printf("  %s\n", result->summary().c_str());
+      std::printf("  requests=%llu retransmissions=%llu resent=%llu redriven=%llu timeouts=%llu\n",
+                  static_cast<unsigned long long>(cs.requests),
+                  static_cast<unsigned long long>(ts.retransmissions),
+                  static_cast<unsigned long long>(cs.resent),
+                  static_cast<unsigned long long>(cs.redriven),
+                  static_cast<unsigned long long>(cs.timeouts));
+    }
     std::fflush(stdout);
     if (!result->ok()) throw CLI::RuntimeError(2);
   });

@@ -48,8 +48,11 @@ struct ImportArgs {
   bool exact = false;
 };
 
+// The command whose callback runs (errors name it: `ipsan trace import` shares these helpers).
+const char* g_command = "ipsan replay";
+
 [[noreturn]] void die(const std::string& msg, int code = 2) {
-  std::fprintf(stderr, "ipsan replay: %s\n", msg.c_str());
+  std::fprintf(stderr, "%s: %s\n", g_command, msg.c_str());
   throw CLI::RuntimeError(code);
 }
 
@@ -258,6 +261,7 @@ void add_cli(CLI::App& app) {
   imp->add_flag("--exact", ia->exact,
                 "Check every data-in byte (also target-specific INQUIRY fields)");
   imp->callback([ia] {
+    g_command = "ipsan trace import";
     const auto cap = import_or_die(ia->pcap, ia->port);
     const std::string text = client::trace::format_trace(
         iscsi::to_trace(cap, ia->out.empty() ? "-" : ia->out, ia->exact));

@@ -37,4 +37,16 @@ expect 2 client -k secret --server 127.0.0.1:99999 identify
 expect 2 client --key-file /nonexistent/key identify
 expect 2 iscsi-portal -k secret --slots 0
 expect 2 replay -k secret --timeout soon "$TRACES/basics.trace"
+# Errors name the command the user typed.
+expect_msg() {  # expected stderr prefix, args...
+  want=$1
+  shift
+  msg=$("$IPSAN" "$@" 2>&1 >/dev/null | head -1)
+  case "$msg" in
+    "$want"*) echo "ok: ipsan $* says '$msg'" ;;
+    *) echo "FAIL: ipsan $* said '$msg', expected it to start with '$want'"; fail=1 ;;
+  esac
+}
+expect_msg "ipsan trace import:" trace import /nonexistent/capture.pcap
+expect_msg "ipsan replay:" replay --pcap /nonexistent/capture.pcap -s 127.0.0.1:1
 exit $fail
