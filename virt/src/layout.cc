@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "ipsan/backends/spec.h"
+#include "ipsan/virt/thin.h"
 
 namespace ipsan::virt {
 namespace {
@@ -89,6 +90,12 @@ class Planner {
       auto g = bg_.find(b.name);
       if (g == bg_.end()) return fail(Errc::kInternal, label + ": no geometry (not opened)");
       plan_.geometry[b.name] = g->second;
+    }
+    // Devices with a geometry but no [backend] entry are thin pool volumes (build_layout).
+    for (const auto& [name, g] : bg_) {
+      if (labels_.count(name)) continue;
+      if (auto r = add_name(name, "pool volume '" + name + "'"); !r) return r;
+      plan_.geometry[name] = g;
     }
     for (const auto& disk : d_.disks) {
       Node n;
@@ -426,6 +433,80 @@ std::string resolve_spec(std::string_view spec, const std::filesystem::path& bas
          std::string(rest);
 }
 
+namespace {
+
+// Opens (or formats, when blank) every pool, creates its missing thin disks, and adds every pool
+// volume to layout.backends. A pool uses its device whole: nothing else may refer to it.
+Result<void, Error> open_pools(const LayoutDesc& desc, Layout& layout, const Layout* reuse) {
+  std::set<std::string, std::less<>> pool_devices;
+  for (const auto& p : desc.pools) {
+    const std::string label = "pool '" + p.name + "'";
+    if (!valid_name(p.name)) return fail(label + ": bad name (use 1-64 of A-Z a-z 0-9 _ -)");
+    auto dev = layout.backends.find(p.device);
+    if (dev == layout.backends.end())
+      return fail(label + ": device '" + p.device + "' is not a [backend] of the layout");
+    if (!pool_devices.insert(p.device).second)
+      return fail(label + ": backend '" + p.device + "' already holds another pool");
+    for (const auto& d : desc.disks) {
+      bool uses = std::find(d.members.begin(), d.members.end(), p.device) != d.members.end();
+      for (const auto& e : d.extents) uses |= e.device == p.device;
+      if (uses) return fail(label + ": backend '" + p.device + "' is also used by disk '" + d.name + "'");
+    }
+    for (const auto& sp : desc.splits)
+      if (sp.device == p.device) return fail(label + ": backend '" + p.device + "' is also split");
+    for (const auto& e : desc.exports)
+      if (e.disk == p.device)
+        return fail(label + ": backend '" + p.device + "' is also exported (export a pool volume)");
+    std::shared_ptr<ThinPool> pool;
+    if (reuse) {
+      auto it = reuse->pools.find(p.name);
+      if (it != reuse->pools.end() && it->second->device() == dev->second) pool = it->second;
+    }
+    if (!pool) {
+      auto blank = ThinPool::is_blank(dev->second);
+      if (!blank) return fail(blank.error().code, label + ": " + blank.error().message);
+      Result<std::shared_ptr<ThinPool>, Error> opened =
+          *blank ? ThinPool::format(dev->second, ThinFormatOptions{p.chunk_bytes ? p.chunk_bytes : 64 * 1024,
+                                                                   p.metadata_bytes})
+                 : ThinPool::open(dev->second);
+      if (!opened) return fail(opened.error().code, label + ": " + opened.error().message);
+      if (auto c = (*opened)->check(); !c) return fail(c.error().code, label + ": " + c.error().message);
+      pool = *opened;
+    }
+    for (const auto& [name, size] : p.disks) {
+      if (layout.backends.count(name) || !valid_name(name))
+        return fail(label + ": thin disk '" + name +
+                    "': bad name or the name of a backend or another pool's volume");
+    }
+    for (const auto& [name, size] : p.disks) {
+      auto info = pool->info(name);
+      if (info) {
+        if (info->kind != ThinKind::kDisk)
+          return fail(label + ": '" + name + "' exists in the pool as a " +
+                      std::string(to_string(info->kind)));
+        if (info->blocks * pool->usage().block_size != size)
+          return fail(label + ": thin disk '" + name + "' has " +
+                      std::to_string(info->blocks * pool->usage().block_size) +
+                      " bytes in the pool, the layout says " + std::to_string(size));
+        continue;
+      }
+      if (auto r = pool->create_disk(name, size); !r)
+        return fail(r.error().code, label + ": thin disk '" + name + "': " + r.error().message);
+    }
+    for (const auto& v : pool->list()) {
+      if (layout.backends.count(v.name))
+        return fail(label + ": volume '" + v.name + "' has the name of a backend or another pool's volume");
+      auto b = pool->volume(v.name);
+      if (!b) return make_unexpected(b.error());
+      layout.backends[v.name] = *b;
+    }
+    layout.pools[p.name] = pool;
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<Layout, Error> build_layout(LayoutDesc desc, const std::filesystem::path& base_dir,
                                    const Layout* reuse) {
   Layout layout;
@@ -457,6 +538,7 @@ Result<Layout, Error> build_layout(LayoutDesc desc, const std::filesystem::path&
     }
     layout.backends[b.name] = std::move(p);
   }
+  if (auto r = open_pools(desc, layout, reuse); !r) return make_unexpected(r.error());
   auto plan = plan_layout(desc, layout.backend_geometry());
   if (!plan) return make_unexpected(plan.error());
 

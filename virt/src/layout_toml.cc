@@ -128,6 +128,45 @@ Result<void, Error> parse_backends(const toml::table& root, LayoutDesc& d) {
   return {};
 }
 
+Result<void, Error> parse_pools(const toml::table& root, LayoutDesc& d) {
+  const toml::node* n = root.get("pool");
+  if (!n) return {};
+  const toml::table* t = n->as_table();
+  if (!t) return fail(at_line(*n) + "'pool' must be a table: [pool.NAME] device = \"...\"");
+  for (const auto& [key, node] : *t) {
+    PoolDesc p;
+    p.name = std::string(key.str());
+    const std::string label = "pool '" + p.name + "'";
+    const toml::table* pt = node.as_table();
+    if (!pt) return fail(at_line(node) + label + ": must be a table");
+    if (auto r = check_keys(*pt, label, {"device", "chunk", "metadata", "disks"}); !r) return r;
+    auto dev = get_string(*pt, "device", label);
+    if (!dev) return make_unexpected(dev.error());
+    p.device = *dev;
+    if (const toml::node* c = pt->get("chunk")) {
+      auto v = node_bytes(*c, label, "chunk");
+      if (!v) return make_unexpected(v.error());
+      p.chunk_bytes = *v;
+    }
+    if (const toml::node* m = pt->get("metadata")) {
+      auto v = node_bytes(*m, label, "metadata");
+      if (!v) return make_unexpected(v.error());
+      p.metadata_bytes = *v;
+    }
+    if (const toml::node* dn = pt->get("disks")) {
+      const toml::table* dt = dn->as_table();
+      if (!dt) return fail(at_line(*dn) + label + ": 'disks' must be a table {NAME = \"SIZE\", ...}");
+      for (const auto& [dk, dv] : *dt) {
+        auto v = node_bytes(dv, label + " disk '" + std::string(dk.str()) + "'", "size");
+        if (!v) return make_unexpected(v.error());
+        p.disks.emplace_back(std::string(dk.str()), *v);
+      }
+    }
+    d.pools.push_back(std::move(p));
+  }
+  return {};
+}
+
 Result<void, Error> parse_disks(const toml::table& root, LayoutDesc& d) {
   const toml::node* n = root.get("disk");
   if (!n) return {};
@@ -312,11 +351,12 @@ Result<LayoutDesc, Error> parse_layout_desc(std::string_view toml_text) {
     return fail("line " + std::to_string(e.source().begin.line) + ", column " +
                 std::to_string(e.source().begin.column) + ": " + std::string(e.description()));
   }
-  if (auto r = check_keys(root, "layout", {"backend", "disk", "split", "export"}); !r) {
+  if (auto r = check_keys(root, "layout", {"backend", "pool", "disk", "split", "export"}); !r) {
     return make_unexpected(r.error());
   }
   LayoutDesc d;
   if (auto r = parse_backends(root, d); !r) return make_unexpected(r.error());
+  if (auto r = parse_pools(root, d); !r) return make_unexpected(r.error());
   if (auto r = parse_disks(root, d); !r) return make_unexpected(r.error());
   if (auto r = parse_splits(root, d); !r) return make_unexpected(r.error());
   if (auto r = parse_exports(root, d); !r) return make_unexpected(r.error());
@@ -331,6 +371,22 @@ std::string to_toml(const LayoutDesc& desc) {
             [](const auto& a, const auto& b) { return a.name < b.name; });
   for (const auto& b : backends_sorted) {
     o << "\n[backend." << b.name << "]\nspec = " << quote(b.spec) << "\n";
+  }
+  auto pools_sorted = desc.pools;
+  std::sort(pools_sorted.begin(), pools_sorted.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  for (const auto& p : pools_sorted) {
+    o << "\n[pool." << p.name << "]\ndevice = " << quote(p.device) << "\n";
+    if (p.chunk_bytes) o << "chunk = " << bytes_value(p.chunk_bytes) << "\n";
+    if (p.metadata_bytes) o << "metadata = " << bytes_value(p.metadata_bytes) << "\n";
+    if (!p.disks.empty()) {
+      auto disks = p.disks;
+      std::sort(disks.begin(), disks.end());
+      o << "disks = { ";
+      for (std::size_t i = 0; i < disks.size(); ++i)
+        o << (i ? ", " : "") << disks[i].first << " = " << bytes_value(disks[i].second);
+      o << " }\n";
+    }
   }
   auto disks_sorted = desc.disks;
   std::sort(disks_sorted.begin(), disks_sorted.end(),

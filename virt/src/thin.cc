@@ -60,7 +60,7 @@ bool valid_volume_name(std::string_view n) {
   if (n.empty() || n.size() > 64) return false;
   return std::all_of(n.begin(), n.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == '@';
+           c == '_' || c == '-';
   });
 }
 

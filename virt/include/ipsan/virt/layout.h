@@ -83,8 +83,21 @@ struct ExportDesc {
   friend bool operator==(const ExportDesc&, const ExportDesc&) = default;
 };
 
+// A thin pool (thin.h) on a back end, and the thin disks that must exist in it (created when
+// missing). Every volume of the pool (thin disks, snapshots, clones) is a device of the layout,
+// usable by exports and virtual disks like a back end.
+struct PoolDesc {
+  std::string name;
+  std::string device;                 // a backend of the layout, used whole by the pool
+  std::uint64_t chunk_bytes = 0;      // 0: default (64 KiB); used only to format a blank device
+  std::uint64_t metadata_bytes = 0;   // 0: automatic; used only to format a blank device
+  std::vector<std::pair<std::string, std::uint64_t>> disks;  // thin disk name -> size in bytes
+  friend bool operator==(const PoolDesc&, const PoolDesc&) = default;
+};
+
 struct LayoutDesc {
   std::vector<BackendDesc> backends;
+  std::vector<PoolDesc> pools;
   std::vector<DiskDesc> disks;
   std::vector<SplitDesc> splits;
   std::vector<ExportDesc> exports;
@@ -130,10 +143,14 @@ struct Export {
   bool allows(std::string_view client) const;
 };
 
+class ThinPool;
+
 struct Layout {
   LayoutDesc desc;
+  // Opened thin pools by pool name; their volumes are also in `backends` (by volume name).
+  std::map<std::string, std::shared_ptr<ThinPool>, std::less<>> pools;
   std::filesystem::path base_dir;
-  std::map<std::string, BackendPtr, std::less<>> backends;                 // opened specs
+  std::map<std::string, BackendPtr, std::less<>> backends;                 // opened specs + pool volumes
   std::map<std::string, std::shared_ptr<VirtualDisk>, std::less<>> disks;  // virtual disks
   std::vector<Export> exports;                                             // sorted by device id
 

@@ -87,7 +87,7 @@ class ThinPool : public std::enable_shared_from_this<ThinPool> {
   // True if the first 8 KiB of `device` are all zero (never formatted) or hold a pool superblock.
   static Result<bool, Error> is_blank(backends::BackendPtr device);
 
-  // Admin operations; each is committed (durable) when it returns. Names: 1-64 of A-Za-z0-9_-.@
+  // Admin operations; each is committed (durable) when it returns. Names: 1-64 of A-Za-z0-9_- (layout device names)
   Result<void, Error> create_disk(std::string_view name, std::uint64_t size_bytes);
   // Point-in-time, read-only snapshot of a disk or clone (a barrier: every write acknowledged
   // before is in it, none issued after).
