@@ -31,6 +31,8 @@ json parse_extent(const std::string& text) {
   return e;
 }
 
+void print_pools(const json& r);
+
 void run(const std::string& socket, const json& req) {
   if (socket.empty()) die("--admin-socket is required");
   auto r = admin_call(socket, req);
@@ -48,6 +50,53 @@ void run(const std::string& socket, const json& req) {
     std::printf("export %-4u %-16s %12llu blocks x %u%s\n", e.value("device_id", 0u),
                 e.value("disk", "").c_str(), static_cast<unsigned long long>(e.value("blocks", 0ull)),
                 e.value("block_size", 0u), e.value("read_only", false) ? " read-only" : "");
+  print_pools(*r);
+}
+
+void print_pools(const json& r) {
+  for (const auto& p : r.value("pools", json::array())) {
+    if (p.contains("total_bytes"))
+      std::printf("pool %-16s used %llu of %llu bytes (free %llu), chunk %llu, %llu volumes, metadata %llu of %llu bytes\n",
+                  p.value("name", "").c_str(), static_cast<unsigned long long>(p.value("used_bytes", 0ull)),
+                  static_cast<unsigned long long>(p.value("total_bytes", 0ull)),
+                  static_cast<unsigned long long>(p.value("free_bytes", 0ull)),
+                  static_cast<unsigned long long>(p.value("chunk_bytes", 0ull)),
+                  static_cast<unsigned long long>(p.value("volumes", 0ull)),
+                  static_cast<unsigned long long>(p.value("metadata_used", 0ull)),
+                  static_cast<unsigned long long>(p.value("metadata_bytes", 0ull)));
+    else
+      std::printf("pool %-16s %s: %s\n", p.value("pool", "").c_str(), p.value("ok", false) ? "ok" : "BAD",
+                  p.value("message", "").c_str());
+  }
+}
+
+// Thin pool requests: prints volumes, extents or check results.
+void run_thin(const std::string& socket, const json& req) {
+  if (socket.empty()) die("--admin-socket is required");
+  auto r = admin_call(socket, req);
+  if (!r) die(r.error().message);
+  if (req.value("op", "") == "check") print_pools(*r);
+  if (!r->value("ok", false)) die(r->value("error", std::string("request refused")));
+  if (r->contains("applied")) std::printf("applied: %s\n", (*r)["applied"].get<std::string>().c_str());
+  auto vol = [](const json& v) {
+    std::printf("%-9s %-20s origin %-16s %12llu blocks  mapped %llu bytes, exclusive %llu bytes  pool %s\n",
+                v.value("kind", "").c_str(), v.value("name", "").c_str(),
+                v.value("origin", "").empty() ? "-" : v.value("origin", "").c_str(),
+                static_cast<unsigned long long>(v.value("blocks", 0ull)),
+                static_cast<unsigned long long>(v.value("mapped_bytes", 0ull)),
+                static_cast<unsigned long long>(v.value("exclusive_bytes", 0ull)), v.value("pool", "").c_str());
+  };
+  if (r->contains("volume")) vol((*r)["volume"]);
+  for (const auto& v : r->value("volumes", json::array())) vol(v);
+  if (req.value("op", "") == "snapshot-list") print_pools(*r);
+  if (r->contains("extents")) {
+    for (const auto& e : (*r)["extents"])
+      std::printf("changed lba %llu blocks %llu\n", static_cast<unsigned long long>(e[0].get<std::uint64_t>()),
+                  static_cast<unsigned long long>(e[1].get<std::uint64_t>()));
+    std::printf("%llu blocks of %u bytes changed in %zu extents\n",
+                static_cast<unsigned long long>(r->value("changed_blocks", 0ull)), r->value("block_size", 0u),
+                (*r)["extents"].size());
+  }
 }
 
 }  // namespace
@@ -116,6 +165,46 @@ void add_disk_cli(CLI::App& app) {
   auto* unc = cmd->add_subcommand("unexport", "Stop exporting a device id");
   unc->add_option("--device-id", *un, "Device id")->required()->check(CLI::NonNegativeNumber);
   unc->callback([sock, un] { run(*sock, json{{"op", "unexport"}, {"device_id", *un}}); });
+
+  // Thin pools (docs/SNAPSHOTS.md).
+  struct Snap {
+    std::string disk, name, snapshot, clone, from, to;
+  };
+  auto sn = std::make_shared<Snap>();
+  auto* snc = cmd->add_subcommand("snapshot", "Snapshots and clones of thin disks (docs/SNAPSHOTS.md)");
+  snc->require_subcommand(1);
+  auto* sc = snc->add_subcommand("create", "Take a point-in-time, read-only snapshot of a thin disk or clone");
+  sc->add_option("--disk", sn->disk, "Thin disk (or clone) to snapshot")->required();
+  sc->add_option("--name", sn->name, "Name of the new snapshot (a device of the layout)")->required();
+  sc->callback([sock, sn] { run_thin(*sock, json{{"op", "snapshot-create"}, {"disk", sn->disk}, {"name", sn->name}}); });
+  auto* sl = snc->add_subcommand("list", "List the volumes of the thin pools (of one disk with --disk)");
+  sl->add_option("--disk", sn->disk, "Only this volume and those derived from it");
+  sl->callback([sock, sn] {
+    json req{{"op", "snapshot-list"}};
+    if (!sn->disk.empty()) req["disk"] = sn->disk;
+    run_thin(*sock, req);
+  });
+  auto* sd = snc->add_subcommand("delete", "Delete a snapshot or clone (any order; clones do not depend on their snapshot)");
+  sd->add_option("--name", sn->name, "Snapshot or clone to delete")->required();
+  sd->callback([sock, sn] { run_thin(*sock, json{{"op", "snapshot-delete"}, {"name", sn->name}}); });
+  auto* sr = snc->add_subcommand("rollback", "Make a thin disk what a snapshot holds (the disk must not be exported)");
+  sr->add_option("--disk", sn->disk, "Thin disk or clone to roll back")->required();
+  sr->add_option("--snapshot", sn->snapshot, "Snapshot to roll back to")->required();
+  sr->callback([sock, sn] {
+    run_thin(*sock, json{{"op", "snapshot-rollback"}, {"disk", sn->disk}, {"snapshot", sn->snapshot}});
+  });
+  auto* scl = snc->add_subcommand("clone", "Create a writable clone of a snapshot");
+  scl->add_option("--snapshot", sn->snapshot, "Snapshot to clone")->required();
+  scl->add_option("--name", sn->clone, "Name of the clone (a device of the layout)")->required();
+  scl->callback([sock, sn] {
+    run_thin(*sock, json{{"op", "snapshot-clone"}, {"snapshot", sn->snapshot}, {"name", sn->clone}});
+  });
+  auto* df = cmd->add_subcommand("diff", "Extents that differ between two volumes of a thin pool (from the map; no data read)");
+  df->add_option("--from", sn->from, "Older snapshot")->required();
+  df->add_option("--to", sn->to, "Newer snapshot, or the disk itself for \"now\"")->required();
+  df->callback([sock, sn] { run_thin(*sock, json{{"op", "diff"}, {"from", sn->from}, {"to", sn->to}}); });
+  cmd->add_subcommand("check", "Verify the block map of every thin pool (reference counts, free list)")
+      ->callback([sock] { run_thin(*sock, json{{"op", "check"}}); });
 }
 
 }  // namespace ipsan::server

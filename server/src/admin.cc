@@ -218,7 +218,9 @@ json LayoutManager::show() const {
     exports.push_back({{"device_id", e.device_id}, {"disk", e.name}, {"read_only", e.read_only},
                        {"blocks", g.block_count}, {"block_size", g.block_size}});
   }
-  return json{{"ok", true}, {"disks", disks}, {"exports", exports}, {"toml", virt::to_toml(layout_.desc)}};
+  json out{{"ok", true}, {"disks", disks}, {"exports", exports}, {"toml", virt::to_toml(layout_.desc)}};
+  if (!layout_.pools.empty()) out["pools"] = thin_pools_json(layout_);
+  return out;
 }
 
 Result<void, Error> LayoutManager::commit(virt::LayoutDesc next, StorageServer& server) {
@@ -248,6 +250,7 @@ json LayoutManager::handle(const json& req, StorageServer& server) {
     const virt::GeometryMap geo = layout_.backend_geometry();
     Result<virt::LayoutDesc, Error> next = fail("unknown op '" + op + "' (show, create, grow, remove, export, unexport)");
     if (op == "show") return show();
+    if (is_thin_op(op)) return handle_thin(req);
     if (op == "create") {
       const json& d = req.value("disk", json::object());
       virt::DiskDesc disk;

@@ -65,11 +65,17 @@ class LayoutManager {
   LayoutManager() = default;
   Result<void, Error> commit(virt::LayoutDesc next, StorageServer& server);
   nlohmann::json show() const;
+  // Thin pool requests (admin_thin.cc): snapshot-create|list|delete|rollback|clone, diff, check.
+  nlohmann::json handle_thin(const nlohmann::json& request);
 
   std::filesystem::path path_;
   virt::Layout layout_;
   virt::TraceHook trace_;
 };
+
+// Thin pools: is `op` one of handle_thin's, and the pools' usage for `show` (admin_thin.cc).
+bool is_thin_op(const std::string& op);
+nlohmann::json thin_pools_json(const virt::Layout& layout);
 
 // Converts the virtualization layer's exports to the server's.
 std::vector<Export> to_server_exports(const virt::Layout& layout);
