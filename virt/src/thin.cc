@@ -1089,11 +1089,13 @@ Errc ThinPool::vol_write(std::uint32_t id, std::uint64_t lba, std::span<const st
       if (n == s.chunk) {
         data = in.subspan(done, n);
       } else {
-        buf.assign(s.chunk, 0);
         if (old) {
+          buf.resize(s.chunk);  // fully overwritten by the read
           if (auto r = dev_read(*dev_, s.bs, s.data_off + (old - 1) * s.chunk, buf); r != Errc::kOk)
             return r;
           ++s.cow;
+        } else {
+          buf.assign(s.chunk, 0);
         }
         std::memcpy(buf.data() + within, in.data() + done, n);
         data = buf;
