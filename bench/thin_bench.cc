@@ -34,9 +34,11 @@ struct Fixture {
   std::shared_ptr<ThinPool> pool;
   BackendPtr vol;
   explicit Fixture(bool file) {
-    path = std::filesystem::temp_directory_path() / ("ipsan-thin-bench-" + std::to_string(::getpid()));
+    path =
+        std::filesystem::temp_directory_path() / ("ipsan-thin-bench-" + std::to_string(::getpid()));
     std::filesystem::remove(path);
-    dev = *ipsan::backends::open_backend(file ? "file:" + path.string() + ",size=1G" : std::string("ram:1G"));
+    dev = *ipsan::backends::open_backend(file ? "file:" + path.string() + ",size=1G"
+                                              : std::string("ram:1G"));
     pool = *ThinPool::format(dev);
     (void)pool->create_disk("d", kDisk);
     vol = *pool->volume("d");
@@ -52,7 +54,8 @@ struct Fixture {
     std::filesystem::remove(path);
   }
   // The file back end completes on its worker threads: wait for the completion.
-  static void write_on(ipsan::backends::Backend& b, std::uint64_t lba, std::span<const std::uint8_t> d) {
+  static void write_on(ipsan::backends::Backend& b, std::uint64_t lba,
+                       std::span<const std::uint8_t> d) {
     std::promise<Errc> p;
     b.write(lba, d, false, [&](Errc r) { p.set_value(r); });
     if (p.get_future().get() != Errc::kOk) std::abort();
@@ -99,11 +102,14 @@ void BM_ThinWrite4K(benchmark::State& state) {
     } else {
       lba = (rng() % (kDisk / 4096)) * 8;
     }
-    if (mode == 3) Fixture::write_on(*f.dev, lba, buf);
-    else f.write(lba, buf);
+    if (mode == 3)
+      Fixture::write_on(*f.dev, lba, buf);
+    else
+      f.write(lba, buf);
   }
   state.SetItemsProcessed(state.iterations());
-  state.counters["IOPS"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["IOPS"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   for (int i = 0; i < snaps; ++i) (void)f.pool->remove("bench" + std::to_string(i));
   (void)f.pool->commit();
 }
@@ -131,7 +137,10 @@ void BM_SnapshotCreate(benchmark::State& state) {
 }
 BENCHMARK(BM_SnapshotCreate)
     ->ArgsProduct({{1, 256}, {0, 1}})
-    ->ArgNames({"snapshots", "file"})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(200);
+    ->ArgNames({"snapshots", "file"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(200);
 
 }  // namespace
 

@@ -19,9 +19,11 @@ std::string jstr(const json& j, const char* key) {
 }
 
 json volume_json(const virt::ThinVolumeInfo& v, const std::string& pool, std::uint64_t chunk) {
-  return json{{"name", v.name},          {"pool", pool},
+  return json{{"name", v.name},
+              {"pool", pool},
               {"kind", std::string(virt::to_string(v.kind))},
-              {"origin", v.origin},      {"blocks", v.blocks},
+              {"origin", v.origin},
+              {"blocks", v.blocks},
               {"mapped_bytes", v.mapped_chunks * chunk},
               {"exclusive_bytes", v.exclusive_chunks * chunk},
               {"created_seq", v.created_seq}};
@@ -55,7 +57,8 @@ json LayoutManager::handle_thin(const json& req) {
   auto error = [](const std::string& m) { return json{{"ok", false}, {"error", m}}; };
   const std::string op = jstr(req, "op");
   // The pool holding volume `name`.
-  auto pool_of = [&](const std::string& name, std::string* pool_name) -> std::shared_ptr<virt::ThinPool> {
+  auto pool_of = [&](const std::string& name,
+                     std::string* pool_name) -> std::shared_ptr<virt::ThinPool> {
     for (const auto& [pn, p] : layout_.pools) {
       if (p->info(name)) {
         if (pool_name) *pool_name = pn;
@@ -70,7 +73,8 @@ json LayoutManager::handle_thin(const json& req) {
   };
   auto used_by_layout = [&](const std::string& name) -> std::string {
     for (const auto& d : layout_.desc.disks) {
-      if (std::find(d.members.begin(), d.members.end(), name) != d.members.end()) return "disk '" + d.name + "'";
+      if (std::find(d.members.begin(), d.members.end(), name) != d.members.end())
+        return "disk '" + d.name + "'";
       for (const auto& e : d.extents)
         if (e.device == name) return "disk '" + d.name + "'";
     }
@@ -87,7 +91,8 @@ json LayoutManager::handle_thin(const json& req) {
     layout_.backends[name] = *b;
     return {};
   };
-  if (layout_.pools.empty()) return error("no thin pool in this server's layout ([pool.NAME] in docs/CONFIG.md)");
+  if (layout_.pools.empty())
+    return error("no thin pool in this server's layout ([pool.NAME] in docs/CONFIG.md)");
 
   if (op == "snapshot-create" || op == "snapshot-clone") {
     const bool snap = op == "snapshot-create";
@@ -103,7 +108,8 @@ json LayoutManager::handle_thin(const json& req) {
     if (auto e = add_device(*p, name); !e.empty()) return error(e);
     IPSAN_LOG(LogLevel::kInfo, "admin", op, " ", src, " -> ", name);
     auto info = p->info(name);
-    return json{{"ok", true}, {"applied", op}, {"volume", volume_json(*info, "", p->usage().chunk_bytes)}};
+    return json{
+        {"ok", true}, {"applied", op}, {"volume", volume_json(*info, "", p->usage().chunk_bytes)}};
   }
   if (op == "snapshot-list") {
     const std::string disk = jstr(req, "disk");
@@ -156,7 +162,9 @@ json LayoutManager::handle_thin(const json& req) {
       ex.push_back(json::array({e.lba, e.blocks}));
       blocks += e.blocks;
     }
-    return json{{"ok", true}, {"extents", ex}, {"changed_blocks", blocks},
+    return json{{"ok", true},
+                {"extents", ex},
+                {"changed_blocks", blocks},
                 {"block_size", p->usage().block_size}};
   }
   if (op == "check") {
@@ -165,7 +173,8 @@ json LayoutManager::handle_thin(const json& req) {
     for (const auto& [pn, p] : layout_.pools) {
       auto c = p->check();
       all &= static_cast<bool>(c);
-      res.push_back({{"pool", pn}, {"ok", static_cast<bool>(c)},
+      res.push_back({{"pool", pn},
+                     {"ok", static_cast<bool>(c)},
                      {"message", c ? std::string("map consistent: no leaked or doubly-owned chunk")
                                    : c.error().message}});
     }

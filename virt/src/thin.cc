@@ -32,8 +32,13 @@ constexpr char kLogMagic[8] = {'I', 'P', 'S', 'N', 'L', 'O', 'G', '1'};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::uint32_t kNoLeaf = 0xFFFFFFFFu;
 
-enum RecType : std::uint8_t { kRecMap = 1, kRecCreate = 2, kRecDerive = 3, kRecDelete = 4,
-                              kRecRollback = 5 };
+enum RecType : std::uint8_t {
+  kRecMap = 1,
+  kRecCreate = 2,
+  kRecDerive = 3,
+  kRecDelete = 4,
+  kRecRollback = 5
+};
 
 // Waits synchronously for one completion of the inner device.
 struct Latch {
@@ -59,8 +64,8 @@ struct Latch {
 bool valid_volume_name(std::string_view n) {
   if (n.empty() || n.size() > 64) return false;
   return std::all_of(n.begin(), n.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
   });
 }
 
@@ -70,9 +75,18 @@ std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / 
 struct Writer {
   std::vector<std::uint8_t> b;
   void u8(std::uint8_t v) { b.push_back(v); }
-  void u16(std::uint16_t v) { b.resize(b.size() + 2); store_be16(&b[b.size() - 2], v); }
-  void u32(std::uint32_t v) { b.resize(b.size() + 4); store_be32(&b[b.size() - 4], v); }
-  void u64(std::uint64_t v) { b.resize(b.size() + 8); store_be64(&b[b.size() - 8], v); }
+  void u16(std::uint16_t v) {
+    b.resize(b.size() + 2);
+    store_be16(&b[b.size() - 2], v);
+  }
+  void u32(std::uint32_t v) {
+    b.resize(b.size() + 4);
+    store_be32(&b[b.size() - 4], v);
+  }
+  void u64(std::uint64_t v) {
+    b.resize(b.size() + 8);
+    store_be64(&b[b.size() - 8], v);
+  }
   void str(std::string_view s) {
     u16(static_cast<std::uint16_t>(s.size()));
     b.insert(b.end(), s.begin(), s.end());
@@ -88,9 +102,24 @@ struct Reader {
     return !bad;
   }
   std::uint8_t u8() { return need(1) ? p[i++] : 0; }
-  std::uint16_t u16() { if (!need(2)) return 0; auto v = load_be16(p + i); i += 2; return v; }
-  std::uint32_t u32() { if (!need(4)) return 0; auto v = load_be32(p + i); i += 4; return v; }
-  std::uint64_t u64() { if (!need(8)) return 0; auto v = load_be64(p + i); i += 8; return v; }
+  std::uint16_t u16() {
+    if (!need(2)) return 0;
+    auto v = load_be16(p + i);
+    i += 2;
+    return v;
+  }
+  std::uint32_t u32() {
+    if (!need(4)) return 0;
+    auto v = load_be32(p + i);
+    i += 4;
+    return v;
+  }
+  std::uint64_t u64() {
+    if (!need(8)) return 0;
+    auto v = load_be64(p + i);
+    i += 8;
+    return v;
+  }
   std::string str() {
     const std::uint16_t len = u16();
     if (!need(len)) return {};
@@ -141,11 +170,11 @@ struct ThinPool::State {
   // Map.
   std::map<std::uint32_t, Volume> vols;
   std::uint32_t next_id = 1;
-  std::vector<std::uint32_t> ref;        // per chunk: number of leaves mapping it
-  std::vector<std::uint64_t> free_list;  // reusable now
-  std::vector<std::uint64_t> pending_free;       // freed since the last commit
-  std::unordered_set<std::uint64_t> decreased;   // unshared since the last commit: no in-place
-  Writer records;                                // uncommitted log records
+  std::vector<std::uint32_t> ref;               // per chunk: number of leaves mapping it
+  std::vector<std::uint64_t> free_list;         // reusable now
+  std::vector<std::uint64_t> pending_free;      // freed since the last commit
+  std::unordered_set<std::uint64_t> decreased;  // unshared since the last commit: no in-place
+  Writer records;                               // uncommitted log records
   std::size_t nrecords = 0;
   std::uint64_t commits = 0, checkpoints = 0, cow = 0;
   bool failed = false;  // a metadata write failed: refuse further changes
@@ -160,9 +189,7 @@ struct ThinPool::State {
       if (v.name == name) return &v;
     return nullptr;
   }
-  std::uint64_t vchunks(const Volume& v) const {
-    return (v.blocks * bs + chunk - 1) / chunk;
-  }
+  std::uint64_t vchunks(const Volume& v) const { return (v.blocks * bs + chunk - 1) / chunk; }
 
   void incref(std::uint64_t e) {
     if (e) ++ref[e - 1];
@@ -394,7 +421,8 @@ ThinPool::~ThinPool() = default;
 // ------------------------------------------------------------------ device I/O helpers ----
 namespace {
 
-Errc dev_read(backends::Backend& d, std::uint32_t bs, std::uint64_t off, std::span<std::uint8_t> b) {
+Errc dev_read(backends::Backend& d, std::uint32_t bs, std::uint64_t off,
+              std::span<std::uint8_t> b) {
   Latch l;
   d.read(off / bs, b, l.cb());
   return l.wait();
@@ -473,7 +501,8 @@ Result<std::shared_ptr<ThinPool>, Error> ThinPool::format(BackendPtr device,
                                                           const ThinFormatOptions& o) {
   if (!device) return fail("thin pool: no device");
   const Geometry g = device->geometry();
-  if (device->capabilities().read_only) return fail(Errc::kWriteProtected, "thin pool: device is read-only");
+  if (device->capabilities().read_only)
+    return fail(Errc::kWriteProtected, "thin pool: device is read-only");
   if (g.block_size == 0 || kSbBytes % g.block_size != 0)
     return fail("thin pool: device block size " + std::to_string(g.block_size) +
                 " does not divide 4096");
@@ -482,7 +511,8 @@ Result<std::shared_ptr<ThinPool>, Error> ThinPool::format(BackendPtr device,
     return fail("thin pool: chunk size " + std::to_string(c) +
                 " must be a power of two between 4 KiB and 1 GiB");
   const std::uint64_t size = g.size_bytes();
-  std::uint64_t meta = o.metadata_bytes ? o.metadata_bytes : std::max<std::uint64_t>(size / 64, 1 << 20);
+  std::uint64_t meta =
+      o.metadata_bytes ? o.metadata_bytes : std::max<std::uint64_t>(size / 64, 1 << 20);
   meta = round_up(meta, 3 * kSbBytes);
   auto p = std::make_shared<ThinPool>();
   State& s = *p->s_;
@@ -511,7 +541,8 @@ Result<std::shared_ptr<ThinPool>, Error> ThinPool::format(BackendPtr device,
   std::vector<std::uint8_t> zero(2 * kSbBytes, 0);
   if (auto e = dev_write(*p->dev_, s.bs, 0, zero); e != Errc::kOk)
     return fail(e, "thin pool: cannot write the superblock area");
-  if (auto e = dev_write(*p->dev_, s.bs, s.log_off, std::span(zero).first(kSbBytes)); e != Errc::kOk)
+  if (auto e = dev_write(*p->dev_, s.bs, s.log_off, std::span(zero).first(kSbBytes));
+      e != Errc::kOk)
     return fail(e, "thin pool: cannot write the log area");
   std::lock_guard lk(p->mu_);
   if (auto e = p->checkpoint_locked(); e != Errc::kOk)
@@ -733,7 +764,8 @@ Result<void, Error> ThinPool::admin_commit() {
   if (e == Errc::kOk) return {};
   // The in-memory state is ahead of the disk; stop accepting changes so nothing diverges further.
   s_->failed = true;
-  return fail(e, e == Errc::kNoSpace ? "thin pool: metadata area full" : "thin pool: metadata commit failed");
+  return fail(e, e == Errc::kNoSpace ? "thin pool: metadata area full"
+                                     : "thin pool: metadata commit failed");
 }
 
 // ------------------------------------------------------------------ admin ----
@@ -813,8 +845,7 @@ Result<void, Error> ThinPool::rollback(std::string_view volume, std::string_view
     return fail("'" + std::string(volume) + "' is a snapshot (read-only); roll back a disk");
   const Volume* sn = s.find(snap);
   if (!sn) return fail(Errc::kUnknownDevice, "no snapshot '" + std::string(snap) + "'");
-  if (sn->kind != ThinKind::kSnapshot)
-    return fail("'" + std::string(snap) + "' is not a snapshot");
+  if (sn->kind != ThinKind::kSnapshot) return fail("'" + std::string(snap) + "' is not a snapshot");
   if (sn->blocks != v->blocks)
     return fail("snapshot '" + std::string(snap) + "' has a different size than '" +
                 std::string(volume) + "'");
@@ -844,7 +875,8 @@ Result<void, Error> ThinPool::remove(std::string_view name) {
 // ------------------------------------------------------------------ queries ----
 
 namespace {
-ThinVolumeInfo make_info(const ThinPool::Volume& v, const std::map<std::uint32_t, ThinPool::Volume>& vols,
+ThinVolumeInfo make_info(const ThinPool::Volume& v,
+                         const std::map<std::uint32_t, ThinPool::Volume>& vols,
                          const std::vector<std::uint32_t>& ref) {
   ThinVolumeInfo i;
   i.name = v.name;
@@ -967,7 +999,8 @@ Result<void, Error> ThinPool::check() const {
   for (const auto* lst : {&s.free_list, &s.pending_free}) {
     for (auto p : *lst) {
       if (p >= s.nchunks) return fail(Errc::kInternal, "free list entry past the data area");
-      if (listed[p]++) return fail(Errc::kInternal, "chunk " + std::to_string(p) + " listed free twice");
+      if (listed[p]++)
+        return fail(Errc::kInternal, "chunk " + std::to_string(p) + " listed free twice");
     }
   }
   std::uint64_t used = 0;
@@ -977,9 +1010,11 @@ Result<void, Error> ThinPool::check() const {
                                        std::to_string(s.ref[p]) + ", maps say " +
                                        std::to_string(ref[p]));
     if (ref[p] && listed[p])
-      return fail(Errc::kInternal, "chunk " + std::to_string(p) + " is mapped and free (doubly owned)");
+      return fail(Errc::kInternal,
+                  "chunk " + std::to_string(p) + " is mapped and free (doubly owned)");
     if (!ref[p] && !listed[p])
-      return fail(Errc::kInternal, "chunk " + std::to_string(p) + " is leaked (unmapped, not free)");
+      return fail(Errc::kInternal,
+                  "chunk " + std::to_string(p) + " is leaked (unmapped, not free)");
     if (ref[p]) ++used;
   }
   (void)used;
@@ -1025,12 +1060,13 @@ Errc ThinPool::vol_read(std::uint32_t id, std::uint64_t lba, std::span<std::uint
   while (done < out.size()) {
     const std::uint64_t vc = off / s.chunk;
     const std::uint64_t in = off % s.chunk;
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(s.chunk - in, out.size() - done));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(s.chunk - in, out.size() - done));
     const std::uint64_t e = s.lookup(v, vc);
     if (!e) {
       std::memset(out.data() + done, 0, n);
-    } else if (auto r = dev_read(*dev_, s.bs, s.data_off + (e - 1) * s.chunk + in,
-                                 out.subspan(done, n));
+    } else if (auto r =
+                   dev_read(*dev_, s.bs, s.data_off + (e - 1) * s.chunk + in, out.subspan(done, n));
                r != Errc::kOk) {
       return r;
     }
@@ -1075,7 +1111,8 @@ Errc ThinPool::vol_write(std::uint32_t id, std::uint64_t lba, std::span<const st
   while (done < in.size()) {
     const std::uint64_t vc = off / s.chunk;
     const std::uint64_t within = off % s.chunk;
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(s.chunk - within, in.size() - done));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(s.chunk - within, in.size() - done));
     if (s.exclusive(v, vc)) {
       const std::uint64_t p = s.lookup(v, vc) - 1;
       if (auto r = dev_write(*dev_, s.bs, s.data_off + p * s.chunk + within, in.subspan(done, n),
@@ -1100,8 +1137,7 @@ Errc ThinPool::vol_write(std::uint32_t id, std::uint64_t lba, std::span<const st
         std::memcpy(buf.data() + within, in.data() + done, n);
         data = buf;
       }
-      if (auto r = dev_write(*dev_, s.bs, s.data_off + q * s.chunk, data); r != Errc::kOk)
-        return r;
+      if (auto r = dev_write(*dev_, s.bs, s.data_off + q * s.chunk, data); r != Errc::kOk) return r;
       s.free_list.pop_back();
       s.records.u8(kRecMap);
       s.records.u32(v.id);
@@ -1172,8 +1208,8 @@ namespace {
 
 class ThinVolume final : public backends::Backend {
  public:
-  ThinVolume(std::shared_ptr<ThinPool> pool, std::uint32_t id, std::string name,
-             Geometry g, bool ro)
+  ThinVolume(std::shared_ptr<ThinPool> pool, std::uint32_t id, std::string name, Geometry g,
+             bool ro)
       : pool_(std::move(pool)), id_(id), name_(std::move(name)), g_(g), ro_(ro) {}
 
   Geometry geometry() const override {
@@ -1192,7 +1228,9 @@ class ThinVolume final : public backends::Backend {
     c.rotational = pool_->device()->capabilities().rotational;
     return c;
   }
-  std::string describe() const override { return "thin:" + name_ + "@" + pool_->device()->describe(); }
+  std::string describe() const override {
+    return "thin:" + name_ + "@" + pool_->device()->describe();
+  }
 
   void read(std::uint64_t lba, std::span<std::uint8_t> out, Completion done) override {
     done(pool_->vol_read(id_, lba, out));

@@ -18,7 +18,8 @@ namespace ipsan::virt::testing {
 
 class SimDisk final : public backends::Backend {
  public:
-  SimDisk(std::uint64_t blocks, std::uint32_t bs) : bs_(bs), blocks_(blocks), durable_(blocks * bs) {}
+  SimDisk(std::uint64_t blocks, std::uint32_t bs)
+      : bs_(bs), blocks_(blocks), durable_(blocks * bs) {}
 
   backends::Geometry geometry() const override { return {bs_, blocks_}; }
   backends::Capabilities capabilities() const override { return {}; }
@@ -28,7 +29,8 @@ class SimDisk final : public backends::Backend {
     std::unique_lock lk(mu_);
     if (!admit()) return lk.unlock(), done(Errc::kIoError);
     const std::uint64_t n = out.size() / bs_;
-    if (auto e = backends::check_range(geometry(), lba, n); e != Errc::kOk) return lk.unlock(), done(e);
+    if (auto e = backends::check_range(geometry(), lba, n); e != Errc::kOk)
+      return lk.unlock(), done(e);
     for (std::uint64_t i = 0; i < n; ++i) {
       auto it = cache_.find(lba + i);
       const std::uint8_t* src = it != cache_.end() ? it->second.data() : &durable_[(lba + i) * bs_];
@@ -42,7 +44,8 @@ class SimDisk final : public backends::Backend {
     std::unique_lock lk(mu_);
     if (!admit()) return lk.unlock(), done(Errc::kIoError);
     const std::uint64_t n = in.size() / bs_;
-    if (auto e = backends::check_range(geometry(), lba, n); e != Errc::kOk) return lk.unlock(), done(e);
+    if (auto e = backends::check_range(geometry(), lba, n); e != Errc::kOk)
+      return lk.unlock(), done(e);
     for (std::uint64_t i = 0; i < n; ++i) {
       const std::uint8_t* src = in.data() + i * bs_;
       if (fua) {

@@ -34,7 +34,8 @@ std::uint64_t env_u64(const char* var, std::uint64_t dflt) {
 // Does the reopened pool match `m` (same volumes; every block an allowed value)?
 std::string compare(ThinPool& pool, const Model& m) {
   auto vols = pool.list();
-  if (vols.size() != m.size()) return "volume count " + std::to_string(vols.size()) + " != " + std::to_string(m.size());
+  if (vols.size() != m.size())
+    return "volume count " + std::to_string(vols.size()) + " != " + std::to_string(m.size());
   for (const auto& [name, mv] : m) {
     auto vol = pool.volume(name);
     if (!vol) return "missing volume " + name;
@@ -164,7 +165,8 @@ TEST(ThinCrash, KillAtRandomPointsManyTimes) {
   const std::uint64_t base = env_u64("IPSAN_THIN_CRASH_SEED", 17);
   const std::uint64_t iters = env_u64("IPSAN_THIN_CRASH_ITERS", 400);
   std::printf("thin crash test: seeds %llu..%llu (IPSAN_THIN_CRASH_SEED, IPSAN_THIN_CRASH_ITERS)\n",
-              static_cast<unsigned long long>(base), static_cast<unsigned long long>(base + iters - 1));
+              static_cast<unsigned long long>(base),
+              static_cast<unsigned long long>(base + iters - 1));
   std::uint64_t crashes_in_admin = 0, recovered_alt = 0, checkpoints = 0;
   for (std::uint64_t it = 0; it < iters; ++it) {
     const std::uint64_t seed = base + it;
@@ -222,10 +224,11 @@ TEST(ThinCrash, KillAtRandomPointsManyTimes) {
     why = compare(**again, w.model);
     ASSERT_TRUE(why.empty()) << "after clean restart: " << why << " seed " << seed;
   }
-  std::printf("thin crash test: %llu runs, %llu died inside an admin operation (%llu took effect), "
-              "%llu checkpoints\n",
-              static_cast<unsigned long long>(iters), static_cast<unsigned long long>(crashes_in_admin),
-              static_cast<unsigned long long>(recovered_alt), static_cast<unsigned long long>(checkpoints));
+  std::printf(
+      "thin crash test: %llu runs, %llu died inside an admin operation (%llu took effect), "
+      "%llu checkpoints\n",
+      static_cast<unsigned long long>(iters), static_cast<unsigned long long>(crashes_in_admin),
+      static_cast<unsigned long long>(recovered_alt), static_cast<unsigned long long>(checkpoints));
 }
 
 }  // namespace

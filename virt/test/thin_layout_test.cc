@@ -13,8 +13,8 @@ namespace ipsan::virt {
 namespace {
 
 using backends::testing::flush_sync;
-using backends::testing::TempDir;
 using backends::testing::read_sync;
+using backends::testing::TempDir;
 using backends::testing::write_sync;
 
 const char* kToml = R"(
@@ -103,7 +103,8 @@ TEST(ThinLayout, BadPoolDeclarationsAreRefused) {
     std::string junk(1 << 20, 'x');
     f << junk;
   }
-  expect_error("[backend.j]\nspec = \"file:junk.img\"\n[pool.p]\ndevice = \"j\"\n", "no valid superblock");
+  expect_error("[backend.j]\nspec = \"file:junk.img\"\n[pool.p]\ndevice = \"j\"\n",
+               "no valid superblock");
 }
 
 }  // namespace

@@ -182,11 +182,11 @@ TEST(ThinPool, DiffFromTheMapOnly) {
   auto d = *pool->volume("d");
   ASSERT_EQ(write_sync(*d, 0, pattern(8192, 1)), Errc::kOk);
   ASSERT_TRUE(pool->snapshot("d", "a"));
-  ASSERT_EQ(write_sync(*d, 8 * 10 + 3, pattern(512, 2)), Errc::kOk);   // chunk 10
-  ASSERT_EQ(write_sync(*d, 8 * 11, pattern(4096, 2)), Errc::kOk);      // chunk 11
-  ASSERT_EQ(write_sync(*d, 8 * 40, pattern(512, 2)), Errc::kOk);       // chunk 40
+  ASSERT_EQ(write_sync(*d, 8 * 10 + 3, pattern(512, 2)), Errc::kOk);  // chunk 10
+  ASSERT_EQ(write_sync(*d, 8 * 11, pattern(4096, 2)), Errc::kOk);     // chunk 11
+  ASSERT_EQ(write_sync(*d, 8 * 40, pattern(512, 2)), Errc::kOk);      // chunk 40
   ASSERT_TRUE(pool->snapshot("d", "b"));
-  ASSERT_EQ(write_sync(*d, 8 * 63, pattern(512, 3)), Errc::kOk);       // chunk 63
+  ASSERT_EQ(write_sync(*d, 8 * 63, pattern(512, 3)), Errc::kOk);  // chunk 63
   const auto writes_before = dev->writes();
   auto ab = pool->diff("a", "b");
   ASSERT_TRUE(ab);
@@ -269,7 +269,9 @@ TEST(ThinPool, ManySnapshotsAndReopen) {
   ASSERT_TRUE(pool->create_disk("d", 64 * 1024));
   auto d = *pool->volume("d");
   for (int i = 0; i < 300; ++i) {
-    ASSERT_EQ(write_sync(*d, static_cast<std::uint64_t>(i % 128), pattern(512, static_cast<std::uint8_t>(i))), Errc::kOk);
+    ASSERT_EQ(write_sync(*d, static_cast<std::uint64_t>(i % 128),
+                         pattern(512, static_cast<std::uint8_t>(i))),
+              Errc::kOk);
     auto r = pool->snapshot("d", "s" + std::to_string(i));
     ASSERT_TRUE(r) << r.error().message;
   }
@@ -302,7 +304,8 @@ TEST(ThinPool, ManySnapshotsAndReopen) {
 // compared block by block with the model after every step batch and after reopening.
 TEST(ThinPool, RandomWorkloadMatchesModel) {
   const std::uint64_t seed = seed_from_env("IPSAN_THIN_SEED", 20261207);
-  std::printf("thin model test seed %llu (IPSAN_THIN_SEED)\n", static_cast<unsigned long long>(seed));
+  std::printf("thin model test seed %llu (IPSAN_THIN_SEED)\n",
+              static_cast<unsigned long long>(seed));
   std::mt19937_64 rng(seed);
   auto dev = small_disk(4 << 20);
   ThinFormatOptions o;

@@ -46,8 +46,8 @@ struct ThinVolumeInfo {
   std::string name;
   std::uint32_t id = 0;
   ThinKind kind = ThinKind::kDisk;
-  std::string origin;            // snapshot: the disk it was taken of; clone: its snapshot
-  std::uint64_t blocks = 0;      // virtual size in blocks
+  std::string origin;        // snapshot: the disk it was taken of; clone: its snapshot
+  std::uint64_t blocks = 0;  // virtual size in blocks
   std::uint64_t mapped_chunks = 0;
   std::uint64_t exclusive_chunks = 0;  // chunks only this volume maps (freed by deleting it)
   std::uint64_t created_seq = 0;       // metadata sequence at creation (orders snapshots)
@@ -57,10 +57,10 @@ struct ThinUsage {
   std::uint32_t block_size = 0;
   std::uint64_t chunk_bytes = 0;
   std::uint64_t total_chunks = 0;
-  std::uint64_t used_chunks = 0;  // referenced by some map
-  std::uint64_t free_chunks = 0;  // includes chunks freed since the last commit
-  std::uint64_t metadata_bytes = 0;     // one checkpoint area
-  std::uint64_t metadata_used = 0;      // size of the current state as a checkpoint
+  std::uint64_t used_chunks = 0;     // referenced by some map
+  std::uint64_t free_chunks = 0;     // includes chunks freed since the last commit
+  std::uint64_t metadata_bytes = 0;  // one checkpoint area
+  std::uint64_t metadata_used = 0;   // size of the current state as a checkpoint
   std::uint64_t log_bytes = 0;
   std::uint64_t log_used = 0;
   std::uint64_t commits = 0;
@@ -87,7 +87,8 @@ class ThinPool : public std::enable_shared_from_this<ThinPool> {
   // True if the first 8 KiB of `device` are all zero (never formatted) or hold a pool superblock.
   static Result<bool, Error> is_blank(backends::BackendPtr device);
 
-  // Admin operations; each is committed (durable) when it returns. Names: 1-64 of A-Za-z0-9_- (layout device names)
+  // Admin operations; each is committed (durable) when it returns. Names: 1-64 of A-Za-z0-9_-
+  // (layout device names)
   Result<void, Error> create_disk(std::string_view name, std::uint64_t size_bytes);
   // Point-in-time, read-only snapshot of a disk or clone (a barrier: every write acknowledged
   // before is in it, none issued after).
