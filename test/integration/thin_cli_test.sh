@@ -104,8 +104,11 @@ mkfifo "$dir/progress"
 ) >"$dir/progress" &
 writer=$!
 exec 5<"$dir/progress"
+# The kill comes after a seeded number of acknowledged writes (IPSAN_THIN_CLI_SEED).
+seed=${IPSAN_THIN_CLI_SEED:-5}
+echo "thin_cli_test: kill -9 after $((1 + seed % 12)) writes (IPSAN_THIN_CLI_SEED=$seed)"
 k=0
-while [ $k -lt 5 ] && IFS= read -r _ <&5; do k=$((k + 1)); done
+while [ $k -lt $((1 + seed % 12)) ] && IFS= read -r _ <&5; do k=$((k + 1)); done
 kill -9 "$PID"
 wait "$writer" 2>/dev/null || true
 exec 5<&-
