@@ -1,0 +1,271 @@
+// nbd_cli.cc: `ipsan nbd-export`: logs in to an ipsan server as a client (SanClient on its own
+// io_context thread), asks each exported device for its identity, and serves the devices to NBD
+// clients (nbd::Server) over TCP and/or a Unix socket, optionally with TLS. Like `ipsan
+// iscsi-portal`, an in-process netem::UdpProxy can impair the client <-> server link (--netem).
+#include "nbd_cli.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <thread>
+
+#include "connect_flags.h"
+#include "ipsan/base/units.h"
+#include "ipsan/client/connect.h"
+#include "ipsan/client/san_client.h"
+#include "ipsan/nbd/server.h"
+#include "ipsan/netem/config.h"
+#include "ipsan/netem/udp_proxy.h"
+
+namespace ipsan::nbd {
+namespace {
+
+namespace asio = boost::asio;
+
+struct Args : client::ConnectArgs {
+  std::string listen = "127.0.0.1:10809";
+  std::string unix_path;
+  std::string port_file;
+  std::vector<std::string> exports;
+  bool read_only = false;
+  std::string tls = "off";
+  std::string tls_certificates;
+  std::string tls_psk;
+  bool tls_verify_peer = false;
+  std::string max_request = "32M";
+  std::size_t max_connections = 128;
+  bool no_multi_conn = false;
+  std::string netem;
+  std::uint64_t netem_seed = 1;
+  // --metrics HOST:PORT (Prometheus) is added by the metrics work of issue 22: it reads
+  // nbd::Server::stats().
+};
+
+constexpr int kExitRuntime = 1;  // could not log in, identify or listen
+constexpr int kExitUsage = 2;    // bad arguments
+
+[[noreturn]] void die(const std::string& msg, int code = kExitUsage) {
+  std::fprintf(stderr, "ipsan nbd-export: %s\n", msg.c_str());
+  throw CLI::RuntimeError(code);
+}
+
+// The SAN/IP driver's requests are executed on its io_context thread.
+class Posting final : public client::GenericTarget {
+ public:
+  Posting(asio::io_context& io, client::GenericTarget& t) : io_(io), t_(t) {}
+  void execute(proto::Request r, std::function<void(proto::Reply)> done) override {
+    asio::post(io_, [this, r = std::move(r), done = std::move(done)]() mutable {
+      t_.execute(std::move(r), std::move(done));
+    });
+  }
+
+ private:
+  asio::io_context& io_;
+  client::GenericTarget& t_;
+};
+
+// "NAME=DEVICE[,ro]"
+ExportConfig parse_export(const std::string& text) {
+  ExportConfig e;
+  const auto eq = text.rfind('=');
+  if (eq == std::string::npos) die("--export wants NAME=DEVICE[,ro], got '" + text + "'");
+  e.name = text.substr(0, eq);
+  std::string dev = text.substr(eq + 1);
+  if (const auto comma = dev.find(','); comma != std::string::npos) {
+    if (dev.substr(comma + 1) != "ro") die("--export: unknown option in '" + text + "'");
+    e.read_only = true;
+    dev.resize(comma);
+  }
+  if (dev.empty() || dev.size() > 10 || dev.find_first_not_of("0123456789") != std::string::npos)
+    die("--export: bad device id in '" + text + "'");
+  const std::uint64_t id = std::stoull(dev);
+  if (id > 0xFFFFFFFFu) die("--export: device id out of range in '" + text + "'");
+  e.device_id = static_cast<std::uint32_t>(id);
+  if (e.name.size() > 4096 || e.name.find('\0') != std::string::npos)
+    die("--export: bad export name");
+  return e;
+}
+
+void run(const Args& a) {
+  auto settings = client::resolve_connect_args(a);
+  if (!settings) die(settings.error().message);
+  client::TransportOptions to = settings->transport;
+  const client::ClientOptions co = settings->client;
+
+  ServerOptions so;
+  if (a.tls == "off") so.tls.mode = TlsMode::kOff;
+  else if (a.tls == "on") so.tls.mode = TlsMode::kOn;
+  else if (a.tls == "require") so.tls.mode = TlsMode::kRequire;
+  else die("--tls must be off, on or require");
+  so.tls.certificates_dir = a.tls_certificates;
+  so.tls.psk_file = a.tls_psk;
+  so.tls.verify_peer = a.tls_verify_peer;
+  if (so.tls.mode == TlsMode::kOff && (!a.tls_certificates.empty() || !a.tls_psk.empty()))
+    die("--tls-certificates / --tls-psk need --tls on or --tls require");
+  so.unix_path = a.unix_path;
+  so.tcp = a.listen != "none";
+  if (so.tcp) {
+    auto lp = parse_host_port(a.listen, "127.0.0.1", 10809);
+    if (!lp) die("--listen: " + lp.error().message);
+    so.tcp_address = lp->host;
+    so.tcp_port = lp->port;
+  }
+  auto mr = parse_size(a.max_request);
+  if (!mr || *mr < 4096 || *mr > (256u << 20)) die("--max-request must be 4K..256M");
+  so.max_request_bytes = static_cast<std::uint32_t>(*mr);
+  if (a.max_connections == 0) die("--max-connections must be at least 1");
+  so.max_connections = a.max_connections;
+  so.multi_conn = !a.no_multi_conn;
+  std::vector<ExportConfig> exports;
+  for (const auto& t : a.exports) exports.push_back(parse_export(t));
+  if (exports.empty()) exports.push_back(parse_export("disk=0"));
+  for (auto& e : exports) e.read_only = e.read_only || a.read_only;
+
+  asio::io_context client_io;
+  std::unique_ptr<netem::UdpProxy> proxy;
+  if (!a.netem.empty()) {
+    if (to.kind != proto::TransportKind::kUdp) die("--netem needs --transport udp");
+    auto cfg = netem::profile_by_name(a.netem);
+    if (!cfg && a.netem.find('=') != std::string::npos) cfg = netem::parse_spec(a.netem);
+    if (!cfg) die(cfg.error().message);
+    netem::UdpProxyOptions po;
+    po.listen = asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0);
+    auto fwd = netem::parse_endpoint(to.host + ":" + std::to_string(to.port));
+    if (!fwd) die(fwd.error().message);
+    po.forward = *fwd;
+    po.up = *cfg;
+    po.down = *cfg;
+    po.seed = a.netem_seed;
+    auto p = netem::UdpProxy::create(client_io, po);
+    if (!p) die(p.error().message, kExitRuntime);
+    proxy = std::move(*p);
+    to.host = "127.0.0.1";
+    to.port = proxy->local_endpoint().port();
+  }
+  auto factory = client::make_transport_factory(client_io, to);
+  if (!factory) die(factory.error().message, kExitRuntime);
+  auto san = std::make_unique<client::SanClient>(client_io, std::move(*factory), co);
+  Errc login = Errc::kTimeout;
+  bool connected = false;
+  san->connect([&](Errc e) {
+    login = e;
+    connected = true;
+    client_io.stop();
+  });
+  client_io.run_for(co.login_timeout + std::chrono::seconds(1));
+  client_io.restart();
+  if (!connected || login != Errc::kOk) {
+    die("cannot log in to " + a.server + ": " +
+            std::string(to_string(connected ? login : Errc::kTimeout)),
+        kExitRuntime);
+  }
+  auto work = asio::make_work_guard(client_io);
+  std::thread client_thread([&] { client_io.run(); });
+  auto finish_client = [&] {
+    std::promise<void> closed;
+    asio::post(client_io, [&] {
+      san->close();
+      if (proxy) proxy->stop();
+      closed.set_value();
+    });
+    closed.get_future().wait();
+    work.reset();
+    client_io.stop();
+    client_thread.join();
+  };
+  Posting posting(client_io, *san);
+
+  for (auto& e : exports) {
+    auto done = std::make_shared<std::promise<proto::Reply>>();
+    auto f = done->get_future();
+    proto::Request q;
+    q.op = proto::Op::kIdentify;
+    q.device_id = e.device_id;
+    posting.execute(std::move(q), [done](proto::Reply r) { done->set_value(std::move(r)); });
+    const proto::Reply r = f.get();  // the SanClient answers every request (kTimeout at worst)
+    if (r.status != Errc::kOk) {
+      finish_client();
+      die("export '" + e.name + "': device " + std::to_string(e.device_id) + ": " +
+              std::string(to_string(r.status)),
+          kExitRuntime);
+    }
+    e.identity = r.identity;
+  }
+
+  // SIGINT/SIGTERM: blocked here (every thread started below inherits the mask) and awaited.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  Server server(posting, exports, so);
+  if (auto r = server.start(); !r) {
+    finish_client();
+    die(r.error().message, kExitRuntime);
+  }
+  std::printf("ipsan nbd-export: listening on");
+  if (so.tcp) std::printf(" %s:%u", so.tcp_address.c_str(), server.port());
+  if (!so.unix_path.empty()) std::printf(" unix:%s", so.unix_path.c_str());
+  for (const auto& e : exports) {
+    std::printf(" '%s'=%u(%s%s)", e.name.c_str(), e.device_id,
+                format_bytes(std::uint64_t{e.identity.block_size} * e.identity.block_count).c_str(),
+                e.read_only ? ",ro" : "");
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  if (!a.port_file.empty()) {
+    std::ofstream pf(a.port_file + ".tmp");
+    pf << server.port() << "\n";
+    pf.close();
+    std::rename((a.port_file + ".tmp").c_str(), a.port_file.c_str());
+  }
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  server.stop();
+  finish_client();
+  pthread_sigmask(SIG_UNBLOCK, &sigs, nullptr);
+}
+
+}  // namespace
+
+void add_cli(CLI::App& app) {
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "nbd-export",
+      "Serve ipsan devices to NBD clients (NBD server -> SAN/IP driver -> ipsan server)");
+  client::add_connect_flags(cmd, *a);
+  cmd->add_option("-l,--listen", a->listen,
+                  "NBD address HOST:PORT (port 0: any; 'none': no TCP, only --unix)")
+      ->capture_default_str();
+  cmd->add_option("-U,--unix", a->unix_path, "Also listen on this Unix socket");
+  cmd->add_option("--port-file", a->port_file, "Write the TCP port to this file");
+  cmd->add_option("-e,--export", a->exports,
+                  "NAME=DEVICE[,ro]: export NAME is server device DEVICE (repeatable; default "
+                  "disk=0; the empty name selects the first export)");
+  cmd->add_flag("-r,--read-only", a->read_only, "Every export read-only");
+  cmd->add_option("--tls", a->tls, "off, on (STARTTLS allowed) or require")->capture_default_str();
+  cmd->add_option("--tls-certificates", a->tls_certificates,
+                  "Directory with server-cert.pem, server-key.pem (and ca-cert.pem)");
+  cmd->add_option("--tls-psk", a->tls_psk, "Pre-shared keys file, 'username:hexkey' lines (psktool)");
+  cmd->add_flag("--tls-verify-peer", a->tls_verify_peer,
+                "Require client certificates signed by ca-cert.pem");
+  cmd->add_option("--max-request", a->max_request,
+                  "Largest READ/WRITE (NBD_INFO_BLOCK_SIZE maximum; larger: EOVERFLOW)")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", a->max_connections, "Connections served at once")
+      ->capture_default_str();
+  cmd->add_flag("--no-multi-conn", a->no_multi_conn, "Do not advertise NBD_FLAG_CAN_MULTI_CONN");
+  cmd->add_option("--netem", a->netem,
+                  "Impair the client<->server link in process (a netem profile, e.g. lossy-1pct, "
+                  "or a spec, e.g. 'loss=1%'; udp only)");
+  cmd->add_option("--netem-seed", a->netem_seed, "Seed of the impairment")->capture_default_str();
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace ipsan::nbd
