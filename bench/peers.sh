@@ -6,7 +6,9 @@
 #
 #   peers:     nbdkit memory plugin (NBD, fio nbd engine), qemu-nbd on a file in /dev/shm (NBD),
 #              tgt on a file in /dev/shm (iSCSI, reads only: iscsi-perf cannot write),
-#              ipsan server ram:1G over UDP and over TCP
+#              ipsan server ram:1G over UDP and over TCP (`ipsan bench`), and the same server
+#              through `ipsan nbd-export` (ipsan-nbd-udp/-tcp: fio's nbd engine, the load generator
+#              of the NBD peers; the export's ipsan link is reliable UDP or TCP)
 #   workloads: 1 MiB sequential write QD8 (also fills the region), 4 KiB random write QD32,
 #              4 KiB random read QD1 and QD32, 1 MiB sequential read QD8; region 256 MiB
 #   limits:    memcpy bandwidth (64 MiB), loopback TCP and UDP iperf3 (UDP with 1452-byte
@@ -19,8 +21,9 @@
 # `taskset -c $CLIENT_CPU` (default 1): one vCPU each, the fair split on a 2-vCPU machine.
 # `--pin same` puts both on CPU 0 (lowest QD1 latency: no cross-CPU wake-up).
 # CPU per I/O: client = user+system ticks of the client process (the wrapper's cutime+cstime
-# after it exits), server = utime+stime delta of the server process from /proc/PID/stat, both
-# divided by the completed I/Os.
+# after it exits), server = utime+stime delta of the server process from /proc/PID/stat (for
+# ipsan-nbd-*: ipsan server + ipsan nbd-export, both on the server CPU), both divided by the
+# completed I/Os.
 #
 # Usage: bench/peers.sh [--build DIR] [--quick] [--runtime S] [--loss] [--only PEERS]
 #                       [--pin split|same] [--out DIR]
@@ -33,7 +36,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 BUILD=$ROOT/build/bench
 RUNTIME=10
 LOSS=0
-ONLY="ipsan-udp ipsan-tcp nbdkit qemu-nbd tgt"
+ONLY="ipsan-udp ipsan-tcp ipsan-nbd-udp ipsan-nbd-tcp nbdkit qemu-nbd tgt"
 PIN="split"
 OUT=$ROOT/bench/results
 INNER_LOSS=""   # internal: run the loss section at this percentage (inside unshare -n)
@@ -64,6 +67,7 @@ mkdir -p "$OUT"
 HZ=$(getconf CLK_TCK)
 TMP=$(mktemp -d /tmp/ipsan-peers.XXXXXX)
 SERVER_PID=
+EXPORT_PID=   # ipsan nbd-export, when the peer is ipsan-nbd-*
 PIDS=()
 SHM_FILES=()
 
@@ -78,7 +82,12 @@ trap 'exit 130' INT TERM
 note() { echo "peers.sh: $*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-server_ticks() { awk '{print $14+$15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0; }
+server_ticks() {
+  local t e=0
+  t=$(awk '{print $14+$15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
+  [ -n "$EXPORT_PID" ] && e=$(awk '{print $14+$15}' "/proc/$EXPORT_PID/stat" 2>/dev/null || echo 0)
+  echo $((t + e))
+}
 wait_port() {  # wait_port PORT: until something listens on 127.0.0.1:PORT (TCP), max 10 s
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -95,6 +104,10 @@ kill_wait() {  # kill_wait PID: SIGTERM, then SIGKILL after 3 s (tgtd ignores SI
 }
 
 stop_server() {
+  if [ -n "$EXPORT_PID" ]; then
+    kill_wait "$EXPORT_PID"
+    EXPORT_PID=
+  fi
   if [ -n "$SERVER_PID" ]; then
     kill_wait "$SERVER_PID"
     SERVER_PID=
@@ -115,6 +128,18 @@ start_ipsan() {  # start_ipsan udp|tcp
   for _ in $(seq 1 100); do [ -s "$TMP/port" ] && break; sleep 0.1; done
   [ -s "$TMP/port" ] || { note "ipsan server did not start"; cat "$TMP/ipsan-server.log" >&2; return 1; }
   TARGET=$(sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$TMP/port")
+}
+
+start_ipsan_nbd() {  # start_ipsan_nbd udp|tcp: ipsan server + ipsan nbd-export in front of it
+  start_ipsan "$1" || return 1
+  rm -f "$TMP/nbd.port"
+  taskset -c $SERVER_CPU "$IPSAN" nbd-export --server "127.0.0.1:$TARGET" --transport "$1" \
+    --name bench --key-file "$TMP/key" --slots 256 --timeout 20s --listen 127.0.0.1:0 \
+    --port-file "$TMP/nbd.port" --export disk=0 > "$TMP/nbd-export.log" 2>&1 &
+  EXPORT_PID=$!; PIDS+=("$EXPORT_PID")
+  for _ in $(seq 1 100); do [ -s "$TMP/nbd.port" ] && break; sleep 0.1; done
+  [ -s "$TMP/nbd.port" ] || { note "ipsan nbd-export did not start"; cat "$TMP/nbd-export.log" >&2; return 1; }
+  TARGET="nbd://127.0.0.1:$(cat "$TMP/nbd.port")/disk"
 }
 
 start_nbdkit() {
@@ -205,7 +230,7 @@ run_workload() {
       ct=$(run_client "$IPSAN" bench --server "127.0.0.1:$TARGET" --transport "${peer#ipsan-}" \
         --name bench --key-file "$TMP/key" --rw "$rw" --bs "$bs" --qd "$qd" --size 256M \
         --runtime "${RUNTIME}s" --timeout 20s --json --label "$peer") ;;
-    nbdkit|qemu-nbd)
+    nbdkit|qemu-nbd|ipsan-nbd-udp|ipsan-nbd-tcp)
       tool=fio
       ct=$(run_client fio --name="$wl" --ioengine=nbd --uri="$TARGET" --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --size=256m --runtime="$RUNTIME" --time_based --ramp_time=0 \
@@ -231,6 +256,9 @@ run_peers() {  # run_peers LOSS WORKLOADS
     case $peer in
       ipsan-udp) start_ipsan udp || continue ;;
       ipsan-tcp) start_ipsan tcp || continue ;;
+      ipsan-nbd-udp|ipsan-nbd-tcp)
+        have fio || { note "fio missing: $peer skipped"; continue; }
+        start_ipsan_nbd "${peer#ipsan-nbd-}" || continue ;;
       nbdkit) have nbdkit && have fio || { note "nbdkit/fio missing: skipped"; continue; }; start_nbdkit || continue ;;
       qemu-nbd) have qemu-nbd && have fio || { note "qemu-nbd/fio missing: skipped"; continue; }; start_qemu_nbd || continue ;;
       tgt) have tgtd && have iscsi-perf || { note "tgt/iscsi-perf missing: skipped"; continue; }; start_tgt || continue ;;

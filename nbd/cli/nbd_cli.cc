@@ -126,6 +126,14 @@ void run(const Args& a) {
   if (exports.empty()) exports.push_back(parse_export("disk=0"));
   for (auto& e : exports) e.read_only = e.read_only || a.read_only;
 
+  // SIGINT/SIGTERM: blocked before any thread starts (threads inherit the mask), awaited with
+  // sigwait once serving; one that arrives during the login is handled right after it.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
   asio::io_context client_io;
   std::unique_ptr<netem::UdpProxy> proxy;
   if (!a.netem.empty()) {
@@ -196,13 +204,6 @@ void run(const Args& a) {
     }
     e.identity = r.identity;
   }
-
-  // SIGINT/SIGTERM: blocked here (every thread started below inherits the mask) and awaited.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   Server server(posting, exports, so);
   if (auto r = server.start(); !r) {
