@@ -29,6 +29,7 @@ namespace asio = boost::asio;
 
 struct Args : client::ConnectArgs {
   std::string listen = "127.0.0.1:10809";
+  bool listen_given = false;
   std::string unix_path;
   std::string port_file;
   std::vector<std::string> exports;
@@ -108,7 +109,8 @@ void run(const Args& a) {
   if (so.tls.mode == TlsMode::kOff && (!a.tls_certificates.empty() || !a.tls_psk.empty()))
     die("--tls-certificates / --tls-psk need --tls on or --tls require");
   so.unix_path = a.unix_path;
-  so.tcp = a.listen != "none";
+  // --unix alone: no TCP listener (as nbdkit -U); --listen as well: both.
+  so.tcp = a.listen != "none" && (a.unix_path.empty() || a.listen_given);
   if (so.tcp) {
     auto lp = parse_host_port(a.listen, "127.0.0.1", 10809);
     if (!lp) die("--listen: " + lp.error().message);
@@ -241,9 +243,10 @@ void add_cli(CLI::App& app) {
       "nbd-export",
       "Serve ipsan devices to NBD clients (NBD server -> SAN/IP driver -> ipsan server)");
   client::add_connect_flags(cmd, *a);
-  cmd->add_option("-l,--listen", a->listen,
-                  "NBD address HOST:PORT (port 0: any; 'none': no TCP, only --unix)")
-      ->capture_default_str();
+  auto* listen = cmd->add_option("-l,--listen", a->listen,
+                                 "NBD address HOST:PORT (port 0: any; 'none': no TCP; not "
+                                 "listened on with --unix unless given)")
+                     ->capture_default_str();
   cmd->add_option("-U,--unix", a->unix_path, "Also listen on this Unix socket");
   cmd->add_option("--port-file", a->port_file, "Write the TCP port to this file");
   cmd->add_option("-e,--export", a->exports,
@@ -266,7 +269,10 @@ void add_cli(CLI::App& app) {
                   "Impair the client<->server link in process (a netem profile, e.g. lossy-1pct, "
                   "or a spec, e.g. 'loss=1%'; udp only)");
   cmd->add_option("--netem-seed", a->netem_seed, "Seed of the impairment")->capture_default_str();
-  cmd->callback([a] { run(*a); });
+  cmd->callback([a, listen] {
+    a->listen_given = listen->count() > 0;
+    run(*a);
+  });
 }
 
 }  // namespace ipsan::nbd

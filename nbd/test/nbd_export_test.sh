@@ -71,7 +71,9 @@ stop_export() {
 }
 nbdsh_run() {  # URI-or-empty SCRIPT: runs a Python script in nbdsh; its failure fails the test
   echo "$2" > "$WORK/script.py"
-  nbdsh -c "URI='$1'" -c "exec(open('$WORK/script.py').read())" || fail "nbdsh script failed"
+  # nbdsh runs `python3 -m nbd`: Debian's python3 (python3-libnbd), not another one on PATH.
+  PATH=/usr/bin:$PATH nbdsh -c "URI='$1'" -c "exec(open('$WORK/script.py').read())" ||
+    fail "nbdsh script failed"
 }
 
 case $PART in
@@ -101,7 +103,9 @@ buf = bytes(range(256)) * 256                      # 64 KiB
 h.pwrite(buf, 1048576)
 h.pwrite(buf, 2097152, nbd.CMD_FLAG_FUA)
 assert h.pread(65536, 1048576) == buf
-assert h.pread(1000, 1048576 + 3) == buf[3:1003]   # unaligned read
+strict = h.get_strict_mode(); h.set_strict_mode(0)  # libnbd would refuse an unaligned read itself
+assert h.pread(1000, 1048576 + 3) == buf[3:1003]    # unaligned read
+h.set_strict_mode(strict)
 h.flush()
 h.zero(4096, 1048576)
 assert h.pread(4096, 1048576) == bytes(4096)
@@ -203,8 +207,8 @@ tls)
   head -c 8M /dev/urandom > "$WORK/t.img"
   nbdcopy "$WORK/t.img" "nbds://alice@127.0.0.1:$PORT/disk?tls-psk-file=$WORK/keys.psk" ||
     fail "nbdcopy over TLS-PSK"
-  nbdcopy "nbds://alice@127.0.0.1:$PORT/disk?tls-psk-file=$WORK/keys.psk" - | head -c 8M |
-    cmp - "$WORK/t.img" || fail "TLS-PSK round trip"
+  nbdcopy "nbds://alice@127.0.0.1:$PORT/disk?tls-psk-file=$WORK/keys.psk" "$WORK/t.back" &&
+    cmp -n 8388608 "$WORK/t.back" "$WORK/t.img" || fail "TLS-PSK round trip"
   if nbdinfo "nbd://127.0.0.1:$PORT/disk" >/dev/null 2>&1; then fail "plain client accepted"; fi
   psktool -u mallory -p "$WORK/other.psk" >/dev/null
   if nbdinfo "nbds://mallory@127.0.0.1:$PORT/disk?tls-psk-file=$WORK/other.psk" >/dev/null 2>&1; then
@@ -254,7 +258,8 @@ unix)
   nbdinfo "$U" | grep -q 'export-size: 67108864' || fail "nbdinfo over a Unix socket"
   head -c 16M /dev/urandom > "$WORK/u.img"
   nbdcopy "$WORK/u.img" "$U" || fail "nbdcopy over a Unix socket"
-  nbdcopy "$U" - | head -c 16M | cmp - "$WORK/u.img" || fail "Unix socket round trip"
+  nbdcopy "$U" "$WORK/u.back" && cmp -n 16777216 "$WORK/u.back" "$WORK/u.img" ||
+    fail "Unix socket round trip"
   truncate -s 64M "$WORK/u.img"
   qemu-img convert -n -f raw -O raw "$WORK/u.img" "$U" && qemu-img compare -f raw -F raw "$WORK/u.img" "$U" ||
     fail "qemu-img over a Unix socket"
@@ -267,7 +272,8 @@ netem)
   start_export -l 127.0.0.1:0 --netem lossy-1pct --netem-seed 11
   head -c 16M /dev/urandom > "$WORK/n.img"
   nbdcopy "$WORK/n.img" "$URI" || fail "nbdcopy through netem"
-  nbdcopy "$URI" - | head -c 16M | cmp - "$WORK/n.img" || fail "netem round trip differs"
+  nbdcopy "$URI" "$WORK/n.back" && cmp -n 16777216 "$WORK/n.back" "$WORK/n.img" ||
+    fail "netem round trip differs"
   fio --name=lossy --ioengine=nbd --uri="$URI" --rw=randrw --bs=16k --size=8M --iodepth=8 \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --randseed=3 --output="$WORK/fio.txt" ||
     { cat "$WORK/fio.txt"; fail "fio verify through netem"; }
