@@ -302,8 +302,8 @@ void Conn::writer_loop() {
       if (out.empty()) return;
       b = std::move(out.front());
       out.pop_front();
+      if (broken) continue;  // the peer is gone: replies are dropped
     }
-    if (broken) continue;
     if (!stream->write_all(b.data(), b.size())) {
       std::lock_guard lk(mu);
       broken = true;
