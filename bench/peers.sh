@@ -26,7 +26,8 @@
 # completed I/Os.
 #
 # Usage: bench/peers.sh [--build DIR] [--quick] [--runtime S] [--loss] [--only PEERS]
-#                       [--pin split|same] [--out DIR]
+#                       [--workloads NAMES] [--pin split|same] [--out DIR]
+# (--workloads: a subset by name, e.g. "rr4k_qd1 rr4k_qd32"; default all)
 # Needs: fio nbdkit qemu-utils tgt libiscsi-bin iperf3 nftables (missing peers are skipped with a
 # note). Runs as root for tgt and unshare. Cleans up every process it starts.
 set -euo pipefail
@@ -39,6 +40,7 @@ LOSS=0
 ONLY="ipsan-udp ipsan-tcp ipsan-nbd-udp ipsan-nbd-tcp nbdkit qemu-nbd tgt"
 PIN="split"
 OUT=$ROOT/bench/results
+WORKLOADS=""    # names to run (empty: all)
 INNER_LOSS=""   # internal: run the loss section at this percentage (inside unshare -n)
 
 while [ $# -gt 0 ]; do
@@ -48,10 +50,11 @@ while [ $# -gt 0 ]; do
     --runtime) RUNTIME=$2; shift 2 ;;
     --loss) LOSS=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
+    --workloads) WORKLOADS=$2; shift 2 ;;
     --pin) PIN=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --inner-loss) INNER_LOSS=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -e/{/^set -e/!p}' "$0"; exit 0 ;;
     *) echo "peers.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -266,6 +269,7 @@ run_peers() {  # run_peers LOSS WORKLOADS
     esac
     for w in $wls; do
       IFS=: read -r name rw bs qd <<< "$w"
+      if [ -n "$WORKLOADS" ] && [[ " $WORKLOADS " != *" $name "* ]]; then continue; fi
       note "$peer $name (loss $loss %, ${RUNTIME}s)"
       run_workload "$peer" "$name" "$rw" "$bs" "$qd" "$loss"
     done
@@ -338,6 +342,7 @@ if [ "$LOSS" = 1 ]; then
   echo "peer,workload,loss,iops,mbps,p50_us,p90_us,p99_us,p999_us,client_cpu_us_per_io,server_cpu_us_per_io" > "$OUT/loss.csv"
   for pct in 1 5; do
     unshare -n "$0" --inner-loss "$pct" --build "$BUILD" --runtime "$RUNTIME" --only "$ONLY" \
+      ${WORKLOADS:+--workloads "$WORKLOADS"} \
       --pin "$PIN" --out "$OUT" || note "loss $pct % run failed"
   done
   table "$OUT/loss.csv" | tee "$OUT/loss-table.md"
