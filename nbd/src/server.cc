@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -731,6 +732,18 @@ void Server::stop() {
     ::unlink(s.opt.unix_path.c_str());
   }
   s.tcp_fd = s.unix_fd = -1;
+  // Grace: clients told ESHUTDOWN disconnect on their own (NBD_CMD_DISC); bounded.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(s.opt.shutdown_grace_ms);
+  for (;;) {
+    s.reap(false);
+    {
+      std::lock_guard lk(s.mu);
+      if (s.conns.empty()) break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   {
     std::lock_guard lk(s.mu);
     for (auto& c : s.conns) c->shutdown_read();  // requests in flight still get their replies

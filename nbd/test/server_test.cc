@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <thread>
 
 #include "ipsan/client/memory_target.h"
 #include "ipsan/nbd/server.h"
@@ -88,7 +89,10 @@ class RawClient {
     if (r.empty() || load_be32(r.data()) != kSimpleReplyMagic || load_be64(r.data() + 8) != cookie_)
       return ~0u;
     const std::uint32_t err = load_be32(r.data() + 4);
-    if (err == 0 && type == kCmdRead && data) *data = recv(len);
+    if (err == 0 && type == kCmdRead) {
+      Bytes d = recv(len);
+      if (data) *data = std::move(d);
+    }
     return err;
   }
   std::uint64_t size_ = 0;
@@ -268,6 +272,32 @@ TEST_F(Fixture, BadClientsDoNotDisturbOthers) {
   EXPECT_EQ(back, Bytes(512, 3));
   EXPECT_GE(server->stats().handshake_failures, 2u);
   EXPECT_GE(server->stats().protocol_errors, 1u);
+}
+
+TEST(NbdServer, ShutdownAnswersEshutdownThenCloses) {
+  client::MemoryTarget t;
+  auto id = client::MemoryTarget::default_identity(64, 512, 8);
+  t.add_device(0, id);
+  std::vector<ExportConfig> ex(1);
+  ex[0].name = "d";
+  ex[0].identity = id;
+  ServerOptions o;
+  o.tcp_port = 0;
+  o.shutdown_grace_ms = 20000;  // ends early: the client disconnects on ESHUTDOWN
+  Server s(t, ex, o);
+  ASSERT_TRUE(s.start());
+  RawClient c(s.port());
+  ASSERT_TRUE(c.go("d", false));
+  ASSERT_EQ(c.cmd(kCmdRead, 0, 512), 0u);
+  std::thread stopper([&] { s.stop(); });
+  std::uint32_t err = 0;
+  for (int i = 0; i < 100000 && err == 0; ++i) err = c.cmd(kCmdRead, 0, 512);
+  EXPECT_EQ(err, kESHUTDOWN);
+  c.send(encode_request(Request{0, kCmdDisc, 0, 0, 0}));
+  EXPECT_TRUE(c.closed());
+  stopper.join();
+  RawClient late(s.port());
+  EXPECT_FALSE(late.ok());
 }
 
 }  // namespace

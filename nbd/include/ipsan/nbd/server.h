@@ -56,6 +56,9 @@ struct ServerOptions {
   std::uint32_t max_in_flight = 64;             // requests per connection before reading pauses
   bool multi_conn = true;
   int handshake_timeout_ms = 30000;  // a client that does not finish the handshake is closed
+  // stop(): for this long, requests get ESHUTDOWN (options NBD_REP_ERR_SHUTDOWN) so clients can
+  // disconnect cleanly; connections still open then are closed.
+  int shutdown_grace_ms = 1000;
 };
 
 struct ServerStats {
@@ -83,8 +86,9 @@ class Server {
   // Loads TLS credentials, binds and listens; an error names what failed.
   Result<void, Error> start();
   std::uint16_t port() const;  // the TCP port (0 without TCP)
-  // Stops accepting; connections get ESHUTDOWN for new requests, requests in flight complete,
-  // then every connection is closed. Blocks until all threads have ended.
+  // Stops accepting; for shutdown_grace_ms new requests get ESHUTDOWN (requests in flight
+  // complete and are answered), then every connection still open is closed. Blocks until all
+  // threads have ended.
   void stop();
   ServerStats stats() const;
 
