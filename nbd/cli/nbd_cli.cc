@@ -108,6 +108,7 @@ void run(const Args& a) {
   so.tls.verify_peer = a.tls_verify_peer;
   if (so.tls.mode == TlsMode::kOff && (!a.tls_certificates.empty() || !a.tls_psk.empty()))
     die("--tls-certificates / --tls-psk need --tls on or --tls require");
+  if (auto r = check_tls_config(so.tls); !r) die(r.error().message);
   so.unix_path = a.unix_path;
   // --unix alone: no TCP listener (as nbdkit -U); --listen as well: both.
   so.tcp = a.listen != "none" && (a.unix_path.empty() || a.listen_given);

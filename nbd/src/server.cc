@@ -41,6 +41,13 @@ std::uint32_t nbd_error(Errc e, bool is_write) {
   }
 }
 
+Result<void, Error> check_tls_config(const TlsConfig& tls) {
+  if (tls.mode == TlsMode::kOff) return {};
+  auto t = TlsContext::create(tls);
+  if (!t) return make_unexpected(t.error());
+  return {};
+}
+
 ExportInfo export_info(const ExportConfig& e, const ServerOptions& o) {
   ExportInfo info;
   const auto& id = e.identity;

@@ -99,6 +99,10 @@ class Server {
   std::shared_ptr<Impl> impl_;
 };
 
+// Loads the TLS credentials once to check them (files readable, keys well-formed): what
+// Server::start() would report, for a command line to reject before it logs in anywhere.
+Result<void, Error> check_tls_config(const TlsConfig& tls);
+
 // NBD error for an ipsan status (EIO for anything without a closer match).
 std::uint32_t nbd_error(Errc e, bool is_write);
 
