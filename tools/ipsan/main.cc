@@ -26,6 +26,9 @@
 #ifdef HAVE_IPSAN_ISCSI_CLI
 #include "iscsi_cli.h"
 #endif
+#ifdef HAVE_IPSAN_NAS_CLI
+#include "nas_cli.h"
+#endif
 
 namespace {
 constexpr int kExitUsage = 2;  // bad arguments, as every subcommand's own checks return
@@ -70,6 +73,9 @@ int main(int argc, char** argv) {
 #endif
 #ifdef HAVE_IPSAN_ISCSI_CLI
   ipsan::iscsi::add_cli(app);
+#endif
+#ifdef HAVE_IPSAN_NAS_CLI
+  ipsan::nas::add_cli(app);
 #endif
   try {
     app.parse(argc, argv);
