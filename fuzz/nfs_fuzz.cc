@@ -76,7 +76,9 @@ void write_seeds(const char* dir) {
   proto::XdrWriter mnt;
   mnt.put_string("/");
   Bytes mc = call(100005, 1, mnt.bytes());
-  Bytes rep = world().n->handle(ByteSpan(mc).subspan(1), nas::Peer{});
+  nas::Peer local;
+  local.address = boost::asio::ip::make_address_v4("127.0.0.1");
+  Bytes rep = world().n->handle(ByteSpan(mc).subspan(1), local);
   proto::XdrReader r(rep);
   for (int i = 0; i < 6; ++i) r.get_u32();
   r.get_u32();
