@@ -29,6 +29,9 @@
 #ifdef HAVE_IPSAN_NBD_CLI
 #include "nbd_cli.h"
 #endif
+#ifdef HAVE_IPSAN_NAS_CLI
+#include "nas_cli.h"
+#endif
 
 namespace {
 constexpr int kExitUsage = 2;  // bad arguments, as every subcommand's own checks return
@@ -76,6 +79,9 @@ int main(int argc, char** argv) {
 #endif
 #ifdef HAVE_IPSAN_NBD_CLI
   ipsan::nbd::add_cli(app);
+#endif
+#ifdef HAVE_IPSAN_NAS_CLI
+  ipsan::nas::add_cli(app);
 #endif
   try {
     app.parse(argc, argv);
