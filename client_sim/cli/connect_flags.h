@@ -9,7 +9,7 @@
 
 namespace ipsan::client {
 
-// Adds -s/--server, -t/--transport, -n/--name, -k/--key, --key-file, --timeout and (unless
+// Adds -s/--server, -t/--transport, -n/--name, --key-file (and -k/--key, which is refused), --timeout and (unless
 // `slots` is false: a command with its own queue depth) --slots.
 inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) {
   cmd->add_option("-s,--server", a.server, "ipsan server HOST:PORT")->capture_default_str();
@@ -17,8 +17,12 @@ inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) 
       ->capture_default_str();
   cmd->add_option("-n,--name", a.name, "Client name the server knows the key for")
       ->capture_default_str();
-  cmd->add_option("-k,--key", a.key, "Client key: 64 hex digits or a passphrase (or IPSAN_KEY)");
-  cmd->add_option("--key-file", a.key_file, "File whose first line is the key");
+  cmd->add_option("-k,--key", a.key,
+                  "Refused: keys never go on the command line (ps shows them); use --key-file "
+                  "or IPSAN_KEY");
+  cmd->add_option("--key-file", a.key_file,
+                  "File (mode 0600) whose first line is the key: 64 hex digits or a passphrase "
+                  "of 12+ characters; without it, the IPSAN_KEY environment variable");
   cmd->add_option("--timeout", a.timeout, "Request timeout, e.g. 30s")->capture_default_str();
   if (slots) {
     cmd->add_option("--slots", a.slots, "Maximum requests in flight")->capture_default_str();

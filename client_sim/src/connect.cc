@@ -9,6 +9,7 @@
 #include "ipsan/base/units.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
@@ -16,18 +17,13 @@ namespace ipsan::client {
 
 namespace asio = boost::asio;
 
-Result<Key256, Error> load_client_key(const std::string& key, const std::string& key_file) {
-  std::string text = key;
-  if (!key_file.empty()) {
-    std::ifstream f(key_file);
-    if (!f || !std::getline(f, text)) return fail("cannot read key file " + key_file);
-  }
-  if (text.empty()) {
-    if (const char* env = std::getenv("IPSAN_KEY")) text = env;
-  }
-  if (text.empty()) return fail("no key: pass --key, --key-file or set IPSAN_KEY");
-  Key256 k;
-  if (!parse_key(text, k)) return fail("bad key");
+Result<ParsedKey, Error> load_client_key(const std::string& key_file,
+                                         std::string_view client_name) {
+  if (!key_file.empty()) return read_client_key_file(key_file, client_name);
+  const char* env = std::getenv("IPSAN_KEY");
+  if (env == nullptr || *env == '\0') return fail("no key: pass --key-file FILE or set IPSAN_KEY");
+  auto k = parse_key_text(env, client_name);
+  if (!k) return fail("IPSAN_KEY: " + k.error().message);
   return k;
 }
 
@@ -51,11 +47,20 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
   s.transport.host = hp->host;
   s.transport.port = hp->port;
   if (!proto::valid_client_name(a.name)) return fail("--name must be 1..64 printable characters");
-  const bool any_key = !a.key.empty() || !a.key_file.empty() || std::getenv("IPSAN_KEY") != nullptr;
+  if (!a.key.empty()) {
+    return fail("-k/--key: a key on the command line is visible to every local user (ps, "
+                "/proc); use --key-file FILE (mode 0600) or the IPSAN_KEY environment variable");
+  }
+  const char* env = std::getenv("IPSAN_KEY");
+  const bool any_key = !a.key_file.empty() || (env != nullptr && *env != '\0');
   if (any_key || key_required) {
-    auto key = load_client_key(a.key, a.key_file);
+    auto key = load_client_key(a.key_file, a.name);
     if (!key) return make_unexpected(key.error());
-    s.client.key = *key;
+    s.client.key = key->key;
+    s.key_form = key->form;
+    std::fprintf(stderr, "ipsan: key of client '%s' read as %s from %s\n", a.name.c_str(),
+                 key_form_name(key->form),
+                 a.key_file.empty() ? "IPSAN_KEY" : a.key_file.c_str());
   }
   auto t = parse_duration(a.timeout);
   if (!t) return fail("--timeout: " + t.error().message);

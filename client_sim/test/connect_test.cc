@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ipsan/client/connect.h"
@@ -13,10 +14,13 @@
 namespace ipsan::client {
 namespace {
 
+const std::string kHexKey(64, 'a');
+
 TEST(ConnectArgs, DefaultsResolve) {
   ConnectArgs a;
-  a.key = "a passphrase";
+  ::setenv("IPSAN_KEY", "a-long-passphrase", 1);
   auto s = resolve_connect_args(a);
+  ::unsetenv("IPSAN_KEY");
   ASSERT_TRUE(s) << s.error().message;
   EXPECT_EQ(s->transport.kind, proto::TransportKind::kUdp);
   EXPECT_EQ(s->transport.host, "127.0.0.1");
@@ -25,9 +29,8 @@ TEST(ConnectArgs, DefaultsResolve) {
   EXPECT_EQ(s->client.request_timeout, std::chrono::seconds(30));
   EXPECT_EQ(s->client.login_timeout, std::chrono::seconds(10));
   EXPECT_EQ(s->client.max_slots, 64u);
-  Key256 k;
-  ASSERT_TRUE(parse_key("a passphrase", k));
-  EXPECT_EQ(s->client.key, k);
+  EXPECT_EQ(s->key_form, KeyForm::kPassphrase);
+  EXPECT_EQ(s->client.key, parse_key_text("a-long-passphrase", "default")->key);
 }
 
 TEST(ConnectArgs, EverySettingIsTaken) {
@@ -35,11 +38,13 @@ TEST(ConnectArgs, EverySettingIsTaken) {
   a.server = "10.1.2.3:7000";
   a.transport = "tcp";
   a.name = "alice";
-  a.key = std::string(64, 'a');
+  ::setenv("IPSAN_KEY", kHexKey.c_str(), 1);
   a.timeout = "2s";
   a.slots = 8;
   auto s = resolve_connect_args(a);
+  ::unsetenv("IPSAN_KEY");
   ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(s->key_form, KeyForm::kHex);
   EXPECT_EQ(s->transport.kind, proto::TransportKind::kTcp);
   EXPECT_EQ(s->transport.host, "10.1.2.3");
   EXPECT_EQ(s->transport.port, 7000);
@@ -49,29 +54,62 @@ TEST(ConnectArgs, EverySettingIsTaken) {
   EXPECT_EQ(s->client.max_slots, 8u);
 }
 
-TEST(ConnectArgs, KeyFileWinsOverKey) {
+TEST(ConnectArgs, KeyFileWinsOverEnvironment) {
   const auto path = std::filesystem::temp_directory_path() /
                     ("ipsan_connect_test_" + std::to_string(::getpid()) + ".key");
   {
     std::ofstream f(path);
-    f << "from the file\nsecond line ignored\n";
+    f << "from-the-file-pass\nsecond line ignored\n";
   }
+  ::chmod(path.c_str(), 0600);
+  ::setenv("IPSAN_KEY", kHexKey.c_str(), 1);
   ConnectArgs a;
-  a.key = "from the flag";
+  a.name = "alice";
   a.key_file = path.string();
   auto s = resolve_connect_args(a);
-  std::filesystem::remove(path);
+  ::unsetenv("IPSAN_KEY");
   ASSERT_TRUE(s) << s.error().message;
-  Key256 k;
-  ASSERT_TRUE(parse_key("from the file", k));
-  EXPECT_EQ(s->client.key, k);
+  EXPECT_EQ(s->client.key, parse_key_text("from-the-file-pass", "alice")->key);
+  // The same file readable by others is refused, as ssh does.
+  ::chmod(path.c_str(), 0644);
+  auto open = resolve_connect_args(a);
+  std::filesystem::remove(path);
+  ASSERT_FALSE(open);
+  EXPECT_NE(open.error().message.find("group or others"), std::string::npos)
+      << open.error().message;
+}
+
+// Keys never come from argv: -k/--key is refused with a message that says where keys go.
+TEST(ConnectArgs, KeyOnTheCommandLineIsRefused) {
+  ::setenv("IPSAN_KEY", kHexKey.c_str(), 1);
+  ConnectArgs a;
+  a.key = kHexKey;
+  auto s = resolve_connect_args(a);
+  ::unsetenv("IPSAN_KEY");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("--key-file"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("IPSAN_KEY"), std::string::npos) << s.error().message;
+}
+
+TEST(ConnectArgs, BadKeysInTheEnvironmentAreRefused) {
+  ConnectArgs a;
+  std::string typo = kHexKey;
+  typo[5] = 'o';
+  for (const std::string& bad : {typo, std::string("short"), kHexKey.substr(2)}) {
+    ::setenv("IPSAN_KEY", bad.c_str(), 1);
+    auto s = resolve_connect_args(a);
+    ASSERT_FALSE(s) << bad;
+    EXPECT_NE(s.error().message.find("IPSAN_KEY"), std::string::npos) << s.error().message;
+  }
+  ::unsetenv("IPSAN_KEY");
 }
 
 // Each bad argument is refused with a message that names it.
 TEST(ConnectArgs, BadArgumentsNameTheFlag) {
   auto error_of = [](ConnectArgs a) {
-    if (a.key.empty() && a.key_file.empty()) a.key = "k";
+    ::setenv("IPSAN_KEY", kHexKey.c_str(), 1);
     auto s = resolve_connect_args(a);
+    ::unsetenv("IPSAN_KEY");
     return s ? std::string() : s.error().message;
   };
   ConnectArgs a;

@@ -62,7 +62,14 @@ class AdminConnection : public std::enable_shared_from_this<AdminConnection> {
 AdminEndpoint::AdminEndpoint(asio::io_context& io, std::filesystem::path path, Handler handler)
     : acceptor_(io), path_(std::move(path)), handler_(std::move(handler)) {
   std::error_code fec;
-  if (std::filesystem::exists(path_, fec)) {
+  const auto st = std::filesystem::symlink_status(path_, fec);
+  if (!fec && st.type() != std::filesystem::file_type::not_found &&
+      st.type() != std::filesystem::file_type::socket) {
+    // Never delete what is not a socket (a mistyped path could name a layout or an image).
+    throw std::runtime_error("admin socket path " + path_.string() +
+                             " exists and is not a socket: refused (remove it or pick another path)");
+  }
+  if (!fec && st.type() == std::filesystem::file_type::socket) {
     // A socket left by a dead server is replaced; a live one is refused.
     local::socket probe(io);
     boost::system::error_code ec;
@@ -85,7 +92,10 @@ AdminEndpoint::~AdminEndpoint() {
   boost::system::error_code ec;
   acceptor_.close(ec);
   std::error_code fec;
-  std::filesystem::remove(path_, fec);
+  // Only our socket: if something replaced it meanwhile, leave it alone.
+  if (std::filesystem::symlink_status(path_, fec).type() == std::filesystem::file_type::socket) {
+    std::filesystem::remove(path_, fec);
+  }
 }
 
 void AdminEndpoint::accept_more() {
@@ -196,6 +206,38 @@ Result<virt::ExtentDesc, Error> extent_from(const json& j) {
   return e;
 }
 
+// A device id: an unsigned JSON integer that fits 32 bits (4294967296 must not become 0).
+Result<std::uint32_t, Error> device_id_from(const json& req, const char* op) {
+  auto it = req.find("device_id");
+  if (it == req.end()) return fail(std::string(op) + " needs a device_id");
+  if (!it->is_number_unsigned() ||
+      it->get<std::uint64_t>() > 0xFFFFFFFFull) {
+    return fail("device_id must be an integer from 0 to 4294967295, got " + it->dump());
+  }
+  return static_cast<std::uint32_t>(it->get<std::uint64_t>());
+}
+
+// An optional boolean member (absent: `dflt`).
+Result<bool, Error> bool_from(const json& req, const char* key, bool dflt) {
+  auto it = req.find(key);
+  if (it == req.end()) return dflt;
+  if (!it->is_boolean()) return fail(std::string(key) + " must be true or false, got " + it->dump());
+  return it->get<bool>();
+}
+
+// An optional array of strings (absent: empty, `present` false).
+Result<std::vector<std::string>, Error> strings_from(const json& j, const char* key) {
+  std::vector<std::string> out;
+  auto it = j.find(key);
+  if (it == j.end()) return out;
+  if (!it->is_array()) return fail(std::string(key) + " must be an array of strings");
+  for (const auto& v : *it) {
+    if (!v.is_string()) return fail(std::string(key) + " must be an array of strings");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
 std::string str(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -260,15 +302,17 @@ json LayoutManager::handle(const json& req, StorageServer& server) {
       else if (type == "concat") disk.type = virt::DiskType::kConcat;
       else if (type == "stripe") disk.type = virt::DiskType::kStripe;
       else return error("disk type must be extents, concat or stripe");
-      if (d.contains("members") && d["members"].is_array())
-        for (const auto& m : d["members"])
-          if (m.is_string()) disk.members.push_back(m.get<std::string>());
+      if (!d.is_object()) return error("disk must be an object");
+      auto members = strings_from(d, "members");
+      if (!members) return error(members.error().message);
+      disk.members = std::move(*members);
       if (d.contains("chunk")) {
         auto c = amount_from(d["chunk"], "chunk");
         if (!c) return error(c.error().message);
         disk.chunk = *c;
       }
-      if (d.contains("extents") && d["extents"].is_array())
+      if (d.contains("extents") && !d["extents"].is_array()) return error("extents must be an array");
+      if (d.contains("extents"))
         for (const auto& e : d["extents"]) {
           auto x = extent_from(e);
           if (!x) return error(x.error().message);
@@ -283,21 +327,23 @@ json LayoutManager::handle(const json& req, StorageServer& server) {
       next = virt::remove_disk(layout_.desc, str(req, "disk"), geo);
     } else if (op == "export") {
       virt::ExportDesc e;
-      if (!req.contains("device_id") || !req["device_id"].is_number_unsigned())
-        return error("export needs a device_id");
-      e.device_id = req["device_id"].get<std::uint32_t>();
+      auto id = device_id_from(req, "export");
+      if (!id) return error(id.error().message);
+      e.device_id = *id;
       e.disk = str(req, "disk");
-      e.read_only = req.value("read_only", false);
-      if (req.contains("clients") && req["clients"].is_array()) {
-        e.clients.clear();
-        for (const auto& c : req["clients"])
-          if (c.is_string()) e.clients.push_back(c.get<std::string>());
+      auto ro = bool_from(req, "read_only", false);
+      if (!ro) return error(ro.error().message);
+      e.read_only = *ro;
+      if (req.contains("clients")) {
+        auto clients = strings_from(req, "clients");
+        if (!clients) return error(clients.error().message);
+        e.clients = std::move(*clients);
       }
       next = virt::add_export(layout_.desc, e, geo);
     } else if (op == "unexport") {
-      if (!req.contains("device_id") || !req["device_id"].is_number_unsigned())
-        return error("unexport needs a device_id");
-      next = virt::remove_export(layout_.desc, req["device_id"].get<std::uint32_t>());
+      auto id = device_id_from(req, "unexport");
+      if (!id) return error(id.error().message);
+      next = virt::remove_export(layout_.desc, *id);
     }
     if (!next) return error(next.error().message);
     auto r = commit(std::move(*next), server);

@@ -40,8 +40,9 @@ bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::u
 void random_bytes(std::span<std::uint8_t> out) noexcept;
 std::uint64_t random_u64() noexcept;
 
-// Parses a key given as 64 hex digits; a shorter passphrase is stretched with SHA-256 so
-// command lines can use readable secrets. Empty input is rejected (returns false).
+// A fixed key from a label for tests and in-process fixtures: 64 hex digits, or else one SHA-256
+// of the text. Not for keys people type: those go through parse_key_text (ipsan/base/key.h:
+// strict hex, or an Argon2id passphrase with a minimum length). Empty input returns false.
 bool parse_key(std::string_view text, Key256& out) noexcept;
 
 inline std::span<const std::uint8_t> as_bytes(std::string_view s) {

@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <string>
 
+#include "ipsan/base/key.h"
 #include "ipsan/base/result.h"
 #include "ipsan/client/san_client.h"
 #include "ipsan/proto/rudp/connection.h"
@@ -25,16 +26,18 @@ struct TransportOptions {
 Result<TransportFactory, Error> make_transport_factory(boost::asio::io_context& io,
                                                        const TransportOptions& options);
 
-// The client key from, in order: `key_file` (its first line), `key` (64 hex digits or a
-// passphrase), the IPSAN_KEY environment variable. The error says what was missing or wrong.
-Result<Key256, Error> load_client_key(const std::string& key, const std::string& key_file);
+// The client key from `key_file` (its first line; the file must be mode 0600 or stricter) or,
+// without one, the IPSAN_KEY environment variable: 64 hex digits or a passphrase (Argon2id salted
+// by `client_name`; ipsan/base/key.h). The error says what was missing or wrong.
+Result<ParsedKey, Error> load_client_key(const std::string& key_file, std::string_view client_name);
 
 // "udp" / "tcp" -> kind; false otherwise.
 bool parse_transport_kind(std::string_view text, proto::TransportKind& out);
 
 // How to reach a server, as the command lines of `ipsan client`, `ipsan iscsi-portal`,
 // `ipsan replay` and `ipsan bench` give it (client_sim/cli/connect_flags.h adds the flags):
-// -s HOST:PORT, -t udp|tcp, -n NAME, -k KEY / --key-file F / IPSAN_KEY, --timeout, --slots.
+// -s HOST:PORT, -t udp|tcp, -n NAME, --key-file F / IPSAN_KEY, --timeout, --slots. `key` holds a
+// -k/--key value only so that it can be refused with a clear message (keys never go in argv).
 struct ConnectArgs {
   std::string server = "127.0.0.1:5260";
   std::string transport = "udp";
@@ -47,6 +50,7 @@ struct ConnectArgs {
 struct ConnectSettings {
   TransportOptions transport;
   ClientOptions client;  // login timeout: the request timeout, at most 10 s
+  KeyForm key_form = KeyForm::kHex;  // how the key was read (reported on stderr)
 };
 // Checks and resolves the arguments (port 5260 when HOST has none); the error says which
 // argument is wrong and why. With `key_required` false, no key at all (no --key, --key-file or
