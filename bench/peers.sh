@@ -120,6 +120,7 @@ stop_server() {
 
 # ---- servers: each sets SERVER_PID and TARGET (what the client needs) ----
 KEYS=$TMP/keys
+umask 077  # key files must be private
 echo "bench $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$KEYS"
 awk '{print $2}' "$KEYS" > "$TMP/key"
 

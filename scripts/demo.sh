@@ -15,6 +15,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # A fresh random key for this run, in a file (keeps it out of the process list).
+umask 077  # key files must not be readable by others (docs/SECURITY.md)
 echo "demo $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$TMP/keys"
 awk '{print $2}' "$TMP/keys" > "$TMP/key"
 "$IPSAN" server --listen 127.0.0.1 --port 0 --port-file "$TMP/port" --key-file "$TMP/keys" \

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,8 @@
 
 namespace ipsan::bench {
 namespace {
+
+constexpr const char* kHexKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 // Parses argv (after the program name) with CLI11, then validates.
 Result<LoadOptions, Error> parse(std::vector<std::string> args, bool key_optional = false) {
@@ -23,7 +26,9 @@ Result<LoadOptions, Error> parse(std::vector<std::string> args, bool key_optiona
 }
 
 TEST(BenchArgs, Defaults) {
-  auto o = parse({"--key", "secret"});
+  ::setenv("IPSAN_KEY", kHexKey, 1);  // keys never in argv: -k is refused
+  auto o = parse({});
+  ::unsetenv("IPSAN_KEY");
   ASSERT_TRUE(o) << o.error().message;
   EXPECT_EQ(o->pattern, Pattern::kRandRead);
   EXPECT_EQ(o->block_bytes, 4096u);
@@ -38,10 +43,10 @@ TEST(BenchArgs, Defaults) {
 }
 
 TEST(BenchArgs, EveryOption) {
+  ::setenv("IPSAN_KEY", kHexKey, 1);
   auto o = parse({"-s",           "127.0.0.1:7000",
                   "-t",           "tcp",
                   "-n",           "alice",
-                  "-k",           "pw",
                   "-d",           "3",
                   "--rw",         "randrw",
                   "--mix",        "30",
@@ -95,32 +100,41 @@ TEST(BenchArgs, BadValuesGiveMessages) {
     std::string needle;
   };
   const std::vector<Case> cases = {
-      {{"-k", "x", "--rw", "sideways"}, "--rw"},
-      {{"-k", "x", "--bs", "0"}, "--bs"},
-      {{"-k", "x", "--bs", "16M"}, "--bs"},
-      {{"-k", "x", "--bs", "lots"}, "--bs"},
-      {{"-k", "x", "--qd", "0"}, "--qd"},
-      {{"-k", "x", "--qd", "5000"}, "--qd"},
-      {{"-k", "x", "--sessions", "0"}, "--sessions"},
-      {{"-k", "x", "--mix", "101"}, "--mix"},
-      {{"-k", "x", "--runtime", "soon"}, "--runtime"},
-      {{"-k", "x", "--runtime", "0s"}, "--runtime"},
-      {{"-k", "x", "--bytes", "0"}, "--bytes"},
-      {{"-k", "x", "--server", "127.0.0.1:99999"}, "--server"},
-      {{"-k", "x", "-t", "sctp"}, "--transport"},
-      {{"-k", "x", "--timeout", "-1s"}, "--timeout"},
-      {{"-k", "x", "--server-pid", "-3"}, "--server-pid"},
-      {{"-k", "x", "-n", ""}, "--name"},
+      {{"--rw", "sideways"}, "--rw"},
+      {{"--bs", "0"}, "--bs"},
+      {{"--bs", "16M"}, "--bs"},
+      {{"--bs", "lots"}, "--bs"},
+      {{"--qd", "0"}, "--qd"},
+      {{"--qd", "5000"}, "--qd"},
+      {{"--sessions", "0"}, "--sessions"},
+      {{"--mix", "101"}, "--mix"},
+      {{"--runtime", "soon"}, "--runtime"},
+      {{"--runtime", "0s"}, "--runtime"},
+      {{"--bytes", "0"}, "--bytes"},
+      {{"--server", "127.0.0.1:99999"}, "--server"},
+      {{"-t", "sctp"}, "--transport"},
+      {{"--timeout", "-1s"}, "--timeout"},
+      {{"--server-pid", "-3"}, "--server-pid"},
+      {{"-n", ""}, "--name"},
       {{"--key-file", "/nonexistent/key"}, "key file"},
-      {{"-k", "x", "--datagram", "100"}, "--datagram"},
-      {{"-k", "x", "--datagram", "70000"}, "--datagram"},
+      {{"--datagram", "100"}, "--datagram"},
+      {{"--datagram", "70000"}, "--datagram"},
   };
+  ::setenv("IPSAN_KEY", kHexKey, 1);
   for (const auto& c : cases) {
     auto o = parse(c.args);
     ASSERT_FALSE(o) << c.args.back();
     EXPECT_NE(o.error().message.find(c.needle), std::string::npos)
         << o.error().message << " (wanted " << c.needle << ")";
   }
+}
+
+TEST(BenchArgs, KeyOnTheCommandLineIsRefused) {
+  ::setenv("IPSAN_KEY", kHexKey, 1);
+  auto o = parse({"-k", kHexKey});
+  ::unsetenv("IPSAN_KEY");
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().message.find("-k/--key"), std::string::npos) << o.error().message;
 }
 
 TEST(BenchArgs, KeyRequiredUnlessEmbedded) {

@@ -21,6 +21,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+umask 077  # key files must be private
 echo "bench $key" > "$W/keys"
 echo "$key" > "$W/bench.key"
 "$IPSAN" server --listen 127.0.0.1 --port 0 --transport udp --port-file "$W/port" \

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ipsan/base/crypto.h"
+#include "ipsan/base/key.h"
 #include "ipsan/base/pattern.h"
 #include "ipsan/base/rng.h"
 #include "ipsan/client/connect.h"
@@ -102,17 +103,14 @@ double pct(std::vector<std::uint64_t>& v, double p) {
 }
 
 int run(const Args& a) {
-  std::ifstream kf(a.key_file);
-  std::string key_text;
-  std::getline(kf, key_text);
-  while (!key_text.empty() && std::isspace(static_cast<unsigned char>(key_text.back())))
-    key_text.pop_back();
   client::ClientOptions co;
   co.client_name = a.name;
-  if (!parse_key(key_text, co.key)) {
-    std::fprintf(stderr, "bad key in %s\n", a.key_file.c_str());
+  auto key = read_client_key_file(a.key_file, a.name);
+  if (!key) {
+    std::fprintf(stderr, "%s\n", key.error().message.c_str());
     return 2;
   }
+  co.key = key->key;
   co.max_slots = std::max<std::uint32_t>(a.qd, 1);
   co.request_timeout = 30s;
   boost::asio::io_context io;

@@ -17,7 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 using testing::ServerFixture;
 
-const std::string kKey = "replay-fixture-secret";
 
 // Runs `ipsan ARGS...`; returns the exit code a CLI::RuntimeError carried (0 = none), or -1
 // for a CLI11 parse error.
@@ -43,6 +42,10 @@ class ReplayCli : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("ipsan_replay_cli_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    // The fixture's key as 64 hex digits in a private file (keys never go in argv).
+    const Key256 k = testing::fixture_key();
+    std::ofstream(path("fixture.key")) << to_hex({k.data(), k.size()}) << "\n";
+    fs::permissions(path("fixture.key"), fs::perms::owner_read | fs::perms::owner_write);
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
@@ -55,7 +58,7 @@ TEST_F(ReplayCli, TracesRecordAndReplayTheRecording) {
   const std::string srv = "127.0.0.1:" + std::to_string(server.udp_port());
   const std::string trace = std::string(IPSAN_TRACE_DIR) + "/read_write.trace";
   const int rc = run_cli(
-      {"replay", "-s", srv, "-n", "alice", "--key", kKey, "--record", path("rec.trace"), trace});
+      {"replay", "-s", srv, "-n", "alice", "--key-file", path("fixture.key"), "--record", path("rec.trace"), trace});
   EXPECT_TRUE(rc == 0 || rc == 1) << rc;
   auto rec = client::trace::load_trace(path("rec.trace"));
   ASSERT_TRUE(rec) << rec.error().message;
@@ -63,7 +66,7 @@ TEST_F(ReplayCli, TracesRecordAndReplayTheRecording) {
   // What the server answered, replayed against a fresh server, matches everywhere.
   ServerFixture fresh({{1, "ram:2M"}, {2, "ram:512K,ro"}, {3, "ram:4M,bs=4096"}});
   EXPECT_EQ(run_cli({"replay", "-s", "127.0.0.1:" + std::to_string(fresh.tcp_port()), "-t", "tcp",
-                     "-n", "alice", "--key", kKey, path("rec.trace")}),
+                     "-n", "alice", "--key-file", path("fixture.key"), path("rec.trace")}),
             0);
 }
 
@@ -72,7 +75,7 @@ TEST_F(ReplayCli, IscsiCaptureReplayAndTraceImport) {
   ServerFixture server({{0, "ram:4M"}});
   ASSERT_EQ(server.error(), "");
   const std::string srv = "127.0.0.1:" + std::to_string(server.udp_port());
-  EXPECT_EQ(run_cli({"replay", "--pcap", pcap, "--iscsi", "-s", srv, "-n", "alice", "--key", kKey,
+  EXPECT_EQ(run_cli({"replay", "--pcap", pcap, "--iscsi", "-s", srv, "-n", "alice", "--key-file", path("fixture.key"),
                      "--netem", "lan"}),
             0);
   EXPECT_EQ(run_cli({"trace", "import", pcap, "-o", path("tgt.trace")}), 0);
@@ -91,17 +94,22 @@ TEST_F(ReplayCli, BadInputsAreErrorsNotCrashes) {
     std::ofstream(path("key")) << "";
   }
   EXPECT_EQ(run_cli({"replay"}), 2);  // nothing to replay
-  EXPECT_EQ(run_cli({"replay", "-s", srv, "--key", kKey, "-n", "alice", "--map", "x=1", trace}), 2);
-  EXPECT_EQ(run_cli({"replay", "-s", srv, "--key", kKey, "-n", "alice", "--map", "0=9", trace}), 2);
+  EXPECT_EQ(run_cli({"replay", "-s", srv, "--key-file", path("fixture.key"), "-n", "alice", "--map", "x=1", trace}), 2);
+  EXPECT_EQ(run_cli({"replay", "-s", srv, "--key-file", path("fixture.key"), "-n", "alice", "--map", "0=9", trace}), 2);
   EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key-file", path("key"), trace}), 2);
   EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", "wrong", trace}), 2);
-  EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, path("nope.trace")}), 2);
-  EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, path("bad.trace")}), 2);
+  // A key on the command line is refused even when it is the right one.
+  const Key256 k = testing::fixture_key();
+  EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key", to_hex({k.data(), k.size()}),
+                     trace}),
+            2);
+  EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key-file", path("fixture.key"), path("nope.trace")}), 2);
+  EXPECT_EQ(run_cli({"replay", "-s", srv, "-n", "alice", "--key-file", path("fixture.key"), path("bad.trace")}), 2);
   EXPECT_EQ(
-      run_cli({"replay", "-s", srv, "-n", "alice", "--key", kKey, "--pcap", path("garbage.pcap")}),
+      run_cli({"replay", "-s", srv, "-n", "alice", "--key-file", path("fixture.key"), "--pcap", path("garbage.pcap")}),
       2);
-  EXPECT_EQ(run_cli({"replay", "-s", "nohost:x", "-n", "alice", "--key", kKey, trace}), 2);
-  EXPECT_EQ(run_cli({"replay", "-s", srv, "--key", kKey, "--netem", "no-such", trace}), 2);
+  EXPECT_EQ(run_cli({"replay", "-s", "nohost:x", "-n", "alice", "--key-file", path("fixture.key"), trace}), 2);
+  EXPECT_EQ(run_cli({"replay", "-s", srv, "--key-file", path("fixture.key"), "--netem", "no-such", trace}), 2);
   EXPECT_EQ(run_cli({"replay", "--timing", "slow", "--pcap", "x"}), -1);
   EXPECT_EQ(run_cli({"trace", "import", path("garbage.pcap")}), 2);
   EXPECT_EQ(run_cli({"trace", "import", path("nope.pcap")}), 2);

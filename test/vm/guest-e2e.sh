@@ -5,6 +5,7 @@
 set -u
 IPSAN=/t/ipsan
 KEY=ipsan-vm-e2e-key
+(umask 077; echo "$KEY" > /tmp/vm.key)  # keys never in argv (docs/SECURITY.md)
 fail() { echo "guest-e2e: FAIL: $*"; [ -n "${SRV:-}" ] && kill "$SRV" 2>/dev/null; exit 1; }
 
 echo "guest-e2e: probe"
@@ -14,7 +15,7 @@ grep -q '"lba48": true' /tmp/ata.json || fail "probe --json did not report the A
 
 $IPSAN server --listen 127.0.0.1 --port 0 --transport both \
   --device "0=sg:$SG_SCSI" --device "1=ata:$SG_ATA" \
-  --client-key "vm=$KEY" --port-file /tmp/ports &
+  --client-key "vm=file:/tmp/vm.key" --port-file /tmp/ports &
 SRV=$!
 i=0
 while [ ! -s /tmp/ports ] && [ $i -lt 600 ]; do
@@ -26,7 +27,7 @@ UDP=$(sed -n 's/.*udp=\([0-9]*\).*/\1/p' /tmp/ports)
 TCP=$(sed -n 's/.*tcp=\([0-9]*\).*/\1/p' /tmp/ports)
 echo "guest-e2e: server up: udp=$UDP tcp=$TCP"
 
-client() { port=$1; tr=$2; shift 2; $IPSAN client -s "127.0.0.1:$port" -t "$tr" -n vm -k "$KEY" "$@"; }
+client() { port=$1; tr=$2; shift 2; $IPSAN client -s "127.0.0.1:$port" -t "$tr" -n vm --key-file /tmp/vm.key "$@"; }
 for dev in 0 1; do
   client "$UDP" udp -d $dev identify || fail "identify device $dev"
   client "$UDP" udp -d $dev verify --bytes 4M --io-size 256K --qd 8 --seed 7$dev \
