@@ -1,5 +1,6 @@
 #include "disk_cli.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 
@@ -114,7 +115,7 @@ void add_disk_cli(CLI::App& app) {
   struct Create {
     std::string name, type = "extents", chunk;
     std::vector<std::string> extents, members;
-    int export_id = -1;
+    std::int64_t export_id = -1;
     bool read_only = false;
   };
   auto c = std::make_shared<Create>();
@@ -126,7 +127,8 @@ void add_disk_cli(CLI::App& app) {
   cr->add_option("--extent", c->extents, "DEVICE:START:SIZE (extents disks; repeatable, in order)");
   cr->add_option("--member", c->members, "Member device (concat/stripe; repeatable, in order)");
   cr->add_option("--chunk", c->chunk, "Stripe chunk size, e.g. 64K");
-  cr->add_option("--export", c->export_id, "Also export it under this device id");
+  cr->add_option("--export", c->export_id, "Also export it under this device id")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{0xFFFFFFFF}));
   cr->add_flag("--read-only", c->read_only, "Export read-only");
   cr->callback([sock, c] {
     json disk{{"name", c->name}, {"type", c->type}};
@@ -155,15 +157,19 @@ void add_disk_cli(CLI::App& app) {
   auto ex = std::make_shared<Create>();
   auto* exc = cmd->add_subcommand("export", "Export a disk under a device id");
   exc->add_option("--name", ex->name, "Disk (or back end) to export")->required();
-  exc->add_option("--device-id", ex->export_id, "Device id")->required()->check(CLI::NonNegativeNumber);
+  exc->add_option("--device-id", ex->export_id, "Device id (0..4294967295)")
+      ->required()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{0xFFFFFFFF}));
   exc->add_flag("--read-only", ex->read_only, "Read-only export");
   exc->callback([sock, ex] {
     run(*sock, json{{"op", "export"}, {"device_id", ex->export_id}, {"disk", ex->name}, {"read_only", ex->read_only}});
   });
 
-  auto un = std::make_shared<int>(-1);
+  auto un = std::make_shared<std::int64_t>(-1);
   auto* unc = cmd->add_subcommand("unexport", "Stop exporting a device id");
-  unc->add_option("--device-id", *un, "Device id")->required()->check(CLI::NonNegativeNumber);
+  unc->add_option("--device-id", *un, "Device id (0..4294967295)")
+      ->required()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{0xFFFFFFFF}));
   unc->callback([sock, un] { run(*sock, json{{"op", "unexport"}, {"device_id", *un}}); });
 
   // Thin pools (docs/SNAPSHOTS.md).

@@ -94,8 +94,12 @@ void add_cli(CLI::App& app) {
                   "Export a back end: [ID=]SPEC, e.g. ram:256M, 1=file:/tmp/d.img,size=1G,bs=4096 "
                   "(default: one ram:256M)");
   cmd->add_option("--client-key", a->client_keys,
-                  "Accept client NAME with KEY: NAME=KEY (repeatable)");
-  cmd->add_option("--key-file", a->key_file, "File of 'NAME KEY' lines");
+                  "Accept client NAME with the key in a file or environment variable: "
+                  "NAME=file:PATH or NAME=env:VAR (repeatable; a key itself on the command line "
+                  "is refused)");
+  cmd->add_option("--key-file", a->key_file,
+                  "File of 'NAME KEY' lines, mode 0600 or stricter (KEY: 64 hex digits or a "
+                  "passphrase of 12+ characters)");
   cmd->add_option("--slots", a->slots, "Slots per session (client queue depth)")
       ->capture_default_str();
   cmd->add_option("--max-io", a->max_io, "Largest READ/WRITE payload")->capture_default_str();
@@ -122,7 +126,11 @@ void add_cli(CLI::App& app) {
       auto r = keys.load_file(a->key_file);
       if (!r) die(r.error().message);
     }
-    if (keys.empty()) die("no client keys: pass --client-key NAME=KEY or --key-file FILE");
+    if (keys.empty()) die("no client keys: pass --key-file FILE or --client-key NAME=file:PATH");
+    for (const auto& [name, form] : keys.forms()) {
+      std::fprintf(stderr, "ipsan server: key of client '%s' read as %s\n", name.c_str(),
+                   key_form_name(form));
+    }
     std::unique_ptr<LayoutManager> layout;
     std::vector<Export> exports;
     if (!a->config.empty()) {
