@@ -31,7 +31,9 @@ struct Message {
 struct RudpFlow {
   struct Partial {
     std::uint32_t total = 0;
-    Bytes buf;
+    // Fragments as they arrived (offset -> bytes), joined once complete: a first fragment's
+    // total_length is untrusted, so nothing is allocated for bytes that never came.
+    std::map<std::uint32_t, Bytes> pieces;
     std::map<std::uint32_t, std::uint32_t> have;  // start -> end, disjoint, merged
     std::uint64_t have_bytes = 0;
     std::chrono::nanoseconds first{};
@@ -41,8 +43,9 @@ struct RudpFlow {
 };
 
 constexpr std::size_t kMaxPartialPerFlow = 4096;
-// Bytes held by incomplete messages over all flows (a hostile capture announces huge messages).
-constexpr std::uint64_t kMaxPartialBytes = 512u << 20;
+// Captured bytes held by incomplete messages over all flows. Only bytes that were really in the
+// capture count (a hostile capture announces huge messages: 7 KB once claimed 512 MB).
+constexpr std::uint64_t kMaxPartialBytes = 64u << 20;
 
 // Adds [a, b) to a set of disjoint intervals; returns the number of new bytes.
 std::uint64_t add_interval(std::map<std::uint32_t, std::uint32_t>& have, std::uint32_t a,
@@ -102,15 +105,12 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
       }
       auto it = flow.partial.find(m.message_id);
       if (it == flow.partial.end()) {
-        if (flow.partial.size() >= kMaxPartialPerFlow ||
-            partial_bytes + m.total_length > kMaxPartialBytes) {
+        if (flow.partial.size() >= kMaxPartialPerFlow) {
           out.skipped.add("too much incomplete message data");
           continue;
         }
-        partial_bytes += m.total_length;
         RudpFlow::Partial np;
         np.total = m.total_length;
-        np.buf.resize(m.total_length);
         np.first = p.timestamp;
         it = flow.partial.emplace(m.message_id, std::move(np)).first;
       }
@@ -120,9 +120,17 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
         continue;
       }
       if (!m.payload.empty()) {
-        std::copy(m.payload.begin(), m.payload.end(), part.buf.begin() + m.offset);
-        part.have_bytes += add_interval(part.have, m.offset,
-                                        static_cast<std::uint32_t>(m.offset + m.payload.size()));
+        if (partial_bytes + m.payload.size() > kMaxPartialBytes) {
+          out.skipped.add("too much incomplete message data");
+          continue;
+        }
+        const std::uint64_t added = add_interval(
+            part.have, m.offset, static_cast<std::uint32_t>(m.offset + m.payload.size()));
+        if (added == 0) continue;  // a retransmitted fragment: nothing new
+        part.have_bytes += added;
+        auto& piece = part.pieces[m.offset];
+        partial_bytes += m.payload.size() - std::min<std::size_t>(piece.size(), m.payload.size());
+        if (m.payload.size() > piece.size()) piece.assign(m.payload.begin(), m.payload.end());
       }
       if (part.have_bytes == part.total) {
         Message msg;
@@ -130,9 +138,14 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
         msg.order = p.number;
         msg.from = from;
         msg.to = to;
-        msg.bytes = std::move(part.buf);
+        msg.bytes.resize(part.total);  // every byte of it is in `pieces`: bounded by the capture
+        std::uint64_t held = 0;
+        for (const auto& [off, bytes] : part.pieces) {
+          std::copy(bytes.begin(), bytes.end(), msg.bytes.begin() + off);
+          held += bytes.size();
+        }
         messages.push_back(std::move(msg));
-        partial_bytes -= part.total;
+        partial_bytes -= std::min<std::uint64_t>(partial_bytes, held);
         flow.partial.erase(it);
         flow.done.insert(m.message_id);
       }
