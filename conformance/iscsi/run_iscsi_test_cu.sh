@@ -11,6 +11,10 @@
 # test as passed: a test whose output shows "[SKIPPED]" before its result is a skip here). Fails
 # if real passes drop below the baseline file's `min_real_passes=N` (or BASELINE_KEY=N). Exits 77
 # (CTest SKIP_RETURN_CODE) if iscsi-test-cu is missing.
+#
+# ISCSI_CHAP=mutual: the portal requires CHAP (secrets in a 0600 file, --chap-file), admits only
+# the suite's two initiator names (--allow-initiator), and libiscsi authenticates both ways; the
+# secrets reach iscsi-test-cu through LIBISCSI_CHAP_* environment variables, never argv.
 set -uo pipefail
 
 IPSAN=${1:?ipsan binary}
@@ -47,6 +51,7 @@ wait_for_file() {
   return 1
 }
 
+umask 077  # key files must be private
 KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 echo "cu $KEY" > "$WORK/keys"
 echo "$KEY" > "$WORK/cu.key"
@@ -66,6 +71,17 @@ PORTAL_ARGS=(iscsi-portal -s "127.0.0.1:$UDP_PORT" -n cu --key-file "$WORK/cu.ke
              -l 127.0.0.1:0 --port-file "$WORK/portal.port" --target-name conformance
              --background-rate 16M)
 [ -n "$NETEM" ] && PORTAL_ARGS+=(--netem "$NETEM" --netem-seed 7)
+if [ "${ISCSI_CHAP:-}" = mutual ]; then
+  CHAP_SECRET=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+  CHAP_TARGET_SECRET=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+  printf 'initiator cu-user %s\ntarget cu-target %s\n' "$CHAP_SECRET" "$CHAP_TARGET_SECRET" > "$WORK/chap"
+  PORTAL_ARGS+=(--chap-file "$WORK/chap"
+                --allow-initiator iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test
+                --allow-initiator iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2)
+  export LIBISCSI_CHAP_USERNAME=cu-user LIBISCSI_CHAP_PASSWORD=$CHAP_SECRET
+  export LIBISCSI_CHAP_TARGET_USERNAME=cu-target LIBISCSI_CHAP_TARGET_PASSWORD=$CHAP_TARGET_SECRET
+  echo "mutual CHAP on (MD5: the only CHAP_A libiscsi 1.19 offers), initiator allow-list on"
+fi
 "$IPSAN" "${PORTAL_ARGS[@]}" > "$WORK/portal.log" 2>&1 &
 PORTAL_PID=$!
 if ! wait_for_file "$WORK/portal.port" "$PORTAL_PID"; then

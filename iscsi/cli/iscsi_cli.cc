@@ -13,10 +13,13 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include "connect_flags.h"
 #include "ipsan/base/crypto.h"
+#include "ipsan/base/key.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
 #include "ipsan/client/san_client.h"
@@ -39,6 +42,12 @@ struct Args : client::ConnectArgs {
   std::string netem;
   std::uint64_t netem_seed = 1;
   std::string background_rate = "0";
+  // Access control (docs/ISCSI.md, docs/SECURITY.md).
+  std::string chap_file;
+  std::vector<std::string> allow_initiators;
+  std::string login_timeout = "15s";
+  std::string idle_timeout = "120s";
+  std::size_t max_connections = 256;
 };
 
 constexpr int kExitRuntime = 1;  // could not log in, attach or listen
@@ -74,6 +83,54 @@ client::scsi::LunMapping parse_lun(const std::string& text) {
   m.lun = number(lhs, 16383);
   m.device_id = number(std::string_view(text).substr(eq + 1), 0xFFFFFFFFu);
   return m;
+}
+
+// The portal's access options: CHAP secrets from a private file, allow-lists, timeouts, cap.
+void apply_access(const Args& a, std::vector<PortalTarget>& targets, PortalOptions& po) {
+  if (!a.chap_file.empty()) {
+    if (auto m = check_key_file_mode(a.chap_file); !m) die("--chap-file: " + m.error().message);
+    std::ifstream f(a.chap_file, std::ios::binary);
+    if (!f) die("--chap-file: cannot read " + a.chap_file);
+    std::ostringstream text;
+    text << f.rdbuf();
+    auto s = parse_chap_secrets(text.str(), a.chap_file);
+    if (!s) die("--chap-file: " + s.error().message);
+    po.security = std::move(*s);
+    std::fprintf(stderr, "ipsan iscsi-portal: CHAP required (%zu initiator secret(s)%s; MD5 and SHA-256)\n",
+                 po.security.chap_initiators.size(),
+                 po.security.chap_target_name.empty() ? "" : ", mutual CHAP available");
+  }
+  // [T=]IQN: target T (default: every target) admits only the listed initiators.
+  for (const auto& text : a.allow_initiators) {
+    std::optional<std::uint32_t> only;
+    std::string iqn = text;
+    if (auto eq = text.find('='); eq != std::string::npos && eq > 0 &&
+        text.find_first_not_of("0123456789") == eq) {
+      if (eq > 3) die("--allow-initiator: bad target number in '" + text + "'");
+      only = static_cast<std::uint32_t>(std::stoul(text.substr(0, eq)));
+      iqn = text.substr(eq + 1);
+    }
+    if (iqn.empty() || iqn.size() > 223) die("--allow-initiator wants [T=]IQN, got '" + text + "'");
+    bool any = false;
+    for (auto& t : targets) {
+      if (!only || t.bus_target == *only) {
+        t.allowed_initiators.push_back(iqn);
+        any = true;
+      }
+    }
+    if (!any) die("--allow-initiator: no target " + std::to_string(*only) + " in '" + text + "'");
+  }
+  auto ms = [](const std::string& flag, const std::string& v) {
+    auto d = parse_duration(v);
+    if (!d || *d < Duration::zero()) die(flag + ": " + (d ? std::string("negative") : d.error().message));
+    return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  };
+  po.login_timeout = ms("--login-timeout", a.login_timeout);
+  po.idle_timeout = ms("--idle-timeout", a.idle_timeout);
+  if (a.max_connections == 0 || a.max_connections > 65536) {
+    die("--max-connections must be 1..65536");
+  }
+  po.max_connections = a.max_connections;
 }
 
 void run(const Args& a) {
@@ -188,6 +245,7 @@ void run(const Args& a) {
   PortalOptions po;
   po.address = lp->host;
   po.port = lp->port;
+  apply_access(a, targets, po);
   Portal portal(io, bus, targets, po);
   if (auto r = portal.start(); !r) {
     finish_client();
@@ -235,6 +293,21 @@ void add_cli(CLI::App& app) {
                   "profile, e.g. lossy-1pct, or a spec, e.g. 'loss=1%'; "
                   "udp only)");
   cmd->add_option("--netem-seed", a->netem_seed, "Seed of the impairment")->capture_default_str();
+  cmd->add_option("--chap-file", a->chap_file,
+                  "CHAP secrets (mode 0600): lines 'initiator NAME SECRET' (required of every "
+                  "initiator) and 'target NAME SECRET' (mutual CHAP); MD5 and SHA-256");
+  cmd->add_option("--allow-initiator", a->allow_initiators,
+                  "[T=]IQN: only these initiators may log in to target T (default every target); "
+                  "repeatable");
+  cmd->add_option("--login-timeout", a->login_timeout,
+                  "Close a connection whose login is not complete after this (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", a->idle_timeout,
+                  "Ping a silent session after this, close it if still silent (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", a->max_connections,
+                  "Connections at once; when full, the oldest unfinished login makes room")
+      ->capture_default_str();
   cmd->add_option("--background-rate", a->background_rate,
                   "Bytes per second of SANITIZE OVERWRITE / EXTENDED COPY (e.g. 16M; 0: no limit)")
       ->capture_default_str();

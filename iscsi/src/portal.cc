@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cstdio>
 #include <deque>
@@ -79,7 +80,12 @@ using TaskPtr = std::shared_ptr<Task>;
 
 struct Portal::Impl : std::enable_shared_from_this<Portal::Impl> {
   Impl(asio::io_context& io_ctx, scsi::Bus& b, std::vector<PortalTarget> t, PortalOptions o)
-      : io(io_ctx), bus(b), targets(std::move(t)), options(std::move(o)), acceptor(io_ctx) {}
+      : io(io_ctx), bus(b), targets(std::move(t)), options(std::move(o)), acceptor(io_ctx) {
+    security = options.security;
+    security.initiator_allowed = [this](std::string_view target, std::string_view initiator) {
+      return initiator_allowed(target, initiator);
+    };
+  }
 
   class Connection;
 
@@ -93,6 +99,10 @@ struct Portal::Impl : std::enable_shared_from_this<Portal::Impl> {
   std::uint32_t next_ttt = 1;
   PortalStats stats;
   bool stopped = false;
+  LoginSecurity security;       // options.security + the targets' allow-lists
+  std::uint64_t next_serial = 0;  // accept order
+  std::size_t over_cap = 0;     // connections kept only to answer "out of resources"
+  static constexpr std::size_t kMaxOverCap = 16;
 
   const PortalTarget* find_target(std::string_view name) const {
     for (const auto& t : targets) {
@@ -100,9 +110,17 @@ struct Portal::Impl : std::enable_shared_from_this<Portal::Impl> {
     }
     return nullptr;
   }
+  bool initiator_allowed(std::string_view target, std::string_view initiator) const {
+    const PortalTarget* t = find_target(target);
+    if (t == nullptr) return false;
+    if (t->allowed_initiators.empty()) return true;
+    return std::find(t->allowed_initiators.begin(), t->allowed_initiators.end(), initiator) !=
+           t->allowed_initiators.end();
+  }
 
   void accept();
-  void remove(const std::shared_ptr<Connection>& c) { connections.erase(c); }
+  void admit(tcp::socket socket);
+  void remove(const std::shared_ptr<Connection>& c);
   // Session reinstatement (RFC 7143 6.3.5): an older session of the same I_T nexus ends.
   void reinstate(const std::string& nexus, const Connection* keep);
   // TARGET WARM/COLD RESET: every LU of the target is reset.
@@ -114,8 +132,11 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
   Connection(std::shared_ptr<Impl> portal, tcp::socket socket)
       : portal_(std::move(portal)),
         socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
         login_(portal_->options.limits,
-               [p = portal_.get()](std::string_view n) { return p->find_target(n) != nullptr; }) {
+               [p = portal_.get()](std::string_view n) { return p->find_target(n) != nullptr; },
+               1, &portal_->security),
+        serial_(portal_->next_serial++) {
     boost::system::error_code ec;
     auto ep = socket_.remote_endpoint(ec);
     peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -124,11 +145,23 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
     socket_.set_option(tcp::no_delay(true), ec);
   }
 
-  void start() { read_bhs(); }
+  void start(bool over_cap) {
+    over_cap_ = over_cap;
+    last_rx_ = std::chrono::steady_clock::now();
+    if (portal_->options.login_timeout.count() > 0) {
+      arm(portal_->options.login_timeout);
+    }
+    read_bhs();
+  }
+
+  bool logged_in() const { return full_feature_; }
+  bool over_cap() const { return over_cap_; }
+  std::uint64_t serial() const { return serial_; }
 
   void close(const std::string& why, bool violation) {
     if (closed_) return;
     closed_ = true;
+    timer_.cancel();
     if (violation) {
       ++portal_->stats.resets;
       IPSAN_LOG(LogLevel::kWarn, kLog, peer_, ": connection reset: ", why);
@@ -173,6 +206,53 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
 
  private:
   // ---------------------------------------------------------------------------------------------
+  // Timeouts: the login must finish within login_timeout; a logged-in connection that stays
+  // silent is pinged with a NOP-In and closed if it stays silent for another idle period.
+
+  void arm(std::chrono::milliseconds after) {
+    timer_.expires_after(after);
+    std::weak_ptr<Connection> weak = weak_from_this();
+    timer_.async_wait([weak](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->closed_) return;
+      self->on_timer();
+    });
+  }
+
+  void on_timer() {
+    if (!full_feature_) {
+      ++portal_->stats.timeouts;
+      return close("login not completed within " +
+                       std::to_string(portal_->options.login_timeout.count()) + " ms",
+                   false);
+    }
+    const auto idle = portal_->options.idle_timeout;
+    if (idle.count() <= 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_rx_ < idle) {
+      ping_sent_ = false;
+      arm(std::chrono::duration_cast<std::chrono::milliseconds>(idle - (now - last_rx_)) +
+          std::chrono::milliseconds(1));
+      return;
+    }
+    if (!tasks_.empty() || logging_out_) return arm(idle);  // waiting on us, not idle
+    if (ping_sent_) {
+      ++portal_->stats.timeouts;
+      return close("idle: no answer to a NOP-In ping", false);
+    }
+    ping_sent_ = true;
+    Pdu ping;  // NOP-In asking for a NOP-Out (RFC 7143 11.19)
+    ping.set_opcode(Opcode::kNopIn);
+    ping.bhs[1] = 0x80;
+    ping.set_u64(8, 0);
+    ping.set_u32(16, kReservedTag);
+    ping.set_u32(20, ping_ttt_ = portal_->next_ttt++);
+    send(ping);
+    // The answer (any PDU) moves last_rx_; the next expiry then re-arms for the full period.
+    arm(idle / 2 > std::chrono::milliseconds(0) ? idle / 2 : idle);
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Reading.
 
   std::size_t max_data() const {
@@ -202,6 +282,8 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
   }
 
   void on_pdu() {
+    last_rx_ = std::chrono::steady_clock::now();
+    ping_sent_ = false;
     Pdu pdu;
     auto r = parse_pdu(bhs_.data(), rest_, digests_, max_data(), pdu);
     if (!r) {
@@ -399,12 +481,16 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
       if (!writing_) write_next();
       close_after_flush(why);
     };
+    if (over_cap_) return finish(kLoginOutOfResources, "too many connections");
     if (req.bhs[3] > 0) return finish(kLoginUnsupportedVersion, "version-min above 0");
     if (tsih_ != 0) return finish(kLoginSessionDoesNotExist, "adding a connection to a session");
     if (std::equal(isid_.begin(), isid_.end(), req.bhs.begin() + 8) == false) {
       return finish(kLoginInitiatorError, "ISID changed during login");
     }
     LoginStep step = login_.on_request(csg, nsg, transit, cont, req.data);
+    if (step.status == kLoginAuthFailure || step.status == kLoginAuthorizationFailure) {
+      ++portal_->stats.auth_failures;
+    }
     if (step.status != kLoginSuccess) return finish(step.status, step.reason);
     if (step.complete) {
       params_ = login_.params();
@@ -432,6 +518,8 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
     if (step.complete) {
       full_feature_ = true;
       digests_ = params_.digests;  // digests start with the first full-feature PDU
+      timer_.cancel();
+      if (portal_->options.idle_timeout.count() > 0) arm(portal_->options.idle_timeout);
     }
   }
 
@@ -464,8 +552,10 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
       TextPairs answer;
       for (const auto& [k, v] : *pairs) {
         if (k == "SendTargets") {
-          std::vector<std::string> names;
-          for (const auto& t : portal_->targets) names.push_back(t.name);
+          std::vector<std::string> names;  // only the targets this initiator may log in to
+          for (const auto& t : portal_->targets) {
+            if (portal_->initiator_allowed(t.name, params_.initiator_name)) names.push_back(t.name);
+          }
           auto st = send_targets_response(v, names, local_ + ",1",
                                           params_.discovery ? "" : params_.target_name);
           answer.insert(answer.end(), st.begin(), st.end());
@@ -748,9 +838,15 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
 
   std::shared_ptr<Impl> portal_;
   tcp::socket socket_;
+  asio::steady_timer timer_;
   std::string peer_;
   std::string local_;
   LoginNegotiator login_;
+  std::uint64_t serial_;
+  bool over_cap_ = false;
+  std::chrono::steady_clock::time_point last_rx_{};
+  bool ping_sent_ = false;
+  std::uint32_t ping_ttt_ = kReservedTag;
   SessionParams params_;
   DigestConfig digests_;
   std::array<std::uint8_t, kBhsSize> bhs_{};
@@ -782,16 +878,53 @@ void Portal::Impl::accept() {
   acceptor.async_accept([self](boost::system::error_code ec, tcp::socket socket) {
     if (self->stopped) return;
     if (!ec) {
-      if (self->connections.size() >= self->options.max_connections) {
-        IPSAN_LOG(LogLevel::kWarn, kLog, "too many connections: refused");
-      } else {
-        auto c = std::make_shared<Connection>(self, std::move(socket));
-        self->connections.insert(c);
-        c->start();
-      }
+      self->admit(std::move(socket));
+    } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
+      // At the fd limit: wait a little instead of spinning on the same error.
+      IPSAN_LOG(LogLevel::kWarn, kLog, "accept: ", ec.message(), " (pausing 100 ms)");
+      auto t = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(100));
+      t->async_wait([self, t](boost::system::error_code) {
+        if (!self->stopped) self->accept();
+      });
+      return;
     }
     self->accept();
   });
+}
+
+void Portal::Impl::admit(tcp::socket socket) {
+  if (connections.size() - over_cap >= options.max_connections) {
+    // Full: make room by closing the oldest connection that has not logged in (an idle socket
+    // that never sends a login cannot hold its place against initiators that do).
+    std::shared_ptr<Connection> oldest;
+    for (const auto& c : connections) {
+      if (!c->logged_in() && !c->over_cap() && (!oldest || c->serial() < oldest->serial())) {
+        oldest = c;
+      }
+    }
+    if (oldest) {
+      ++stats.evicted;
+      oldest->close("evicted: connection limit reached before its login completed", false);
+    } else if (over_cap < kMaxOverCap) {
+      ++stats.refused;
+      ++over_cap;
+      auto c = std::make_shared<Connection>(shared_from_this(), std::move(socket));
+      connections.insert(c);
+      c->start(/*over_cap=*/true);  // answered 0x0302 (out of resources) at its first login PDU
+      return;
+    } else {
+      ++stats.refused;
+      IPSAN_LOG(LogLevel::kWarn, kLog, "too many connections: refused");
+      return;  // the socket closes here
+    }
+  }
+  auto c = std::make_shared<Connection>(shared_from_this(), std::move(socket));
+  connections.insert(c);
+  c->start(/*over_cap=*/false);
+}
+
+void Portal::Impl::remove(const std::shared_ptr<Connection>& c) {
+  if (connections.erase(c) != 0 && c->over_cap() && over_cap > 0) --over_cap;
 }
 
 void Portal::Impl::reinstate(const std::string& nexus, const Connection* keep) {

@@ -21,6 +21,7 @@
 #include <utility>  // before Asio
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +36,8 @@ namespace ipsan::iscsi {
 struct PortalTarget {
   std::string name;              // e.g. iqn.2026-11.org.ipsan:disk0
   std::uint32_t bus_target = 0;  // Bus target id whose LUNs this target exposes
+  // InitiatorNames that may log in to this target (and see it in SendTargets); empty: any.
+  std::vector<std::string> allowed_initiators = {};
 };
 
 struct PortalOptions {
@@ -42,8 +45,18 @@ struct PortalOptions {
   std::uint16_t port = 3260;  // 0 picks a free port (see Portal::port())
   TargetLimits limits;
   std::uint32_t cmdsn_window = 64;      // MaxCmdSN - ExpCmdSN + 1
+  // Connections at once. When full, a new connection evicts the oldest one that has not
+  // completed its login (so idle unauthenticated sockets cannot lock initiators out); with every
+  // connection logged in, up to 16 more are answered "out of resources" (0x0302) and closed.
   std::size_t max_connections = 256;
   std::uint32_t max_task_bytes = 64u << 20;  // largest EDTL accepted for a data-out command
+  // CHAP secrets (empty: no authentication). Targets' allowed_initiators apply either way.
+  LoginSecurity security;
+  // A connection must complete its login within this (0: no limit).
+  std::chrono::milliseconds login_timeout{15000};
+  // A logged-in connection silent this long is pinged (NOP-In); silent for another such period
+  // with no task in flight, it is closed (0: never).
+  std::chrono::milliseconds idle_timeout{120000};
 };
 
 struct PortalStats {
@@ -53,6 +66,10 @@ struct PortalStats {
   std::uint64_t commands = 0;
   std::uint64_t rejects = 0;
   std::uint64_t resets = 0;  // connections closed because of a protocol violation
+  std::uint64_t auth_failures = 0;   // logins refused by CHAP or the initiator allow-list
+  std::uint64_t timeouts = 0;        // connections closed by the login or idle timeout
+  std::uint64_t evicted = 0;         // unfinished logins closed to make room
+  std::uint64_t refused = 0;         // connections refused over the cap
 };
 
 class Portal {
