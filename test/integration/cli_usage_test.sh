@@ -31,12 +31,25 @@ expect 2 netem --listen 127.0.0.1:0
 expect 2 server --port notaport
 expect 2 iscsi-portal --lun x=y --key 00
 expect 2 iscsi-portal --transport carrier-pigeon --key 00
-# The connection flags shared by client, iscsi-portal and replay (resolve_connect_args).
-expect 2 client -k secret --timeout 0s identify
-expect 2 client -k secret --server 127.0.0.1:99999 identify
+# The connection flags shared by client, iscsi-portal and replay (resolve_connect_args). Keys come
+# from IPSAN_KEY or --key-file, never argv: -k/--key is refused.
+IPSAN_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
+export IPSAN_KEY
+expect 2 client --timeout 0s identify
+expect 2 client --server 127.0.0.1:99999 identify
 expect 2 client --key-file /nonexistent/key identify
-expect 2 iscsi-portal -k secret --slots 0
-expect 2 replay -k secret --timeout soon "$TRACES/basics.trace"
+expect 2 iscsi-portal --slots 0
+expect 2 replay --timeout soon "$TRACES/basics.trace"
+expect 2 client -k "$IPSAN_KEY" identify
+expect 2 client --key "$IPSAN_KEY" identify
+IPSAN_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeefg  # one typo
+expect 2 client identify
+IPSAN_KEY=short
+expect 2 client identify
+unset IPSAN_KEY
+# ipsan disk: device ids are 32-bit (2^32 must not wrap to 0).
+expect 2 disk -a /nonexistent.sock export --name d --device-id 4294967296
+expect 2 disk -a /nonexistent.sock unexport --device-id -1
 # Errors name the command the user typed.
 expect_msg() {  # expected stderr prefix, args...
   want=$1
