@@ -35,7 +35,9 @@ C="$IPSAN client -s 127.0.0.1:$PORT -n alice --key-file $dir/alice.key"
 # -d after the command word selects the device (device 1 is 4 MiB = 8192 blocks of 512).
 $C capacity -d 1 >"$dir/cap.out" 2>"$dir/cap.log" || fail "capacity -d 1 failed"
 [ "$(cat "$dir/cap.out")" = "512 8192" ] || fail "capacity -d 1 printed '$(cat "$dir/cap.out")'"
-$C -d 1 capacity >"$dir/cap0.out" 2>&1 || fail "-d 1 capacity failed"
+$C -d 1 capacity >"$dir/cap0.out" 2>"$dir/cap0.log" || fail "-d 1 capacity failed"
+grep -q "key of client 'alice' read as 64 hex digits" "$dir/cap0.log" ||
+  fail "stderr does not say how the key was read: $(cat "$dir/cap0.log")"
 [ "$(cat "$dir/cap0.out")" = "512 8192" ] || fail "-d 1 capacity printed '$(cat "$dir/cap0.out")'"
 # ... as do the connection flags.
 $IPSAN client capacity -s 127.0.0.1:$PORT -n alice --key-file "$dir/alice.key" >"$dir/c2.out" \
