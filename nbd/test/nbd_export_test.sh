@@ -45,6 +45,7 @@ wait_for_file() {  # FILE PID: bounded wait for a file the process writes once l
   return 1
 }
 need nbdinfo nbdsh python3
+umask 077  # key files must be private (docs/SECURITY.md)
 KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 echo "nbdtest $KEY" > "$WORK/keys"
 echo "$KEY" > "$WORK/client.key"

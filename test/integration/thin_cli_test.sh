@@ -23,6 +23,7 @@ fail() {
 }
 
 key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+umask 077  # key files must be private (docs/SECURITY.md)
 echo "alice $key" >"$dir/keys"
 echo "$key" >"$dir/alice.key"
 cat >"$dir/layout.toml" <<TOML
