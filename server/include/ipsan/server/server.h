@@ -62,6 +62,9 @@ struct ServerStats {
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_written = 0;
   std::uint64_t device_errors = 0;
+  std::uint64_t fences = 0;            // SLOT_FENCE calls executed
+  std::uint64_t sessions_ended = 0;    // sessions ended by END_SESSION from a newer session
+  std::uint64_t reexecute_refused = 0; // READ copies refused after their one re-execution
   std::uint64_t sessions = 0;          // live sessions now
 };
 
@@ -121,6 +124,8 @@ class StorageServer {
                bool reexecute);
   void finish(const std::shared_ptr<Session>& s, std::uint32_t slot, std::uint64_t seq, Bytes reply,
               bool cache);
+  void end_session(const std::shared_ptr<Session>& s, std::uint32_t xid, std::uint32_t slot,
+                   std::uint64_t seq, ByteSpan args);
   void send(const Route& r, Bytes reply);
   void reap(TimePoint now);
   void arm_reaper();
@@ -134,6 +139,9 @@ class StorageServer {
   std::uint32_t epoch_ = 0;
   std::vector<std::unique_ptr<proto::ServerTransport>> transports_;
   std::unordered_map<std::uint64_t, std::shared_ptr<Session>> sessions_;
+  // Sessions ended by END_SESSION while calls of theirs were still running: no call is admitted
+  // for them; kept until those calls finish so a repeated END_SESSION can tell.
+  std::unordered_map<std::uint64_t, std::shared_ptr<Session>> dying_;
   std::unordered_map<std::string, PendingLogin> pending_logins_;  // key: server nonce bytes
   boost::asio::steady_timer reaper_;
   ServerStats stats_;
