@@ -241,6 +241,10 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
   proto::LoginNonce sn = server_nonce_;
   server_nonce_ = {};
   if (!res) return login_failed(Errc::kBadMessage, false);
+  if (res->status == Errc::kBusy) {
+    IPSAN_LOG(LogLevel::kWarn, "client", "server refused the login: BUSY (this client holds as many "
+              "sessions as the server allows it, or the server is full); retrying");
+  }
   if (res->status != Errc::kOk) return login_failed(res->status, res->status == Errc::kAuthFailed);
   auto expect =
       proto::login_server_proof(opt_.key, opt_.client_name, client_nonce_, sn, res->session_id);

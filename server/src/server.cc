@@ -1,6 +1,7 @@
 #include "ipsan/server/server.h"
 
 #include <boost/asio/post.hpp>
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -246,8 +247,24 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
     send(r, proto::encode_login_finish_reply(xid, res));
     return;
   }
-  if (sessions_.size() >= opt_.max_sessions) reap(steady_now());
+  auto sessions_of_client = [&] {
+    return static_cast<std::size_t>(
+        std::count_if(sessions_.begin(), sessions_.end(),
+                      [&](const auto& e) { return e.second->client == a->client_name; }));
+  };
+  if (sessions_.size() >= opt_.max_sessions || sessions_of_client() >= opt_.max_sessions_per_client)
+    reap(steady_now());
   if (sessions_.size() >= opt_.max_sessions) {
+    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name, "' refused: ",
+              sessions_.size(), " sessions (server limit ", opt_.max_sessions, ")");
+    res.status = Errc::kBusy;
+    send(r, proto::encode_login_finish_reply(xid, res));
+    return;
+  }
+  if (const std::size_t n = sessions_of_client(); n >= opt_.max_sessions_per_client) {
+    stats_.logins_refused_per_client++;
+    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name, "' refused: it has ", n,
+              " sessions (per-client limit ", opt_.max_sessions_per_client, ")");
     res.status = Errc::kBusy;
     send(r, proto::encode_login_finish_reply(xid, res));
     return;

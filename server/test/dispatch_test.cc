@@ -237,5 +237,21 @@ TEST_F(Dispatch, EndSessionFromANewSessionRefusesTheOldOnesCalls) {
   EXPECT_EQ(self.status, Errc::kInvalidArgument);
 }
 
+TEST_F(Dispatch, OneClientCannotTakeEverySession) {
+  // A server of its own with a per-client limit of 3.
+  ServerOptions o;
+  o.max_sessions_per_client = 3;
+  KeyRing keys;
+  (void)keys.add("alice", key_);
+  server_ = std::make_unique<StorageServer>(io_, o, std::move(keys), exports(disk_));
+  auto t = std::make_unique<MemTransport>();
+  t_ = t.get();
+  server_->attach(std::move(t));
+  for (int i = 0; i < 3; ++i) EXPECT_NE(login().id, 0u) << i;
+  EXPECT_EQ(login().id, 0u);  // the fourth is refused (BUSY)
+  EXPECT_EQ(server_->stats().logins_refused_per_client, 1u);
+  EXPECT_EQ(server_->stats().sessions, 3u);
+}
+
 }  // namespace
 }  // namespace ipsan::server

@@ -44,6 +44,9 @@ struct ServerOptions {
   std::uint32_t slot_count = 64;       // per session: the client's maximum queue depth
   std::uint32_t max_io_bytes = 8u << 20;  // largest READ/WRITE payload accepted
   std::uint32_t max_sessions = 1024;
+  // Sessions one client name may hold at once: one key holder cannot take every session. A login
+  // over the limit is answered BUSY (after expired sessions are reaped).
+  std::uint32_t max_sessions_per_client = 64;
   std::uint32_t max_pending_logins = 4096;
   Duration login_timeout = std::chrono::seconds(30);
   Duration session_idle_timeout = std::chrono::minutes(10);
@@ -65,6 +68,7 @@ struct ServerStats {
   std::uint64_t fences = 0;            // SLOT_FENCE calls executed
   std::uint64_t sessions_ended = 0;    // sessions ended by END_SESSION from a newer session
   std::uint64_t reexecute_refused = 0; // READ copies refused after their one re-execution
+  std::uint64_t logins_refused_per_client = 0;  // over max_sessions_per_client
   std::uint64_t sessions = 0;          // live sessions now
 };
 
