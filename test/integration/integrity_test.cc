@@ -227,7 +227,8 @@ TEST_P(Integrity, ReplayedReadIsReexecutedAtMostOnce) {
   auto after = server.stats();
   EXPECT_LE(after.executed, before.executed + 1);
   EXPECT_LE(after.bytes_read, before.bytes_read + 256 * 512);
-  EXPECT_GE(after.reexecute_refused, 39u);
+  // (Copies arriving while the one re-execution runs are absorbed silently, later ones get BUSY:
+  // how many of each depends on timing, the execution count does not.)
   // The client is not disturbed.
   auto back = call(io, *c, read(5));
   ASSERT_EQ(back.status, Errc::kOk);
