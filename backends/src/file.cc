@@ -22,6 +22,7 @@
 #include <system_error>
 
 #include "ipsan/backends/spec.h"
+#include "ipsan/base/log.h"
 
 namespace ipsan::backends {
 
@@ -84,6 +85,11 @@ struct FileState {
   std::atomic<bool> dsync_ok{true};
   std::atomic<bool> punch_ok{true};
   std::atomic<bool> zero_range_ok{true};
+  // First failed fdatasync (or O_DSYNC write), latched: after a failed sync the kernel may have
+  // dropped the dirty pages and cleared the error, so a later fdatasync could "succeed" over lost
+  // writes (PostgreSQL "fsyncgate", 2018). Every later FLUSH / FUA write fails with it until the
+  // image is opened again.
+  std::atomic<int> sync_error{0};
 
   // A queued operation; called with true instead of running when the backend is shutting down.
   using Task = std::function<void(bool shutdown)>;
@@ -204,23 +210,44 @@ struct FileState {
   }
 
   Errc do_write(std::uint64_t off, std::span<const std::uint8_t> in, bool fua) {
+    if (fua) {
+      if (Errc e = latched(); e != Errc::kOk) return e;
+    }
     if (fua && dsync_ok.load(std::memory_order_relaxed)) {
       bool unsupported = false;
       Errc e = write_once(off, in, true, &unsupported);
-      if (!unsupported) return e;
+      if (!unsupported) {
+        if (e == Errc::kIoError || e == Errc::kMediumError) latch(EIO);  // its sync may have failed
+        return e;
+      }
       dsync_ok.store(false);  // fall through: plain write + fdatasync (rewrites are idempotent)
     }
     if (Errc e = write_once(off, in, false, nullptr); e != Errc::kOk) return e;
     return fua ? do_flush() : Errc::kOk;
   }
 
+  Errc latched() const {
+    const int err = sync_error.load(std::memory_order_acquire);
+    return err == 0 ? Errc::kOk : errc_from_errno(err);
+  }
+  void latch(int err) {
+    int none = 0;
+    if (sync_error.compare_exchange_strong(none, err, std::memory_order_acq_rel)) {
+      IPSAN_LOG(LogLevel::kError, "file", path, ": sync failed (", errno_text(err),
+                "); every later flush fails until the image is reopened");
+    }
+  }
+
   Errc do_flush() {
+    if (Errc e = latched(); e != Errc::kOk) return e;
     while (::fdatasync(fd) != 0) {
       if (errno == EINTR) continue;
       if (errno == EINVAL) return Errc::kOk;  // special file that needs no sync
-      return errc_from_errno(errno);
+      const int err = errno;
+      latch(err);
+      return errc_from_errno(err);
     }
-    return Errc::kOk;
+    return latched();  // another thread's sync may have failed meanwhile
   }
 
   Errc write_zero_bytes(std::uint64_t off, std::uint64_t len) {
@@ -321,7 +348,7 @@ Result<std::shared_ptr<FileBackend>, Error> FileBackend::open(const std::filesys
                   what + "does not exist (give size=... to create a sparse image)");
     }
     if (options.read_only) return fail(what + "does not exist and cannot be created read-only");
-    const int cfd = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    const int cfd = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (cfd < 0) return fail(Errc::kIoError, what + "cannot create: " + errno_text(errno));
     const int trunc = ::ftruncate(cfd, static_cast<off_t>(options.size_bytes));
     const int terr = errno;

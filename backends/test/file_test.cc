@@ -52,6 +52,20 @@ TEST(FileBackend, CreatesSparseFileOfGivenSize) {
   EXPECT_LT(static_cast<std::uint64_t>(st.st_blocks) * 512, std::uint64_t{1} << 20);  // sparse
 }
 
+TEST(FileBackend, CreatesImageReadableByOwnerOnly) {
+  // Disk images hold other people's data: 0600 whatever the umask (issue 15).
+  TempDir dir;
+  const mode_t old_mask = ::umask(0);
+  FileOptions o;
+  o.size_bytes = 1 << 20;
+  auto b = FileBackend::open(dir / "private.img", o);
+  ::umask(old_mask);
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "private.img").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 TEST(FileBackend, RoundTripsSeveralSizesAndAlignments) {
   TempDir dir;
   for (std::uint32_t bs : {512u, 4096u}) {

@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+
 #include "ipsan/base/log.h"
 #include "ipsan/proto/codec.h"
 
@@ -11,6 +13,8 @@ namespace asio = boost::asio;
 using proto::Op;
 
 struct SanClient::Call {
+  enum class Kind { kUser, kFence, kEndSession };
+  Kind kind = Kind::kUser;
   proto::Request req;
   std::function<void(proto::Reply)> done;
   TimePoint deadline;
@@ -19,7 +23,22 @@ struct SanClient::Call {
   std::uint64_t seq = 0;
   std::uint64_t session = 0;  // session the slot/seq belong to
   Bytes wire;                 // encoded call (kept for re-sending on a new transport)
+  TimePoint retry_at{};       // fence / END_SESSION: when to send it again
+  std::shared_ptr<Call> fenced;  // fence: the timed-out request it closes
+  std::uint64_t end_sid = 0;     // END_SESSION: the session it ends
 };
+
+std::size_t SanClient::unresolved() const {
+  std::size_t n = unresolved_.size();
+  for (const auto& [xid, c] : in_flight_)
+    if (c->kind == Call::Kind::kFence) ++n;
+  return n;
+}
+
+bool SanClient::ending(std::uint64_t sid) const {
+  return sid != 0 && std::any_of(ending_.begin(), ending_.end(),
+                                 [sid](const Ending& e) { return e.sid == sid; });
+}
 
 SanClient::SanClient(asio::io_context& io, TransportFactory make_transport, ClientOptions options)
     : io_(io),
@@ -132,6 +151,10 @@ void SanClient::on_transport_message(Bytes m) {
     return;
   }
   std::shared_ptr<Call> c = it->second;
+  if (c->kind != Call::Kind::kUser) {
+    on_control_reply(c, r);
+    return;
+  }
   proto::SlotCred cred{c->session, static_cast<std::uint32_t>(c->slot), c->seq};
   if (r.reply_stat == proto::ReplyStat::kDenied) {
     if (r.reject_stat == proto::RejectStat::kAuthError &&
@@ -218,6 +241,10 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
   proto::LoginNonce sn = server_nonce_;
   server_nonce_ = {};
   if (!res) return login_failed(Errc::kBadMessage, false);
+  if (res->status == Errc::kBusy) {
+    IPSAN_LOG(LogLevel::kWarn, "client", "server refused the login: BUSY (this client holds as many "
+              "sessions as the server allows it, or the server is full); retrying");
+  }
   if (res->status != Errc::kOk) return login_failed(res->status, res->status == Errc::kAuthFailed);
   auto expect =
       proto::login_server_proof(opt_.key, opt_.client_name, client_nonce_, sn, res->session_id);
@@ -277,6 +304,12 @@ void SanClient::execute(proto::Request request, std::function<void(proto::Reply)
 
 void SanClient::pump() {
   if (state_ != State::kReady) return;
+  if (!ending_.empty()) {
+    // Nothing new goes out before every earlier session is ended on the server: a request of
+    // one of them could otherwise still execute after a newer one was acknowledged.
+    send_end_sessions();
+    return;
+  }
   std::size_t free_slots = 0;
   for (auto& s : slots_)
     if (!s.busy && !s.retired) ++free_slots;
@@ -338,12 +371,18 @@ void SanClient::fail_all(Errc why) {
   in_flight_.clear();
   auto waiting = std::move(waiting_);
   waiting_.clear();
+  for (auto& c : unresolved_) waiting.push_back(std::move(c));
+  unresolved_.clear();
+  for (auto& [xid, c] : calls) {
+    if (c->fenced) waiting.push_back(std::move(c->fenced));
+  }
   for (auto& s : slots_)
     if (s.busy) s.retired = true;
   auto waiters = std::move(connect_waiters_);
   connect_waiters_.clear();
   for (auto& w : waiters) w(why);
   for (auto& [xid, c] : calls) {
+    if (c->kind != Call::Kind::kUser) continue;
     proto::Reply rep;
     rep.status = why;
     complete(c, std::move(rep));
@@ -358,8 +397,19 @@ void SanClient::fail_all(Errc why) {
 void SanClient::forget_session() {
   // Every unanswered call goes back to the front of the queue, in issue order (deadlines are
   // issue time + a constant), to be re-driven in the next session.
+  // The session is given up, but the server may still hold it: it is ended with END_SESSION from
+  // the next session before anything is sent there (pump()). Timed-out requests being fenced wait
+  // for that; requests still in their time are re-driven after it.
+  if (session_id_ != 0 && !ending(session_id_)) ending_.push_back(Ending{session_id_, false, {}});
+  for (auto& e : ending_) e.in_flight = false;  // END_SESSION calls of this session die with it
   std::vector<std::shared_ptr<Call>> calls;
-  for (auto& [xid, c] : in_flight_) calls.push_back(c);
+  for (auto& [xid, c] : in_flight_) {
+    if (c->kind == Call::Kind::kFence) {
+      unresolved_.push_back(std::move(c->fenced));
+    } else if (c->kind == Call::Kind::kUser) {
+      calls.push_back(c);
+    }
+  }
   std::sort(calls.begin(), calls.end(),
             [](const auto& a, const auto& b) { return a->deadline < b->deadline; });
   in_flight_.clear();
@@ -403,7 +453,8 @@ void SanClient::schedule_reconnect() {
   auto alive = alive_;
   reconnect_timer_.async_wait([this, alive](boost::system::error_code ec) {
     if (ec || !*alive || state_ != State::kBackoff) return;
-    if (in_flight_.empty() && waiting_.empty() && connect_waiters_.empty()) {
+    if (in_flight_.empty() && waiting_.empty() && connect_waiters_.empty() &&
+        unresolved_.empty()) {
       state_ = State::kIdle;  // nothing to do: reconnect lazily on the next request
       return;
     }
@@ -419,7 +470,9 @@ void SanClient::arm_tick() {
   tick_timer_.async_wait([this, alive](boost::system::error_code ec) {
     if (ec || !*alive) return;
     tick();
-    if (!in_flight_.empty() || !waiting_.empty() || !connect_waiters_.empty()) arm_tick();
+    if (!in_flight_.empty() || !waiting_.empty() || !connect_waiters_.empty() ||
+        !unresolved_.empty())
+      arm_tick();
   });
 }
 
@@ -428,10 +481,24 @@ void SanClient::tick() {
   if (state_ == State::kLoggingIn && now > login_deadline_) {
     login_failed(Errc::kTimeout, false);
   }
-  std::vector<std::shared_ptr<Call>> expired;
+  std::vector<std::shared_ptr<Call>> expired;   // never sent, or their session is ended: report
+  std::vector<std::shared_ptr<Call>> to_fence;  // sent in this session: fence first
+  bool fence_failed = false;
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-    if (it->second->deadline <= now) {
-      expired.push_back(it->second);
+    Call& c = *it->second;
+    if (c.kind != Call::Kind::kUser) {
+      if (c.kind == Call::Kind::kFence && c.deadline <= now) fence_failed = true;
+      if (c.retry_at <= now && transport_ && state_ == State::kReady) {
+        // Unanswered (the server answers nothing while the fenced request still runs, or a
+        // message was lost): send the same bytes again; a repeat gets the cached reply.
+        c.retry_at = now + opt_.fence_retry;
+        transport_->send(c.wire);
+      }
+      ++it;
+      continue;
+    }
+    if (c.deadline <= now) {
+      to_fence.push_back(it->second);
       it = in_flight_.erase(it);
     } else {
       ++it;
@@ -439,25 +506,31 @@ void SanClient::tick() {
   }
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if ((*it)->deadline <= now) {
-      expired.push_back(*it);
+      // A re-driven request was sent in a session that is not ended yet: it could still run
+      // there, so it waits for END_SESSION like a fenced one.
+      if (ending((*it)->session))
+        unresolved_.push_back(*it);
+      else
+        expired.push_back(*it);
       it = waiting_.erase(it);
     } else {
       ++it;
     }
   }
-  bool abandoned_sent_call = false;
-  for (auto& c : expired) {
-    if (c->slot >= 0 && c->session == session_id_ &&
+  for (auto& c : to_fence) {
+    if (c->slot >= 0 && c->session == session_id_ && session_id_ != 0 &&
         static_cast<std::size_t>(c->slot) < slots_.size()) {
-      slots_[c->slot].retired = true;  // fate unknown: this sequence can never be reused
-      abandoned_sent_call = true;
+      start_fence(c);
+    } else if (ending(c->session)) {
+      unresolved_.push_back(c);
+    } else {
+      expired.push_back(c);
     }
   }
-  if (abandoned_sent_call && transport_ && state_ == State::kReady) {
-    // The transport would go on retransmitting the abandoned calls, and one could then run on the
-    // server after newer writes to the same blocks were acknowledged. Replace the transport first:
-    // its queued messages die with it, and the calls still waiting are re-sent on the new one with
-    // their same (slot, seq), so the server runs each of them at most once.
+  if (!to_fence.empty() && transport_ && state_ == State::kReady) {
+    // The transport would go on retransmitting the abandoned calls; replace it (its queue dies
+    // with it). The fences and the calls still in time are re-sent on the new one, with their
+    // same (slot, seq), so the server runs each at most once.
     start_transport();
   }
   for (auto& c : expired) {
@@ -470,6 +543,13 @@ void SanClient::tick() {
       rep.status = Errc::kTimeout;
     complete(c, std::move(rep));
   }
+  if (fence_failed && session_id_ != 0) {
+    stats_.fences_failed++;
+    IPSAN_LOG(LogLevel::kWarn, "client", "slot fence unanswered for ",
+              std::chrono::duration_cast<std::chrono::milliseconds>(opt_.fence_timeout).count(),
+              " ms; giving up session ", session_id_);
+    session_lost();
+  }
   if (!connect_waiters_.empty() && state_ != State::kReady && state_ != State::kLoggingIn &&
       waiting_.empty() && in_flight_.empty() && now > login_deadline_ + opt_.request_timeout) {
     auto waiters = std::move(connect_waiters_);
@@ -477,6 +557,139 @@ void SanClient::tick() {
     for (auto& w : waiters) w(last_error_ == Errc::kOk ? Errc::kTimeout : last_error_);
   }
   pump();
+}
+
+void SanClient::start_fence(const std::shared_ptr<Call>& c) {
+  // The request's fate is unknown: it may be lost, still on its way, or done with its reply lost.
+  // SLOT_FENCE on the next seq of its slot makes the server refuse every lower seq from then on;
+  // its MAC'd answer is what allows reporting the timeout. The slot stays busy until then.
+  Slot& slot = slots_[static_cast<std::size_t>(c->slot)];
+  auto f = std::make_shared<Call>();
+  f->kind = Call::Kind::kFence;
+  f->slot = c->slot;
+  f->seq = ++slot.seq;
+  f->session = session_id_;
+  f->xid = next_xid();
+  f->deadline = steady_now() + opt_.fence_timeout;
+  f->retry_at = steady_now() + opt_.fence_retry;
+  f->fenced = c;
+  f->wire = proto::encode_slot_fence_call(
+      f->xid, proto::SlotCred{f->session, static_cast<std::uint32_t>(f->slot), f->seq},
+      session_key_);
+  in_flight_[f->xid] = f;
+  stats_.fences++;
+  if (transport_ && state_ == State::kReady) transport_->send(f->wire);
+}
+
+void SanClient::on_control_reply(const std::shared_ptr<Call>& c, const proto::ParsedReply& r) {
+  if (r.reply_stat == proto::ReplyStat::kDenied) {
+    if (r.reject_stat == proto::RejectStat::kAuthError &&
+        r.auth_stat == proto::AuthStat::kRejectedCred && c->session == session_id_) {
+      session_lost();  // the server does not know the session (any more): end it from a new one
+    } else {
+      stats_.bad_replies++;  // unauthenticated: the fence deadline decides
+    }
+    return;
+  }
+  proto::SlotCred cred{c->session, static_cast<std::uint32_t>(c->slot), c->seq};
+  if (r.verf_flavor != proto::kAuthIpsan || !proto::verify_reply(r, session_key_, cred)) {
+    stats_.bad_replies++;  // only a MAC'd answer counts; keep asking
+    return;
+  }
+  auto dec = proto::decode_results(c->kind == Call::Kind::kFence ? Op::kSlotFence : Op::kEndSession,
+                                   r.results);
+  const Errc status = (r.success() && dec) ? dec->status : Errc::kBadMessage;
+  in_flight_.erase(c->xid);
+  Slot* slot = (c->slot >= 0 && c->session == session_id_ &&
+                static_cast<std::size_t>(c->slot) < slots_.size())
+                   ? &slots_[static_cast<std::size_t>(c->slot)]
+                   : nullptr;
+  if (slot) slot->busy = false;
+  if (c->kind == Call::Kind::kFence) {
+    if (status != Errc::kOk) {
+      // Not fenced: give the session up (END_SESSION from the next one decides the request).
+      if (slot) slot->retired = true;
+      unresolved_.push_back(std::move(c->fenced));
+      session_lost();
+      return;
+    }
+    // Every copy of the request is now refused by the server: its timeout can be reported.
+    stats_.timeouts++;
+    proto::Reply rep;
+    rep.status = Errc::kTimeout;
+    complete(c->fenced, std::move(rep));
+    c->fenced.reset();
+    pump();
+    return;
+  }
+  // END_SESSION.
+  auto e = std::find_if(ending_.begin(), ending_.end(),
+                        [&](const Ending& x) { return x.sid == c->end_sid; });
+  if (status == Errc::kBusy) {
+    // The old session's last calls are still running on the server: ask again shortly.
+    if (e != ending_.end()) {
+      e->in_flight = false;
+      e->next_try = steady_now() + opt_.fence_retry;
+    }
+    return;
+  }
+  if (status != Errc::kOk) {
+    IPSAN_LOG(LogLevel::kError, "client", "END_SESSION for session ", c->end_sid, " answered ",
+              to_string(status));
+  }
+  resolve_session(c->end_sid);
+  pump();
+}
+
+void SanClient::resolve_session(std::uint64_t sid) {
+  ending_.erase(std::remove_if(ending_.begin(), ending_.end(),
+                               [sid](const Ending& x) { return x.sid == sid; }),
+                ending_.end());
+  stats_.sessions_ended++;
+  IPSAN_LOG(LogLevel::kInfo, "client", "old session ", sid, " ended on the server");
+  std::vector<std::shared_ptr<Call>> done;
+  for (auto it = unresolved_.begin(); it != unresolved_.end();) {
+    if ((*it)->session == sid) {
+      done.push_back(std::move(*it));
+      it = unresolved_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& c : done) {
+    stats_.timeouts++;
+    proto::Reply rep;
+    rep.status = Errc::kTimeout;
+    complete(c, std::move(rep));
+  }
+}
+
+void SanClient::send_end_sessions() {
+  if (state_ != State::kReady || session_id_ == 0 || !transport_) return;
+  const TimePoint now = steady_now();
+  std::size_t next = 0;
+  for (auto& e : ending_) {
+    if (e.in_flight || e.next_try > now) continue;
+    while (next < slots_.size() && (slots_[next].busy || slots_[next].retired)) ++next;
+    if (next == slots_.size()) return;
+    Slot& s = slots_[next];
+    auto c = std::make_shared<Call>();
+    c->kind = Call::Kind::kEndSession;
+    c->end_sid = e.sid;
+    c->slot = static_cast<int>(next);
+    c->seq = ++s.seq;
+    c->session = session_id_;
+    c->xid = next_xid();
+    c->deadline = TimePoint::max();  // idempotent: asked until answered
+    c->retry_at = now + opt_.fence_retry;
+    c->wire = proto::encode_end_session_call(
+        c->xid, proto::SlotCred{c->session, static_cast<std::uint32_t>(c->slot), c->seq},
+        session_key_, e.sid);
+    s.busy = true;
+    e.in_flight = true;
+    in_flight_[c->xid] = c;
+    transport_->send(c->wire);
+  }
 }
 
 void SanClient::close() {

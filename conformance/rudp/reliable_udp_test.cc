@@ -469,9 +469,11 @@ TEST(PartitionOutage, RequestsIssuedDuringTheOutageCompleteAfterIt) {
 }
 
 // An outage longer than the request timeout: the requests fail with a clear kTimeout (not a
-// hang, not a wrong status) close to the timeout; once the link is back the client works again
-// and every block holds either its old content or the timed-out write (fate unknown), then
-// exactly what later acknowledged writes put there.
+// hang, not a wrong status), but only once the server has confirmed that they can no longer run
+// (SLOT_FENCE answered, docs/PROTOCOL.md "Timeouts: fence before reporting"), so not before the
+// link is back, and soon after it; then the client works again and every block holds either its
+// old content or the timed-out write (fate unknown), then exactly what later acknowledged writes
+// put there.
 TEST(PartitionOutage, OutageLongerThanTheRequestTimeoutFailsWithTimeout) {
   const std::uint64_t seed = seeds().front();
   auto cfg = netem::parse_spec("delay=1ms partition=500ms+2500ms");
@@ -513,10 +515,11 @@ TEST(PartitionOutage, OutageLongerThanTheRequestTimeoutFailsWithTimeout) {
   for (std::size_t i = 0; i < lost.writes.size(); ++i) {
     EXPECT_EQ(lost.replies[i]->status, Errc::kTimeout) << to_string(lost.replies[i]->status);
     EXPECT_GE(lost.done_at[i] - issued, timeout);
-    EXPECT_LT(lost.done_at[i] - issued, timeout + 500ms) << "timeout reported late";
-    EXPECT_LT(lost.done_at[i], up_at) << "reported after the outage, not at the timeout";
+    EXPECT_GE(lost.done_at[i], up_at) << "reported before the server could confirm the fence";
+    EXPECT_LT(lost.done_at[i], up_at + 5s) << "reported long after the link came back";
     model.unknown_fate(lost.writes[i]);
   }
+  EXPECT_GE(cs.client->stats().fences, 4u);
   EXPECT_GE(cs.client->stats().timeouts, 4u);
   // Wait for the link to come back, then the client must work again.
   asio::steady_timer t2(cs.io);
@@ -542,7 +545,9 @@ TEST(PartitionOutage, OutageLongerThanTheRequestTimeoutFailsWithTimeout) {
 //
 // This failed before the client replaced its transport when it abandoned a sent call (the call
 // stayed queued in the old rudp connection, was retransmitted after the outage and ran after the
-// newer writes); see SanClient::tick().
+// newer writes); see SanClient::tick(). Since the fence rule the timed-out writes are reported
+// only after the link is back and their slots are fenced (test/integration/integrity_test.cc
+// holds a copy back on purpose and releases it after the newer writes).
 TEST(PartitionOutage, TimedOutWriteNeverOverwritesALaterAcknowledgedWrite) {
   const std::uint64_t seed = seeds().front();
   auto cfg = netem::parse_spec("delay=1ms partition=500ms+2500ms");

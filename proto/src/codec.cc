@@ -157,11 +157,37 @@ Bytes encode_logout_call(std::uint32_t xid, const SlotCred& cred, const Key256& 
   return encode_call(xid, cred, session_key, req);
 }
 
+Bytes encode_slot_fence_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key) {
+  Request req;
+  req.op = Op::kSlotFence;
+  return encode_call(xid, cred, session_key, req);
+}
+
+Bytes encode_end_session_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key,
+                              std::uint64_t old_session_id) {
+  XdrWriter w;
+  w.reserve(kIpsanCallHeaderBytes + 8);
+  const std::size_t mac_at =
+      detail::put_call_header_ipsan(w, xid, static_cast<std::uint32_t>(Op::kEndSession), cred);
+  w.put_u64(old_session_id);
+  Bytes out = w.release();
+  detail::seal(out, mac_at, session_key, kDirCall, cred);
+  return out;
+}
+
+Result<std::uint64_t> decode_end_session_args(ByteSpan args) {
+  XdrReader r(args);
+  auto sid = r.get_u64();
+  if (!sid || !r.expect_end()) return fail(Errc::kBadMessage);
+  return *sid;
+}
+
 Result<RequestView> decode_request(Op op, ByteSpan args) {
   XdrReader r(args);
   RequestView v;
   v.op = op;
-  if (op == Op::kNull || op == Op::kLogout) {
+  if (op == Op::kEndSession) return fail(Errc::kInvalidArgument);  // decode_end_session_args
+  if (op == Op::kNull || op == Op::kLogout || op == Op::kSlotFence) {
     if (!r.expect_end()) return fail(Errc::kBadMessage);
     return v;
   }
@@ -232,7 +258,8 @@ Result<Reply> decode_results(Op op, ByteSpan results) {
     reply.status = res->status;
     return reply;
   }
-  if (op != Op::kLogout && !is_device_op(op)) return fail(Errc::kBadMessage);
+  if (op != Op::kLogout && op != Op::kSlotFence && op != Op::kEndSession && !is_device_op(op))
+    return fail(Errc::kBadMessage);
   auto status = r.get_u32();
   if (!status || *status > kErrcMax) return fail(Errc::kBadMessage);
   reply.status = static_cast<Errc>(*status);

@@ -8,6 +8,8 @@ const char* op_name(Op op) noexcept {
     case Op::kLoginBegin: return "login-begin";
     case Op::kLoginFinish: return "login-finish";
     case Op::kLogout: return "logout";
+    case Op::kSlotFence: return "slot-fence";
+    case Op::kEndSession: return "end-session";
     case Op::kReady: return "ready";
     case Op::kIdentify: return "identify";
     case Op::kCapacity: return "capacity";

@@ -11,6 +11,8 @@ bool is_known_proc(std::uint32_t p) {
     case Op::kLoginBegin:
     case Op::kLoginFinish:
     case Op::kLogout:
+    case Op::kSlotFence:
+    case Op::kEndSession:
     case Op::kReady:
     case Op::kIdentify:
     case Op::kCapacity:

@@ -465,7 +465,7 @@ TEST_F(Codec, CallHeaderRejections) {
   EXPECT_EQ(reject_of(with_u32(read, 8, 3)).xid, 0x55u);
   EXPECT_EQ(reject_of(with_u32(read, 12, 100003)).kind, RejectKind::kProgUnavail);  // NFS
   EXPECT_EQ(reject_of(with_u32(read, 16, 2)).kind, RejectKind::kProgMismatch);
-  for (std::uint32_t proc : {4u, 9u, 13u, 19u, 25u, 0xffffffffu}) {
+  for (std::uint32_t proc : {6u, 9u, 13u, 19u, 25u, 0xffffffffu}) {  // 4, 5: SLOT_FENCE, END_SESSION
     EXPECT_EQ(reject_of(with_u32(read, 20, proc)).kind, RejectKind::kProcUnavail) << proc;
   }
   // Not a call, or not even an xid: drop silently.

@@ -277,6 +277,10 @@ IpsanCapture extract_ipsan(const CaptureFile& capture, const ExtractOptions& opt
       finish("login/logout call (the replay logs in itself)");
       continue;
     }
+    if (call.op == proto::Op::kSlotFence || call.op == proto::Op::kEndSession) {
+      finish("slot fence / end-session call (session bookkeeping, no device I/O)");
+      continue;
+    }
     if (call.op == proto::Op::kNull) {
       finish("NULL ping");
       continue;

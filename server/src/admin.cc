@@ -271,14 +271,8 @@ Result<void, Error> LayoutManager::commit(virt::LayoutDesc next, StorageServer& 
   auto built = virt::build_layout(next, layout_.base_dir, &layout_);
   if (!built) return make_unexpected(built.error());
   // Persist before serving: a restart must serve exactly what clients were told.
-  std::string tmp = path_.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << virt::to_toml(built->desc);
-    f.flush();
-    if (!f) return fail("cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path_.c_str()) != 0) return fail("cannot replace " + path_.string());
+  if (auto saved = virt::save_layout_file(path_, built->desc); !saved)
+    return make_unexpected(saved.error());
   layout_ = std::move(*built);
   if (trace_) layout_.set_trace(trace_);
   server.update_exports(to_server_exports(layout_));

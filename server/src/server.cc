@@ -1,6 +1,7 @@
 #include "ipsan/server/server.h"
 
 #include <boost/asio/post.hpp>
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -140,6 +141,12 @@ void StorageServer::reap(TimePoint now) {
     else
       ++it;
   }
+  for (auto it = dying_.begin(); it != dying_.end();) {
+    if (!it->second->slots.busy())
+      it = dying_.erase(it);
+    else
+      ++it;
+  }
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto& s = it->second;
     if (!s->slots.busy() && now - s->last_active > opt_.session_idle_timeout) {
@@ -240,8 +247,24 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
     send(r, proto::encode_login_finish_reply(xid, res));
     return;
   }
-  if (sessions_.size() >= opt_.max_sessions) reap(steady_now());
+  auto sessions_of_client = [&] {
+    return static_cast<std::size_t>(
+        std::count_if(sessions_.begin(), sessions_.end(),
+                      [&](const auto& e) { return e.second->client == a->client_name; }));
+  };
+  if (sessions_.size() >= opt_.max_sessions || sessions_of_client() >= opt_.max_sessions_per_client)
+    reap(steady_now());
   if (sessions_.size() >= opt_.max_sessions) {
+    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name, "' refused: ",
+              sessions_.size(), " sessions (server limit ", opt_.max_sessions, ")");
+    res.status = Errc::kBusy;
+    send(r, proto::encode_login_finish_reply(xid, res));
+    return;
+  }
+  if (const std::size_t n = sessions_of_client(); n >= opt_.max_sessions_per_client) {
+    stats_.logins_refused_per_client++;
+    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name, "' refused: it has ", n,
+              " sessions (per-client limit ", opt_.max_sessions_per_client, ")");
     res.status = Errc::kBusy;
     send(r, proto::encode_login_finish_reply(xid, res));
     return;
@@ -282,7 +305,8 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   s->last_active = steady_now();
   const std::uint32_t slot = call.cred.slot;
   const std::uint64_t seq = call.cred.seq;
-  const SlotVerdict verdict = s->slots.admit(slot, seq);
+  const SlotVerdict verdict =
+      call.op == Op::kSlotFence ? s->slots.admit_fence(slot, seq) : s->slots.admit(slot, seq);
   switch (verdict) {
     case SlotVerdict::kBadSlot:
       stats_.rejected++;
@@ -303,6 +327,14 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
       stats_.replayed++;
       send(r, s->slots.cached_reply(slot));
       return;
+    case SlotVerdict::kReexecuteSpent:
+      // The one re-execution this (slot, seq) may have was used: a copy re-sent again and again
+      // (a replay by anyone on the path) costs no more reads and no more reply bytes. The hint
+      // tells a genuine client to read again on its next seq.
+      stats_.replayed++;
+      stats_.reexecute_refused++;
+      send(r, proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kBusy)));
+      return;
     case SlotVerdict::kReexecute: stats_.replayed++; [[fallthrough]];
     case SlotVerdict::kExecute: s->reply_to[slot] = r; break;
   }
@@ -311,6 +343,19 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
     s->slots.complete(slot, seq, {});
     sessions_.erase(s->id);
     send(r, std::move(reply));
+    return;
+  }
+  if (call.op == Op::kSlotFence) {
+    // Admitted: the slot is now past every seq below this one, and idle (admit_fence waits for
+    // a running request), so nothing older on this slot can execute after this reply.
+    stats_.fences++;
+    finish(s, slot, seq,
+           proto::encode_reply(xid, call.cred, s->key, Op::kSlotFence, status_reply(Errc::kOk)),
+           true);
+    return;
+  }
+  if (call.op == Op::kEndSession) {
+    end_session(s, xid, slot, seq, call.args);
     return;
   }
   if (!proto::is_device_op(call.op)) {
@@ -322,6 +367,47 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   }
   execute(std::move(s), xid, slot, seq, call.op, std::move(msg), call.args,
           verdict == SlotVerdict::kReexecute);
+}
+
+void StorageServer::end_session(const std::shared_ptr<Session>& s, std::uint32_t xid,
+                                std::uint32_t slot, std::uint64_t seq, ByteSpan args) {
+  proto::SlotCred cred{s->id, slot, seq};
+  auto old_id = proto::decode_end_session_args(args);
+  if (!old_id) {
+    stats_.rejected++;
+    finish(s, slot, seq,
+           proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs), true);
+    return;
+  }
+  Errc status = Errc::kOk;
+  if (*old_id == s->id) {
+    status = Errc::kInvalidArgument;  // use LOGOUT to end this session
+  } else {
+    std::shared_ptr<Session> old;
+    if (auto it = sessions_.find(*old_id); it != sessions_.end()) {
+      old = it->second;
+    } else if (auto d = dying_.find(*old_id); d != dying_.end()) {
+      old = d->second;
+    }
+    // Another client's session is not ours to end; for this client it does not exist, which is
+    // what OK says ("no session of yours with that id runs anything any more").
+    if (old && old->client == s->client) {
+      sessions_.erase(old->id);  // no call of it is admitted any more
+      if (old->slots.busy()) {
+        // Calls of the old session are still running on back ends: the client must not be told
+        // "gone" before they finish (one of them could land after a newer write). BUSY: ask again.
+        dying_[old->id] = old;
+        status = Errc::kBusy;
+      } else {
+        dying_.erase(old->id);
+        stats_.sessions_ended++;
+        IPSAN_LOG(LogLevel::kInfo, "server", "session ", old->id, " of '", old->client,
+                  "' ended by session ", s->id);
+      }
+    }
+  }
+  finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, Op::kEndSession, status_reply(status)),
+         true);
 }
 
 const StorageServer::ExportEntry* StorageServer::find_export(std::uint32_t device_id) const {
@@ -345,12 +431,26 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
                             std::uint64_t seq, Op op, std::shared_ptr<Bytes> msg, ByteSpan args,
                             bool reexecute) {
   proto::SlotCred cred{s->id, slot, seq};
+  // A re-execution (only ever of a READ whose data reply was not cached) may send nothing but a
+  // byte-identical copy of the first reply, since that (slot, seq) already had its one MAC'd
+  // reply (docs/PROTOCOL.md "One MAC'd reply per (slot, seq)"). Every other outcome (the device
+  // was removed, resized, the range no longer fits, an I/O error) is answered with an
+  // unauthenticated BUSY and consumes nothing, so the client re-issues the READ on its next seq
+  // and gets the news (e.g. CAPACITY_CHANGED) there, MAC'd.
+  auto spent = [&] {
+    s->slots.complete(slot, seq, {});
+    send(s->reply_to[slot],
+         proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
+  };
+  if (reexecute && op != Op::kRead) return spent();  // only READ data replies go uncached
   auto reply_status = [&](Errc e) {
+    if (reexecute) return spent();
     if (e != Errc::kOk) stats_.device_errors++;
     finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
   };
   auto req = proto::decode_request(op, args);
   if (!req) {
+    if (reexecute) return spent();
     stats_.rejected++;
     finish(s, slot, seq,
            proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs), true);
@@ -368,7 +468,10 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
 
   // Capacity-changed notice: once per session and device after an online resize.
   auto seen = s->seen_generation.find(req->device_id);
-  if (seen == s->seen_generation.end()) {
+  if (reexecute) {
+    // Do not consume the notice in a reply that cannot carry it.
+    if (seen == s->seen_generation.end() || seen->second != ex->generation) return spent();
+  } else if (seen == s->seen_generation.end()) {
     s->seen_generation[req->device_id] = ex->generation;  // exported after this login
   } else if (seen->second != ex->generation) {
     seen->second = ex->generation;
@@ -417,7 +520,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
     if (req->blocks == 0) {
       in_flight_--;
       proto::Reply rep;
-      finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), false);
+      finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), true);  // small
       return;
     }
     // Everything the completion needs in one allocation; the back end reads straight into the
@@ -437,7 +540,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
         Session& ss = *job->s;
         if (e != Errc::kOk) {
           stats_.device_errors++;
-          if (reexecute && ss.slots.reply_mac(slot) != nullptr) {
+          if (reexecute) {
             ss.slots.complete(slot, seq, {});  // nonce spent by the first reply: hint only
             send(ss.reply_to[slot],
                  proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
@@ -451,7 +554,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
         Tag128 mac{};
         Bytes reply = job->builder.finish(ss.key, &mac);  // READ data is not cached, only its MAC
         const Tag128* first = ss.slots.reply_mac(slot);
-        if (reexecute && first != nullptr && *first != mac) {
+        if (reexecute && (first == nullptr || *first != mac)) {
           // The blocks changed since the first reply: that (slot, seq) nonce is spent, so
           // answer unauthenticated BUSY and let the client re-read on its next seq.
           ss.slots.complete(slot, seq, {});

@@ -10,6 +10,7 @@ SlotVerdict SlotTable::admit(std::uint32_t slot, std::uint64_t seq) {
     s.in_progress = true;
     s.cached = false;
     s.has_mac = false;
+    s.reexecuted = false;
     s.reply.clear();
     s.reply.shrink_to_fit();
     return SlotVerdict::kExecute;
@@ -17,8 +18,31 @@ SlotVerdict SlotTable::admit(std::uint32_t slot, std::uint64_t seq) {
   if (seq == s.last_seq && seq != 0) {
     if (s.in_progress) return SlotVerdict::kInProgress;
     if (s.cached) return SlotVerdict::kReplayCached;
+    if (s.reexecuted) return SlotVerdict::kReexecuteSpent;
+    s.reexecuted = true;
     s.in_progress = true;
     return SlotVerdict::kReexecute;
+  }
+  return SlotVerdict::kMisordered;
+}
+
+SlotVerdict SlotTable::admit_fence(std::uint32_t slot, std::uint64_t seq) {
+  if (slot >= slots_.size()) return SlotVerdict::kBadSlot;
+  Slot& s = slots_[slot];
+  if (seq > s.last_seq) {
+    if (s.in_progress) return SlotVerdict::kInProgress;  // the fenced request is still running
+    s.last_seq = seq;
+    s.in_progress = true;
+    s.cached = false;
+    s.has_mac = false;
+    s.reexecuted = false;
+    s.reply.clear();
+    s.reply.shrink_to_fit();
+    return SlotVerdict::kExecute;
+  }
+  if (seq == s.last_seq && seq != 0) {
+    if (s.in_progress) return SlotVerdict::kInProgress;
+    if (s.cached) return SlotVerdict::kReplayCached;
   }
   return SlotVerdict::kMisordered;
 }

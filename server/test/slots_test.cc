@@ -32,7 +32,29 @@ TEST(SlotTable, UncachedReplyIsReexecuted) {
   EXPECT_TRUE(t.busy());
   EXPECT_EQ(t.admit(0, 1), SlotVerdict::kInProgress);
   t.complete(0, 1, {});
+  // At most once: a replayed copy cannot make the server read again and again.
+  EXPECT_EQ(t.admit(0, 1), SlotVerdict::kReexecuteSpent);
+  EXPECT_EQ(t.admit(0, 1), SlotVerdict::kReexecuteSpent);
   EXPECT_EQ(t.admit(0, 2), SlotVerdict::kExecute);
+}
+
+TEST(SlotTable, FenceSkipsTheLostSeqAndRefusesItForever) {
+  SlotTable t(2);
+  EXPECT_EQ(t.admit(0, 1), SlotVerdict::kExecute);
+  t.complete(0, 1, Bytes{1});
+  // seq 2 was sent but never arrived; the client fences at 3.
+  EXPECT_EQ(t.admit_fence(0, 3), SlotVerdict::kExecute);
+  t.complete(0, 3, Bytes{7});
+  EXPECT_EQ(t.admit(0, 2), SlotVerdict::kMisordered);  // the delayed copy never runs
+  EXPECT_EQ(t.admit_fence(0, 3), SlotVerdict::kReplayCached);
+  EXPECT_EQ(t.admit_fence(0, 2), SlotVerdict::kMisordered);
+  EXPECT_EQ(t.admit(0, 4), SlotVerdict::kExecute);
+  // A fence waits for the request it fences if that one is still running.
+  EXPECT_EQ(t.admit(1, 1), SlotVerdict::kExecute);
+  EXPECT_EQ(t.admit_fence(1, 2), SlotVerdict::kInProgress);
+  t.complete(1, 1, Bytes{2});
+  EXPECT_EQ(t.admit_fence(1, 2), SlotVerdict::kExecute);
+  EXPECT_EQ(t.admit_fence(5, 2), SlotVerdict::kBadSlot);
 }
 
 TEST(SlotTable, CompletionOfStaleSeqIgnored) {

@@ -1,8 +1,10 @@
 #include "ipsan/proto/tcp_transport.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <deque>
 #include <unordered_map>
@@ -78,11 +80,16 @@ class Stream : public std::enable_shared_from_this<Stream> {
   tcp::socket& socket() { return socket_; }
   bool open() const { return open_; }
   TransportStats stats;
+  std::chrono::steady_clock::time_point last_active() const { return last_active_; }
+  std::size_t queued_bytes() const { return queued_bytes_; }
+  // Server side: the bytes queued on all connections together (shared by the server's streams).
+  void share_queue_total(std::shared_ptr<std::size_t> total) { total_queued_ = std::move(total); }
 
   void start() {
     boost::system::error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
     open_ = true;
+    last_active_ = std::chrono::steady_clock::now();
     if (cfg_.tap) {
       tap_.connection = g_next_connection.fetch_add(1, std::memory_order_relaxed);
       tap_.server_side = server_side_;
@@ -101,8 +108,17 @@ class Stream : public std::enable_shared_from_this<Stream> {
     Bytes framed;
     framed.reserve(message.size() + 4 + 4 * (message.size() / cfg_.max_fragment));
     append_record(framed, message, cfg_.max_fragment);
+    if (server_side_ && queued_bytes_ + framed.size() > cfg_.max_queued_bytes) {
+      // The peer does not read its replies: do not let them pile up without bound.
+      IPSAN_LOG(LogLevel::kWarn, "tcp", "peer lets over ", cfg_.max_queued_bytes,
+                " bytes of replies pile up unread; closing");
+      stats.send_queue_overflows++;
+      close(Errc::kBusy);
+      return Errc::kConnectionLost;
+    }
     stats.messages_sent++;
     stats.bytes_sent += framed.size();
+    account(static_cast<std::ptrdiff_t>(framed.size()));
     queue_.push_back(std::move(framed));
     if (open_ && !writing_) write_more();
     return Errc::kOk;
@@ -122,6 +138,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     queue_.clear();
+    account(-static_cast<std::ptrdiff_t>(queued_bytes_));
     if (on_closed) {
       auto cb = std::move(on_closed);
       on_closed = nullptr;
@@ -140,6 +157,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
             return;
           }
           stats.bytes_received += n;
+          last_active_ = std::chrono::steady_clock::now();
           if (tapped_) tap(TcpTapEvent::Kind::kReceived, ByteSpan(buf_.data(), n));
           std::vector<Bytes> records;
           Errc e = reader_.feed(ByteSpan(buf_.data(), n), records);
@@ -169,21 +187,34 @@ class Stream : public std::enable_shared_from_this<Stream> {
     batch_.swap(queue_);
     std::vector<asio::const_buffer> bufs;
     bufs.reserve(batch_.size());
-    for (auto& b : batch_) bufs.emplace_back(asio::buffer(b));
+    std::size_t batch_bytes = 0;
+    for (auto& b : batch_) {
+      bufs.emplace_back(asio::buffer(b));
+      batch_bytes += b.size();
+    }
     // Tapped as the write starts: asio hands the data to the kernel at once when it can, so the
     // capture keeps the order in which the peer sees requests and replies.
     if (tapped_) {
       for (auto& b : batch_) tap(TcpTapEvent::Kind::kSent, b);
     }
     auto self = shared_from_this();
-    asio::async_write(socket_, bufs, [this, self](boost::system::error_code ec, std::size_t) {
-      if (closed_) return;
+    asio::async_write(socket_, bufs, [this, self, batch_bytes](boost::system::error_code ec,
+                                                                std::size_t) {
+      if (closed_) return;  // close() released everything still queued
       if (ec) {
         close(Errc::kConnectionLost, true);
         return;
       }
+      account(-static_cast<std::ptrdiff_t>(batch_bytes));
       write_more();
     });
+  }
+
+  void account(std::ptrdiff_t delta) {
+    queued_bytes_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(queued_bytes_) + delta);
+    if (total_queued_)
+      *total_queued_ =
+          static_cast<std::size_t>(static_cast<std::ptrdiff_t>(*total_queued_) + delta);
   }
 
   void tap(TcpTapEvent::Kind kind, ByteSpan data) {
@@ -205,6 +236,9 @@ class Stream : public std::enable_shared_from_this<Stream> {
   bool open_ = false;
   bool writing_ = false;
   bool closed_ = false;
+  std::chrono::steady_clock::time_point last_active_{};
+  std::size_t queued_bytes_ = 0;  // framed bytes queued or being written
+  std::shared_ptr<std::size_t> total_queued_;
 };
 
 class TcpClient final : public ClientTransport {
@@ -251,19 +285,36 @@ class TcpClient final : public ClientTransport {
 class TcpServer final : public ServerTransport {
  public:
   TcpServer(asio::io_context& io, const tcp::endpoint& bind, const TcpConfig& cfg)
-      : acceptor_(io), cfg_(cfg) {
+      : acceptor_(io), cfg_(cfg), backoff_timer_(io), idle_timer_(io) {
+    if (cfg_.max_connections == 0) cfg_.max_connections = 1;
     acceptor_.open(bind.protocol());
     acceptor_.set_option(tcp::acceptor::reuse_address(true));
     acceptor_.bind(bind);
     acceptor_.listen();
     accept_more();
+    arm_idle_sweep();
   }
   ~TcpServer() override { close(); }
 
   Errc send(PeerId peer, Bytes message) override {
     auto it = peers_.find(peer);
     if (it == peers_.end()) return Errc::kConnectionLost;
-    return it->second.stream->send(std::move(message));
+    auto stream = it->second.stream;
+    Errc e = stream->send(std::move(message));
+    while (*total_queued_ > cfg_.max_total_queued_bytes && !peers_.empty()) {
+      // Over the global budget: the connection with the most unsent bytes goes.
+      auto worst = std::max_element(peers_.begin(), peers_.end(), [](const auto& a, const auto& b) {
+        return a.second.stream->queued_bytes() < b.second.stream->queued_bytes();
+      });
+      auto s = worst->second.stream;
+      if (s->queued_bytes() == 0) break;
+      IPSAN_LOG(LogLevel::kWarn, "tcp", worst->second.name, ": replies over the global budget of ",
+                cfg_.max_total_queued_bytes, " bytes; closing");
+      s->stats.send_queue_overflows++;
+      s->close(Errc::kBusy);
+      if (s == stream) e = Errc::kConnectionLost;
+    }
+    return e;
   }
   void close_peer(PeerId peer) override {
     auto it = peers_.find(peer);
@@ -274,6 +325,8 @@ class TcpServer final : public ServerTransport {
   void close() override {
     boost::system::error_code ec;
     acceptor_.close(ec);
+    backoff_timer_.cancel();
+    idle_timer_.cancel();
     auto peers = std::move(peers_);
     peers_.clear();
     for (auto& [id, p] : peers) {
@@ -290,6 +343,9 @@ class TcpServer final : public ServerTransport {
   TransportStats stats() const override {
     TransportStats t = closed_stats_;
     for (auto& [id, p] : peers_) add(t, p.stream->stats);
+    t.connections_evicted += limits_.connections_evicted;
+    t.connections_idle_closed += limits_.connections_idle_closed;
+    t.accept_backoffs += limits_.accept_backoffs;
     return t;
   }
   std::string peer_name(PeerId peer) const override {
@@ -308,15 +364,71 @@ class TcpServer final : public ServerTransport {
     t.bytes_sent += s.bytes_sent;
     t.bytes_received += s.bytes_received;
     t.dropped_malformed += s.dropped_malformed;
+    t.send_queue_overflows += s.send_queue_overflows;
+  }
+
+  static bool out_of_resources(const boost::system::error_code& ec) {
+    return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+           ec == asio::error::no_memory ||
+           ec == boost::system::errc::too_many_files_open_in_system;
+  }
+
+  void arm_idle_sweep() {
+    if (cfg_.idle_timeout.count() <= 0) return;
+    const auto period = std::clamp<std::chrono::milliseconds>(
+        cfg_.idle_timeout / 4, std::chrono::milliseconds(10), std::chrono::seconds(5));
+    idle_timer_.expires_after(period);
+    idle_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      const auto now = std::chrono::steady_clock::now();
+      std::vector<std::shared_ptr<Stream>> idle;
+      for (auto& [id, p] : peers_) {
+        if (now - p.stream->last_active() > cfg_.idle_timeout) idle.push_back(p.stream);
+      }
+      for (auto& s : idle) {
+        limits_.connections_idle_closed++;
+        s->close(Errc::kTimeout);
+      }
+      arm_idle_sweep();
+    });
+  }
+
+  // At the connection cap: close the connection that has been silent longest.
+  void make_room() {
+    while (peers_.size() >= cfg_.max_connections && !peers_.empty()) {
+      auto oldest = std::min_element(peers_.begin(), peers_.end(), [](const auto& a, const auto& b) {
+        return a.second.stream->last_active() < b.second.stream->last_active();
+      });
+      IPSAN_LOG(LogLevel::kDebug, "tcp", "connection cap ", cfg_.max_connections, ": closing ",
+                oldest->second.name, " (silent longest)");
+      limits_.connections_evicted++;
+      auto s = oldest->second.stream;
+      s->close(Errc::kBusy);  // on_closed erases it
+    }
   }
 
   void accept_more() {
     acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+        if (out_of_resources(ec)) {
+          // Out of descriptors (or memory): the pending connection stays in the backlog and
+          // accept() would fail again at once. Pause instead of spinning a core.
+          if (limits_.accept_backoffs++ == 0 || limits_.accept_backoffs % 100 == 0) {
+            IPSAN_LOG(LogLevel::kWarn, "tcp", "accept: ", ec.message(), "; pausing accepts for ",
+                      cfg_.accept_backoff.count(), " ms (", limits_.accept_backoffs, " times)");
+          }
+          backoff_timer_.expires_after(cfg_.accept_backoff);
+          backoff_timer_.async_wait([this](boost::system::error_code tec) {
+            if (tec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+            accept_more();
+          });
+          return;
+        }
         accept_more();
         return;
       }
+      make_room();
       PeerId id = next_id_++;
       boost::system::error_code ec2;
       auto rep = sock.remote_endpoint(ec2);
@@ -324,6 +436,7 @@ class TcpServer final : public ServerTransport {
           "tcp " +
           (ec2 ? std::string("?") : rep.address().to_string() + ":" + std::to_string(rep.port()));
       auto s = std::make_shared<Stream>(std::move(sock), cfg_, true);
+      s->share_queue_total(total_queued_);
       s->on_message = [this, id](Bytes m) {
         if (on_message) on_message(id, std::move(m));
       };
@@ -345,6 +458,10 @@ class TcpServer final : public ServerTransport {
 
   tcp::acceptor acceptor_;
   TcpConfig cfg_;
+  asio::steady_timer backoff_timer_;
+  asio::steady_timer idle_timer_;
+  TransportStats limits_;  // connections_evicted, connections_idle_closed, accept_backoffs
+  std::shared_ptr<std::size_t> total_queued_ = std::make_shared<std::size_t>(0);
   std::unordered_map<PeerId, Peer> peers_;
   PeerId next_id_ = 1;
   TransportStats closed_stats_;

@@ -9,8 +9,14 @@
 //    slot and sequence, so the server answers a request it already ran from its reply cache;
 //  - if the server restarted (new boot epoch, or it no longer knows the session), the client logs
 //    in again and re-drives the unanswered requests in a new session;
-//  - a request unanswered after request_timeout fails with Errc::kTimeout and its slot is retired
-//    (its fate on the server is unknown, so its sequence can never be reused).
+//  - a request unanswered after request_timeout is fenced before it is reported: the client sends
+//    SLOT_FENCE on its slot (the next seq) and reports Errc::kTimeout only once the server has
+//    answered it (MAC'd), after which no copy of the request can ever execute. If the fence is not
+//    answered within fence_timeout, the whole session is given up: the client logs in again and,
+//    before sending anything else, ends the old session with END_SESSION from the new one; only
+//    then are the requests whose fate hung on the old session reported (kTimeout) or re-driven.
+//    While the server cannot be reached, such requests stay pending (close() fails them with
+//    kShutdown: fate unknown). docs/PROTOCOL.md "Sessions, slots and sequence numbers".
 // Threading: one io_context thread; construct, call and destroy the client on it. Completions run on
 // it too. Implements GenericTarget, so SCSI/ATA front ends sit directly on top.
 #pragma once
@@ -44,6 +50,10 @@ struct ClientOptions {
   Duration login_timeout = std::chrono::seconds(10);
   Duration reconnect_min = std::chrono::milliseconds(10);
   Duration reconnect_max = std::chrono::seconds(1);
+  // SLOT_FENCE / END_SESSION: how long a fence may take before the session is given up, and how
+  // often an unanswered fence or END_SESSION is sent again.
+  Duration fence_timeout = std::chrono::seconds(10);
+  Duration fence_retry = std::chrono::milliseconds(500);
 };
 
 struct ClientStats {
@@ -58,6 +68,9 @@ struct ClientStats {
   std::uint64_t bad_replies = 0;   // unparsable, unknown xid, or failed MAC (dropped)
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_written = 0;
+  std::uint64_t fences = 0;          // SLOT_FENCE sent for a timed-out request
+  std::uint64_t fences_failed = 0;   // fences unanswered in time: session given up
+  std::uint64_t sessions_ended = 0;  // old sessions ended with END_SESSION before going on
 };
 
 using TransportFactory = std::function<std::unique_ptr<proto::ClientTransport>()>;
@@ -80,6 +93,8 @@ class SanClient final : public GenericTarget {
   std::uint32_t boot_epoch() const { return epoch_; }
   std::uint64_t session_id() const { return session_id_; }
   std::size_t in_flight() const { return in_flight_.size(); }
+  // Timed-out requests waiting for the server to confirm they can no longer execute.
+  std::size_t unresolved() const;
   const ClientStats& stats() const { return stats_; }
   proto::TransportStats transport_stats() const;
 
@@ -105,6 +120,11 @@ class SanClient final : public GenericTarget {
   void fail_all(Errc why);
   void session_lost();
   void forget_session();
+  void start_fence(const std::shared_ptr<Call>& c);
+  void on_control_reply(const std::shared_ptr<Call>& c, const proto::ParsedReply& r);
+  void send_end_sessions();
+  void resolve_session(std::uint64_t sid);
+  bool ending(std::uint64_t sid) const;
   void schedule_reconnect();
   void arm_tick();
   void tick();
@@ -132,6 +152,15 @@ class SanClient final : public GenericTarget {
   std::uint32_t xid_;
 
   std::deque<std::shared_ptr<Call>> waiting_;
+  // Sent requests whose deadline passed but whose session could not be fenced: reported once
+  // END_SESSION for their session (Call::session) is answered.
+  std::vector<std::shared_ptr<Call>> unresolved_;
+  struct Ending {
+    std::uint64_t sid = 0;
+    bool in_flight = false;  // an END_SESSION for it is out
+    TimePoint next_try{};
+  };
+  std::vector<Ending> ending_;  // sessions to end before anything else is sent
   std::unordered_map<std::uint32_t, std::shared_ptr<Call>> in_flight_;  // by xid
 
   boost::asio::steady_timer tick_timer_;

@@ -72,6 +72,14 @@ Bytes encode_call(std::uint32_t xid, const SlotCred& cred, const Key256& session
 // NULL with AUTH_NONE (ping; usable before login).
 Bytes encode_null_call(std::uint32_t xid);
 Bytes encode_logout_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key);
+// SLOT_FENCE on (cred.slot, cred.seq): no arguments. Once the server has answered it (a MAC'd
+// status), no call on that slot with a lower seq will ever execute (docs/PROTOCOL.md).
+Bytes encode_slot_fence_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key);
+// END_SESSION: ends `old_session_id` (an earlier session of the same client). OK: that session is
+// gone and nothing of it runs any more; BUSY: it is closed to new calls but calls are still
+// running, ask again.
+Bytes encode_end_session_call(std::uint32_t xid, const SlotCred& cred, const Key256& session_key,
+                              std::uint64_t old_session_id);
 // Decodes ParsedReply::results of a successful reply to `op`; copies READ data into Reply::data.
 // For login ops only the status is returned (use decode_login_*_res for the rest).
 Result<Reply> decode_results(Op op, ByteSpan results);
@@ -82,12 +90,14 @@ Result<Reply> decode_results(Op op, ByteSpan results);
 Result<Reply> decode_results(Op op, ByteSpan results, Bytes& message);
 
 // ---- server side ----
-// For NULL / LOGOUT: args must be empty. For device ops: io_args, data empty unless WRITE, at most
+// For NULL / LOGOUT / SLOT_FENCE: args must be empty (END_SESSION: decode_end_session_args). For device ops: io_args, data empty unless WRITE, at most
 // kMaxIoBytes. Login ops: kInvalidArgument (use decode_login_*_args). Any failure -> GARBAGE_ARGS.
 // Range checks against the device (blocks * block_size == data size, lba range, flags) are the
 // server's job.
 Result<RequestView> decode_request(Op op, ByteSpan args);
 Result<RequestView> decode_request(Op op, Bytes&& args) = delete;  // would dangle
+// END_SESSION arguments: the session id to end.
+Result<std::uint64_t> decode_end_session_args(ByteSpan args);
 // Copies a RequestView into an owning Request (tests, client-side tools).
 Request to_request(const RequestView& view);
 

@@ -20,6 +20,8 @@ enum class Op : std::uint32_t {
   kLoginBegin = 1,    // challenge-response, step 1 (see login.h)
   kLoginFinish = 2,   // step 2: proof of key; yields the session (access token)
   kLogout = 3,
+  kSlotFence = 4,     // closes every earlier seq of its slot (docs/PROTOCOL.md "Sessions, slots")
+  kEndSession = 5,    // ends another (older) session of the same client; arg: its session id
   kReady = 10,        // is the device ready? answered by the server without device access
   kIdentify = 11,     // device identity and capabilities, without device access
   kCapacity = 12,     // block size and count, without device access

@@ -14,6 +14,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,6 +43,18 @@ struct TcpTapEvent {
 struct TcpConfig {
   std::size_t max_message = 9u << 20;   // 8 MiB of data plus RPC headers
   std::size_t max_fragment = 1u << 20;  // fragment size we send
+  // Server limits. At max_connections, a new connection is admitted by closing the one that has
+  // been silent longest (an idle flood cannot lock out a client that is talking); a connection
+  // silent for idle_timeout is closed (0: never); a peer whose unsent replies exceed
+  // max_queued_bytes (it does not read) is disconnected, and while all connections together exceed
+  // max_total_queued_bytes the one with the largest queue is. When accept() fails for lack of
+  // descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) accepting pauses for accept_backoff
+  // instead of spinning. Sessions outlive connections, so a closed client just reconnects.
+  std::size_t max_connections = 1024;
+  std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
+  std::size_t max_queued_bytes = 256u << 20;
+  std::size_t max_total_queued_bytes = 1u << 30;
+  std::chrono::milliseconds accept_backoff = std::chrono::milliseconds(100);
   // Capture hook: called on the io thread for every event of every connection (kOpened first,
   // then kReceived / kSent in the order they happen, kClosed last). Must not call back into the
   // transport.

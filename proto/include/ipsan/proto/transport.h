@@ -41,6 +41,12 @@ struct TransportStats {
   std::uint64_t congestion_events = 0;   // window reductions
   std::uint64_t random_loss_events = 0;  // losses taken as random (window kept)
   std::uint64_t cwnd_bytes = 0;          // congestion window now (server: largest)
+  // Server limits (TCP): connections closed to stay under the connection cap, closed for being
+  // idle, closed for letting too many replies pile up unread; accept() back-offs at the fd limit.
+  std::uint64_t connections_evicted = 0;
+  std::uint64_t connections_idle_closed = 0;
+  std::uint64_t send_queue_overflows = 0;
+  std::uint64_t accept_backoffs = 0;
 };
 
 // Adds the counters of `s` to `t` (totals over several transports or connections); the gauges
@@ -60,6 +66,10 @@ inline void add_counters(TransportStats& t, const TransportStats& s) {
   t.pto_fired += s.pto_fired;
   t.congestion_events += s.congestion_events;
   t.random_loss_events += s.random_loss_events;
+  t.connections_evicted += s.connections_evicted;
+  t.connections_idle_closed += s.connections_idle_closed;
+  t.send_queue_overflows += s.send_queue_overflows;
+  t.accept_backoffs += s.accept_backoffs;
   t.srtt_us = s.srtt_us;
   t.cwnd_bytes = s.cwnd_bytes;
 }

@@ -44,6 +44,9 @@ struct ServerOptions {
   std::uint32_t slot_count = 64;       // per session: the client's maximum queue depth
   std::uint32_t max_io_bytes = 8u << 20;  // largest READ/WRITE payload accepted
   std::uint32_t max_sessions = 1024;
+  // Sessions one client name may hold at once: one key holder cannot take every session. A login
+  // over the limit is answered BUSY (after expired sessions are reaped).
+  std::uint32_t max_sessions_per_client = 64;
   std::uint32_t max_pending_logins = 4096;
   Duration login_timeout = std::chrono::seconds(30);
   Duration session_idle_timeout = std::chrono::minutes(10);
@@ -62,6 +65,10 @@ struct ServerStats {
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_written = 0;
   std::uint64_t device_errors = 0;
+  std::uint64_t fences = 0;            // SLOT_FENCE calls executed
+  std::uint64_t sessions_ended = 0;    // sessions ended by END_SESSION from a newer session
+  std::uint64_t reexecute_refused = 0; // READ copies refused after their one re-execution
+  std::uint64_t logins_refused_per_client = 0;  // over max_sessions_per_client
   std::uint64_t sessions = 0;          // live sessions now
 };
 
@@ -121,6 +128,8 @@ class StorageServer {
                bool reexecute);
   void finish(const std::shared_ptr<Session>& s, std::uint32_t slot, std::uint64_t seq, Bytes reply,
               bool cache);
+  void end_session(const std::shared_ptr<Session>& s, std::uint32_t xid, std::uint32_t slot,
+                   std::uint64_t seq, ByteSpan args);
   void send(const Route& r, Bytes reply);
   void reap(TimePoint now);
   void arm_reaper();
@@ -134,6 +143,9 @@ class StorageServer {
   std::uint32_t epoch_ = 0;
   std::vector<std::unique_ptr<proto::ServerTransport>> transports_;
   std::unordered_map<std::uint64_t, std::shared_ptr<Session>> sessions_;
+  // Sessions ended by END_SESSION while calls of theirs were still running: no call is admitted
+  // for them; kept until those calls finish so a repeated END_SESSION can tell.
+  std::unordered_map<std::uint64_t, std::shared_ptr<Session>> dying_;
   std::unordered_map<std::string, PendingLogin> pending_logins_;  // key: server nonce bytes
   boost::asio::steady_timer reaper_;
   ServerStats stats_;

@@ -5,7 +5,11 @@
 // seq == last_seq is a retransmission: the cached reply is sent again (or, for READ, whose data is
 // not cached, the read is executed again, which is harmless); anything else is answered
 // SEQ_MISORDERED without execution. So a delayed duplicate of an old WRITE can never be applied
-// twice or overwrite newer data. Pure logic, no I/O; not thread-safe (one io thread owns it).
+// twice or overwrite newer data. An uncached READ is re-executed at most once per (slot, seq); later
+// copies get kReexecuteSpent (the server answers an unauthenticated BUSY), so a replayed call
+// cannot make the server read (and queue replies) again and again. SLOT_FENCE (admit_fence) moves
+// a slot past a seq whose fate the client gave up on: every lower seq is then misordered for ever.
+// Pure logic, no I/O; not thread-safe (one io thread owns it).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +24,7 @@ enum class SlotVerdict {
   kExecute,       // new request: run it; slot is now in progress
   kReplayCached,  // retransmission of a completed request: send cached_reply()
   kReexecute,     // retransmission of a completed request whose reply was not cached (READ)
+  kReexecuteSpent,  // another retransmission of it: the one re-execution was used, do not run it
   kInProgress,    // retransmission of a request still running: its reply will come
   kMisordered,    // stale or skipped sequence: do not execute, answer SEQ_MISORDERED
   kBadSlot,       // slot number out of range
@@ -32,6 +37,11 @@ class SlotTable {
   std::uint32_t size() const { return static_cast<std::uint32_t>(slots_.size()); }
 
   SlotVerdict admit(std::uint32_t slot, std::uint64_t seq);
+  // SLOT_FENCE at `seq`: if seq > last_seq and the slot is idle, last_seq jumps to seq (kExecute:
+  // the server then completes it with its cached reply); a request still running on the slot
+  // gives kInProgress (no answer: the client asks again); seq == last_seq is a retransmission
+  // (kReplayCached); a lower seq is kMisordered.
+  SlotVerdict admit_fence(std::uint32_t slot, std::uint64_t seq);
   // Records completion of (slot, seq). `reply` is cached for retransmissions unless empty; `mac`
   // is the MAC of the reply sent (kept for uncached READ replies: a re-executed READ may only be
   // answered with a reply carrying the same MAC, since Poly1305 keys are one-time per (slot, seq)).
@@ -51,6 +61,7 @@ class SlotTable {
     bool in_progress = false;
     bool cached = false;
     bool has_mac = false;
+    bool reexecuted = false;
     Tag128 mac{};
     Bytes reply;
   };

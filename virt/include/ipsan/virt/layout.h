@@ -108,6 +108,9 @@ struct LayoutDesc {
 Result<LayoutDesc, Error> parse_layout_desc(std::string_view toml_text);
 // Canonical TOML for `desc`; parse_layout_desc(to_toml(d)) == d up to entry order.
 std::string to_toml(const LayoutDesc& desc);
+// Replaces the layout file at `path` with to_toml(desc), durably and atomically: temporary file
+// written and fsync'd, renamed over `path`, directory fsync'd. On error `path` is unchanged.
+Result<void, Error> save_layout_file(const std::filesystem::path& path, const LayoutDesc& desc);
 
 // ------------------------------------------------------------------ validation (pure) ----
 
