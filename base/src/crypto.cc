@@ -91,6 +91,25 @@ Tag128 aead_mac(const Key256& key, const Nonce192& nonce,
   return tag;
 }
 
+Tag128 aead_seal(const Key256& key, const Nonce96& nonce, std::span<const std::uint8_t> ad,
+                 std::uint8_t* inout, std::size_t n) noexcept {
+  static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == 12);
+  Tag128 tag;
+  unsigned long long tag_len = 0;
+  crypto_aead_chacha20poly1305_ietf_encrypt_detached(inout, tag.data(), &tag_len, inout, n,
+                                                     ad.data(), ad.size(), nullptr, nonce.data(),
+                                                     key.data());
+  return tag;
+}
+
+bool aead_open(const Key256& key, const Nonce96& nonce, std::span<const std::uint8_t> ad,
+               const std::uint8_t* in, std::size_t n, std::uint8_t* out,
+               const Tag128& tag) noexcept {
+  return crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, in, n, tag.data(),
+                                                            ad.data(), ad.size(), nonce.data(),
+                                                            key.data()) == 0;
+}
+
 bool constant_time_equal(std::span<const std::uint8_t> a,
                          std::span<const std::uint8_t> b) noexcept {
   return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;

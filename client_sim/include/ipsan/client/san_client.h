@@ -44,6 +44,9 @@ struct ClientOptions {
   Duration login_timeout = std::chrono::seconds(10);
   Duration reconnect_min = std::chrono::milliseconds(10);
   Duration reconnect_max = std::chrono::seconds(1);
+  // Transport security offered at login: 0 off, 1 integrity, 2 encrypted (the rudp transport's
+  // Config::protection must match; connect.cc sets both from --transport-security).
+  std::uint32_t transport_security = 1;
 };
 
 struct ClientStats {
