@@ -53,7 +53,7 @@ Key256 test_key() {
 }
 
 // An echo server and a client whose connection is protected as after a login.
-struct Setup {
+struct EchoPair {
   asio::io_context io;
   std::unique_ptr<ServerTransport> server;
   std::unique_ptr<ClientTransport> client;
@@ -61,7 +61,7 @@ struct Setup {
   std::vector<Bytes> got;
   bool closed = false;
 
-  explicit Setup(Config cfg = {}) {
+  explicit EchoPair(Config cfg = {}) {
     server = make_udp_server(io, loopback(0), 0x5eed, cfg);
     server->on_message = [this](PeerId p, Bytes m) {
       peer = p;
@@ -94,7 +94,7 @@ struct Setup {
 };
 
 TEST(RudpAttack, SpoofedResetAndCloseDoNotEndASession) {
-  Setup s;
+  EchoPair s;
   s.login();
   ASSERT_EQ(s.got.size(), 4u);
   // The attacker knows the connection id (on-path, or guessed): it sends the review's 32-byte
@@ -188,7 +188,7 @@ TEST(RudpAttack, HelloFloodDoesNotLockOutClients) {
 // A keyless attacker that passes the cookie exchange (it receives at its address) and sends
 // first fragments declaring 8 MiB messages on 40 connections.
 TEST(RudpAttack, FirstFragmentFloodHoldsNoMemory) {
-  Setup s;
+  EchoPair s;
   s.login();
   udp::socket raw(s.io, udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   raw.non_blocking(true);
