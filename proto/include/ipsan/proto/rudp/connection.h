@@ -113,7 +113,7 @@ struct Config {
   // the peer, no session bound): LOGIN_BEGIN/FINISH and NULL fit easily.
   std::uint32_t unverified_max_message = 4096;
   // Server: an armed connection whose peer has not switched to protected packets by then closes.
-  Duration protect_grace = 2s;
+  Duration protect_grace = 10s;
   // Listener: HELLO needs a RETRY cookie first (stateless address validation); cookie lifetime.
   bool require_retry = true;
   Duration cookie_lifetime = 10s;
