@@ -275,17 +275,20 @@ void Connection::handle_packet(const Packet& pkt, ByteSpan datagram, TimePoint n
                                                                     : Errc::kConnectionLost);
       return;
     case PacketType::kRetry: {
-      // Stateless address validation: echo the cookie in a new HELLO at once. Only an answer to
-      // our newest HELLO (its packet number is echoed) and only a few times per connection, so
-      // forged RETRYs cannot make us flood the server with full-size HELLOs.
+      // Stateless address validation: echo the cookie in a new HELLO. Only an answer to one of
+      // our HELLOs (its packet number is echoed; on a long path the HELLO has often been resent
+      // by then, so any of ours counts), and the immediate resend only a few times per
+      // connection, so forged RETRYs cannot make us flood the server with full-size HELLOs
+      // (later cookies ride on the PTO-driven HELLOs).
       auto c = parse_retry_cookie(body);
       if (role_ != Role::kClient || state_ != State::kHandshake || !c ||
-          h.packet_number != last_hello_pn_ || retries_ >= 4) {
+          h.packet_number < initial_pn_ || h.packet_number > last_hello_pn_) {
         ++stats_.dropped_other;
         return;
       }
-      ++retries_;
       cookie_ = *c;
+      last_recv_ = now;
+      if (++retries_ > 4) return;
       for (auto it = sent_.begin(); it != sent_.end();) {  // the HELLO was answered
         if (it->second.is_hello) {
           if (it->second.in_flight) bytes_in_flight_ -= it->second.size;

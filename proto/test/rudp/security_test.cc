@@ -257,6 +257,18 @@ TEST(RudpSecurity, HelloFloodKeepsNoStateAndAnswersAtMostThreeTimes) {
   EXPECT_GE(link.server().stats().retries_sent, 1u);
 }
 
+// On a path whose RTT is far above the initial RTT the client has resent its HELLO before the
+// RETRY arrives: the RETRY of an older HELLO must still be taken (regression: a WAN profile never
+// connected when only the newest HELLO's RETRY counted).
+TEST(RudpSecurity, RetryOnLongPathStillConnects) {
+  Link link(111, cfg(), cfg());
+  link.to_server.delay = 20ms;
+  link.to_client.delay = 20ms;
+  const TimePoint t0 = link.clock().now();
+  ASSERT_TRUE(link.run_until([&] { return link.client().state() == State::kEstablished; }, 2s));
+  EXPECT_LT(link.clock().now() - t0, 500ms);
+}
+
 TEST(RudpSecurity, CookieIsBoundToAddressAndTime) {
   Listener l(7, cfg());
   const Bytes a{10, 0, 0, 1}, b{10, 0, 0, 2};
