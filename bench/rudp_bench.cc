@@ -25,7 +25,7 @@ class Pair {
         client_(rudp::Connection::make_client(0x1234, cfg, clock_.now())),
         listener_(7, cfg),
         buf_(cfg.max_datagram),
-        reset_(rudp::kPacketOverhead + 4) {}
+        reset_(rudp::kRetrySize) {}
 
   rudp::Connection& client() { return client_; }
   rudp::Listener& listener() { return listener_; }
@@ -40,7 +40,11 @@ class Pair {
       if (done()) return true;
       bool moved = false;
       while (std::size_t n = client_.poll_transmit(buf_, clock_.now())) {
-        listener_.on_datagram(ByteSpan(buf_.data(), n), clock_.now(), reset_);
+        const auto r = listener_.on_datagram(ByteSpan(buf_.data(), n), clock_.now(), reset_);
+        if (r.reset_size) client_.on_datagram(ByteSpan(reset_.data(), r.reset_size), clock_.now());
+        if (r.conn_id) {  // as a login would: large messages allowed
+          listener_.protect(*r.conn_id, Key256{}, rudp::Protection::kOff, clock_.now());
+        }
         ++datagrams_;
         moved = true;
       }

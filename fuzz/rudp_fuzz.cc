@@ -30,7 +30,9 @@ void drain(Connection& client, Listener& server, VirtualClock& clock, int rounds
   for (int r = 0; r < rounds; ++r) {
     const TimePoint now = clock.now();
     for (std::size_t n; (n = client.poll_transmit(buf, now)) > 0;) {
-      server.on_datagram(ByteSpan(buf.data(), n), now, reset);
+      // RETRY (cookie) and RESET answers go back to the client, as on a real path.
+      const auto routed = server.on_datagram(ByteSpan(buf.data(), n), now, reset);
+      if (routed.reset_size) client.on_datagram(ByteSpan(reset.data(), routed.reset_size), now);
     }
     while (auto t = server.poll_transmit(buf, now)) {
       client.on_datagram(ByteSpan(buf.data(), t->second), now);
@@ -59,6 +61,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Connection client = Connection::make_client(kConnId, cfg, clock.now());
   Listener server(kEpoch, cfg);
   drain(client, server, clock, 3);
+  if (flags & 4) {
+    // Protected connection (integrity, or encrypted with bit 3): the fuzzed records then meet
+    // the tag check and the unprotected-after-switch rules.
+    Key256 k{};
+    k[0] = 1;
+    const bool enc = (flags & 8) != 0;
+    server.protect(kConnId, k, enc ? Protection::kEncrypted : Protection::kIntegrity, clock.now());
+    client.protect(derive_packet_keys(k, kConnId, true, enc), true, clock.now());
+  }
   client.send(Bytes(3000, 0x5a), clock.now());  // something in flight to acknowledge / lose
   drain(client, server, clock, 1);
 

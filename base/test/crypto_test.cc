@@ -85,6 +85,40 @@ TEST(Crypto, AeadMacMatchesLibsodiumReference) {
   }
 }
 
+// aead_seal/aead_open (OpenSSL's ChaCha20-Poly1305 when linked, else libsodium) against
+// libsodium's RFC 8439 implementation, for sizes around the block and packet boundaries.
+TEST(Crypto, AeadSealMatchesLibsodiumAndOpenRejectsTampering) {
+  ASSERT_TRUE(crypto_init());
+  std::mt19937_64 rng(7);
+  for (std::size_t n : {0u, 1u, 63u, 64u, 65u, 1393u, 1452u, 4096u}) {
+    Key256 key;
+    Nonce96 nonce;
+    for (auto& b : key) b = static_cast<std::uint8_t>(rng());
+    for (auto& b : nonce) b = static_cast<std::uint8_t>(rng());
+    std::vector<std::uint8_t> ad(24), plain(n);
+    for (auto& b : ad) b = static_cast<std::uint8_t>(rng());
+    for (auto& b : plain) b = static_cast<std::uint8_t>(rng());
+    std::vector<std::uint8_t> ct = plain;
+    const Tag128 tag = aead_seal(key, nonce, ad, ct.data(), n);
+    std::vector<std::uint8_t> ref(n);
+    Tag128 ref_tag;
+    unsigned long long tl = 0;
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(ref.data(), ref_tag.data(), &tl,
+                                                       plain.data(), n, ad.data(), ad.size(),
+                                                       nullptr, nonce.data(), key.data());
+    EXPECT_EQ(ct, ref) << n;
+    EXPECT_EQ(tag, ref_tag) << n;
+    std::vector<std::uint8_t> back(n + 16);
+    ASSERT_TRUE(aead_open(key, nonce, ad, ct.data(), n, back.data(), tag)) << n;
+    EXPECT_TRUE(std::equal(plain.begin(), plain.end(), back.begin())) << n;
+    Tag128 bad = tag;
+    bad[3] ^= 1;
+    EXPECT_FALSE(aead_open(key, nonce, ad, ct.data(), n, back.data(), bad)) << n;
+    ad[0] ^= 1;
+    EXPECT_FALSE(aead_open(key, nonce, ad, ct.data(), n, back.data(), tag)) << n;
+  }
+}
+
 TEST(Crypto, ParseKey) {
   Key256 k;
   EXPECT_FALSE(parse_key("", k));

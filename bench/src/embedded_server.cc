@@ -81,6 +81,7 @@ Result<std::unique_ptr<EmbeddedServer>, Error> EmbeddedServer::start(const Embed
       exports[0].backend = std::move(*ram);
       server::ServerOptions so;
       so.slot_count = o.slots;
+      so.transport_security = 0;  // accept any offer: the client's --transport-security decides
       impl->server = std::make_unique<server::StorageServer>(impl->io, so, std::move(keys),
                                                              std::move(exports));
       auto lo = asio::ip::make_address("127.0.0.1");

@@ -110,6 +110,8 @@ class Runner {
     co.max_slots = opt_.queue_depth;
     co.request_timeout = opt_.request_timeout;
     co.login_timeout = std::min<Duration>(opt_.request_timeout, std::chrono::seconds(10));
+    // --transport-security: the login offer matches the transport's packet protection.
+    co.transport_security = static_cast<std::uint32_t>(opt_.transport.rudp.protection);
     sessions_.resize(opt_.sessions);
     std::size_t connected = 0;
     Errc login_error = Errc::kOk;

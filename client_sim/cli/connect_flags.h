@@ -24,6 +24,10 @@ inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) 
                   "File (mode 0600) whose first line is the key: 64 hex digits or a passphrase "
                   "of 12+ characters; without it, the IPSAN_KEY environment variable");
   cmd->add_option("--timeout", a.timeout, "Request timeout, e.g. 30s")->capture_default_str();
+  cmd->add_option("--transport-security", a.transport_security,
+                  "Packet protection asked for at login: off, integrity (every reliable-UDP "
+                  "packet MAC'd) or encrypted (AEAD; udp only)")
+      ->capture_default_str();
   if (slots) {
     cmd->add_option("--slots", a.slots, "Maximum requests in flight")->capture_default_str();
   }

@@ -70,6 +70,16 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
   s.client.request_timeout = *t;
   s.client.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
   s.client.max_slots = a.slots;
+  proto::rudp::Protection p{};
+  if (!proto::rudp::parse_protection(a.transport_security, p)) {
+    return fail("--transport-security must be off, integrity or encrypted, not '" +
+                a.transport_security + "'");
+  }
+  if (p == proto::rudp::Protection::kEncrypted && s.transport.kind == proto::TransportKind::kTcp) {
+    return fail("--transport-security encrypted is implemented for --transport udp only");
+  }
+  s.transport.rudp.protection = p;
+  s.client.transport_security = static_cast<std::uint32_t>(p);
   return s;
 }
 

@@ -115,6 +115,8 @@ void SanClient::start_transport() {
   }
   if (session_id_ != 0) {
     state_ = State::kReady;
+    // The handshake binds the session's key to the new connection (or reports kStaleSession).
+    transport_->bind_session(session_id_, session_key_);
     for (auto& [xid, c] : in_flight_) {
       stats_.resent++;
       if (transport_->send(c->wire) != Errc::kOk) break;
@@ -130,7 +132,7 @@ void SanClient::send_login_begin() {
   random_bytes(client_nonce_);
   login_xid_ = next_xid();
   login_deadline_ = steady_now() + opt_.login_timeout;
-  proto::LoginBeginArgs a{opt_.client_name, client_nonce_};
+  proto::LoginBeginArgs a{opt_.client_name, client_nonce_, opt_.transport_security};
   transport_->send(proto::encode_login_begin_call(login_xid_, a));
 }
 
@@ -225,6 +227,14 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
   if (begin) {
     auto res = proto::decode_login_begin_res(r.results);
     if (!res) return login_failed(Errc::kBadMessage, false);
+    if (res->status == Errc::kNotSupported) {
+      IPSAN_LOG(LogLevel::kError, "client", "the server refuses transport security '",
+                opt_.transport_security == 0   ? "off"
+                : opt_.transport_security == 1 ? "integrity"
+                                               : "encrypted",
+                "': it requires a stronger one (--transport-security)");
+      return login_failed(res->status, true);
+    }
     if (res->status != Errc::kOk)
       return login_failed(res->status, res->status == Errc::kAuthFailed);
     server_nonce_ = res->server_nonce;
@@ -233,6 +243,7 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
     a.client_nonce = client_nonce_;
     a.server_nonce = server_nonce_;
     a.proof = proto::login_client_proof(opt_.key, opt_.client_name, client_nonce_, server_nonce_);
+    a.transport_security = opt_.transport_security;
     login_xid_ = next_xid();
     transport_->send(proto::encode_login_finish_call(login_xid_, a));
     return;
@@ -258,6 +269,8 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
       proto::derive_session_key(opt_.key, opt_.client_name, client_nonce_, sn, session_id_);
   slots_.assign(std::min(res->slot_count, opt_.max_slots), Slot{});
   stats_.logins++;
+  // Every later packet of this connection is protected (docs/RUDP.md "Packet protection").
+  transport_->bind_session(session_id_, session_key_);
   state_ = State::kReady;
   backoff_ = opt_.reconnect_min;
   IPSAN_LOG(LogLevel::kInfo, "client", "logged in as '", opt_.client_name, "', session ",

@@ -55,6 +55,7 @@ Bytes encode_login_begin_call(std::uint32_t xid, const LoginBeginArgs& args) {
   detail::put_call_header_none(w, xid, static_cast<std::uint32_t>(Op::kLoginBegin));
   w.put_string(args.client_name);
   w.put_opaque_fixed(args.client_nonce);
+  w.put_u32(args.transport_security);
   return w.release();
 }
 
@@ -66,6 +67,7 @@ Bytes encode_login_finish_call(std::uint32_t xid, const LoginFinishArgs& args) {
   w.put_opaque_fixed(args.client_nonce);
   w.put_opaque_fixed(args.server_nonce);
   w.put_opaque_fixed(args.proof);
+  w.put_u32(args.transport_security);
   return w.release();
 }
 
@@ -76,7 +78,12 @@ Result<LoginBeginArgs> decode_login_begin_args(ByteSpan bytes) {
   if (!name) return fail(name.error());
   auto cn = get_fixed<kLoginNonceBytes>(r);
   if (!cn) return fail(cn.error());
-  if (!r.expect_end()) return fail(Errc::kBadMessage);
+  a.transport_security = 0;
+  if (r.remaining() != 0) {
+    auto ts = r.get_u32();
+    if (!ts || *ts > kTransportSecurityMax || !r.expect_end()) return fail(Errc::kBadMessage);
+    a.transport_security = *ts;
+  }
   a.client_name = std::move(*name);
   a.client_nonce = *cn;
   return a;
@@ -93,7 +100,12 @@ Result<LoginFinishArgs> decode_login_finish_args(ByteSpan bytes) {
   if (!sn) return fail(sn.error());
   auto proof = get_fixed<kProofBytes>(r);
   if (!proof) return fail(proof.error());
-  if (!r.expect_end()) return fail(Errc::kBadMessage);
+  a.transport_security = 0;
+  if (r.remaining() != 0) {
+    auto ts = r.get_u32();
+    if (!ts || *ts > kTransportSecurityMax || !r.expect_end()) return fail(Errc::kBadMessage);
+    a.transport_security = *ts;
+  }
   a.client_name = std::move(*name);
   a.client_nonce = *cn;
   a.server_nonce = *sn;

@@ -89,6 +89,11 @@ void extract_udp(const CaptureFile& capture, const ExtractOptions& opt, IpsanCap
     const PacketType type = pkt->header.type;
     if (type != PacketType::kData && type != PacketType::kHello && type != PacketType::kHelloAck)
       continue;
+    if ((pkt->header.flags & proto::rudp::kFlagEncrypted) != 0) {
+      // --transport-security encrypted: nothing to read without the session's key.
+      out.skipped.add("encrypted reliable-UDP packet");
+      continue;
+    }
     frames.clear();
     if (!proto::rudp::parse_frames(pkt->body, frames)) {
       out.skipped.add("malformed reliable-UDP frames");

@@ -35,6 +35,7 @@ struct Args {
   std::string port_file;
   std::string duration;
   std::uint32_t epoch = 0;
+  std::string transport_security = "integrity";
   std::string config;
   std::string admin_socket;
   bool trace_io = false;
@@ -106,6 +107,10 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--port-file", a->port_file, "Write 'udp=PORT tcp=PORT' here once listening");
   cmd->add_option("--duration", a->duration, "Stop after this long (e.g. 60s)");
   cmd->add_option("--epoch", a->epoch, "Boot epoch (default random; for tests)");
+  cmd->add_option("--transport-security", a->transport_security,
+                  "Weakest packet protection accepted at login: off, integrity (every "
+                  "reliable-UDP packet MAC'd) or encrypted (AEAD)")
+      ->capture_default_str();
   cmd->add_option("--capture", a->capture,
                   "Record the server's traffic to this pcap file: reliable-UDP datagrams and TCP "
                   "connections as segments (docs/CAPTURE.md)");
@@ -212,6 +217,14 @@ void add_cli(CLI::App& app) {
     so.slot_count = a->slots;
     so.max_io_bytes = static_cast<std::uint32_t>(*max_io);
     so.boot_epoch = a->epoch;
+    proto::rudp::Protection protection{};
+    if (!proto::rudp::parse_protection(a->transport_security, protection)) {
+      die("--transport-security must be off, integrity or encrypted, not '" +
+          a->transport_security + "'");
+    }
+    so.transport_security = static_cast<std::uint32_t>(protection);
+    // Reset tokens and cookies survive a restart with the same keys (docs/RUDP.md).
+    udp_options.secret = keys.derive_secret("ipsan-rudp-server-secret-v1");
     std::unique_ptr<StorageServer> server;
     try {
       server = std::make_unique<StorageServer>(io, so, std::move(keys), std::move(exports));

@@ -20,6 +20,7 @@ struct StorageServer::Session {
   std::uint64_t id = 0;
   std::string client;
   Key256 key{};
+  std::uint32_t transport_security = 1;  // negotiated at login (0 off, 1 integrity, 2 encrypted)
   SlotTable slots;
   std::vector<Route> reply_to;  // per slot: where the latest copy of the call came from
   std::unordered_map<std::uint32_t, std::uint64_t> seen_generation;  // per device id
@@ -39,6 +40,30 @@ std::string nonce_key(const proto::LoginNonce& n) {
   return std::string(reinterpret_cast<const char*>(n.data()), n.size());
 }
 
+const char* security_name(std::uint32_t t) {
+  return t == 0 ? "off" : t == 1 ? "integrity" : "encrypted";
+}
+
+// A stateless server nonce (WireGuard/QUIC style: no state before the client proves its key):
+// u32 issue time (seconds of the steady clock) || 12 bytes of HMAC(login secret, time, client
+// name, client nonce). LOGIN_FINISH recomputes it; nothing is stored per LOGIN_BEGIN.
+proto::LoginNonce make_server_nonce(const std::array<std::uint8_t, 32>& secret,
+                                    std::uint32_t issued, std::string_view name,
+                                    const proto::LoginNonce& cn) {
+  proto::LoginNonce n{};
+  store_be32(n.data(), issued);
+  const Digest256 d =
+      hmac_sha256(secret, {as_bytes("ipsan-login-nonce-v1"), ByteSpan(n.data(), 4),
+                           as_bytes(name), cn});
+  std::memcpy(n.data() + 4, d.data(), n.size() - 4);
+  return n;
+}
+
+std::uint32_t steady_seconds(TimePoint t) {
+  return static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
+}
+
 proto::Reply status_reply(Errc e) {
   proto::Reply r;
   r.status = e;
@@ -51,6 +76,7 @@ StorageServer::StorageServer(asio::io_context& io, ServerOptions options, KeyRin
                              std::vector<Export> exports)
     : io_(io), opt_(std::move(options)), keys_(std::move(keys)), reaper_(io) {
   crypto_init();
+  random_bytes(login_secret_);
   if (opt_.slot_count == 0 || opt_.slot_count > proto::kMaxSlots)
     throw std::runtime_error("slot count must be 1.." + std::to_string(proto::kMaxSlots));
   if (opt_.max_io_bytes == 0 || opt_.max_io_bytes > proto::kMaxIoBytes)
@@ -115,6 +141,14 @@ void StorageServer::attach(std::unique_ptr<proto::ServerTransport> transport) {
   proto::ServerTransport* t = transport.get();
   t->on_message = [this, t](proto::PeerId peer, Bytes m) { on_message(t, peer, std::move(m)); };
   t->on_peer_closed = [](proto::PeerId) {};  // sessions outlive connections
+  // A reconnecting client binds its session's key to the new connection in the handshake.
+  t->session_lookup =
+      [this](std::uint64_t sid) -> std::optional<proto::ServerTransport::SessionLookup> {
+    auto it = sessions_.find(sid);
+    if (it == sessions_.end()) return std::nullopt;
+    return proto::ServerTransport::SessionLookup{it->second->key,
+                                                 it->second->transport_security};
+  };
   transports_.push_back(std::move(transport));
 }
 
@@ -205,18 +239,22 @@ void StorageServer::handle_login_begin(const Route& r, std::uint32_t xid, ByteSp
     return;
   }
   proto::LoginBeginRes res;
-  // Unknown clients get a challenge too, so a prober cannot tell which names exist; the proof at
-  // LOGIN_FINISH fails for them.
-  random_bytes(res.server_nonce);
-  res.boot_epoch = epoch_;
-  if (pending_logins_.size() >= opt_.max_pending_logins) reap(steady_now());
-  if (pending_logins_.size() >= opt_.max_pending_logins) {
-    res = proto::LoginBeginRes{};
-    res.status = Errc::kBusy;
-  } else {
-    pending_logins_[nonce_key(res.server_nonce)] =
-        PendingLogin{a->client_name, a->client_nonce, steady_now() + opt_.login_timeout};
+  if (a->transport_security < opt_.transport_security) {
+    // The weaker side is refused with a clear error on both sides.
+    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name, "' from ",
+              r.transport->peer_name(r.peer), " refused: it offers transport security '",
+              security_name(a->transport_security), "', this server requires at least '",
+              security_name(opt_.transport_security), "'");
+    res.status = Errc::kNotSupported;
+    send(r, proto::encode_login_begin_reply(xid, res));
+    return;
   }
+  // Unknown clients get a challenge too, so a prober cannot tell which names exist; the proof at
+  // LOGIN_FINISH fails for them. Stateless: a LOGIN_BEGIN flood fills nothing.
+  res.server_nonce =
+      make_server_nonce(login_secret_, steady_seconds(steady_now()), a->client_name,
+                        a->client_nonce);
+  res.boot_epoch = epoch_;
   send(r, proto::encode_login_begin_reply(xid, res));
 }
 
@@ -228,16 +266,36 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
     return;
   }
   proto::LoginFinishRes res;
-  auto it = pending_logins_.find(nonce_key(a->server_nonce));
   std::optional<Key256> key = keys_.find(a->client_name);
-  bool ok = it != pending_logins_.end() && it->second.client == a->client_name &&
-            it->second.client_nonce == a->client_nonce && it->second.expires > steady_now() &&
-            key.has_value();
-  if (it != pending_logins_.end()) pending_logins_.erase(it);  // a challenge is good for one try
+  // The server nonce must be one this server issued for this name and client nonce, not older
+  // than the login timeout, and not used by a successful login yet (replay). Nothing here can
+  // remove another client's state: a failed attempt changes nothing.
+  const TimePoint now = steady_now();
+  const std::uint32_t issued = load_be32(a->server_nonce.data());
+  const std::uint32_t now_s = steady_seconds(now);
+  const auto timeout_s = static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(opt_.login_timeout).count());
+  const proto::LoginNonce expect_sn =
+      make_server_nonce(login_secret_, issued, a->client_name, a->client_nonce);
+  bool ok = key.has_value() && issued <= now_s && now_s - issued <= timeout_s &&
+            constant_time_equal(expect_sn, a->server_nonce) &&
+            pending_logins_.count(nonce_key(a->server_nonce)) == 0;
   if (ok) {
     Digest256 expect =
         proto::login_client_proof(*key, a->client_name, a->client_nonce, a->server_nonce);
     ok = constant_time_equal(expect, a->proof);
+  }
+  if (ok) {
+    // Remember the used nonce until it expires (only proven logins get here, so this is
+    // bounded by the rate of genuine logins; reaped with the login timeout).
+    if (pending_logins_.size() >= opt_.max_pending_logins) reap(now);
+    if (pending_logins_.size() >= opt_.max_pending_logins) {
+      res.status = Errc::kBusy;
+      send(r, proto::encode_login_finish_reply(xid, res));
+      return;
+    }
+    pending_logins_[nonce_key(a->server_nonce)] =
+        PendingLogin{a->client_name, a->client_nonce, now + opt_.login_timeout + std::chrono::seconds(2)};
   }
   if (!ok) {
     stats_.auth_failures++;
@@ -275,6 +333,10 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   s->id = sid;
   s->client = a->client_name;
   s->key = proto::derive_session_key(*key, a->client_name, a->client_nonce, a->server_nonce, sid);
+  // The offer was checked at LOGIN_BEGIN; the finish does not repeat it, so take the stronger
+  // of the server's minimum and what this connection's client asked for there (the transport
+  // keeps it per connection; docs/PROTOCOL.md).
+  s->transport_security = std::max(opt_.transport_security, a->transport_security);
   s->last_active = steady_now();
   for (const auto& [dev, e] : exports_) s->seen_generation[dev] = e.generation;
   sessions_.emplace(sid, s);
@@ -285,8 +347,12 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   res.max_request_bytes = opt_.max_io_bytes + 4096;
   res.server_proof =
       proto::login_server_proof(*key, a->client_name, a->client_nonce, a->server_nonce, sid);
-  IPSAN_LOG(LogLevel::kInfo, "server", "client '", s->client, "' logged in, session ", sid);
+  IPSAN_LOG(LogLevel::kInfo, "server", "client '", s->client, "' logged in, session ", sid,
+            ", transport security ", security_name(s->transport_security));
   send(r, proto::encode_login_finish_reply(xid, res));
+  // From now on this connection's packets are protected with keys derived from the session key
+  // (the client switches when this reply verifies; docs/RUDP.md "Packet protection").
+  r.transport->bind_session(r.peer, s->key, s->transport_security);
 }
 
 void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> msg,
@@ -303,6 +369,7 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   std::shared_ptr<Session> s = it->second;
   if (!proto::verify_call(call, s->key)) return deny(proto::AuthStat::kBadVerf);
   s->last_active = steady_now();
+  r.transport->bind_session(r.peer, s->key, s->transport_security);  // no-op once bound
   const std::uint32_t slot = call.cred.slot;
   const std::uint64_t seq = call.cred.seq;
   const SlotVerdict verdict =

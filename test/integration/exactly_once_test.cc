@@ -37,6 +37,9 @@ class TapTransport final : public proto::ClientTransport {
   std::uint32_t peer_epoch() const override { return inner_->peer_epoch(); }
   proto::TransportStats stats() const override { return inner_->stats(); }
   std::string describe() const override { return "tap " + inner_->describe(); }
+  void bind_session(std::uint64_t session_id, const Key256& session_key) override {
+    inner_->bind_session(session_id, session_key);  // packet protection (docs/RUDP.md)
+  }
   Errc inject(Bytes m) { return inner_->send(std::move(m)); }
 
   std::shared_ptr<std::vector<Bytes>> sent_ = std::make_shared<std::vector<Bytes>>();

@@ -97,6 +97,14 @@ asio::steady_timer::time_point to_timer_time(TimePoint t) {
       std::chrono::duration_cast<asio::steady_timer::duration>(t.time_since_epoch()));
 }
 
+// The source address as 16 bytes (IPv4 mapped into IPv6): what RETRY cookies and the
+// per-source connection limit are bound to (not the port: one host, one budget).
+std::array<std::uint8_t, 16> source_bytes(const udp::endpoint& e) {
+  const auto a = e.address();
+  return a.is_v4() ? asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()).to_bytes()
+                   : a.to_v6().to_bytes();
+}
+
 std::string endpoint_string(const udp::endpoint& e) {
   return e.address().to_string() + ":" + std::to_string(e.port());
 }
@@ -436,6 +444,20 @@ class UdpClientTransport final : public ClientTransport {
     return t;
   }
   std::string describe() const override { return "udp " + endpoint_string(core_->server); }
+  void bind_session(std::uint64_t session_id, const Key256& session_key) override {
+    Connection& c = core_->conn;
+    const Protection p = c.config().protection;
+    std::optional<PacketKeys> keys;
+    if (p != Protection::kOff) {
+      keys = derive_packet_keys(session_key, c.id(), true, p == Protection::kEncrypted);
+    }
+    if (c.state() == State::kHandshake) {
+      c.set_bind(session_id, keys);
+    } else {
+      c.protect(keys, /*send_now=*/true, steady_now());
+    }
+    core_->pump();
+  }
 
   void deliver(Bytes m) {
     if (on_message) on_message(std::move(m));
@@ -532,7 +554,7 @@ class UdpServerTransport;
 struct ServerCore : std::enable_shared_from_this<ServerCore> {
   ServerCore(asio::io_context& io_ctx, std::uint32_t epoch, const Config& cfg,
              const UdpOptions& opt)
-      : socket(io_ctx), timer(io_ctx), listener(epoch, cfg), io(opt, max_dg(cfg)) {}
+      : socket(io_ctx), timer(io_ctx), listener(epoch, cfg, opt.secret), io(opt, max_dg(cfg)) {}
   static std::size_t max_dg(const Config& c) {
     return std::clamp(c.max_datagram, kMinDatagram, kMaxDatagram);
   }
@@ -548,7 +570,7 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   bool in_pump = false;
   bool pump_again = false;
   bool waiting_write = false;
-  std::array<std::uint8_t, kPacketOverhead + 8> reset_buf{};
+  std::array<std::uint8_t, kRetrySize> reset_buf{};
 
   void wait_read();
   void pump();
@@ -566,6 +588,15 @@ class UdpServerTransport final : public ServerTransport {
     core_->io.enable_gro(core_->socket);
     core_->socket.non_blocking(true);
     core_->owner = this;
+    core_->listener.session_key =
+        [this](std::uint64_t sid) -> std::optional<Listener::SessionKey> {
+      if (!session_lookup) return std::nullopt;
+      auto k = session_lookup(sid);
+      if (!k) return std::nullopt;
+      return Listener::SessionKey{k->key, k->protection >= 2   ? Protection::kEncrypted
+                                          : k->protection == 1 ? Protection::kIntegrity
+                                                               : Protection::kOff};
+    };
     core_->wait_read();
   }
   // Abrupt, like a crash: no CLOSE datagrams (call close() first for an orderly shutdown).
@@ -605,6 +636,13 @@ class UdpServerTransport final : public ServerTransport {
     t.dropped_malformed += l.dropped_malformed;
     return t;
   }
+  void bind_session(PeerId peer, const Key256& session_key, std::uint32_t protection) override {
+    const Protection p = protection >= 2   ? Protection::kEncrypted
+                         : protection == 1 ? Protection::kIntegrity
+                                           : Protection::kOff;
+    core_->listener.protect(peer, session_key, p, steady_now());
+    core_->pump();
+  }
   std::string peer_name(PeerId peer) const override {
     auto it = core_->peers.find(peer);
     char id[24];
@@ -631,7 +669,9 @@ void ServerCore::wait_read() {
         if (!self || ec || !self->owner) return;
         const TimePoint now = steady_now();
         auto on_dgram = [&](ByteSpan d, const udp::endpoint& from) {
-          const Listener::Routed r = self->listener.on_datagram(d, now, self->reset_buf);
+          const auto src = source_bytes(from);
+          const Listener::Routed r =
+              self->listener.on_datagram(d, now, self->reset_buf, ByteSpan(src.data(), src.size()));
           if (r.conn_id) self->peers.try_emplace(*r.conn_id, from);
           if (r.reset_size) {
             boost::system::error_code ign;

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "ipsan/base/crypto.h"
+
 namespace ipsan::proto::rudp {
 namespace {
 
@@ -14,6 +16,32 @@ namespace {
 constexpr std::size_t kMaxTrackedRanges = 256;
 // Packets declared lost that are remembered for spurious-loss detection.
 constexpr std::size_t kMaxLostRemembered = 4096;
+
+}  // namespace
+
+const char* protection_name(Protection p) {
+  switch (p) {
+    case Protection::kOff: return "off";
+    case Protection::kIntegrity: return "integrity";
+    case Protection::kEncrypted: return "encrypted";
+  }
+  return "?";
+}
+
+bool parse_protection(std::string_view s, Protection& out) {
+  if (s == "off") {
+    out = Protection::kOff;
+  } else if (s == "integrity") {
+    out = Protection::kIntegrity;
+  } else if (s == "encrypted") {
+    out = Protection::kEncrypted;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+namespace {
 
 Config normalize(Config c) {
   c.max_datagram = std::clamp(c.max_datagram, kMinDatagram, kMaxDatagram);
@@ -45,7 +73,8 @@ Connection::Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch, co
       state_(role == Role::kClient ? State::kHandshake : State::kEstablished),
       conn_id_(conn_id),
       epoch_(epoch),
-      frag_size_(cfg_.max_datagram - kPacketOverhead - kMessageFrameHeader),
+      // Sized for the larger (protected) trailer, so fragments need not change at the switch.
+      frag_size_(cfg_.max_datagram - kProtectedOverhead - kMessageFrameHeader),
       smoothed_rtt_(cfg_.initial_rtt),
       rttvar_(cfg_.initial_rtt / 2),
       last_eliciting_sent_(now),
@@ -58,6 +87,78 @@ Connection::Connection(Role role, std::uint64_t conn_id, std::uint32_t epoch, co
   max_intervals_ =
       cfg_.recv_window_bytes / 128 + 2 * std::uint64_t{cfg_.max_messages_in_flight} + 1024;
   scratch_.messages.reserve(8);
+  // Packet numbers start at a random point (QUIC): an off-path party cannot guess a number the
+  // receiver would accept as new, and with protection it cannot forge a packet anyway.
+  initial_pn_ = cfg_.initial_packet_number;
+  while (initial_pn_ == 0) initial_pn_ = (random_u64() % ((1ull << 40) - (1ull << 20))) + (1ull << 20);
+  next_pn_ = initial_pn_;
+}
+
+Connection::~Connection() {
+  if (budget_ && charged_ > 0) charge(-static_cast<std::int64_t>(charged_));
+}
+
+// Keeps the shared receive budget in step with recv_reserved_ (positive: reserve, negative:
+// release); unverified connections are also counted in their own, smaller budget.
+void Connection::charge(std::int64_t bytes) {
+  if (!budget_) return;
+  if (bytes >= 0) {
+    const auto b = static_cast<std::uint64_t>(bytes);
+    budget_->used += b;
+    if (!verified_) budget_->unverified_used += b;
+    charged_ += b;
+  } else {
+    const auto b = std::min<std::uint64_t>(static_cast<std::uint64_t>(-bytes), charged_);
+    budget_->used -= std::min(budget_->used, b);
+    if (!verified_) budget_->unverified_used -= std::min(budget_->unverified_used, b);
+    charged_ -= b;
+  }
+}
+
+void Connection::mark_verified() {
+  if (verified_) return;
+  if (budget_) budget_->unverified_used -= std::min(budget_->unverified_used, charged_);
+  verified_ = true;
+}
+
+void Connection::protect(const std::optional<PacketKeys>& keys, bool send_now, TimePoint now) {
+  if (state_ == State::kClosed) return;
+  mark_verified();
+  if (!keys || keys_) return;
+  keys_ = keys;
+  if (send_now) {
+    tx_protected_ = true;
+  } else if (!rx_protected_) {
+    protect_deadline_ = now + cfg_.protect_grace;
+  }
+}
+
+void Connection::set_reset_token(const ResetToken& token) { reset_token_ = token; }
+
+void Connection::set_bind(std::uint64_t session_id, const std::optional<PacketKeys>& keys) {
+  if (role_ == Role::kClient) {
+    if (state_ != State::kHandshake || keys_) return;
+    bind_request_ = session_id;
+    pending_keys_ = keys;
+  } else {
+    bind_echo_ = session_id;
+  }
+}
+
+PacketWriter Connection::writer(MutableByteSpan out, PacketType type, std::uint64_t pn,
+                                std::uint16_t flags) {
+  if (tx_protected_) {
+    flags |= kFlagKeyPhase;
+    if (keys_->encrypt) flags |= kFlagEncrypted;
+    return PacketWriter(out.first(cfg_.max_datagram),
+                        Header{kVersion, type, conn_id_, epoch_, pn, flags}, kTagSize);
+  }
+  return PacketWriter(out.first(cfg_.max_datagram),
+                      Header{kVersion, type, conn_id_, epoch_, pn, flags});
+}
+
+std::size_t Connection::finish_packet(PacketWriter& w) {
+  return tx_protected_ ? w.finish_sealed(keys_->tx) : w.finish();
 }
 
 Connection Connection::make_client(std::uint64_t conn_id, const Config& config, TimePoint now) {
@@ -93,6 +194,9 @@ void Connection::close_with(Errc reason) {
   out_.clear();
   retransmit_.clear();
   reassembly_.clear();
+  std::uint64_t held = 0;
+  for (const Bytes& m : ready_) held += m.size();
+  if (charged_ > held) charge(-static_cast<std::int64_t>(charged_ - held));
   intervals_ = 0;
   bytes_in_flight_ = 0;
 }
@@ -122,22 +226,81 @@ void Connection::on_datagram(ByteSpan datagram, TimePoint now) {
     ++stats_.dropped_other;
     return;
   }
-  handle_packet(*pkt, now);
+  handle_packet(*pkt, datagram, now);
 }
 
-void Connection::handle_packet(const Packet& pkt, TimePoint now) {
+void Connection::handle_packet(const Packet& pkt, ByteSpan datagram, TimePoint now) {
   const Header& h = pkt.header;
+  ByteSpan body = pkt.body;
+  // Authentication first: nothing in a packet is looked at before its tag verified.
+  if (pkt.is_protected()) {
+    if (!keys_ || ((h.flags & kFlagEncrypted) != 0) != keys_->encrypt ||
+        !open_packet(pkt, datagram, keys_->rx, plain_, body)) {
+      ++stats_.dropped_unauthenticated;
+      return;
+    }
+    if (!rx_protected_) {
+      // The peer has switched: from now on only protected packets count, and we switch too.
+      rx_protected_ = true;
+      protect_deadline_.reset();
+      if (!tx_protected_) {
+        tx_protected_ = true;
+        if (reset_token_) token_pending_ = true;
+      }
+    }
+  } else if (rx_protected_) {
+    // After the switch an unprotected packet can only be a stateless RESET from a server that
+    // lost our state: it must carry the token the server gave us inside the protected channel.
+    const bool genuine_reset = h.type == PacketType::kReset && role_ == Role::kClient &&
+                               reset_token_ && [&] {
+                                 auto t = parse_reset_token(body);
+                                 return t && constant_time_equal(*t, *reset_token_);
+                               }();
+    if (!genuine_reset) {
+      ++stats_.dropped_unauthenticated;
+      return;
+    }
+    close_with(h.epoch != epoch_ ? Errc::kStaleSession : Errc::kConnectionLost);
+    return;
+  }
   switch (h.type) {
     case PacketType::kReset:
       // Stateless: the server has no such connection. A different boot epoch than the one
       // learned at HELLO_ACK means the server restarted and every session is gone.
-      if (role_ != Role::kClient) {
+      if (role_ != Role::kClient || pkt.is_protected()) {
         ++stats_.dropped_other;
         return;
       }
       close_with(state_ == State::kEstablished && h.epoch != epoch_ ? Errc::kStaleSession
                                                                     : Errc::kConnectionLost);
       return;
+    case PacketType::kRetry: {
+      // Stateless address validation: echo the cookie in a new HELLO. Only an answer to one of
+      // our HELLOs (its packet number is echoed; on a long path the HELLO has often been resent
+      // by then, so any of ours counts), and the immediate resend only a few times per
+      // connection, so forged RETRYs cannot make us flood the server with full-size HELLOs
+      // (later cookies ride on the PTO-driven HELLOs).
+      auto c = parse_retry_cookie(body);
+      if (role_ != Role::kClient || state_ != State::kHandshake || !c ||
+          h.packet_number < initial_pn_ || h.packet_number > last_hello_pn_) {
+        ++stats_.dropped_other;
+        return;
+      }
+      cookie_ = *c;
+      last_recv_ = now;
+      if (++retries_ > 4) return;
+      for (auto it = sent_.begin(); it != sent_.end();) {  // the HELLO was answered
+        if (it->second.is_hello) {
+          if (it->second.in_flight) bytes_in_flight_ -= it->second.size;
+          it = sent_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      hello_pending_ = true;
+      last_recv_ = now;
+      return;
+    }
     case PacketType::kClose:
       if (state_ == State::kEstablished && h.epoch != epoch_) {
         ++stats_.dropped_other;
@@ -166,16 +329,38 @@ void Connection::handle_packet(const Packet& pkt, TimePoint now) {
       }
       break;
   }
-  if (h.packet_number == 0 || !parse_frames(pkt.body, scratch_) || !validate_frames(scratch_)) {
+  if (h.packet_number == 0 || !parse_frames(body, scratch_)) {
     ++stats_.dropped_malformed;
     return;
+  }
+  // Reset tokens only inside the protected channel, and only from the server.
+  if (scratch_.reset_token && (!pkt.is_protected() || role_ != Role::kClient)) {
+    ++stats_.dropped_malformed;
+    return;
+  }
+  if (!validate_frames(scratch_)) {
+    return;  // counted by validate_frames
   }
   if (h.type == PacketType::kHelloAck && state_ == State::kHandshake) {
     epoch_ = h.epoch;
     state_ = State::kEstablished;
     hello_pending_ = false;
+    if (bind_request_ != 0) {
+      // The server confirmed it armed the session's key for this connection: switch now.
+      if (!scratch_.bind || *scratch_.bind != bind_request_) {
+        // The server does not know the session any more: say so, the owner logs in again.
+        close_with(Errc::kStaleSession);
+        return;
+      }
+      protect(pending_keys_, /*send_now=*/true, now);
+      pending_keys_.reset();
+    }
   }
-  if (h.type == PacketType::kHello) hello_ack_pending_ = true;
+  if (h.type == PacketType::kHello) {
+    hello_ack_pending_ = true;
+    if (scratch_.bind && *scratch_.bind != 0) peer_bind_ = scratch_.bind;
+  }
+  if (scratch_.reset_token) reset_token_ = scratch_.reset_token;
   last_recv_ = now;
   const std::uint64_t pn = h.packet_number;
   if (!record_received(pn)) {
@@ -187,7 +372,7 @@ void Connection::handle_packet(const Packet& pkt, TimePoint now) {
     return;
   }
   ++stats_.packets_received;
-  stats_.bytes_received += kPacketOverhead + pkt.body.size();
+  stats_.bytes_received += datagram.size();
   const bool out_of_order = pn != largest_recv_ + 1;
   if (pn > largest_recv_) {
     largest_recv_ = pn;
@@ -202,17 +387,28 @@ void Connection::handle_packet(const Packet& pkt, TimePoint now) {
 
 // Checks every limit before anything is applied, so a rejected packet has no effect at all
 // (and is not acknowledged: the peer will resend what it carried).
-bool Connection::validate_frames(const Frames& f) const {
-  if (f.ack && f.ack->largest >= next_pn_) return false;  // acknowledges a number never sent
+bool Connection::validate_frames(const Frames& f) {
+  auto malformed = [this] {
+    ++stats_.dropped_malformed;
+    return false;
+  };
+  // Acknowledges a number never sent.
+  if (f.ack && (f.ack->largest >= next_pn_ || f.ack->largest < initial_pn_)) return malformed();
+  // Before the peer is verified (server side: no protected packet, no session bound) only small
+  // messages are accepted: a first fragment declaring 8 MiB must not reserve 8 MiB.
+  const std::uint64_t max_message =
+      (role_ == Role::kServer && !verified_) ? std::min<std::uint64_t>(cfg_.unverified_max_message,
+                                                                        cfg_.max_message_bytes)
+                                             : cfg_.max_message_bytes;
   std::uint64_t new_bytes = 0;
   std::uint64_t last_new_id = 0;
   for (const MessageFrame& m : f.messages) {
-    if (m.message_id == 0 || m.total_length > cfg_.max_message_bytes) return false;
-    if (m.message_id > delivered_floor_ + cfg_.max_messages_in_flight) return false;
+    if (m.message_id == 0 || m.total_length > max_message) return malformed();
+    if (m.message_id > delivered_floor_ + cfg_.max_messages_in_flight) return malformed();
     if (m.message_id <= delivered_floor_ || delivered_above_.count(m.message_id)) continue;
     auto it = reassembly_.find(m.message_id);
     if (it != reassembly_.end()) {
-      if (it->second.data.size() != m.total_length) return false;
+      if (it->second.data.size() != m.total_length) return malformed();
       continue;
     }
     // A new message: reserve its full length against the receive window (FLOW limit).
@@ -221,7 +417,7 @@ bool Connection::validate_frames(const Frames& f) const {
       for (const MessageFrame& o : f.messages) {
         if (&o == &m) break;
         if (o.message_id == m.message_id) {
-          if (o.total_length != m.total_length) return false;
+          if (o.total_length != m.total_length) return malformed();
           seen = true;
           break;
         }
@@ -232,8 +428,17 @@ bool Connection::validate_frames(const Frames& f) const {
   }
   // Each fragment adds at most one received interval; a peer sending tiny scattered fragments
   // must not make the interval sets grow without bound.
-  if (intervals_ + f.messages.size() > max_intervals_) return false;
-  return recv_reserved_ + new_bytes <= cfg_.recv_window_bytes;
+  if (intervals_ + f.messages.size() > max_intervals_) return malformed();
+  if (recv_reserved_ + new_bytes > cfg_.recv_window_bytes) return malformed();
+  // The server-wide budgets (Listener): refused like a loss, the peer resends later.
+  if (budget_ && new_bytes > 0 &&
+      (budget_->used + new_bytes > budget_->limit ||
+       (!verified_ && budget_->unverified_used + new_bytes > budget_->unverified_limit))) {
+    ++budget_->refused;
+    ++stats_.dropped_over_budget;
+    return false;
+  }
+  return true;
 }
 
 // Returns true when the packet carried fragments and every one of them was already held: the
@@ -314,6 +519,7 @@ bool Connection::on_fragment(const MessageFrame& m) {
   if (inserted) {
     in.data.resize(m.total_length);
     recv_reserved_ += m.total_length;
+    charge(m.total_length);
     stats_.recv_buffered_max = std::max(stats_.recv_buffered_max, recv_reserved_);
   }
   const std::uint32_t a = m.offset;
@@ -367,6 +573,7 @@ std::optional<Bytes> Connection::poll_message() {
   ready_.pop_front();
   recv_reserved_ -= m.size();
   recv_released_ += m.size();
+  charge(-static_cast<std::int64_t>(m.size()));
   // Re-advertise once a useful part of the window has been freed, and whenever the receive
   // buffer becomes empty: a sender whose next message is larger than its remaining credit is
   // blocked until it hears the new limit, and with nothing buffered here it cannot be anything
@@ -639,6 +846,7 @@ void Connection::requeue_content(std::uint64_t pn, const SentPacket& p) {
     }
   }
   if (p.has_flow) flow_pending_ = true;
+  if (p.has_token) token_pending_ = true;
   if (p.is_hello && state_ == State::kHandshake) hello_pending_ = true;
 }
 
@@ -708,6 +916,7 @@ std::optional<TimePoint> Connection::next_deadline() const {
   consider(ack_pending_ ? ack_deadline_ : std::nullopt);
   consider(loss_time_ ? loss_time_ : pto_deadline());
   consider(pacer_wait_until_);
+  consider(protect_deadline_);
   if (state_ == State::kEstablished && sent_.empty() && !ping_pending_) {
     consider(last_eliciting_sent_ + cfg_.keepalive_interval);
   }
@@ -718,6 +927,11 @@ void Connection::on_timer(TimePoint now) {
   if (state_ == State::kClosed) return;
   if (now >= last_recv_ + cfg_.idle_timeout) {
     close_with(Errc::kTimeout);
+    return;
+  }
+  if (protect_deadline_ && now >= *protect_deadline_) {
+    // Armed, but the peer never switched to protected packets: it cannot or will not.
+    close_with(Errc::kAuthFailed);
     return;
   }
   if (ack_deadline_ && now >= *ack_deadline_) {
@@ -764,6 +978,7 @@ Errc Connection::send(Bytes message, TimePoint) {
 
 bool Connection::has_eliciting_work() const {
   if (ping_pending_ || flow_pending_ || !retransmit_.empty()) return true;
+  if (token_pending_ && tx_protected_) return true;
   for (auto it = out_.lower_bound(send_cursor_); it != out_.end(); ++it) {
     const OutMessage& m = it->second;
     if (m.next_unsent < m.frag_pn.size()) {
@@ -816,7 +1031,11 @@ std::size_t Connection::poll_transmit(MutableByteSpan out, TimePoint now) {
     if (!close_pending_) return 0;
     close_pending_ = false;
     const std::size_t n =
-        write_reason_packet(out, PacketType::kClose, conn_id_, epoch_, next_pn_++, Errc::kShutdown);
+        tx_protected_
+            ? write_sealed_close(out, conn_id_, epoch_, next_pn_++, Errc::kShutdown, keys_->tx,
+                                 keys_->encrypt)
+            : write_reason_packet(out, PacketType::kClose, conn_id_, epoch_, next_pn_++,
+                                  Errc::kShutdown);
     ++stats_.packets_sent;
     stats_.bytes_sent += n;
     return n;
@@ -870,6 +1089,13 @@ std::size_t Connection::build_hello(MutableByteSpan out, TimePoint now) {
   if (!client) write_ack(w, now);
   last_advertised_ = advertised_max_data();
   w.put_flow(last_advertised_);
+  if (client) {
+    last_hello_pn_ = pn;
+    if (cookie_) w.put_cookie(*cookie_);
+    if (bind_request_ != 0) w.put_bind(bind_request_);
+  } else if (bind_echo_) {
+    w.put_bind(*bind_echo_);
+  }
   w.put_padding(w.room());
   const std::size_t n = w.finish();
   ++stats_.packets_sent;
@@ -893,13 +1119,17 @@ std::size_t Connection::build_data(MutableByteSpan out, TimePoint now, bool allo
   const std::uint64_t pn = next_pn_;
   // A PTO probe asks for an immediate ACK of its own (the probe's point is to get one).
   const bool probe = allow_eliciting && probes_ > 0;
-  PacketWriter w(out.first(cfg_.max_datagram), Header{kVersion, PacketType::kData, conn_id_, epoch_,
-                                                      pn, probe ? kFlagAckNow : std::uint16_t{0}});
+  PacketWriter w = writer(out, PacketType::kData, pn, probe ? kFlagAckNow : std::uint16_t{0});
   if (ack_pending_) write_ack(w, now);
   SentPacket sp;
   bool any_retransmit = false;
   bool wrote_ping = false;
   if (allow_eliciting) {
+    if (token_pending_ && tx_protected_ && reset_token_ && w.room() >= kResetTokenFrameSize) {
+      w.put_reset_token(*reset_token_);
+      token_pending_ = false;
+      sp.has_token = true;
+    }
     if (flow_pending_ && w.room() >= kFlowFrameSize) {
       last_advertised_ = advertised_max_data();
       w.put_flow(last_advertised_);
@@ -957,15 +1187,15 @@ std::size_t Connection::build_data(MutableByteSpan out, TimePoint now, bool allo
       sp.frags.push_back(ref);
       ++stats_.fragments_sent;
     }
-    if (ping_pending_ && sp.frags.empty() && !sp.has_flow && w.room() >= 1) {
+    if (ping_pending_ && sp.frags.empty() && !sp.has_flow && !sp.has_token && w.room() >= 1) {
       w.put_ping();
       wrote_ping = true;
     }
     if (w.size() > kHeaderSize) ping_pending_ = false;
   }
   if (w.size() == kHeaderSize) return 0;
-  const bool eliciting = sp.has_flow || !sp.frags.empty() || wrote_ping;
-  const std::size_t n = w.finish();
+  const bool eliciting = sp.has_flow || sp.has_token || !sp.frags.empty() || wrote_ping;
+  const std::size_t n = finish_packet(w);
   ++next_pn_;
   ++stats_.packets_sent;
   stats_.bytes_sent += n;

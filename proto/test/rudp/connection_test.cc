@@ -18,13 +18,21 @@ Config test_config() {
 
 TEST(RudpConnection, Handshake) {
   Link link(1, test_config(), test_config(), /*epoch=*/42);
+  std::vector<std::size_t> hello_sizes;
+  link.tap = [&](Dir d, ByteSpan b, TimePoint) {
+    if (d == Dir::kToServer && b.size() > 1 && b[1] == static_cast<std::uint8_t>(PacketType::kHello)) {
+      hello_sizes.push_back(b.size());
+    }
+  };
   EXPECT_EQ(link.client().state(), State::kHandshake);
   ASSERT_TRUE(link.run_until([&] { return link.client().state() == State::kEstablished; }, 1s));
   EXPECT_EQ(link.client().peer_epoch(), 42u);
   EXPECT_EQ(link.server().connection_count(), 1u);
   EXPECT_GT(link.client().stats().srtt_us, 0.0);
-  // HELLO is padded to a full datagram (path MTU check at connect time).
-  EXPECT_EQ(link.client().stats().bytes_sent, test_config().max_datagram);
+  // HELLO is padded to a full datagram (path MTU check at connect time); the first one gets a
+  // RETRY cookie, the second echoes it (docs/RUDP.md "Denial of service").
+  EXPECT_EQ(hello_sizes, std::vector<std::size_t>(2, test_config().max_datagram));
+  EXPECT_EQ(link.server().stats().retries_sent, 1u);
 }
 
 TEST(RudpConnection, MessagesBeforeHandshakeAreQueued) {

@@ -36,13 +36,20 @@ struct Impairment {
 
 enum class Dir { kToServer, kToClient };
 
+// The server secret (reset tokens, cookies) the link's listeners share across restarts.
+inline const Key256 kLinkSecret = [] {
+  Key256 k{};
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<std::uint8_t>(0xa0 + i);
+  return k;
+}();
+
 class Link {
  public:
   Link(std::uint64_t seed, const Config& client_cfg, const Config& server_cfg,
        std::uint32_t epoch = 7, std::uint64_t conn_id = 0x1234abcd5678ef01ull)
       : rng_(seed),
         client_(Connection::make_client(conn_id, client_cfg, clock_.now())),
-        server_(std::make_unique<Listener>(epoch, server_cfg)),
+        server_(std::make_unique<Listener>(epoch, server_cfg, kLinkSecret)),
         server_cfg_(server_cfg) {
     std::printf("rudp link seed=%llu\n", static_cast<unsigned long long>(seed));
   }
@@ -68,10 +75,27 @@ class Link {
   std::uint64_t queue_drops(Dir d) const { return queue_drops_[static_cast<int>(d)]; }
   bool poll_server_messages = true;
   bool poll_client_messages = true;
+  // Marks every server connection verified (protection off) as soon as it exists, as a login
+  // would: the engine tests send large messages without logging in.
+  bool auto_verify = true;
+  // Source address the server sees for datagrams from the client.
+  Bytes client_source{127, 0, 0, 1};
+
+  // Protects both ends with keys derived from `session_key` (what login does): the server arms,
+  // the client switches at once.
+  void protect(const Key256& session_key, Protection p) {
+    const TimePoint now = clock_.now();
+    server_->protect(client_.id(), session_key, p, now);
+    client_.protect(p == Protection::kOff
+                        ? std::nullopt
+                        : std::optional<PacketKeys>(derive_packet_keys(
+                              session_key, client_.id(), true, p == Protection::kEncrypted)),
+                    /*send_now=*/true, now);
+  }
 
   // Replaces the server by a new incarnation (restart): every connection is forgotten.
   void restart_server(std::uint32_t new_epoch) {
-    server_ = std::make_unique<Listener>(new_epoch, server_cfg_);
+    server_ = std::make_unique<Listener>(new_epoch, server_cfg_, kLinkSecret);
   }
   // Injects a raw datagram as if it arrived now.
   void inject(Dir d, ByteSpan data) { deliver(d, Bytes(data.begin(), data.end())); }
@@ -185,7 +209,10 @@ class Link {
     const TimePoint now = clock_.now();
     if (d == Dir::kToServer) {
       std::array<std::uint8_t, 64> reset{};
-      const auto r = server_->on_datagram(b, now, reset);
+      const auto r = server_->on_datagram(b, now, reset, client_source);
+      if (r.conn_id && auto_verify) {
+        server_->protect(*r.conn_id, Key256{}, Protection::kOff, now);
+      }
       if (r.reset_size) {
         ++resets_;
         offer(Dir::kToClient, ByteSpan(reset.data(), r.reset_size));

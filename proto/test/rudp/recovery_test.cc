@@ -31,7 +31,7 @@ std::optional<Seen> inspect(ByteSpan d) {
 }
 
 std::size_t frag_size(const Config& c) {
-  return c.max_datagram - kPacketOverhead - kMessageFrameHeader;
+  return c.max_datagram - kProtectedOverhead - kMessageFrameHeader;
 }
 
 bool established(Link& l) { return l.client().state() == State::kEstablished; }
@@ -497,6 +497,7 @@ TEST(RudpListener, UnknownConnectionGetsStatelessReset) {
   Bytes d(100);
   PacketWriter w(d, Header{kVersion, PacketType::kData, 777, 5, 3});
   w.put_ping();
+  w.put_padding(30);  // a RESET (48 bytes) only answers a datagram at least as large
   const std::size_t n = w.finish();
   const auto r = l.on_datagram(ByteSpan(d.data(), n), TimePoint{}, reset);
   EXPECT_FALSE(r.conn_id.has_value());
@@ -506,6 +507,7 @@ TEST(RudpListener, UnknownConnectionGetsStatelessReset) {
   EXPECT_EQ(p->header.type, PacketType::kReset);
   EXPECT_EQ(p->header.conn_id, 777u);
   EXPECT_EQ(p->header.epoch, 99u);
+  EXPECT_EQ(parse_reset_token(p->body), std::optional<ResetToken>(l.reset_token(777)));
   // A RESET is never answered (no reset loops), nor is garbage.
   const auto r2 = l.on_datagram(ByteSpan(reset.data(), r.reset_size), TimePoint{}, reset);
   EXPECT_EQ(r2.reset_size, 0u);
@@ -524,7 +526,9 @@ Bytes hello(std::uint64_t id, const Config& cfg, TimePoint now) {
 // An ACK_NOW packet is owed ACK datagrams of its own, even when two arrive before the receiver
 // transmits (one receive batch): two probes get four ACK datagrams, not one.
 TEST(RudpAck, AckNowPacketsAreAnsweredSeparately) {
-  const Config cfg;
+  Config cfg;
+  cfg.require_retry = false;  // bare HELLOs below
+  cfg.initial_packet_number = 1;  // the HELLO is packet 1, the pings below follow it
   Listener server(7, cfg);
   const TimePoint now{};
   Bytes reset(64);
@@ -558,6 +562,7 @@ TEST(RudpAck, AckNowPacketsAreAnsweredSeparately) {
 TEST(RudpListener, ConnectionLimitAndClosedIdsRefused) {
   Config cfg;
   cfg.max_connections = 3;
+  cfg.require_retry = false;  // bare HELLOs below
   Listener l(1, cfg);
   std::array<std::uint8_t, 64> reset{};
   const TimePoint now{};

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -34,6 +35,18 @@ Digest256 hmac_sha256(std::span<const std::uint8_t> key,
 // A (key, nonce) pair must never MAC two different messages.
 Tag128 aead_mac(const Key256& key, const Nonce192& nonce,
                 std::initializer_list<std::span<const std::uint8_t>> parts) noexcept;
+
+// ChaCha20-Poly1305 (IETF, RFC 8439) with a 96-bit nonce, detached tag: encrypts `n` bytes at
+// `inout` in place and returns the tag over `ad` and the ciphertext. A (key, nonce) pair must
+// never be used twice.
+using Nonce96 = std::array<std::uint8_t, 12>;
+Tag128 aead_seal(const Key256& key, const Nonce96& nonce, std::span<const std::uint8_t> ad,
+                 std::uint8_t* inout, std::size_t n) noexcept;
+// Verifies `tag` and decrypts `n` bytes from `in` to `out` (may be equal); false (and `out`
+// unspecified) on a bad tag.
+bool aead_open(const Key256& key, const Nonce96& nonce, std::span<const std::uint8_t> ad,
+               const std::uint8_t* in, std::size_t n, std::uint8_t* out,
+               const Tag128& tag) noexcept;
 
 bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) noexcept;
 

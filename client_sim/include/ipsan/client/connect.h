@@ -46,6 +46,7 @@ struct ConnectArgs {
   std::string key_file;
   std::string timeout = "30s";
   std::uint32_t slots = 64;
+  std::string transport_security = "integrity";  // off | integrity | encrypted
 };
 struct ConnectSettings {
   TransportOptions transport;

@@ -54,6 +54,9 @@ struct ClientOptions {
   // often an unanswered fence or END_SESSION is sent again.
   Duration fence_timeout = std::chrono::seconds(10);
   Duration fence_retry = std::chrono::milliseconds(500);
+  // Transport security offered at login: 0 off, 1 integrity, 2 encrypted (the rudp transport's
+  // Config::protection must match; connect.cc sets both from --transport-security).
+  std::uint32_t transport_security = 1;
 };
 
 struct ClientStats {

@@ -36,9 +36,15 @@ inline constexpr std::uint32_t kMaxSlots = 1024;
 
 using LoginNonce = std::array<std::uint8_t, kLoginNonceBytes>;
 
+// Transport security a client asks for (docs/PROTOCOL.md "Login"): 0 off, 1 integrity (every
+// reliable-UDP packet MAC'd), 2 encrypted (AEAD). The server refuses an offer below its minimum
+// with kNotSupported.
+inline constexpr std::uint32_t kTransportSecurityMax = 2;
+
 struct LoginBeginArgs {
   std::string client_name;  // 1..64 printable ASCII characters (0x20-0x7e)
   LoginNonce client_nonce{};
+  std::uint32_t transport_security = 1;  // optional on the wire (absent: 0, an older client)
 };
 
 struct LoginBeginRes {
@@ -52,6 +58,7 @@ struct LoginFinishArgs {
   LoginNonce client_nonce{};
   LoginNonce server_nonce{};
   Digest256 proof{};  // login_client_proof(...)
+  std::uint32_t transport_security = 1;  // as in LOGIN_BEGIN (optional on the wire: absent = 0)
 };
 
 struct LoginFinishRes {

@@ -14,9 +14,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ipsan/base/bytes.h"
+#include "ipsan/base/crypto.h"
 #include "ipsan/base/errc.h"
 
 namespace ipsan::proto {
@@ -104,6 +106,15 @@ class ClientTransport {
   virtual std::uint32_t peer_epoch() const = 0;
   virtual TransportStats stats() const = 0;
   virtual std::string describe() const = 0;  // e.g. "udp 127.0.0.1:3260"
+
+  // Binds session `session_id` (key `session_key`) to this transport: reliable UDP protects
+  // every later packet with keys derived from it (docs/RUDP.md "Packet protection"). Called
+  // after LOGIN_FINISH verified, or right after creating a transport for a session that
+  // survived a reconnect (then the binding travels in the handshake). Default: nothing.
+  virtual void bind_session(std::uint64_t session_id, const Key256& session_key) {
+    (void)session_id;
+    (void)session_key;
+  }
 };
 
 // A server-side peer: one client connection. Stable for the life of that connection.
@@ -125,6 +136,22 @@ class ServerTransport {
   virtual std::uint16_t local_port() const = 0;
   virtual TransportStats stats() const = 0;
   virtual std::string peer_name(PeerId peer) const = 0;  // "udp 127.0.0.1:40000 conn 1a2b"
+
+  // A login or a session call verified on `peer`: bind that session's key to the connection
+  // (reliable UDP: protected packets from then on, with `protection` 0 off / 1 integrity /
+  // 2 encrypted). Default: nothing.
+  virtual void bind_session(PeerId peer, const Key256& session_key, std::uint32_t protection) {
+    (void)peer;
+    (void)session_key;
+    (void)protection;
+  }
+  // How a reconnecting client's HELLO finds its session: key and protection (0..2) of a
+  // session id, or nullopt. Default: unused.
+  struct SessionLookup {
+    Key256 key{};
+    std::uint32_t protection = 1;
+  };
+  std::function<std::optional<SessionLookup>(std::uint64_t session_id)> session_lookup;
 };
 
 }  // namespace ipsan::proto

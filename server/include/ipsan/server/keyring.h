@@ -9,6 +9,7 @@
 // Read-only after start-up; safe to share between threads.
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -33,6 +34,16 @@ class KeyRing {
   std::size_t size() const { return keys_.size(); }
   // (name, form) of every key, in name order: what the server reports on stderr.
   std::vector<std::pair<std::string, KeyForm>> forms() const;
+  // A secret derived from every (name, key) and `label`: stable across restarts with the same
+  // keys, unknown to anyone without all of them (reliable-UDP reset tokens and cookies).
+  Key256 derive_secret(std::string_view label) const {
+    Key256 acc{};
+    for (const auto& [name, entry] : keys_) {
+      const Digest256 d = hmac_sha256(entry.key, {as_bytes(label), as_bytes(name), acc});
+      std::copy(d.begin(), d.end(), acc.begin());
+    }
+    return acc;
+  }
 
  private:
   struct Entry {

@@ -51,6 +51,9 @@ struct ServerOptions {
   Duration login_timeout = std::chrono::seconds(30);
   Duration session_idle_timeout = std::chrono::minutes(10);
   std::uint32_t boot_epoch = 0;  // 0: random (a restart is visible to clients)
+  // Weakest transport security accepted at login: 0 off, 1 integrity, 2 encrypted
+  // (`ipsan server --transport-security`, docs/PROTOCOL.md "Login").
+  std::uint32_t transport_security = 1;
 };
 
 struct ServerStats {
@@ -146,7 +149,11 @@ class StorageServer {
   // Sessions ended by END_SESSION while calls of theirs were still running: no call is admitted
   // for them; kept until those calls finish so a repeated END_SESSION can tell.
   std::unordered_map<std::uint64_t, std::shared_ptr<Session>> dying_;
-  std::unordered_map<std::string, PendingLogin> pending_logins_;  // key: server nonce bytes
+  // Server nonces are stateless (MAC'd, docs/PROTOCOL.md "Login"); this map only remembers the
+  // nonces of logins that SUCCEEDED, until they expire, so a replayed LOGIN_FINISH cannot open a
+  // second session. Key: server nonce bytes.
+  std::unordered_map<std::string, PendingLogin> pending_logins_;
+  std::array<std::uint8_t, 32> login_secret_{};  // keys the stateless server nonces
   boost::asio::steady_timer reaper_;
   ServerStats stats_;
   std::uint64_t in_flight_ = 0;

@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "ipsan/base/bytes.h"
@@ -28,6 +29,12 @@
 namespace ipsan::proto::rudp {
 
 using namespace std::chrono_literals;
+
+// Per-packet protection after login (docs/RUDP.md "Packet protection").
+enum class Protection : std::uint8_t { kOff = 0, kIntegrity = 1, kEncrypted = 2 };
+const char* protection_name(Protection p);
+// Parses "off" / "integrity" / "encrypted"; false otherwise.
+bool parse_protection(std::string_view s, Protection& out);
 
 // Every knob of the engine. Defaults suit loopback and LAN (microsecond RTTs): timers are in
 // micro/milliseconds, not the hundreds of milliseconds TCP stacks use.
@@ -95,6 +102,36 @@ struct Config {
   // Listener only.
   std::size_t max_connections = 1024;
   std::size_t closed_id_memory = 4096;  // recently closed ids refused on HELLO (replay guard)
+
+  // Security (docs/RUDP.md "Packet protection" and "Denial of service").
+  // First packet number of each connection and direction; 0 = random in [2^20, 2^40) (QUIC:
+  // numbers not guessable from outside). Tests may pin it.
+  std::uint64_t initial_packet_number = 0;
+  // Client: protection asked for at login. Server: the weakest protection it accepts.
+  Protection protection = Protection::kIntegrity;
+  // Server: largest message accepted on a connection not yet verified (no protected packet from
+  // the peer, no session bound): LOGIN_BEGIN/FINISH and NULL fit easily.
+  std::uint32_t unverified_max_message = 4096;
+  // Server: an armed connection whose peer has not switched to protected packets by then closes.
+  Duration protect_grace = 10s;
+  // Listener: HELLO needs a RETRY cookie first (stateless address validation); cookie lifetime.
+  bool require_retry = true;
+  Duration cookie_lifetime = 10s;
+  // Listener: connections per source address (0 = no limit).
+  std::size_t max_connections_per_source = 256;
+  // Listener: bytes of messages being reassembled or held over all connections, and over
+  // connections not yet verified.
+  std::uint64_t reassembly_budget_bytes = 1024ull * 1024 * 1024;
+  std::uint64_t unverified_budget_bytes = 4 * 1024 * 1024;
+};
+
+// Receive memory shared by the connections of one Listener (all counts in message bytes).
+struct ReassemblyBudget {
+  std::uint64_t limit = 0;
+  std::uint64_t used = 0;
+  std::uint64_t unverified_limit = 0;
+  std::uint64_t unverified_used = 0;
+  std::uint64_t refused = 0;  // datagrams dropped because a budget was exhausted
 };
 
 // Counters; all monotonic except the gauges at the end.
@@ -116,6 +153,8 @@ struct ConnectionStats {
   std::uint64_t dropped_malformed = 0;    // too short, bad version/type, bad frames, limits
   std::uint64_t dropped_duplicate = 0;    // packet number already seen
   std::uint64_t dropped_other = 0;        // wrong connection id / epoch / state
+  std::uint64_t dropped_unauthenticated = 0;  // bad tag, no key, or unprotected after the switch
+  std::uint64_t dropped_over_budget = 0;      // message refused by a reassembly budget
   std::uint64_t duplicate_fragments = 0;  // fragments of delivered messages or already held
   std::uint64_t congestion_events = 0;
   std::uint64_t persistent_congestion = 0;
@@ -163,6 +202,32 @@ class Connection {
   // Orderly close: the next poll_transmit emits CLOSE, state becomes kClosed (kShutdown).
   void close(TimePoint now);
 
+  // Packet protection (docs/RUDP.md). `keys` nullopt = protection off (the connection is only
+  // marked verified: large messages accepted). Otherwise, with `send_now` (the client, once its
+  // login reply verified) every later packet is protected at once; without it (the server, when
+  // the login or a session call verified) protected packets from the peer are accepted and our
+  // own switch follows the first one that verifies; if none arrives within protect_grace the
+  // connection closes. After the first verified protected packet from the peer, unprotected
+  // packets are dropped (a RESET only with this connection's reset token). A connection keeps
+  // its first keys (later calls are ignored).
+  void protect(const std::optional<PacketKeys>& keys, bool send_now, TimePoint now);
+  // Server: the stateless reset token sent to the client once protected.
+  void set_reset_token(const ResetToken& token);
+  // Client: before the handshake, asks the server to bind session `session_id`'s key (HELLO BIND
+  // frame); `keys` are used once HELLO_ACK confirms. Server: the echo to put in HELLO_ACK.
+  void set_bind(std::uint64_t session_id, const std::optional<PacketKeys>& keys);
+  std::optional<std::uint64_t> requested_bind() const { return peer_bind_; }
+  bool is_protected() const { return keys_.has_value(); }
+  bool sends_protected() const { return tx_protected_; }
+  bool peer_protected() const { return rx_protected_; }
+  bool verified() const { return verified_; }
+  // Server: shares a receive budget (set once, right after creation; must outlive this).
+  void set_budget(ReassemblyBudget* budget) { budget_ = budget; }
+  ~Connection();
+  Connection(Connection&&) = default;  // only before set_budget()
+  Connection& operator=(Connection&&) = delete;
+  Connection(const Connection&) = delete;
+
   State state() const { return state_; }
   Errc close_reason() const { return close_reason_; }
   Role role() const { return role_; }
@@ -202,6 +267,7 @@ class Connection {
     bool in_flight = false;
     bool has_flow = false;
     bool is_hello = false;
+    bool has_token = false;
     // Sent while at least half the window was in use: only such packets grow cwnd when
     // acknowledged (RFC 9002 7.8: an application-limited sender must not inflate its window).
     bool cwnd_limited = false;
@@ -231,8 +297,12 @@ class Connection {
   };
 
   void close_with(Errc reason);
-  void handle_packet(const Packet& pkt, TimePoint now);
-  bool validate_frames(const Frames& f) const;
+  void handle_packet(const Packet& pkt, ByteSpan datagram, TimePoint now);
+  void charge(std::int64_t bytes);
+  void mark_verified();
+  std::size_t finish_packet(PacketWriter& w);
+  PacketWriter writer(MutableByteSpan out, PacketType type, std::uint64_t pn, std::uint16_t flags);
+  bool validate_frames(const Frames& f);
   bool apply_frames(const Frames& f, TimePoint now);
   void on_ack(const AckFrame& ack, TimePoint now);
   bool on_fragment(const MessageFrame& m);
@@ -278,6 +348,26 @@ class Connection {
   std::uint64_t sent_data_ = 0;               // bytes of messages opened (FLOW accounting)
   std::uint64_t peer_max_data_ = 0;
   bool hello_pending_ = false;
+  std::uint64_t initial_pn_ = 1;
+  std::uint64_t last_hello_pn_ = 0;
+  std::optional<Cookie> cookie_;  // from RETRY, echoed in HELLO
+  std::uint32_t retries_ = 0;
+
+  // Protection.
+  std::optional<PacketKeys> keys_;
+  std::optional<PacketKeys> pending_keys_;  // client: used once HELLO_ACK confirms the bind
+  bool tx_protected_ = false;
+  bool rx_protected_ = false;
+  bool verified_ = false;
+  std::optional<TimePoint> protect_deadline_;
+  std::optional<ResetToken> reset_token_;  // server: ours to send; client: the server's
+  bool token_pending_ = false;
+  std::uint64_t bind_request_ = 0;                  // client: session id asked for in HELLO
+  std::optional<std::uint64_t> peer_bind_;          // server: session id the HELLO asked for
+  std::optional<std::uint64_t> bind_echo_;          // server: what HELLO_ACK answers
+  std::vector<std::uint8_t> plain_;                 // decrypted body
+  ReassemblyBudget* budget_ = nullptr;
+  std::uint64_t charged_ = 0;  // bytes of recv_reserved_ charged to budget_
   bool hello_ack_pending_ = false;
   bool ping_pending_ = false;
   bool flow_pending_ = false;

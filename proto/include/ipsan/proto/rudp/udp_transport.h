@@ -47,6 +47,10 @@ struct UdpOptions {
   std::function<void(bool outbound, const boost::asio::ip::udp::endpoint& local,
                      const boost::asio::ip::udp::endpoint& remote, ByteSpan datagram)>
       tap;
+  // Server: secret of RETRY cookies and stateless reset tokens; keep it across restarts (the
+  // server derives it from its key ring) so a restarted server's RESET is still accepted. All
+  // zero: random per transport.
+  Key256 secret{};
 };
 
 // Connects to `server` (HELLO handshake starts at once; messages sent before it completes are
