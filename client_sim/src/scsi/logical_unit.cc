@@ -297,7 +297,8 @@ void LogicalUnit::attach(std::function<void(Errc)> done) {
       unit_attentions_[""];
       ua_all(make_sense(kUnitAttention, 0x29, 0x00));
       stopped_ = false;
-      prevent_removal_ = false;
+      medium_present_ = true;
+      prevent_removal_.clear();
       attached_ = true;
     }
     done(e);
@@ -323,7 +324,7 @@ void LogicalUnit::reset() {
   std::lock_guard<std::mutex> lock(mu_);
   current_ = saved_;
   stopped_ = false;
-  prevent_removal_ = false;
+  prevent_removal_.clear();  // a logical unit reset allows medium removal (SPC-4 6.13)
   pr_.reserve6.reset();  // a reset ends RESERVE(6), not persistent reservations
   // A running SANITIZE goes on (SBC-4 4.11.2); held EXTENDED COPY results are discarded.
   for (auto it = copies_.begin(); it != copies_.end();) {
@@ -367,6 +368,7 @@ void LogicalUnit::nexus_lost(const std::string& nexus) {
     it = (it->first.first == nexus && it->second.status != 0) ? copies_.erase(it) : std::next(it);
   }
   if (pr_.reserve6 && *pr_.reserve6 == nexus) pr_.reserve6.reset();
+  prevent_removal_.erase(nexus);
   // The nexus may come back (same initiator port): it then starts with I_T NEXUS LOSS OCCURRED.
   auto it = unit_attentions_.find(nexus);
   if (it != unit_attentions_.end()) it->second.assign(1, make_sense(kUnitAttention, 0x29, 0x07));
@@ -387,7 +389,8 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
     c->s.saved = saved_;
     c->s.defaults = default_;
     c->s.stopped = stopped_;
-    c->s.prevent = prevent_removal_;
+    c->s.prevent = !prevent_removal_.empty();
+    c->s.medium_present = medium_present_;
     c->s.options = options_;
     c->s.sanitizing = sanitizing_;
     c->s.sanitize_failed = sanitize_failed_;
@@ -433,6 +436,9 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   if (c->s.sanitize_failed && !(op->flags & kDuringSanitize) && cdb[0] != 0x48) {
     return c->check(make_sense(kMediumError, 0x31, 0x03));  // SANITIZE COMMAND FAILED
   }
+  if (!c->s.medium_present && !(op->flags & kAllowStopped)) {
+    return c->check(make_sense(kNotReady, 0x3A, 0x00));  // MEDIUM NOT PRESENT
+  }
   if (c->s.stopped && !(op->flags & kAllowStopped)) {
     return c->check(make_sense(kNotReady, 0x04, 0x02));  // initializing command required
   }
@@ -461,7 +467,9 @@ bool out_of_range(const Snapshot& s, std::uint64_t lba, std::uint64_t blocks) {
 }
 
 std::optional<Sense> write_protect_sense(const Snapshot& s) {
-  if (s.identity.capabilities & proto::kCapReadOnly) return make_sense(kDataProtect, 0x27, 0x00);
+  if ((s.identity.capabilities & proto::kCapReadOnly) || s.options.read_only) {
+    return make_sense(kDataProtect, 0x27, 0x00);
+  }
   if (s.mode.swp) return make_sense(kDataProtect, 0x27, 0x02);
   return std::nullopt;
 }
@@ -709,7 +717,7 @@ void LuHandlers::synchronize_cache(CmdPtr c) {
 }
 
 void LuHandlers::write_same(CmdPtr c) {
-  const Rw rw = decode_rw(c->command.cdb);
+  Rw rw = decode_rw(c->command.cdb);
   const bool ws16 = c->command.cdb[0] == 0x93;
   const bool unmap = rw.flags & 0x08;
   const bool ndob = ws16 && (rw.flags & 0x01);
@@ -720,13 +728,21 @@ void LuHandlers::write_same(CmdPtr c) {
   }
   // The range first: libiscsi expects 0 blocks past the end to be LBA OUT OF RANGE.
   if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
-  if (rw.blocks == 0) return c->check(invalid_field_in_cdb(rw.length_byte));  // WSNZ=1
+  if (rw.blocks == 0) {
+    // WSNZ=0 (Block Limits VPD): NUMBER OF LOGICAL BLOCKS 0 means from LBA to the last LBA
+    // (SBC-4 5.50), as tgt does; more than MAXIMUM WRITE SAME LENGTH that way is refused too.
+    rw.blocks = c->s.block_count - rw.lba;
+    if (rw.blocks > c->s.options.max_write_same_blocks) {
+      return c->check(invalid_field_in_cdb(rw.length_byte));
+    }
+  }
   if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
   const std::uint32_t bs = c->s.block_size;
   if (!ndob && c->command.data_out.size() < bs) return c->short_data_out(bs);
   // More than one block of data-out contradicts the CDB (as LIO; libiscsi InvalidDataOutSize).
   if (!ndob && c->command.data_out.size() > bs) return c->check(invalid_field_in_cdb(0));
   const std::uint64_t needed = ndob ? 0 : bs;
+  if (rw.blocks == 0) return c->good_write(needed);  // 0 blocks at the end of the medium
   Bytes block =
       ndob ? Bytes(bs, 0) : Bytes(c->command.data_out.begin(), c->command.data_out.begin() + bs);
   const bool zero = std::all_of(block.begin(), block.end(), [](std::uint8_t b) { return b == 0; });
@@ -735,7 +751,11 @@ void LuHandlers::write_same(CmdPtr c) {
     if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
     c->good_write(needed);
   };
-  if (zero && (caps & (proto::kCapWriteZeroes | proto::kCapTrim))) {
+  // UNMAP=1 on a thin LUN (LBPRZ=1): deallocate, whatever the block holds (SBC-4 5.50 lets the
+  // device server write or unmap each LBA; tgt and LIO unmap, libiscsi's UnmapUntilEnd expects
+  // zeroes back). Otherwise zeroes are written as WRITE ZEROES.
+  const bool deallocate = unmap && (caps & proto::kCapTrim);
+  if ((zero || deallocate) && (caps & (proto::kCapWriteZeroes | proto::kCapTrim))) {
     proto::Request r;
     r.device_id = c->lu.device_id_;
     r.lba = rw.lba;
@@ -1019,32 +1039,48 @@ void LuHandlers::get_lba_status(CmdPtr c) {
 
 void LuHandlers::start_stop_unit(CmdPtr c) {
   const std::uint8_t b4 = c->command.cdb[4];
-  if (b4 >> 4) return c->check(invalid_field_in_cdb(4, 7));  // POWER CONDITION
+  const bool removable = c->s.options.removable;
+  // POWER CONDITION: a fixed unit has none to offer. A removable one, as tgt, accepts and ignores
+  // them (SBC-4 5.25: with a power condition, START and LOEJ are ignored).
+  if (b4 >> 4) {
+    if (!removable) return c->check(invalid_field_in_cdb(4, 7));
+    return c->good();
+  }
   const bool start = b4 & 0x01;
+  const bool loej = b4 & 0x02;
   const bool no_flush = b4 & 0x04;
-  // The medium is not removable (RMB=0): nothing to load or eject (as LIO; libiscsi expects an
-  // eject to fail on a non-removable unit).
-  if (b4 & 0x02) return c->check(invalid_field_in_cdb(4, 1));
+  // A fixed medium (RMB=0) has nothing to load or eject (as LIO; libiscsi expects an eject to
+  // fail on a non-removable unit).
+  if (loej && !c->s.options.removable) return c->check(invalid_field_in_cdb(4, 1));
+  // A removable one: while some nexus prevents medium removal, neither eject nor load (as tgt;
+  // SBC-4 5.25: LOEJ with PREVENT in effect ends ILLEGAL REQUEST, MEDIUM REMOVAL PREVENTED).
+  if (loej && c->s.prevent) return c->check(make_sense(kIllegalRequest, 0x53, 0x02));
   proto::Request r;
   r.device_id = c->lu.device_id_;
   if (start) {
     r.op = proto::Op::kReady;
-  } else if (!no_flush && (c->s.identity.capabilities & proto::kCapFlush)) {
+  } else if (!no_flush && c->s.medium_present && (c->s.identity.capabilities & proto::kCapFlush)) {
     r.op = proto::Op::kFlush;
-  } else {
-    std::lock_guard<std::mutex> lock(c->lu.mu_);
-    c->lu.stopped_ = true;
   }
-  if (r.op == proto::Op::kNull) return c->good();
-  c->lu.target_.execute(std::move(r), [c, start](proto::Reply reply) {
+  // A removable unit, as tgt, does not stop without LOEJ (libiscsi's StartStopUnit.NoLoej expects
+  // it ready after a STOP): only the cache is flushed. Its medium is loaded or not.
+  auto finish = [c, start, loej, removable] {
+    {
+      std::lock_guard<std::mutex> lock(c->lu.mu_);
+      if (loej && !start && !c->lu.prevent_removal_.empty()) {
+        return c->check(make_sense(kIllegalRequest, 0x53, 0x02));  // prevented meanwhile
+      }
+      if (!removable) c->lu.stopped_ = !start;
+      if (loej) c->lu.medium_present_ = start;
+    }
+    c->good();
+  };
+  if (r.op == proto::Op::kNull) return finish();
+  c->lu.target_.execute(std::move(r), [c, start, finish](proto::Reply reply) {
     if (reply.status != Errc::kOk) {
       return c->fail(reply.status, start ? Direction::kNone : Direction::kWrite);
     }
-    {
-      std::lock_guard<std::mutex> lock(c->lu.mu_);
-      c->lu.stopped_ = !start;
-    }
-    c->good();
+    finish();
   });
 }
 
@@ -1072,8 +1108,14 @@ void LuHandlers::prevent_allow(CmdPtr c) {
   const std::uint8_t prevent = c->command.cdb[4] & 0x03;
   if (prevent > 1) return c->check(invalid_field_in_cdb(4, 1));
   {
+    // Per I_T nexus (SPC-4 6.13): removal is prevented while any nexus prevents it; a nexus's
+    // prevention ends with ALLOW, the nexus (nexus_lost) or a logical unit reset.
     std::lock_guard<std::mutex> lock(c->lu.mu_);
-    c->lu.prevent_removal_ = prevent == 1;
+    if (prevent == 1) {
+      c->lu.prevent_removal_.insert(c->command.nexus);
+    } else {
+      c->lu.prevent_removal_.erase(c->command.nexus);
+    }
   }
   c->good();
 }
@@ -1094,6 +1136,8 @@ void LuHandlers::request_sense(CmdPtr c) {
       s = make_sense(kMediumError, 0x31, 0x03);
     } else if (!c->lu.attached_) {
       s = make_sense(kNotReady, 0x04, 0x01);
+    } else if (!c->lu.medium_present_) {
+      s = make_sense(kNotReady, 0x3A, 0x00);
     } else if (c->lu.stopped_) {
       s = make_sense(kNotReady, 0x04, 0x02);
     }

@@ -22,7 +22,8 @@ struct Snapshot {
   ModeParameters saved;
   ModeParameters defaults;
   bool stopped = false;
-  bool prevent = false;
+  bool prevent = false;         // some nexus prevents medium removal
+  bool medium_present = true;
   LogicalUnitOptions options;
   bool sanitizing = false;
   bool sanitize_failed = false;
@@ -85,17 +86,18 @@ inline constexpr std::uint32_t kXcopyMaxListBytes = 1024;
 
 // A GenericTarget that paces the requests of one background operation (SANITIZE OVERWRITE,
 // EXTENDED COPY) to LogicalUnitOptions::background_bytes_per_second: a request whose data would
-// exceed the rate is issued later through LogicalUnitOptions::schedule. Keep it alive (shared)
-// until the operation completes.
+// exceed the rate is issued later through LogicalUnitOptions::schedule. With `min_duration` (and
+// the operation's `total_bytes`) the rate is at most total_bytes / min_duration, so that the
+// operation lasts about that long; after_min_duration() runs the last step once it has. Keep it
+// alive (shared) until the operation completes.
 class Pacer : public GenericTarget, public std::enable_shared_from_this<Pacer> {
  public:
-  Pacer(GenericTarget& inner, const LogicalUnitOptions& options, std::uint32_t block_size)
-      : inner_(inner),
-        rate_(options.schedule ? options.background_bytes_per_second : 0),
-        schedule_(options.schedule),
-        block_size_(block_size),
-        start_(std::chrono::steady_clock::now()) {}
+  Pacer(GenericTarget& inner, const LogicalUnitOptions& options, std::uint32_t block_size,
+        std::uint64_t total_bytes = 0, std::chrono::nanoseconds min_duration = {});
   void execute(proto::Request request, std::function<void(proto::Reply)> done) override;
+  // Runs `fn` now, or (through schedule) once min_duration has passed since the start.
+  void after_min_duration(std::function<void()> fn);
+  std::uint64_t rate() const { return rate_; }
 
  private:
   GenericTarget& inner_;
@@ -103,6 +105,7 @@ class Pacer : public GenericTarget, public std::enable_shared_from_this<Pacer> {
   const std::function<void(std::chrono::nanoseconds, std::function<void()>)> schedule_;
   const std::uint32_t block_size_;
   const std::chrono::steady_clock::time_point start_;
+  const std::chrono::nanoseconds min_duration_;
   std::uint64_t bytes_ = 0;  // issued so far (requests of one chain are issued one at a time)
 };
 
