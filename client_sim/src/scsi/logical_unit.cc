@@ -208,6 +208,9 @@ const std::vector<OpInfoEntry>& op_table() {
       {0x93, 0, false, 16,
       {0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::write_same, "WRITE SAME(16)"},
+      {0x9C, 0, false, 16,
+      {0x9C, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::write_atomic, "WRITE ATOMIC(16)"},
       {0x9E, 0x10, true, 16,
       {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
        0, &H::read_capacity16, "READ CAPACITY(16)"},
@@ -411,6 +414,7 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   }
   const std::uint16_t sa = cdb.size() > 1 ? (cdb[1] & 0x1F) : 0;
   const OpInfoEntry* op = find_op(cdb[0], sa);
+  if (op != nullptr && !op_offered(*op, c->s)) op = nullptr;
   if (op == nullptr) {
     if (opcode_has_service_actions(cdb[0])) return c->check(invalid_field_in_cdb(1, 4));
     return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
@@ -523,6 +527,11 @@ Rw decode_rw(const Bytes& cdb) {
       rw.blocks = cdb[13];
       rw.length_byte = 13;
       break;
+    case 0x9C:  // WRITE ATOMIC(16): ATOMIC BOUNDARY in bytes 10-11, TRANSFER LENGTH 12-13
+      rw.lba = load_be64(&cdb[2]);
+      rw.blocks = load_be16(&cdb[12]);
+      rw.length_byte = 12;
+      break;
     default:  // 10-byte CDBs
       rw.lba = load_be32(&cdb[2]);
       rw.blocks = load_be16(&cdb[7]);
@@ -633,6 +642,42 @@ void LuHandlers::write(CmdPtr c) {
                          if (bytes < needed) return c->good_partial(needed);
                          c->good_write(bytes);
                        });
+}
+
+bool op_offered(const OpInfoEntry& e, const Snapshot& s) {
+  if (e.opcode == 0x9C) return max_atomic_blocks(s) != 0;
+  return true;
+}
+
+std::uint32_t max_atomic_blocks(const Snapshot& s) {
+  if (!(s.identity.capabilities & proto::kCapAtomicWrite)) return 0;
+  return std::min<std::uint32_t>({s.identity.max_transfer_blocks,
+                                  s.options.max_command_bytes / s.block_size, 0xFFFF});
+}
+
+void LuHandlers::write_atomic(CmdPtr c) {
+  // SBC-4 5.48: all of it or none of it. Sent as ONE generic WRITE with kFlagAtomic, which the
+  // server applies atomically or refuses (never split: a split write would not be atomic).
+  Rw rw = decode_rw(c->command.cdb);
+  const std::uint32_t bs = c->s.block_size;
+  // ATOMIC ALIGNMENT and GRANULARITY are 0 (none); atomic boundaries are not offered (their
+  // CDB bytes are reserved in the usage map, so non-zero ones were refused already).
+  if (rw.blocks > max_atomic_blocks(c->s)) return c->check(invalid_field_in_cdb(12));
+  const std::uint64_t bytes = rw.blocks * bs;
+  if (!check_write_common(c, rw, bytes)) return;
+  if (rw.blocks == 0) return c->good_write(0);
+  proto::Request r;
+  r.op = proto::Op::kWrite;
+  r.device_id = c->lu.device_id_;
+  r.lba = rw.lba;
+  r.blocks = static_cast<std::uint32_t>(rw.blocks);
+  r.flags = write_flags(c->s, rw.flags & 0x08) | proto::kFlagAtomic;
+  r.data = std::move(c->command.data_out);
+  r.data.resize(static_cast<std::size_t>(bytes));
+  c->lu.target_.execute(std::move(r), [c, bytes](proto::Reply reply) {
+    if (reply.status != Errc::kOk) return c->fail(reply.status, Direction::kWrite);
+    c->good_write(bytes);
+  });
 }
 
 void LuHandlers::verify(CmdPtr c) {

@@ -75,6 +75,11 @@ const std::vector<OpInfoEntry>& op_table();
 const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa);
 bool opcode_has_service_actions(std::uint8_t opcode);
 std::uint32_t max_compare_and_write_blocks(const Snapshot& s);
+// MAXIMUM ATOMIC TRANSFER LENGTH (Block Limits VPD): 0 unless the server applies a WRITE with
+// proto::kFlagAtomic all or nothing (kCapAtomicWrite); then what one request and one command carry.
+std::uint32_t max_atomic_blocks(const Snapshot& s);
+// Whether the logical unit offers the command (WRITE ATOMIC only with kCapAtomicWrite).
+bool op_offered(const OpInfoEntry& e, const Snapshot& s);
 // The designation descriptors of VPD page 83h (lu_pages.cc); CSCD descriptors name one of them.
 std::vector<Bytes> lu_designators(const Snapshot& s);
 // NOT READY, LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS with a progress indication.
@@ -117,6 +122,7 @@ struct LuHandlers {
   static void request_sense(CmdPtr c);
   static void read(CmdPtr c);
   static void write(CmdPtr c);
+  static void write_atomic(CmdPtr c);
   static void verify(CmdPtr c);
   static void write_and_verify(CmdPtr c);
   static void write_and_verify_blocks(CmdPtr c, const Rw& rw, std::uint64_t bytes,

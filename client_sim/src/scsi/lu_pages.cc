@@ -116,6 +116,10 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
         store_be32(&d[28], 1);  // OPTIMAL UNMAP GRANULARITY
       }
       store_be64(&d[36], s.options.max_write_same_blocks);
+      // MAXIMUM ATOMIC TRANSFER LENGTH (WRITE ATOMIC(16) in one generic WRITE the server applies
+      // all or nothing); ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH GRANULARITY, and the atomic
+      // boundary fields 0: no constraints, no boundaries.
+      store_be32(&d[44], max_atomic_blocks(s));
       break;
     }
     case 0xB1:
@@ -346,6 +350,7 @@ void LuHandlers::report_supported_opcodes(CmdPtr c) {
   if (options == 0) {
     d.assign(4, 0);
     for (const auto& e : op_table()) {
+      if (!op_offered(e, c->s)) continue;
       std::uint8_t desc[8] = {e.opcode,
                               0,
                               static_cast<std::uint8_t>(e.sa >> 8),
@@ -364,6 +369,7 @@ void LuHandlers::report_supported_opcodes(CmdPtr c) {
     if (options == 2 && !has_sa) return c->check(invalid_field_in_cdb(2, 2));
     const OpInfoEntry* e = find_op(req_op, has_sa ? req_sa : 0);
     if (has_sa && req_sa > 0x1F) e = nullptr;
+    if (e != nullptr && !op_offered(*e, c->s)) e = nullptr;
     d.assign(4, 0);
     if (e == nullptr) {
       d[1] = 0x01;  // not supported

@@ -319,6 +319,42 @@ TEST_F(LuTest, RemovableMediumLoadEjectAndPrevention) {
   EXPECT_EQ(run_as(*lu_, "a", "1b0000000200").status, kStatusGood);
 }
 
+TEST_F(LuTest, WriteAtomicIsOneAtomicRequestOnlyWhenTheServerOffersIt) {
+  // Without kCapAtomicWrite: no WRITE ATOMIC(16) (INVALID COMMAND OPERATION CODE, not listed,
+  // MAXIMUM ATOMIC TRANSFER LENGTH 0).
+  const Bytes data = filled(4 * 512, 9);
+  expect_check(run("9c00 0000000000000010 0000 0004 0000", data), kIllegalRequest, 0x20, 0x00);
+  EXPECT_EQ(load_be32(&run("1201b0004000").data_in[44]), 0u);
+  EXPECT_EQ(run("a3 0c 01 9c 0000 00000200 0000").data_in[1] & 0x07, 0x01);  // not supported
+  // With it: one generic WRITE with kFlagAtomic, never split; limit = max_transfer_blocks (8).
+  auto id = MemoryTarget::default_identity(kBlocks, 512, 8);
+  id.capabilities |= proto::kCapAtomicWrite;
+  make(id);
+  auto vpd = run("1201b0004000");
+  EXPECT_EQ(load_be32(&vpd.data_in[44]), 8u);  // MAXIMUM ATOMIC TRANSFER LENGTH
+  EXPECT_EQ(load_be32(&vpd.data_in[48]), 0u);  // ATOMIC ALIGNMENT
+  EXPECT_EQ(load_be32(&vpd.data_in[52]), 0u);  // ATOMIC TRANSFER LENGTH GRANULARITY
+  EXPECT_EQ(run("a3 0c 01 9c 0000 00000200 0000").data_in[1] & 0x07, 0x03);
+  ASSERT_EQ(run("9c08 0000000000000010 0000 0004 0000", data).status, kStatusGood);  // FUA
+  ASSERT_EQ(target_->log().size(), 1u);
+  EXPECT_EQ(target_->log()[0].op, Op::kWrite);
+  EXPECT_EQ(target_->log()[0].blocks, 4u);
+  EXPECT_EQ(target_->log()[0].flags, proto::kFlagAtomic | proto::kFlagFua);
+  EXPECT_EQ(run("28000000001000000400").data_in, data);
+  // Above the limit, an atomic boundary, WRPROTECT, past the end: refused, nothing written.
+  target_->clear_log();
+  expect_check(run("9c00 0000000000000010 0000 0009 0000", Bytes(9 * 512)), kIllegalRequest,
+               0x24, 0x00, "c0000c");
+  expect_check(run("9c00 0000000000000010 0001 0001 0000", Bytes(512)), kIllegalRequest, 0x24,
+               0x00);
+  expect_check(run("9c20 0000000000000010 0000 0001 0000", Bytes(512)), kIllegalRequest, 0x24,
+               0x00);
+  expect_check(run("9c00 00000000000003e8 0000 0001 0000", Bytes(512)), kIllegalRequest, 0x21,
+               0x00);
+  EXPECT_EQ(run("9c00 0000000000000000 0000 0000 0000").status, kStatusGood);  // 0 blocks
+  EXPECT_TRUE(target_->log().empty());
+}
+
 TEST_F(LuTest, ReadOnlyExportReportsWriteProtectAndRefusesWrites) {
   LogicalUnitOptions o;
   o.read_only = true;
