@@ -43,7 +43,7 @@ class Pair {
         const auto r = listener_.on_datagram(ByteSpan(buf_.data(), n), clock_.now(), reset_);
         if (r.reset_size) client_.on_datagram(ByteSpan(reset_.data(), r.reset_size), clock_.now());
         if (r.conn_id) {  // as a login would: large messages allowed
-          listener_.protect(*r.conn_id, Key256{}, rudp::Protection::kOff, clock_.now());
+          listener_.protect(*r.conn_id, ipsan::Key256{}, rudp::Protection::kOff, clock_.now());
         }
         ++datagrams_;
         moved = true;

@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <shared_mutex>
 #include <system_error>
 
 #include "ipsan/backends/spec.h"
@@ -90,6 +92,12 @@ struct FileState {
   // writes (PostgreSQL "fsyncgate", 2018). Every later FLUSH / FUA write fails with it until the
   // image is opened again.
   std::atomic<int> sync_error{0};
+  // Held shared by every read/write/trim/write-zeroes while it runs, exclusive by an atomic write.
+  std::shared_mutex io_mu;
+  // RWF_ATOMIC (statx STATX_WRITE_ATOMIC) unit in bytes; 0: not offered. Cleared if it fails.
+  std::uint32_t atomic_unit_min = 0;
+  std::uint32_t atomic_unit_max = 0;
+  std::atomic<bool> rwf_atomic_ok{true};
 
   // A queued operation; called with true instead of running when the backend is shutting down.
   using Task = std::function<void(bool shutdown)>;
@@ -236,6 +244,58 @@ struct FileState {
       IPSAN_LOG(LogLevel::kError, "file", path, ": sync failed (", errno_text(err),
                 "); every later flush fails until the image is reopened");
     }
+  }
+
+  // One pwritev2(RWF_ATOMIC) when the kernel offers it for this write; kNotSupported otherwise.
+  Errc write_rwf_atomic(std::uint64_t off, std::span<const std::uint8_t> in, bool fua) {
+    constexpr int kRwfAtomic = 0x00000040;  // RWF_ATOMIC (Linux 6.11); not in older headers
+    const std::size_t len = in.size();
+    if (!options.direct || atomic_unit_max == 0 || !rwf_atomic_ok.load() ||
+        len < atomic_unit_min || len > atomic_unit_max || (len & (len - 1)) != 0 ||
+        off % len != 0) {
+      return Errc::kNotSupported;
+    }
+    AlignedBuf bounce;
+    const std::uint8_t* p = in.data();
+    if (!aligned(p)) {
+      bounce = aligned_buffer(len);
+      if (!bounce) return Errc::kBusy;
+      std::memcpy(bounce.get(), p, len);
+      p = bounce.get();
+    }
+    iovec iov{const_cast<std::uint8_t*>(p), len};
+    for (;;) {
+      const ssize_t r = ::pwritev2(fd, &iov, 1, static_cast<off_t>(off),
+                                   kRwfAtomic | (fua ? RWF_DSYNC : 0));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+        rwf_atomic_ok.store(false);  // not for this file after all: the locked path from now on
+        return Errc::kNotSupported;
+      }
+      if (r < 0) return errc_from_errno(errno);
+      if (static_cast<std::size_t>(r) != len) return Errc::kIoError;  // cannot happen (atomic)
+      return Errc::kOk;
+    }
+  }
+
+  Errc do_write_atomic(std::uint64_t off, std::span<const std::uint8_t> in, bool fua) {
+    if (Errc e = write_rwf_atomic(off, in, fua); e != Errc::kNotSupported) return e;
+    return do_write(off, in, fua);
+  }
+
+  // statx(STATX_WRITE_ATOMIC) through the raw syscall: Debian's headers predate the fields
+  // (stx_atomic_write_unit_min/max at offsets 0xa8/0xac of struct statx).
+  void probe_atomic_unit() {
+    constexpr unsigned kStatxWriteAtomic = 0x00010000u;
+    alignas(8) unsigned char buf[256] = {};
+    if (::syscall(SYS_statx, fd, "", AT_EMPTY_PATH, kStatxWriteAtomic, buf) != 0) return;
+    std::uint32_t mask = 0, umin = 0, umax = 0;
+    std::memcpy(&mask, buf, 4);
+    std::memcpy(&umin, buf + 0xa8, 4);
+    std::memcpy(&umax, buf + 0xac, 4);
+    if ((mask & kStatxWriteAtomic) == 0 || umax == 0) return;
+    atomic_unit_min = umin;
+    atomic_unit_max = umax;
   }
 
   Errc do_flush() {
@@ -425,6 +485,7 @@ Result<std::shared_ptr<FileBackend>, Error> FileBackend::open(const std::filesys
   }
   if (size == 0) return fail(what + "device is empty");
   state->geometry = Geometry{options.block_size, size / options.block_size};
+  if (options.direct && !options.read_only) state->probe_atomic_unit();
 
   auto backend = std::make_shared<FileBackend>(std::move(state));
   try {
@@ -484,7 +545,13 @@ void FileBackend::read(std::uint64_t lba, std::span<std::uint8_t> out, Completio
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size;
   s->post([s, off, out, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_read(off, out));
+    if (shutdown) return done(Errc::kShutdown);
+    Errc e = Errc::kOk;
+    {
+      std::shared_lock lock(s->io_mu);
+      e = s->do_read(off, out);
+    }
+    done(e);
   });
 }
 
@@ -498,8 +565,38 @@ void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, boo
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size;
   s->post([s, off, in, fua, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_write(off, in, fua));
+    if (shutdown) return done(Errc::kShutdown);
+    Errc e = Errc::kOk;
+    {
+      std::shared_lock lock(s->io_mu);
+      e = s->do_write(off, in, fua);
+    }
+    done(e);
   });
+}
+
+void FileBackend::write_atomic(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
+                               Completion done) {
+  const Geometry& g = st_->geometry;
+  if (in.size() % g.block_size != 0) return done(Errc::kInvalidArgument);
+  if (Errc e = check_range(g, lba, in.size() / g.block_size); e != Errc::kOk) return done(e);
+  if (st_->options.read_only) return done(Errc::kWriteProtected);
+  if (in.empty() && !fua) return done(Errc::kOk);
+  FileState* s = st_.get();
+  const std::uint64_t off = lba * g.block_size;
+  s->post([s, off, in, fua, done = std::move(done)](bool shutdown) {
+    if (shutdown) return done(Errc::kShutdown);
+    Errc e = Errc::kOk;
+    {
+      std::unique_lock lock(s->io_mu);
+      e = s->do_write_atomic(off, in, fua);
+    }
+    done(e);
+  });
+}
+
+std::pair<std::uint32_t, std::uint32_t> FileBackend::atomic_write_unit_bytes() const {
+  return {st_->atomic_unit_min, st_->atomic_unit_max};
 }
 
 void FileBackend::flush(Completion done) {
@@ -518,7 +615,13 @@ void FileBackend::trim(std::uint64_t lba, std::uint64_t blocks, Completion done)
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size, len = blocks * g.block_size;
   s->post([s, off, len, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_trim(off, len));
+    if (shutdown) return done(Errc::kShutdown);
+    Errc e = Errc::kOk;
+    {
+      std::shared_lock lock(s->io_mu);
+      e = s->do_trim(off, len);
+    }
+    done(e);
   });
 }
 
@@ -531,7 +634,13 @@ void FileBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may
   FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size, len = blocks * g.block_size;
   s->post([s, off, len, may_trim, done = std::move(done)](bool shutdown) {
-    done(shutdown ? Errc::kShutdown : s->do_write_zeroes(off, len, may_trim));
+    if (shutdown) return done(Errc::kShutdown);
+    Errc e = Errc::kOk;
+    {
+      std::shared_lock lock(s->io_mu);
+      e = s->do_write_zeroes(off, len, may_trim);
+    }
+    done(e);
   });
 }
 

@@ -46,6 +46,8 @@ void RamBackend::read(std::uint64_t lba, std::span<std::uint8_t> out, Completion
   if (out.size() % bs != 0) return done(Errc::kInvalidArgument);
   if (Errc e = check_range(geometry_, lba, out.size() / bs); e != Errc::kOk) return done(e);
   std::uint64_t off = lba * bs;
+  std::shared_lock<std::shared_mutex> span_lock;
+  if (spans_chunks(off, out.size())) span_lock = std::shared_lock(atomic_mu_);
   std::size_t pos = 0;
   while (pos < out.size()) {
     const std::uint64_t chunk = off / kChunkBytes;
@@ -65,16 +67,11 @@ void RamBackend::read(std::uint64_t lba, std::span<std::uint8_t> out, Completion
     pos += n;
     off += n;
   }
+  if (span_lock.owns_lock()) span_lock.unlock();  // the completion may start an atomic write
   done(Errc::kOk);
 }
 
-void RamBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, bool /*fua*/,
-                       Completion done) {
-  const std::uint32_t bs = geometry_.block_size;
-  if (in.size() % bs != 0) return done(Errc::kInvalidArgument);
-  if (Errc e = check_range(geometry_, lba, in.size() / bs); e != Errc::kOk) return done(e);
-  if (options_.read_only) return done(Errc::kWriteProtected);
-  std::uint64_t off = lba * bs;
+Errc RamBackend::store(std::uint64_t off, std::span<const std::uint8_t> in, bool allocate_only) {
   std::size_t pos = 0;
   while (pos < in.size()) {
     const std::uint64_t chunk = off / kChunkBytes;
@@ -88,22 +85,57 @@ void RamBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, bool
       if (it == s.chunks.end()) {
         // Allocation failure on the data path is reported, not thrown.
         Chunk c(new (std::nothrow) std::uint8_t[kChunkBytes]);
-        if (!c) return done(Errc::kNoSpace);
+        if (!c) return Errc::kNoSpace;
         std::memset(c.get(), 0, kChunkBytes);
         it = s.chunks.emplace(chunk, std::move(c)).first;
         allocated_chunks_.fetch_add(1);
       }
-      std::memcpy(it->second.get() + in_chunk, in.data() + pos, n);
+      if (!allocate_only) std::memcpy(it->second.get() + in_chunk, in.data() + pos, n);
     }
     pos += n;
     off += n;
   }
-  done(Errc::kOk);
+  return Errc::kOk;
+}
+
+void RamBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, bool /*fua*/,
+                       Completion done) {
+  const std::uint32_t bs = geometry_.block_size;
+  if (in.size() % bs != 0) return done(Errc::kInvalidArgument);
+  if (Errc e = check_range(geometry_, lba, in.size() / bs); e != Errc::kOk) return done(e);
+  if (options_.read_only) return done(Errc::kWriteProtected);
+  const std::uint64_t off = lba * bs;
+  Errc e = Errc::kOk;
+  {
+    std::shared_lock<std::shared_mutex> span_lock;
+    if (spans_chunks(off, in.size())) span_lock = std::shared_lock(atomic_mu_);
+    e = store(off, in, false);
+  }
+  done(e);
+}
+
+void RamBackend::write_atomic(std::uint64_t lba, std::span<const std::uint8_t> in, bool /*fua*/,
+                              Completion done) {
+  const std::uint32_t bs = geometry_.block_size;
+  if (in.size() % bs != 0) return done(Errc::kInvalidArgument);
+  if (Errc e = check_range(geometry_, lba, in.size() / bs); e != Errc::kOk) return done(e);
+  if (options_.read_only) return done(Errc::kWriteProtected);
+  const std::uint64_t off = lba * bs;
+  Errc e = Errc::kOk;
+  {
+    std::unique_lock lock(atomic_mu_);
+    // Every chunk first (zero-filled chunks read as before), then the data: all or nothing.
+    e = store(off, in, true);
+    if (e == Errc::kOk) e = store(off, in, false);
+  }
+  done(e);
 }
 
 void RamBackend::flush(Completion done) { done(Errc::kOk); }
 
 void RamBackend::zero_range(std::uint64_t off, std::uint64_t bytes) {
+  std::shared_lock<std::shared_mutex> span_lock;
+  if (spans_chunks(off, bytes)) span_lock = std::shared_lock(atomic_mu_);
   const std::uint64_t end = off + bytes;
   while (off < end) {
     const std::uint64_t chunk = off / kChunkBytes;

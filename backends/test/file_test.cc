@@ -38,6 +38,26 @@ bool all_zero(std::span<const std::uint8_t> s) {
   return true;
 }
 
+TEST(FileBackend, AtomicWritesAreNeverSeenTornByConcurrentReads) {
+  TempDir dir;
+  FileOptions o;
+  o.size_bytes = 4 << 20;
+  auto b = open_ok(dir / "atomic.img", o);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->atomic_write_max_blocks(), ~std::uint32_t{0});
+  // 1 MiB + 3 blocks: several pread/pwrite pieces of the worker pool at once.
+  int reads = 0;
+  EXPECT_EQ(testing::torn_reads_under_atomic_writes(*b, 5, 2051, 40, 3, &reads), 0);
+  std::printf("%d concurrent reads; RWF_ATOMIC unit %u..%u bytes (0: not offered)\n", reads,
+              b->atomic_write_unit_bytes().first, b->atomic_write_unit_bytes().second);
+  EXPECT_GT(reads, 0);
+  std::vector<std::uint8_t> back(2051 * 512);
+  ASSERT_EQ(read_sync(*b, 5, back), Errc::kOk);
+  EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](std::uint8_t x) { return x == 40; }));
+  EXPECT_EQ(testing::atomic_write_sync(*b, 8191, std::vector<std::uint8_t>(1024), true),
+            Errc::kLbaOutOfRange);
+}
+
 TEST(FileBackend, CreatesSparseFileOfGivenSize) {
   TempDir dir;
   FileOptions o;

@@ -128,6 +128,26 @@ TEST(RamBackend, ReadOnlyRefusesWrites) {
   EXPECT_TRUE(b->capabilities().read_only);
 }
 
+TEST(RamBackend, AtomicWritesAcrossChunksAreNeverSeenTorn) {
+  // 2.5 MiB starting mid-chunk: three chunks, the write and every read cross two boundaries.
+  auto b = make(8 << 20);
+  EXPECT_EQ(b->atomic_write_max_blocks(), ~std::uint32_t{0});
+  int reads = 0;
+  EXPECT_EQ(testing::torn_reads_under_atomic_writes(*b, 1024, 5120, 60, 3, &reads), 0);
+  std::printf("%d concurrent reads\n", reads);
+  EXPECT_GT(reads, 0);
+  std::vector<std::uint8_t> back(5120 * 512);
+  ASSERT_EQ(read_sync(*b, 1024, back), Errc::kOk);
+  EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](std::uint8_t x) { return x == 60; }));
+  // Range and read-only checks as for write().
+  EXPECT_EQ(testing::atomic_write_sync(*b, 16383, std::vector<std::uint8_t>(1024)),
+            Errc::kLbaOutOfRange);
+  auto ro = RamBackend::create(1 << 20, RamOptions{512, true});
+  ASSERT_TRUE(ro.has_value());
+  EXPECT_EQ(testing::atomic_write_sync(**ro, 0, std::vector<std::uint8_t>(512)),
+            Errc::kWriteProtected);
+}
+
 TEST(RamBackend, ConcurrentWritersKeepEveryBlock) {
   auto b = make(16 << 20);
   const std::uint64_t seed = 0xC0FFEE;

@@ -48,6 +48,7 @@ struct Args : client::ConnectArgs {
   std::string login_timeout = "15s";
   std::string idle_timeout = "120s";
   std::size_t max_connections = 256;
+  std::string sanitize_min = "10s";
 };
 
 constexpr int kExitRuntime = 1;  // could not log in, attach or listen
@@ -58,10 +59,20 @@ constexpr int kExitUsage = 2;    // bad arguments
   throw CLI::RuntimeError(code);
 }
 
-// "[T:]L=DEVICE" -> mapping on server "server".
-client::scsi::LunMapping parse_lun(const std::string& text) {
+// "[T:]L=DEVICE[,ro][,removable][,pbs=BYTES]" -> mapping on server "server".
+client::scsi::LunMapping parse_lun(const std::string& full) {
+  std::string text = full;
+  std::vector<std::string> opts;
+  if (auto comma = full.find(','); comma != std::string::npos) {
+    text = full.substr(0, comma);
+    for (std::size_t at = comma + 1; at <= full.size();) {
+      const auto next = std::min(full.find(',', at), full.size());
+      opts.push_back(full.substr(at, next - at));
+      at = next + 1;
+    }
+  }
   const auto eq = text.find('=');
-  if (eq == std::string::npos) die("--lun wants [T:]L=DEVICE, got '" + text + "'");
+  if (eq == std::string::npos) die("--lun wants [T:]L=DEVICE[,OPTION...], got '" + full + "'");
   auto number = [&](std::string_view s, std::uint32_t max) {
     std::uint32_t v = 0;
     if (s.empty() || s.size() > 10) die("bad number in --lun '" + text + "'");
@@ -82,6 +93,21 @@ client::scsi::LunMapping parse_lun(const std::string& text) {
   }
   m.lun = number(lhs, 16383);
   m.device_id = number(std::string_view(text).substr(eq + 1), 0xFFFFFFFFu);
+  for (const auto& o : opts) {
+    if (o == "ro") {
+      m.read_only = true;
+    } else if (o == "removable") {
+      m.removable = true;
+    } else if (o.rfind("pbs=", 0) == 0) {
+      auto v = parse_size(o.substr(4));
+      if (!v || *v < 512 || *v > (1u << 20) || (*v & (*v - 1)) != 0) {
+        die("--lun '" + full + "': pbs wants a power of two from 512 to 1M");
+      }
+      m.physical_block_size = static_cast<std::uint32_t>(*v);
+    } else {
+      die("--lun '" + full + "': unknown option '" + o + "' (ro, removable, pbs=BYTES)");
+    }
+  }
   return m;
 }
 
@@ -205,11 +231,16 @@ void run(const Args& a) {
   client::scsi::LogicalUnitOptions lu_options;
   lu_options.max_command_bytes = 32u << 20;
   lu_options.max_write_same_blocks = 1u << 20;
-  lu_options.physical_block_size = 4096;  // as most disks and page-sized back ends
+  // Physical block = logical block unless a LUN says otherwise (pbs=): as tgt and LIO's ramdisk
+  // and file back ends report.
   // SANITIZE OVERWRITE and EXTENDED COPY: 1 MiB requests, paced on the SAN/IP driver's thread.
   auto rate = parse_size(a.background_rate);
   if (!rate) die("--background-rate: " + rate.error().message);
   lu_options.background_bytes_per_second = *rate;
+  auto min_sanitize = parse_duration(a.sanitize_min);
+  if (!min_sanitize) die("--sanitize-min-duration: " + min_sanitize.error().message);
+  lu_options.sanitize_min_duration =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(*min_sanitize);
   lu_options.schedule = [&client_io](std::chrono::nanoseconds delay, std::function<void()> fn) {
     asio::post(client_io, [&client_io, delay, fn = std::move(fn)]() mutable {
       auto timer = std::make_shared<asio::steady_timer>(client_io, delay);
@@ -283,8 +314,9 @@ void add_cli(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--port-file", a->port_file, "Write the portal's TCP port to this file");
   cmd->add_option("--lun", a->luns,
-                  "[T:]L=DEVICE: LUN L of target T (default 0) is server device DEVICE "
-                  "(repeatable; default 0=0)");
+                  "[T:]L=DEVICE[,ro][,removable][,pbs=BYTES]: LUN L of target T (default 0) "
+                  "is server device DEVICE (repeatable; default 0=0); ro: write protected, "
+                  "removable: removable medium (load/eject), pbs: physical block size");
   cmd->add_option("--target-name", a->target_name,
                   "Target 0 is iqn.2026-11.org.ipsan:NAME, target T is ...:NAME.T")
       ->capture_default_str();
@@ -310,6 +342,10 @@ void add_cli(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--background-rate", a->background_rate,
                   "Bytes per second of SANITIZE OVERWRITE / EXTENDED COPY (e.g. 16M; 0: no limit)")
+      ->capture_default_str();
+  cmd->add_option("--sanitize-min-duration", a->sanitize_min,
+                  "A SANITIZE OVERWRITE lasts at least this long (paced; 0: no minimum), so "
+                  "that initiators can see it in progress on fast back ends")
       ->capture_default_str();
   cmd->callback([a] { run(*a); });
 }

@@ -748,9 +748,12 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
     if (datasn != t->expected_datasn || offset != t->received || len > t->edtl - t->received ||
         (!unsolicited && len > t->r2t_end - t->received) ||
         (unsolicited && t->received + len > params_.first_burst_length)) {
-      // ErrorRecoveryLevel 0: a sequence error ends the task; the initiator learns it from the
-      // Reject and the CHECK CONDITION.
-      reject(req, RejectReason::kProtocolError);
+      // ErrorRecoveryLevel 0: a sequence error ends the task with one PDU, the SCSI Response
+      // (CHECK CONDITION, ABORTED COMMAND, DATA PHASE ERROR); the task's later Data-Out PDUs are
+      // dropped. No Reject as well: RFC 7143 11.17.1 would then require the response too, and an
+      // initiator that ends the task on the Reject (libiscsi does) meets a response for a task it
+      // no longer knows, a protocol error that drops its connection at a moment that depends on
+      // whether both PDUs arrived in one read (the iSCSIDataSnInvalid flake under load).
       tasks_.erase(t->itt);
       return respond(t, scsi::check_condition(scsi::make_sense(scsi::kAbortedCommand, 0x4B, 0x00),
                                               false));

@@ -206,6 +206,45 @@ TEST_F(PortalTest, WritesThroughR2TAndReadsBack) {
   EXPECT_EQ(back.second, data);
 }
 
+TEST_F(PortalTest, BadDataSnEndsTheTaskWithOneResponseAndNoReject) {
+  // libiscsi's iSCSIDataSnInvalid: a Data-Out with a wrong DataSN ends the task with a SCSI
+  // Response (CHECK CONDITION) and nothing else, whatever the timing: a Reject as well would name
+  // a task the initiator then considers ended, and the response after it an unknown one.
+  Initiator i(portal_->port());
+  ASSERT_TRUE(i.login(1, false, {{"ImmediateData", "No"}, {"InitialR2T", "Yes"},
+                                 {"MaxRecvDataSegmentLength", "512"}}));
+  i.run({0, 0, 0, 0, 0, 0}, 0, false, false);  // unit attention
+  for (std::uint32_t bad_sn : {1u, 27u, 0xFFFFFFFFu}) {
+    i.send(i.command(cdb10(0x2A, 100, 2), 1024, false, true));
+    auto r2t = i.recv();
+    ASSERT_TRUE(r2t);
+    ASSERT_EQ(r2t->opcode(), Opcode::kR2t);
+    for (std::uint32_t k = 0; k < 2; ++k) {  // the second Data-Out is for an ended task: dropped
+      Pdu d;
+      d.set_opcode(Opcode::kDataOut);
+      d.bhs[1] = k == 1 ? 0x80 : 0x00;
+      d.set_u32(16, r2t->itt());
+      d.set_u32(20, r2t->u32(20));
+      d.set_u32(36, k == 0 ? bad_sn : 0);
+      d.set_u32(40, k * 512);
+      d.data.assign(512, 0xA6);
+      i.send(d);
+    }
+    auto resp = i.recv();
+    ASSERT_TRUE(resp);
+    ASSERT_EQ(resp->opcode(), Opcode::kScsiResponse) << "DataSN " << bad_sn;
+    EXPECT_EQ(resp->itt(), r2t->itt());
+    EXPECT_EQ(resp->bhs[3], 0x02);  // CHECK CONDITION
+    i.stat_sn_ = resp->u32(24) + 1;
+    // The next PDU is the answer to the next command: no Reject, no response for the dropped data.
+    EXPECT_EQ(i.run({0, 0, 0, 0, 0, 0}, 0, false, false).first, 0);
+  }
+  // Nothing was written, and the connection still works.
+  auto back = i.run(cdb10(0x28, 100, 2), 1024, true, false);
+  EXPECT_EQ(back.first, 0);
+  EXPECT_EQ(back.second, Bytes(1024, 0));
+}
+
 TEST_F(PortalTest, ReservationsHoldAcrossSessionsAndEndWithTheNexus) {
   Initiator a(portal_->port()), b(portal_->port());
   ASSERT_TRUE(a.login(1));

@@ -126,8 +126,11 @@ proto::Identity StorageServer::make_identity(const Export& e, std::uint32_t max_
   if (caps.write_zeroes) c |= proto::kCapWriteZeroes;
   if (caps.read_only || e.read_only) c |= proto::kCapReadOnly;
   if (caps.rotational) c |= proto::kCapRotational;
-  id.capabilities = c;
   std::uint32_t max_blocks = max_io_bytes / g.block_size;
+  // WRITE with kFlagAtomic: offered when the back end applies every write a request may carry
+  // all or nothing (backends::Backend::write_atomic).
+  if (e.backend->atomic_write_max_blocks() >= max_blocks) c |= proto::kCapAtomicWrite;
+  id.capabilities = c;
   if (caps.max_transfer_blocks != 0 && caps.max_transfer_blocks < max_blocks) {
     // The server splits larger requests itself only through the virtualization layer; keep the
     // advertised limit at what one request may carry.
@@ -651,6 +654,13 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
     case Op::kWrite:
       if (req->blocks == 0) return done(Errc::kOk);
       // `msg` owns the bytes `req->data` points into; keep it alive until the write completes.
+      if (req->flags & proto::kFlagAtomic) {
+        // All or nothing, or not at all: never a plain write in its place.
+        if (!(id.capabilities & proto::kCapAtomicWrite)) return done(Errc::kNotSupported);
+        backend->write_atomic(req->lba, req->data, (req->flags & proto::kFlagFua) != 0,
+                              [msg, done](Errc e) { done(e); });
+        return;
+      }
       backend->write(req->lba, req->data, (req->flags & proto::kFlagFua) != 0,
                      [msg, done](Errc e) { done(e); });
       return;

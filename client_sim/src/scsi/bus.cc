@@ -67,6 +67,9 @@ Result<void, Error> Bus::map(const LunMapping& m) {
   }
   LogicalUnitOptions o = options_;
   o.lun = m.lun;
+  o.read_only = o.read_only || m.read_only;
+  o.removable = o.removable || m.removable;
+  if (m.physical_block_size != 0) o.physical_block_size = m.physical_block_size;
   Entry e;
   e.mapping = m;
   e.lu = std::make_unique<LogicalUnit>(*server->second, m.device_id, o);

@@ -208,6 +208,9 @@ const std::vector<OpInfoEntry>& op_table() {
       {0x93, 0, false, 16,
       {0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0},
        0, &H::write_same, "WRITE SAME(16)"},
+      {0x9C, 0, false, 16,
+      {0x9C, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0x1F, 0},
+       0, &H::write_atomic, "WRITE ATOMIC(16)"},
       {0x9E, 0x10, true, 16,
       {0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0},
        0, &H::read_capacity16, "READ CAPACITY(16)"},
@@ -297,7 +300,8 @@ void LogicalUnit::attach(std::function<void(Errc)> done) {
       unit_attentions_[""];
       ua_all(make_sense(kUnitAttention, 0x29, 0x00));
       stopped_ = false;
-      prevent_removal_ = false;
+      medium_present_ = true;
+      prevent_removal_.clear();
       attached_ = true;
     }
     done(e);
@@ -323,7 +327,7 @@ void LogicalUnit::reset() {
   std::lock_guard<std::mutex> lock(mu_);
   current_ = saved_;
   stopped_ = false;
-  prevent_removal_ = false;
+  prevent_removal_.clear();  // a logical unit reset allows medium removal (SPC-4 6.13)
   pr_.reserve6.reset();  // a reset ends RESERVE(6), not persistent reservations
   // A running SANITIZE goes on (SBC-4 4.11.2); held EXTENDED COPY results are discarded.
   for (auto it = copies_.begin(); it != copies_.end();) {
@@ -367,6 +371,7 @@ void LogicalUnit::nexus_lost(const std::string& nexus) {
     it = (it->first.first == nexus && it->second.status != 0) ? copies_.erase(it) : std::next(it);
   }
   if (pr_.reserve6 && *pr_.reserve6 == nexus) pr_.reserve6.reset();
+  prevent_removal_.erase(nexus);
   // The nexus may come back (same initiator port): it then starts with I_T NEXUS LOSS OCCURRED.
   auto it = unit_attentions_.find(nexus);
   if (it != unit_attentions_.end()) it->second.assign(1, make_sense(kUnitAttention, 0x29, 0x07));
@@ -387,7 +392,8 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
     c->s.saved = saved_;
     c->s.defaults = default_;
     c->s.stopped = stopped_;
-    c->s.prevent = prevent_removal_;
+    c->s.prevent = !prevent_removal_.empty();
+    c->s.medium_present = medium_present_;
     c->s.options = options_;
     c->s.sanitizing = sanitizing_;
     c->s.sanitize_failed = sanitize_failed_;
@@ -408,6 +414,7 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   }
   const std::uint16_t sa = cdb.size() > 1 ? (cdb[1] & 0x1F) : 0;
   const OpInfoEntry* op = find_op(cdb[0], sa);
+  if (op != nullptr && !op_offered(*op, c->s)) op = nullptr;
   if (op == nullptr) {
     if (opcode_has_service_actions(cdb[0])) return c->check(invalid_field_in_cdb(1, 4));
     return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
@@ -432,6 +439,9 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   }
   if (c->s.sanitize_failed && !(op->flags & kDuringSanitize) && cdb[0] != 0x48) {
     return c->check(make_sense(kMediumError, 0x31, 0x03));  // SANITIZE COMMAND FAILED
+  }
+  if (!c->s.medium_present && !(op->flags & kAllowStopped)) {
+    return c->check(make_sense(kNotReady, 0x3A, 0x00));  // MEDIUM NOT PRESENT
   }
   if (c->s.stopped && !(op->flags & kAllowStopped)) {
     return c->check(make_sense(kNotReady, 0x04, 0x02));  // initializing command required
@@ -461,7 +471,9 @@ bool out_of_range(const Snapshot& s, std::uint64_t lba, std::uint64_t blocks) {
 }
 
 std::optional<Sense> write_protect_sense(const Snapshot& s) {
-  if (s.identity.capabilities & proto::kCapReadOnly) return make_sense(kDataProtect, 0x27, 0x00);
+  if ((s.identity.capabilities & proto::kCapReadOnly) || s.options.read_only) {
+    return make_sense(kDataProtect, 0x27, 0x00);
+  }
   if (s.mode.swp) return make_sense(kDataProtect, 0x27, 0x02);
   return std::nullopt;
 }
@@ -514,6 +526,11 @@ Rw decode_rw(const Bytes& cdb) {
       rw.lba = load_be64(&cdb[2]);
       rw.blocks = cdb[13];
       rw.length_byte = 13;
+      break;
+    case 0x9C:  // WRITE ATOMIC(16): ATOMIC BOUNDARY in bytes 10-11, TRANSFER LENGTH 12-13
+      rw.lba = load_be64(&cdb[2]);
+      rw.blocks = load_be16(&cdb[12]);
+      rw.length_byte = 12;
       break;
     default:  // 10-byte CDBs
       rw.lba = load_be32(&cdb[2]);
@@ -627,6 +644,42 @@ void LuHandlers::write(CmdPtr c) {
                        });
 }
 
+bool op_offered(const OpInfoEntry& e, const Snapshot& s) {
+  if (e.opcode == 0x9C) return max_atomic_blocks(s) != 0;
+  return true;
+}
+
+std::uint32_t max_atomic_blocks(const Snapshot& s) {
+  if (!(s.identity.capabilities & proto::kCapAtomicWrite)) return 0;
+  return std::min<std::uint32_t>({s.identity.max_transfer_blocks,
+                                  s.options.max_command_bytes / s.block_size, 0xFFFF});
+}
+
+void LuHandlers::write_atomic(CmdPtr c) {
+  // SBC-4 5.48: all of it or none of it. Sent as ONE generic WRITE with kFlagAtomic, which the
+  // server applies atomically or refuses (never split: a split write would not be atomic).
+  Rw rw = decode_rw(c->command.cdb);
+  const std::uint32_t bs = c->s.block_size;
+  // ATOMIC ALIGNMENT and GRANULARITY are 0 (none); atomic boundaries are not offered (their
+  // CDB bytes are reserved in the usage map, so non-zero ones were refused already).
+  if (rw.blocks > max_atomic_blocks(c->s)) return c->check(invalid_field_in_cdb(12));
+  const std::uint64_t bytes = rw.blocks * bs;
+  if (!check_write_common(c, rw, bytes)) return;
+  if (rw.blocks == 0) return c->good_write(0);
+  proto::Request r;
+  r.op = proto::Op::kWrite;
+  r.device_id = c->lu.device_id_;
+  r.lba = rw.lba;
+  r.blocks = static_cast<std::uint32_t>(rw.blocks);
+  r.flags = write_flags(c->s, rw.flags & 0x08) | proto::kFlagAtomic;
+  r.data = std::move(c->command.data_out);
+  r.data.resize(static_cast<std::size_t>(bytes));
+  c->lu.target_.execute(std::move(r), [c, bytes](proto::Reply reply) {
+    if (reply.status != Errc::kOk) return c->fail(reply.status, Direction::kWrite);
+    c->good_write(bytes);
+  });
+}
+
 void LuHandlers::verify(CmdPtr c) {
   const Rw rw = decode_rw(c->command.cdb);
   const int bytchk = (rw.flags >> 1) & 3;
@@ -709,7 +762,7 @@ void LuHandlers::synchronize_cache(CmdPtr c) {
 }
 
 void LuHandlers::write_same(CmdPtr c) {
-  const Rw rw = decode_rw(c->command.cdb);
+  Rw rw = decode_rw(c->command.cdb);
   const bool ws16 = c->command.cdb[0] == 0x93;
   const bool unmap = rw.flags & 0x08;
   const bool ndob = ws16 && (rw.flags & 0x01);
@@ -720,13 +773,21 @@ void LuHandlers::write_same(CmdPtr c) {
   }
   // The range first: libiscsi expects 0 blocks past the end to be LBA OUT OF RANGE.
   if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
-  if (rw.blocks == 0) return c->check(invalid_field_in_cdb(rw.length_byte));  // WSNZ=1
+  if (rw.blocks == 0) {
+    // WSNZ=0 (Block Limits VPD): NUMBER OF LOGICAL BLOCKS 0 means from LBA to the last LBA
+    // (SBC-4 5.50), as tgt does; more than MAXIMUM WRITE SAME LENGTH that way is refused too.
+    rw.blocks = c->s.block_count - rw.lba;
+    if (rw.blocks > c->s.options.max_write_same_blocks) {
+      return c->check(invalid_field_in_cdb(rw.length_byte));
+    }
+  }
   if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
   const std::uint32_t bs = c->s.block_size;
   if (!ndob && c->command.data_out.size() < bs) return c->short_data_out(bs);
   // More than one block of data-out contradicts the CDB (as LIO; libiscsi InvalidDataOutSize).
   if (!ndob && c->command.data_out.size() > bs) return c->check(invalid_field_in_cdb(0));
   const std::uint64_t needed = ndob ? 0 : bs;
+  if (rw.blocks == 0) return c->good_write(needed);  // 0 blocks at the end of the medium
   Bytes block =
       ndob ? Bytes(bs, 0) : Bytes(c->command.data_out.begin(), c->command.data_out.begin() + bs);
   const bool zero = std::all_of(block.begin(), block.end(), [](std::uint8_t b) { return b == 0; });
@@ -735,7 +796,11 @@ void LuHandlers::write_same(CmdPtr c) {
     if (e != Errc::kOk) return c->fail(e, Direction::kWrite);
     c->good_write(needed);
   };
-  if (zero && (caps & (proto::kCapWriteZeroes | proto::kCapTrim))) {
+  // UNMAP=1 on a thin LUN (LBPRZ=1): deallocate, whatever the block holds (SBC-4 5.50 lets the
+  // device server write or unmap each LBA; tgt and LIO unmap, libiscsi's UnmapUntilEnd expects
+  // zeroes back). Otherwise zeroes are written as WRITE ZEROES.
+  const bool deallocate = unmap && (caps & proto::kCapTrim);
+  if ((zero || deallocate) && (caps & (proto::kCapWriteZeroes | proto::kCapTrim))) {
     proto::Request r;
     r.device_id = c->lu.device_id_;
     r.lba = rw.lba;
@@ -1019,32 +1084,48 @@ void LuHandlers::get_lba_status(CmdPtr c) {
 
 void LuHandlers::start_stop_unit(CmdPtr c) {
   const std::uint8_t b4 = c->command.cdb[4];
-  if (b4 >> 4) return c->check(invalid_field_in_cdb(4, 7));  // POWER CONDITION
+  const bool removable = c->s.options.removable;
+  // POWER CONDITION: a fixed unit has none to offer. A removable one, as tgt, accepts and ignores
+  // them (SBC-4 5.25: with a power condition, START and LOEJ are ignored).
+  if (b4 >> 4) {
+    if (!removable) return c->check(invalid_field_in_cdb(4, 7));
+    return c->good();
+  }
   const bool start = b4 & 0x01;
+  const bool loej = b4 & 0x02;
   const bool no_flush = b4 & 0x04;
-  // The medium is not removable (RMB=0): nothing to load or eject (as LIO; libiscsi expects an
-  // eject to fail on a non-removable unit).
-  if (b4 & 0x02) return c->check(invalid_field_in_cdb(4, 1));
+  // A fixed medium (RMB=0) has nothing to load or eject (as LIO; libiscsi expects an eject to
+  // fail on a non-removable unit).
+  if (loej && !c->s.options.removable) return c->check(invalid_field_in_cdb(4, 1));
+  // A removable one: while some nexus prevents medium removal, neither eject nor load (as tgt;
+  // SBC-4 5.25: LOEJ with PREVENT in effect ends ILLEGAL REQUEST, MEDIUM REMOVAL PREVENTED).
+  if (loej && c->s.prevent) return c->check(make_sense(kIllegalRequest, 0x53, 0x02));
   proto::Request r;
   r.device_id = c->lu.device_id_;
   if (start) {
     r.op = proto::Op::kReady;
-  } else if (!no_flush && (c->s.identity.capabilities & proto::kCapFlush)) {
+  } else if (!no_flush && c->s.medium_present && (c->s.identity.capabilities & proto::kCapFlush)) {
     r.op = proto::Op::kFlush;
-  } else {
-    std::lock_guard<std::mutex> lock(c->lu.mu_);
-    c->lu.stopped_ = true;
   }
-  if (r.op == proto::Op::kNull) return c->good();
-  c->lu.target_.execute(std::move(r), [c, start](proto::Reply reply) {
+  // A removable unit, as tgt, does not stop without LOEJ (libiscsi's StartStopUnit.NoLoej expects
+  // it ready after a STOP): only the cache is flushed. Its medium is loaded or not.
+  auto finish = [c, start, loej, removable] {
+    {
+      std::lock_guard<std::mutex> lock(c->lu.mu_);
+      if (loej && !start && !c->lu.prevent_removal_.empty()) {
+        return c->check(make_sense(kIllegalRequest, 0x53, 0x02));  // prevented meanwhile
+      }
+      if (!removable) c->lu.stopped_ = !start;
+      if (loej) c->lu.medium_present_ = start;
+    }
+    c->good();
+  };
+  if (r.op == proto::Op::kNull) return finish();
+  c->lu.target_.execute(std::move(r), [c, start, finish](proto::Reply reply) {
     if (reply.status != Errc::kOk) {
       return c->fail(reply.status, start ? Direction::kNone : Direction::kWrite);
     }
-    {
-      std::lock_guard<std::mutex> lock(c->lu.mu_);
-      c->lu.stopped_ = !start;
-    }
-    c->good();
+    finish();
   });
 }
 
@@ -1072,8 +1153,14 @@ void LuHandlers::prevent_allow(CmdPtr c) {
   const std::uint8_t prevent = c->command.cdb[4] & 0x03;
   if (prevent > 1) return c->check(invalid_field_in_cdb(4, 1));
   {
+    // Per I_T nexus (SPC-4 6.13): removal is prevented while any nexus prevents it; a nexus's
+    // prevention ends with ALLOW, the nexus (nexus_lost) or a logical unit reset.
     std::lock_guard<std::mutex> lock(c->lu.mu_);
-    c->lu.prevent_removal_ = prevent == 1;
+    if (prevent == 1) {
+      c->lu.prevent_removal_.insert(c->command.nexus);
+    } else {
+      c->lu.prevent_removal_.erase(c->command.nexus);
+    }
   }
   c->good();
 }
@@ -1094,6 +1181,8 @@ void LuHandlers::request_sense(CmdPtr c) {
       s = make_sense(kMediumError, 0x31, 0x03);
     } else if (!c->lu.attached_) {
       s = make_sense(kNotReady, 0x04, 0x01);
+    } else if (!c->lu.medium_present_) {
+      s = make_sense(kNotReady, 0x3A, 0x00);
     } else if (c->lu.stopped_) {
       s = make_sense(kNotReady, 0x04, 0x02);
     }

@@ -22,7 +22,8 @@ struct Snapshot {
   ModeParameters saved;
   ModeParameters defaults;
   bool stopped = false;
-  bool prevent = false;
+  bool prevent = false;         // some nexus prevents medium removal
+  bool medium_present = true;
   LogicalUnitOptions options;
   bool sanitizing = false;
   bool sanitize_failed = false;
@@ -74,6 +75,11 @@ const std::vector<OpInfoEntry>& op_table();
 const OpInfoEntry* find_op(std::uint8_t opcode, std::uint16_t sa);
 bool opcode_has_service_actions(std::uint8_t opcode);
 std::uint32_t max_compare_and_write_blocks(const Snapshot& s);
+// MAXIMUM ATOMIC TRANSFER LENGTH (Block Limits VPD): 0 unless the server applies a WRITE with
+// proto::kFlagAtomic all or nothing (kCapAtomicWrite); then what one request and one command carry.
+std::uint32_t max_atomic_blocks(const Snapshot& s);
+// Whether the logical unit offers the command (WRITE ATOMIC only with kCapAtomicWrite).
+bool op_offered(const OpInfoEntry& e, const Snapshot& s);
 // The designation descriptors of VPD page 83h (lu_pages.cc); CSCD descriptors name one of them.
 std::vector<Bytes> lu_designators(const Snapshot& s);
 // NOT READY, LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS with a progress indication.
@@ -85,17 +91,18 @@ inline constexpr std::uint32_t kXcopyMaxListBytes = 1024;
 
 // A GenericTarget that paces the requests of one background operation (SANITIZE OVERWRITE,
 // EXTENDED COPY) to LogicalUnitOptions::background_bytes_per_second: a request whose data would
-// exceed the rate is issued later through LogicalUnitOptions::schedule. Keep it alive (shared)
-// until the operation completes.
+// exceed the rate is issued later through LogicalUnitOptions::schedule. With `min_duration` (and
+// the operation's `total_bytes`) the rate is at most total_bytes / min_duration, so that the
+// operation lasts about that long; after_min_duration() runs the last step once it has. Keep it
+// alive (shared) until the operation completes.
 class Pacer : public GenericTarget, public std::enable_shared_from_this<Pacer> {
  public:
-  Pacer(GenericTarget& inner, const LogicalUnitOptions& options, std::uint32_t block_size)
-      : inner_(inner),
-        rate_(options.schedule ? options.background_bytes_per_second : 0),
-        schedule_(options.schedule),
-        block_size_(block_size),
-        start_(std::chrono::steady_clock::now()) {}
+  Pacer(GenericTarget& inner, const LogicalUnitOptions& options, std::uint32_t block_size,
+        std::uint64_t total_bytes = 0, std::chrono::nanoseconds min_duration = {});
   void execute(proto::Request request, std::function<void(proto::Reply)> done) override;
+  // Runs `fn` now, or (through schedule) once min_duration has passed since the start.
+  void after_min_duration(std::function<void()> fn);
+  std::uint64_t rate() const { return rate_; }
 
  private:
   GenericTarget& inner_;
@@ -103,6 +110,7 @@ class Pacer : public GenericTarget, public std::enable_shared_from_this<Pacer> {
   const std::function<void(std::chrono::nanoseconds, std::function<void()>)> schedule_;
   const std::uint32_t block_size_;
   const std::chrono::steady_clock::time_point start_;
+  const std::chrono::nanoseconds min_duration_;
   std::uint64_t bytes_ = 0;  // issued so far (requests of one chain are issued one at a time)
 };
 
@@ -114,6 +122,7 @@ struct LuHandlers {
   static void request_sense(CmdPtr c);
   static void read(CmdPtr c);
   static void write(CmdPtr c);
+  static void write_atomic(CmdPtr c);
   static void verify(CmdPtr c);
   static void write_and_verify(CmdPtr c);
   static void write_and_verify_blocks(CmdPtr c, const Rw& rw, std::uint64_t bytes,

@@ -25,6 +25,7 @@ std::string serial_of(const proto::Identity& id) {
 Bytes standard_inquiry(const Snapshot& s) {
   Bytes d(96, 0);
   d[0] = s.attached ? 0x00 : 0x20;  // qualifier 000b (connected) or 001b, direct-access device
+  if (s.options.removable) d[1] = 0x80;  // RMB
   d[2] = 0x06;                      // SPC-4
   d[3] = 0x12;                      // HISUP, response data format 2
   d[4] = static_cast<std::uint8_t>(d.size() - 5);
@@ -104,7 +105,7 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
     }
     case 0xB0: {
       d.resize(64, 0);
-      d[4] = 0x01;  // WSNZ
+      // WSNZ=0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 writes to the end of the medium.
       d[5] = static_cast<std::uint8_t>(max_compare_and_write_blocks(s));
       store_be32(&d[8], s.options.max_command_bytes / s.block_size);
       store_be32(&d[12], id.optimal_transfer_blocks != 0 ? id.optimal_transfer_blocks
@@ -115,6 +116,10 @@ Bytes vpd_page(const Snapshot& s, std::uint8_t page, bool& ok) {
         store_be32(&d[28], 1);  // OPTIMAL UNMAP GRANULARITY
       }
       store_be64(&d[36], s.options.max_write_same_blocks);
+      // MAXIMUM ATOMIC TRANSFER LENGTH (WRITE ATOMIC(16) in one generic WRITE the server applies
+      // all or nothing); ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH GRANULARITY, and the atomic
+      // boundary fields 0: no constraints, no boundaries.
+      store_be32(&d[44], max_atomic_blocks(s));
       break;
     }
     case 0xB1:
@@ -222,7 +227,8 @@ void LuHandlers::mode_sense(CmdPtr c) {
     return c->check(invalid_field_in_cdb(2, 5));
   }
   if (subpage != 0x00 && subpage != 0xFF) return c->check(invalid_field_in_cdb(3));
-  const bool wp = (c->s.identity.capabilities & proto::kCapReadOnly) || c->s.mode.swp;
+  const bool wp = (c->s.identity.capabilities & proto::kCapReadOnly) || c->s.options.read_only ||
+                  c->s.mode.swp;
   const std::size_t header = ten ? 8 : 4;
   Bytes d(header, 0);
   d[ten ? 3 : 2] = static_cast<std::uint8_t>((wp ? 0x80 : 0) | 0x10);  // WP, DPOFUA
@@ -344,6 +350,7 @@ void LuHandlers::report_supported_opcodes(CmdPtr c) {
   if (options == 0) {
     d.assign(4, 0);
     for (const auto& e : op_table()) {
+      if (!op_offered(e, c->s)) continue;
       std::uint8_t desc[8] = {e.opcode,
                               0,
                               static_cast<std::uint8_t>(e.sa >> 8),
@@ -362,6 +369,7 @@ void LuHandlers::report_supported_opcodes(CmdPtr c) {
     if (options == 2 && !has_sa) return c->check(invalid_field_in_cdb(2, 2));
     const OpInfoEntry* e = find_op(req_op, has_sa ? req_sa : 0);
     if (has_sa && req_sa > 0x1F) e = nullptr;
+    if (e != nullptr && !op_offered(*e, c->s)) e = nullptr;
     d.assign(4, 0);
     if (e == nullptr) {
       d[1] = 0x01;  // not supported

@@ -41,6 +41,37 @@ Bytes pattern_block(const Bytes& pattern, std::uint32_t block_size, bool invert)
 }
 }  // namespace
 
+namespace {
+std::uint64_t effective_rate(const LogicalUnitOptions& o, std::uint64_t total_bytes,
+                             std::chrono::nanoseconds min_duration) {
+  if (!o.schedule) return 0;
+  std::uint64_t rate = o.background_bytes_per_second;
+  if (min_duration.count() > 0 && total_bytes > 0) {
+    const long double floor_rate = static_cast<long double>(total_bytes) * 1e9L /
+                                   static_cast<long double>(min_duration.count());
+    const std::uint64_t r = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(floor_rate));
+    rate = rate == 0 ? r : std::min(rate, r);
+  }
+  return rate;
+}
+}  // namespace
+
+Pacer::Pacer(GenericTarget& inner, const LogicalUnitOptions& options, std::uint32_t block_size,
+             std::uint64_t total_bytes, std::chrono::nanoseconds min_duration)
+    : inner_(inner),
+      rate_(effective_rate(options, total_bytes, min_duration)),
+      schedule_(options.schedule),
+      block_size_(block_size),
+      start_(std::chrono::steady_clock::now()),
+      min_duration_(options.schedule ? min_duration : std::chrono::nanoseconds{0}) {}
+
+void Pacer::after_min_duration(std::function<void()> fn) {
+  const auto due = start_ + min_duration_;
+  const auto now = std::chrono::steady_clock::now();
+  if (min_duration_.count() <= 0 || due <= now) return fn();
+  schedule_(std::chrono::duration_cast<std::chrono::nanoseconds>(due - now), std::move(fn));
+}
+
 void Pacer::execute(proto::Request request, std::function<void(proto::Reply)> done) {
   const std::uint64_t bytes = request.op == proto::Op::kRead
                                   ? std::uint64_t{request.blocks} * block_size_
@@ -143,7 +174,12 @@ void LuHandlers::sanitize(CmdPtr c) {
     if (invert && passes > 1) inverted = fill(true);
   }
 
-  auto pacer = std::make_shared<Pacer>(c->lu.target_, c->s.options, bs);
+  // An OVERWRITE lasts at least LogicalUnitOptions::sanitize_min_duration (paced over it).
+  const bool overwrite = sa == kOverwrite;
+  const std::uint64_t total_bytes = overwrite ? blocks * bs * passes : 0;
+  auto pacer = std::make_shared<Pacer>(
+      c->lu.target_, c->s.options, bs, total_bytes,
+      overwrite ? c->s.options.sanitize_min_duration : std::chrono::nanoseconds{0});
   auto chain = std::make_shared<Chain>();
   chain->target = pacer.get();
   chain->count = static_cast<std::size_t>(per_pass * passes);
@@ -187,11 +223,14 @@ void LuHandlers::sanitize(CmdPtr c) {
     c->good_write(param_len);
   };
   chain->done = [c, caps, device, finish, pacer](Errc e) {
-    if (e != Errc::kOk || !(caps & proto::kCapFlush)) return finish(e);
-    proto::Request r;
-    r.op = proto::Op::kFlush;
-    r.device_id = device;
-    c->lu.target_.execute(std::move(r), [finish](proto::Reply reply) { finish(reply.status); });
+    if (e != Errc::kOk) return finish(e);
+    pacer->after_min_duration([c, caps, device, finish] {
+      if (!(caps & proto::kCapFlush)) return finish(Errc::kOk);
+      proto::Request r;
+      r.op = proto::Op::kFlush;
+      r.device_id = device;
+      c->lu.target_.execute(std::move(r), [finish](proto::Reply reply) { finish(reply.status); });
+    });
   };
   run_chain(std::move(chain));
 }

@@ -22,6 +22,41 @@ TEST(BusTest, ParsesMappings) {
   }
 }
 
+TEST(BusTest, PerLunExportOptions) {
+  // One device exported three ways: plain, removable + write protected, 4 KiB physical blocks.
+  MemoryTarget alpha;
+  alpha.add_device(1, MemoryTarget::default_identity(100));
+  Bus bus;
+  bus.add_server("alpha", alpha);
+  LunMapping plain{0, 0, "alpha", 1};
+  LunMapping rm_ro{0, 1, "alpha", 1};
+  rm_ro.removable = true;
+  rm_ro.read_only = true;
+  LunMapping pbs{0, 2, "alpha", 1};
+  pbs.physical_block_size = 4096;
+  ASSERT_TRUE(bus.map(plain));
+  ASSERT_TRUE(bus.map(rm_ro));
+  ASSERT_TRUE(bus.map(pbs));
+  ASSERT_EQ(bus.attach_all_and_wait(1000), Errc::kOk);
+  auto exec = [&](std::uint32_t l, const std::string& cdb, Bytes out = {}) {
+    ScsiResult res;
+    ScsiCommand c;
+    c.cdb = hex(cdb);
+    c.data_out = std::move(out);
+    bus.execute(0, l, c, [&](ScsiResult r) { res = std::move(r); });
+    return res;
+  };
+  for (std::uint32_t l : {0u, 1u, 2u}) exec(l, "000000000000");  // power-on unit attentions
+  EXPECT_EQ(exec(0, "120000002400").data_in.at(1), 0x00);
+  EXPECT_EQ(exec(1, "120000002400").data_in.at(1), 0x80);          // RMB
+  EXPECT_EQ(exec(0, "1a003f00ff00").data_in.at(2) & 0x80, 0x00);
+  EXPECT_EQ(exec(1, "1a003f00ff00").data_in.at(2) & 0x80, 0x80);   // WP
+  LuTest::expect_check(exec(1, "2a000000000000000100", Bytes(512)), kDataProtect, 0x27, 0x00);
+  EXPECT_EQ(exec(0, "2a000000000000000100", Bytes(512)).status, kStatusGood);
+  EXPECT_EQ(exec(0, "9e10000000000000000000000020 0000").data_in.at(13), 0);  // LBPPB 1
+  EXPECT_EQ(exec(2, "9e10000000000000000000000020 0000").data_in.at(13), 3);  // LBPPB 8
+}
+
 TEST(BusTest, RoutesLunsToServersAndAnswersReportLunsLocally) {
   MemoryTarget alpha, beta;
   alpha.add_device(1, MemoryTarget::default_identity(100));

@@ -68,7 +68,7 @@ TEST_F(LuTest, InquiryVpdContents) {
   auto limits = run("1201b0010000");
   ASSERT_EQ(limits.data_in.size(), 64u);
   EXPECT_EQ(load_be16(&limits.data_in[2]), 0x3C);
-  EXPECT_EQ(limits.data_in[4] & 1, 1);                         // WSNZ
+  EXPECT_EQ(limits.data_in[4] & 1, 0);                         // WSNZ=0
   EXPECT_EQ(load_be32(&limits.data_in[8]), (8u << 20) / 512);  // max transfer (client limit)
   EXPECT_EQ(load_be32(&limits.data_in[12]), 8u);  // optimal = server's max_transfer_blocks
   auto lbp = run("1201b2010000");
@@ -262,9 +262,111 @@ TEST_F(LuTest, StartStopUnitAndPreventAllow) {
   EXPECT_EQ(run("000000000000").status, kStatusGood);
   EXPECT_EQ(run("1e0000000100").status, kStatusGood);                        // prevent
   expect_check(run("1b0000000200"), kIllegalRequest, 0x24, 0x00, "c90004");  // LOEJ, RMB=0
+  EXPECT_EQ(run("120000002400").data_in[1], 0x00);                           // RMB=0
   expect_check(run("1e0000000200"), kIllegalRequest, 0x24, 0x00, "c90004");
   expect_check(run("1b0000001100"), kIllegalRequest, 0x24, 0x00, "cf0004");
   EXPECT_EQ(run("1e0000000000").status, kStatusGood);
+}
+
+ScsiResult run_as(LogicalUnit& lu, const std::string& nexus, const std::string& cdb) {
+  ScsiCommand c;
+  c.cdb = hex(cdb);
+  c.nexus = nexus;
+  std::optional<ScsiResult> out;
+  lu.execute(c, [&](ScsiResult r) { out = std::move(r); });
+  EXPECT_TRUE(out.has_value());
+  return out.value_or(ScsiResult{});
+}
+
+TEST_F(LuTest, RemovableMediumLoadEjectAndPrevention) {
+  LogicalUnitOptions o;
+  o.removable = true;
+  make(MemoryTarget::default_identity(kBlocks, 512, 8), o);
+  EXPECT_EQ(run("120000002400").data_in[1], 0x80);  // RMB=1
+  // As tgt: STOP without LOEJ leaves it ready (cache flushed); power conditions are ignored.
+  EXPECT_EQ(run("1b0000000000").status, kStatusGood);
+  EXPECT_EQ(target_->log().back().op, Op::kFlush);
+  EXPECT_EQ(run("000000000000").status, kStatusGood);
+  EXPECT_EQ(run("1b0100003200").status, kStatusGood);  // IMMED, POWER CONDITION 3, LOEJ
+  EXPECT_EQ(run("000000000000").status, kStatusGood);
+  // Eject: medium access commands then end NOT READY, MEDIUM NOT PRESENT; others still work.
+  EXPECT_EQ(run("1b0000000200").status, kStatusGood);
+  expect_check(run("000000000000"), kNotReady, 0x3A, 0x00);
+  expect_check(run("28000000000000000100"), kNotReady, 0x3A, 0x00);
+  expect_check(run("25000000000000000000"), kNotReady, 0x3A, 0x00);
+  EXPECT_EQ(run("120000002400").status, kStatusGood);
+  EXPECT_EQ(decode_sense(run("030000001200").data_in).value_or(Sense{}).asc, 0x3A);
+  // Prevention (allowed without a medium) refuses a load as well as an eject.
+  EXPECT_EQ(run("1e0000000100").status, kStatusGood);
+  expect_check(run("1b0000000300"), kIllegalRequest, 0x53, 0x02);
+  EXPECT_EQ(run("1e0000000000").status, kStatusGood);
+  EXPECT_EQ(run("1b0000000300").status, kStatusGood);  // load (and start)
+  EXPECT_EQ(run("000000000000").status, kStatusGood);
+  // Prevention is per I_T nexus: removal stays prevented while any nexus prevents it, and a
+  // nexus's prevention ends with the nexus.
+  EXPECT_EQ(run_as(*lu_, "a", "1e0000000100").status, kStatusGood);
+  EXPECT_EQ(run_as(*lu_, "b", "1e0000000100").status, kStatusGood);
+  EXPECT_EQ(run_as(*lu_, "a", "1e0000000000").status, kStatusGood);
+  expect_check(run_as(*lu_, "a", "1b0000000200"), kIllegalRequest, 0x53, 0x02);
+  lu_->nexus_lost("b");
+  EXPECT_EQ(run_as(*lu_, "a", "1b0000000200").status, kStatusGood);  // ejected
+  expect_check(run_as(*lu_, "a", "000000000000"), kNotReady, 0x3A, 0x00);
+  EXPECT_EQ(run_as(*lu_, "a", "1b0000000300").status, kStatusGood);
+  // A logical unit reset ends every prevention (and leaves the medium where it is).
+  EXPECT_EQ(run_as(*lu_, "a", "1e0000000100").status, kStatusGood);
+  lu_->reset();
+  expect_check(run_as(*lu_, "a", "000000000000"), kUnitAttention, 0x29, 0x00);
+  EXPECT_EQ(run_as(*lu_, "a", "1b0000000200").status, kStatusGood);
+}
+
+TEST_F(LuTest, WriteAtomicIsOneAtomicRequestOnlyWhenTheServerOffersIt) {
+  // Without kCapAtomicWrite: no WRITE ATOMIC(16) (INVALID COMMAND OPERATION CODE, not listed,
+  // MAXIMUM ATOMIC TRANSFER LENGTH 0).
+  const Bytes data = filled(4 * 512, 9);
+  expect_check(run("9c00 0000000000000010 0000 0004 0000", data), kIllegalRequest, 0x20, 0x00);
+  EXPECT_EQ(load_be32(&run("1201b0004000").data_in[44]), 0u);
+  EXPECT_EQ(run("a3 0c 01 9c 0000 00000200 0000").data_in[1] & 0x07, 0x01);  // not supported
+  // With it: one generic WRITE with kFlagAtomic, never split; limit = max_transfer_blocks (8).
+  auto id = MemoryTarget::default_identity(kBlocks, 512, 8);
+  id.capabilities |= proto::kCapAtomicWrite;
+  make(id);
+  auto vpd = run("1201b0004000");
+  EXPECT_EQ(load_be32(&vpd.data_in[44]), 8u);  // MAXIMUM ATOMIC TRANSFER LENGTH
+  EXPECT_EQ(load_be32(&vpd.data_in[48]), 0u);  // ATOMIC ALIGNMENT
+  EXPECT_EQ(load_be32(&vpd.data_in[52]), 0u);  // ATOMIC TRANSFER LENGTH GRANULARITY
+  EXPECT_EQ(run("a3 0c 01 9c 0000 00000200 0000").data_in[1] & 0x07, 0x03);
+  ASSERT_EQ(run("9c08 0000000000000010 0000 0004 0000", data).status, kStatusGood);  // FUA
+  ASSERT_EQ(target_->log().size(), 1u);
+  EXPECT_EQ(target_->log()[0].op, Op::kWrite);
+  EXPECT_EQ(target_->log()[0].blocks, 4u);
+  EXPECT_EQ(target_->log()[0].flags, proto::kFlagAtomic | proto::kFlagFua);
+  EXPECT_EQ(run("28000000001000000400").data_in, data);
+  // Above the limit, an atomic boundary, WRPROTECT, past the end: refused, nothing written.
+  target_->clear_log();
+  expect_check(run("9c00 0000000000000010 0000 0009 0000", Bytes(9 * 512)), kIllegalRequest,
+               0x24, 0x00, "c0000c");
+  expect_check(run("9c00 0000000000000010 0001 0001 0000", Bytes(512)), kIllegalRequest, 0x24,
+               0x00);
+  expect_check(run("9c20 0000000000000010 0000 0001 0000", Bytes(512)), kIllegalRequest, 0x24,
+               0x00);
+  expect_check(run("9c00 00000000000003e8 0000 0001 0000", Bytes(512)), kIllegalRequest, 0x21,
+               0x00);
+  EXPECT_EQ(run("9c00 0000000000000000 0000 0000 0000").status, kStatusGood);  // 0 blocks
+  EXPECT_TRUE(target_->log().empty());
+}
+
+TEST_F(LuTest, ReadOnlyExportReportsWriteProtectAndRefusesWrites) {
+  LogicalUnitOptions o;
+  o.read_only = true;
+  make(MemoryTarget::default_identity(kBlocks, 512, 8), o);
+  EXPECT_EQ(run("1a003f00ff00").data_in[2] & 0x80, 0x80);  // MODE SENSE(6): WP
+  const Bytes block = filled(512, 3);
+  expect_check(run("2a000000000000000100", block), kDataProtect, 0x27, 0x00);
+  expect_check(run("41000000000000000100", block), kDataProtect, 0x27, 0x00);
+  expect_check(run("9308 0000000000000000 00000001 0000", Bytes(512, 0)), kDataProtect, 0x27,
+               0x00);
+  EXPECT_EQ(run("28000000000000000100").status, kStatusGood);
+  for (const auto& req : target_->log()) EXPECT_NE(req.op, Op::kWrite);
 }
 
 TEST_F(LuTest, RequestSenseReportsAndClearsUnitAttention) {
@@ -430,7 +532,25 @@ TEST_F(LuTest, WriteSameVariants) {
   ASSERT_EQ(run("9301 0000000000000000 00000004 0000").status, kStatusGood);
   EXPECT_EQ(target_->log().at(0).op, Op::kWriteZeroes);
   EXPECT_EQ(target_->log().at(0).flags, 0u);
+  // NUMBER OF LOGICAL BLOCKS 0 (WSNZ=0): from the LBA to the end of the medium.
+  target_->clear_log();
+  ASSERT_EQ(run("4100 000003de 00 0000 00", block).status, kStatusGood);  // LBA 990
+  std::uint64_t written = 0;
+  for (const auto& req : target_->log()) {
+    EXPECT_EQ(req.op, Op::kWrite);
+    written += req.blocks;
+  }
+  EXPECT_EQ(written, 10u);
+  EXPECT_EQ(run("2800000003e7 00 0001 00").data_in, block);  // LBA 999, the last one
+  // 0 blocks at the end (nothing to write), past the end (out of range).
+  EXPECT_EQ(run("4100 000003e8 00 0000 00", block).status, kStatusGood);
+  expect_check(run("4100 000003e9 00 0000 00", block), kIllegalRequest, 0x21, 0x00);
+  // ... and more than MAXIMUM WRITE SAME LENGTH that way is refused.
+  LogicalUnitOptions small;
+  small.max_write_same_blocks = 100;
+  make(MemoryTarget::default_identity(kBlocks, 512, 8), small);
   expect_check(run("41000000000000000000", block), kIllegalRequest, 0x24, 0x00, "c00007");
+  EXPECT_EQ(run("4100 00000384 00 0000 00", block).status, kStatusGood);  // LBA 900: 100 blocks
   expect_check(run("41100000000000000100", block), kIllegalRequest, 0x24, 0x00, "cc0001");
   expect_check(run("41040000000000000100", block), kIllegalRequest, 0x24, 0x00, "ca0001");
 }

@@ -293,6 +293,7 @@ TEST_F(SanitizeCopyTest, BackgroundRateDefersRequestsThroughSchedule) {
   std::vector<std::chrono::nanoseconds> delays;
   LogicalUnitOptions o;
   o.background_bytes_per_second = 64 << 10;
+  o.sanitize_min_duration = std::chrono::nanoseconds{0};
   o.schedule = [&](std::chrono::nanoseconds d, std::function<void()> fn) {
     delays.push_back(d);
     fn();
@@ -305,6 +306,31 @@ TEST_F(SanitizeCopyTest, BackgroundRateDefersRequestsThroughSchedule) {
   EXPECT_GT(delays.back(), std::chrono::milliseconds(7000));  // ~500 KB at 64 KiB/s
   EXPECT_LT(delays.back(), std::chrono::milliseconds(8000));
   // Erases move no data: not paced.
+  delays.clear();
+  ASSERT_EQ(exec(sanitize_cdb(0x02, 0)).status, kStatusGood);
+  EXPECT_TRUE(delays.empty());
+}
+
+TEST_F(SanitizeCopyTest, OverwriteLastsAtLeastTheMinimumDuration) {
+  // No rate limit, a 2 s minimum: 500 KB are paced at 250 KB/s and the end (FLUSH, status)
+  // waits for the 2 s. `schedule` runs at once, recording the delays (no real time passes).
+  std::vector<std::chrono::nanoseconds> delays;
+  LogicalUnitOptions o;
+  o.sanitize_min_duration = std::chrono::seconds(2);
+  o.schedule = [&](std::chrono::nanoseconds d, std::function<void()> fn) {
+    delays.push_back(d);
+    fn();
+  };
+  make(MemoryTarget::default_identity(kBlocks, 512, 8), o);
+  auto r = exec(sanitize_cdb(0x01, 5), overwrite_params(1, {0x66}));
+  ASSERT_EQ(r.status, kStatusGood);
+  EXPECT_EQ(target_->peek(kDevice, kBlocks - 1, 1), Bytes(512, 0x66));
+  ASSERT_GE(delays.size(), 120u);
+  EXPECT_GT(delays[delays.size() - 2], std::chrono::milliseconds(1900));  // the last WRITE
+  EXPECT_GT(delays.back(), std::chrono::milliseconds(1900));              // the end
+  EXPECT_LE(delays.back(), std::chrono::seconds(2));
+  EXPECT_EQ(target_->log().back().op, Op::kFlush);
+  // Erases move no data and are not held back.
   delays.clear();
   ASSERT_EQ(exec(sanitize_cdb(0x02, 0)).status, kStatusGood);
   EXPECT_TRUE(delays.empty());

@@ -63,6 +63,21 @@ class Backend {
   virtual void flush(Completion done) = 0;
   virtual void trim(std::uint64_t lba, std::uint64_t blocks, Completion done) = 0;
   virtual void write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may_trim, Completion done) = 0;
+
+  // Atomic writes (SCSI WRITE ATOMIC): the largest write, in blocks, that write_atomic() applies
+  // all or nothing with respect to concurrent reads and writes of this back end (0: none;
+  // UINT32_MAX: any size). Not in Capabilities on purpose: a wrapper back end that does not
+  // override both methods reports none, so it never claims an atomicity it does not provide.
+  virtual std::uint32_t atomic_write_max_blocks() const { return 0; }
+  // Like write(), applied all or nothing: a concurrent read sees all old or all new data, and no
+  // concurrent write interleaves with it. What survives a crash is per back end (docs/PROTOCOL.md).
+  virtual void write_atomic(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
+                            Completion done) {
+    (void)lba;
+    (void)in;
+    (void)fua;
+    done(Errc::kNotSupported);
+  }
 };
 
 using BackendPtr = std::shared_ptr<Backend>;

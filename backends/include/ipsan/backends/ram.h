@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 
@@ -44,6 +45,13 @@ class RamBackend final : public Backend {
              Completion done) override;
   void flush(Completion done) override;
   void trim(std::uint64_t lba, std::uint64_t blocks, Completion done) override;
+  // Any size: an atomic write excludes every operation that spans more than one chunk (they take
+  // a shared lock) and writes each chunk under its stripe lock after allocating all of them, so a
+  // read sees all old or all new data and an allocation failure changes nothing. (RAM: nothing
+  // survives a crash anyway.)
+  std::uint32_t atomic_write_max_blocks() const override { return ~std::uint32_t{0}; }
+  void write_atomic(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
+                    Completion done) override;
   void write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may_trim,
                     Completion done) override;
 
@@ -62,6 +70,13 @@ class RamBackend final : public Backend {
 
   // Zeroes [byte_offset, byte_offset + bytes), freeing chunks it covers entirely.
   void zero_range(std::uint64_t byte_offset, std::uint64_t bytes);
+  // Copies `in` to byte offset `off` chunk by chunk; allocate_only: only allocates the chunks.
+  Errc store(std::uint64_t off, std::span<const std::uint8_t> in, bool allocate_only);
+  static bool spans_chunks(std::uint64_t off, std::uint64_t bytes) {
+    return bytes != 0 && off / kChunkBytes != (off + bytes - 1) / kChunkBytes;
+  }
+  // Shared by operations spanning several chunks, exclusive for write_atomic().
+  mutable std::shared_mutex atomic_mu_;
 
   const Geometry geometry_;
   const RamOptions options_;

@@ -26,7 +26,7 @@ enum class Op : std::uint32_t {
   kIdentify = 11,     // device identity and capabilities, without device access
   kCapacity = 12,     // block size and count, without device access
   kRead = 20,
-  kWrite = 21,        // flags: kFua
+  kWrite = 21,        // flags: kFua, kAtomic
   kFlush = 22,        // barrier: every write acknowledged before it is durable after it
   kTrim = 23,         // discard; reads of trimmed blocks return zeroes
   kWriteZeroes = 24,  // flags: kMayTrim
@@ -35,6 +35,9 @@ enum class Op : std::uint32_t {
 // Request flags (bit set).
 inline constexpr std::uint32_t kFlagFua = 1u << 0;      // WRITE: durable before the reply
 inline constexpr std::uint32_t kFlagMayTrim = 1u << 1;  // WRITE_ZEROES: may deallocate
+// WRITE: all or nothing. Send only to a device whose IDENTIFY has kCapAtomicWrite (an older server
+// ignores unknown flags); a server that cannot honour it answers NOT_SUPPORTED, never a plain write.
+inline constexpr std::uint32_t kFlagAtomic = 1u << 2;
 
 // A device operation addressed to one exported device. `data` is the WRITE payload (blocks *
 // block_size bytes); empty for every other op.
@@ -54,6 +57,10 @@ inline constexpr std::uint32_t kCapTrim = 1u << 2;
 inline constexpr std::uint32_t kCapWriteZeroes = 1u << 3;
 inline constexpr std::uint32_t kCapReadOnly = 1u << 4;
 inline constexpr std::uint32_t kCapRotational = 1u << 5;
+// A WRITE with kFlagAtomic of up to max_transfer_blocks is applied all or nothing: a concurrent
+// READ sees all old or all new data, concurrent WRITEs are not interleaved with it (see
+// docs/PROTOCOL.md for what each back end promises across a crash).
+inline constexpr std::uint32_t kCapAtomicWrite = 1u << 6;
 
 struct Identity {
   std::string vendor;    // <= 8 chars (SCSI T10 vendor field)

@@ -32,6 +32,11 @@ struct LunMapping {
   std::uint32_t lun = 0;
   std::string server;
   std::uint32_t device_id = 0;
+  // Per-LUN export options (LogicalUnitOptions): a write-protected or removable logical unit,
+  // and a physical block size (0: the Bus's default).
+  bool read_only = false;
+  bool removable = false;
+  std::uint32_t physical_block_size = 0;
 };
 
 Result<std::vector<LunMapping>, Error> parse_lun_mappings(std::string_view text);

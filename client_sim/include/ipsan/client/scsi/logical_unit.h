@@ -21,6 +21,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,18 @@ struct LogicalUnitOptions {
   // sanitize or a large copy does not monopolise the SAN/IP link shared with the other LUNs.
   // Needs `schedule`.
   std::uint64_t background_bytes_per_second = 0;
+  // A SANITIZE OVERWRITE takes at least this long (its writes are paced over it; 0: no minimum).
+  // On a fast back end (a ramdisk) an overwrite otherwise ends before an initiator can observe it
+  // in progress (libiscsi's Sanitize.Reset checks it is still running ~5 s after it started); on
+  // a real disk it takes minutes to hours and the minimum changes nothing. Needs `schedule`.
+  std::chrono::nanoseconds sanitize_min_duration = std::chrono::seconds(10);
+  // Removable medium (INQUIRY RMB=1): START STOP UNIT with LOEJ ejects / loads the medium, PREVENT
+  // ALLOW MEDIUM REMOVAL (per I_T nexus) keeps it in; without a medium, medium access commands
+  // end NOT READY, MEDIUM NOT PRESENT. The medium is the same server device when loaded again.
+  bool removable = false;
+  // Write-protected export: MODE SENSE reports WP, commands that would change the medium end DATA
+  // PROTECT, WRITE PROTECTED (as for a device the server exports read-only).
+  bool read_only = false;
   // Runs `fn` once after `delay`, on any thread (the iSCSI portal: a timer of the SAN/IP driver's
   // io_context). Empty: background operations are not paced.
   std::function<void(std::chrono::nanoseconds delay, std::function<void()> fn)> schedule;
@@ -142,7 +155,8 @@ class LogicalUnit {
   // command on; conditions for "every nexus" go to every known one.
   std::map<std::string, std::deque<Sense>> unit_attentions_;
   bool stopped_ = false;
-  bool prevent_removal_ = false;
+  bool medium_present_ = true;          // removable units only: false after an eject
+  std::set<std::string> prevent_removal_;  // the nexuses that PREVENT MEDIUM REMOVAL
 
   // Reservations (SPC-4 5.13 persistent; SPC-2 RESERVE(6)), shared by every nexus of this LU.
   struct Reservations {
