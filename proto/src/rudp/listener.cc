@@ -126,6 +126,7 @@ std::optional<std::pair<std::uint64_t, Errc>> Listener::poll_closed() {
       recently_closed_.erase(recently_closed_order_.front());
       recently_closed_order_.pop_front();
     }
+    if (on_forget) on_forget(it->first, c);
     conns_.erase(it);
     return result;
   }

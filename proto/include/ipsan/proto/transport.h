@@ -115,6 +115,10 @@ class ServerTransport {
   virtual std::uint16_t local_port() const = 0;
   virtual TransportStats stats() const = 0;
   virtual std::string peer_name(PeerId peer) const = 0;  // "udp 127.0.0.1:40000 conn 1a2b"
+  // Statistics of each live connection (live metrics; docs/METRICS.md). Default: none.
+  virtual void for_each_peer(const std::function<void(PeerId, const TransportStats&)>& f) const {
+    (void)f;
+  }
 };
 
 }  // namespace ipsan::proto
