@@ -23,7 +23,7 @@ local AUTH_IPSAN = 0x49505331
 local pkt_types = { [1] = "HELLO", [2] = "HELLO_ACK", [3] = "DATA", [4] = "RESET", [5] = "CLOSE",
                     [6] = "RETRY" }
 local frame_types = { [0] = "PADDING", [1] = "PING", [2] = "ACK", [3] = "MESSAGE", [4] = "FLOW",
-                      [5] = "RESET_TOKEN", [6] = "COOKIE" }
+                      [5] = "RESET_TOKEN", [6] = "COOKIE", [7] = "BIND" }
 local status_names = {
   [0] = "OK", [1] = "AUTH_FAILED", [2] = "STALE_SESSION", [3] = "UNKNOWN_DEVICE",
   [4] = "LBA_OUT_OF_RANGE", [5] = "INVALID_ARGUMENT", [6] = "TOO_LARGE", [7] = "IO_ERROR",
@@ -76,6 +76,7 @@ F.msg_data = ProtoField.bytes("ipsan_rudp.msg.data", "Fragment data")
 F.msg_dup = ProtoField.bool("ipsan_rudp.msg.duplicate", "Fragment already received (retransmission)")
 F.msg_done_in = ProtoField.framenum("ipsan_rudp.msg.reassembled_in", "Reassembled in")
 F.max_data = ProtoField.uint64("ipsan_rudp.flow.max_data", "Max data")
+F.bind = ProtoField.uint64("ipsan_rudp.bind.session", "Bound session id", base.HEX)
 
 local R = ipsan_rm.fields
 R.last = ProtoField.bool("ipsan_rm.last", "Last fragment", 32, nil, 0x80000000)
@@ -601,6 +602,12 @@ local function dissect_frames(tvb, pinfo, tree, off, stop, conn_hex, messages)
       ft:add(F.cookie, tvb:range(off + 1, 24))
       summary[#summary + 1] = "COOKIE"
       off = off + 25
+    elseif t == 7 then
+      if stop - off < 9 then return false end
+      local ft = tree:add(F.frame, tvb:range(off, 9), t)
+      ft:add(F.bind, tvb:range(off + 1, 8))
+      summary[#summary + 1] = "BIND " .. tvb:range(off + 1, 8):uint64():tohex()
+      off = off + 9
     else
       return false
     end
@@ -626,13 +633,13 @@ local function rudp_shape(tvb)
   return 4
 end
 
-local function dissect_rudp(tvb, pinfo, tree)
+local function dissect_rudp(tvb, pinfo, tree, known_crc_ok)
   local trailer = rudp_shape(tvb)
   if trailer == nil then return 0 end
   local n = tvb:len()
   local conn_hex = hex64(tvb:range(4, 8):uint64())
-  local crc_ok = nil
-  if trailer == 4 then
+  local crc_ok = known_crc_ok
+  if trailer == 4 and crc_ok == nil then
     crc_ok = crc32c(tvb, 0, n - 4) == tvb:range(n - 4, 4):uint()
   end
   pinfo.cols.protocol:set("ipsan-rudp")
@@ -658,12 +665,22 @@ local function dissect_rudp(tvb, pinfo, tree)
     st:add(F.ciphertext, tvb:range(24, body_end - 24))
     info = info .. " [encrypted]"
   elseif t == 4 or t == 5 then
+    -- u32 reason, then: RESET a 16-byte stateless-reset token (optional); a protected CLOSE
+    -- zero padding up to 32 bytes before its tag.
     local blen = body_end - 24
-    if blen ~= 4 and blen ~= 20 then ok = false
+    if blen < 4 then ok = false
     else
       st:add(F.reason, tvb:range(24, 4))
-      if blen == 20 then st:add(F.reset_token, tvb:range(28, 16)) end
       info = info .. " reason=" .. (status_names[tvb:range(24, 4):uint()] or tostring(tvb:range(24, 4):uint()))
+      if t == 4 and blen == 20 then
+        st:add(F.reset_token, tvb:range(28, 16))
+      elseif blen > 4 then
+        if trailer ~= 16 or blen > 24 then ok = false end
+        for i = 28, body_end - 1 do
+          if tvb:range(i, 1):uint() ~= 0 then ok = false end
+        end
+        if ok then st:add(F.padding, tvb:range(28, blen - 4), blen - 4) end
+      end
     end
   elseif t == 6 then
     if body_end - 24 ~= 24 then ok = false
@@ -709,7 +726,7 @@ local function heur_udp(tvb, pinfo, tree)
   elseif not state.conns[conn_hex] then
     return false  -- a protected packet of a connection never seen in clear (HELLO is CRC'd)
   end
-  dissect_rudp(tvb, pinfo, tree)
+  dissect_rudp(tvb, pinfo, tree, trailer == 4 or nil)
   return true
 end
 

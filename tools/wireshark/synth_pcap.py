@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """synth_pcap.py OUT.pcap: datagrams in the protected rudp format (docs/WIRESHARK.md,
-"Protected packets"), which today's server does not send yet: a CRC'd HELLO carrying a COOKIE
-frame, a RETRY, an integrity-mode (PROTECTED) DATA packet carrying a whole ipsan READ call, an
+"Protected packets"), which today's server does not send yet: a CRC'd HELLO carrying COOKIE and
+BIND frames, a RETRY, an integrity-mode (PROTECTED) DATA packet carrying a whole ipsan READ call, an
 ENCRYPTED DATA packet, a protected CLOSE and a 48-byte RESET with a stateless-reset token. Tags,
 cookies and ciphertext are fixed filler (a dissector cannot check them without keys).
 The expected decode is checked by test/integration/wireshark_test.sh."""
@@ -50,8 +50,9 @@ def message_frame(msg_id, payload):
 PN0 = 1 << 30
 cookie = struct.pack(">Q", 1733600000000) + bytes(range(16))
 datagrams = [
-    # client -> server: HELLO echoing a cookie (CRC'd: the connection is not protected yet)
-    (True, crc_packet(1, 0, 0, 1, bytes([6]) + cookie + struct.pack(">BQ", 4, 1 << 24) + bytes(40))),
+    # client -> server: HELLO echoing a cookie and binding a session (CRC'd: not protected yet)
+    (True, crc_packet(1, 0, 0, 1, bytes([6]) + cookie + struct.pack(">BQ", 7, 0x7D6A09E1735D8B46) +
+                      struct.pack(">BQ", 4, 1 << 24) + bytes(40))),
     # server -> client: RETRY with a cookie (52 bytes)
     (False, crc_packet(6, 0, EPOCH, 0, cookie)),
     # client -> server: integrity mode (PROTECTED, clear frames, tag) with a whole READ call
@@ -61,8 +62,8 @@ datagrams = [
     # server -> client: integrity-mode ACK + RESET_TOKEN
     (False, tagged(3, 0x0002, EPOCH, PN0 + 8,
                    struct.pack(">BQIBI", 2, PN0, 25, 1, 0) + bytes([5]) + bytes(range(16)))),
-    # client -> server: protected CLOSE (reason 19 SHUTDOWN)
-    (True, tagged(5, 0x0002, EPOCH, PN0 + 1, struct.pack(">I", 19))),
+    # client -> server: protected CLOSE (reason 19 SHUTDOWN), padded to 32 before the tag: 48 bytes
+    (True, tagged(5, 0x0002, EPOCH, PN0 + 1, struct.pack(">I", 19) + bytes(4))),
     # server -> client: RESET with a stateless-reset token (48 bytes)
     (False, crc_packet(4, 0, EPOCH, 5, struct.pack(">I", 2) + bytes(range(16, 32)))),
 ]
