@@ -130,6 +130,27 @@ printf 'garbage\r\n\r\n' | curl -s --max-time 5 telnet://127.0.0.1:$PORT_M >"$di
 grep -q '^HTTP/1.1 400' "$dir/garbage.out" || fail "garbage not answered 400: $(cat "$dir/garbage.out")"
 scrape last
 
+# ipsan iscsi-portal --metrics: the portal's and its client driver's counters.
+mkfifo "$dir/portal.fifo"
+"$IPSAN" iscsi-portal -s "127.0.0.1:$PORT_UDP" -n alice --key-file "$dir/alice.key" \
+  --listen 127.0.0.1:0 --metrics 127.0.0.1:0 >"$dir/portal.fifo" 2>"$dir/portal.err.log" &
+PPID_=$!
+pids="$pids $PPID_"
+exec 4<"$dir/portal.fifo"
+IFS= read -r pline <&4 || fail "portal did not start: $(cat "$dir/portal.err.log")"
+IFS= read -r pmline <&4 || fail "portal: no metrics line"
+cat <&4 >"$dir/portal.log" &
+exec 4<&-
+PM=$(echo "$pmline" | sed -n 's/.*metrics on http:\/\/127.0.0.1:\([0-9]*\)\/metrics$/\1/p')
+[ -n "$PM" ] || fail "portal: no metrics port in: $pmline"
+URL="http://127.0.0.1:$PM/metrics"
+scrape portal
+[ "$(value "$dir/portal.prom" ipsan_client_logins_total)" = 1 ] || fail "portal: client logins"
+[ "$(value "$dir/portal.prom" ipsan_client_requests_total)" -gt 0 ] || fail "portal: no client requests"
+[ "$(value "$dir/portal.prom" ipsan_iscsi_logins_total)" = 0 ] || fail "portal: iscsi logins"
+kill -INT "$PPID_"
+wait "$PPID_" || fail "portal exited with $?"
+
 kill -INT "$PID"
 wait "$PID" || fail "server exited with $?"
 echo "PASS: written=$w read=$r"
