@@ -21,7 +21,7 @@ fail() {
   done
   exit 1
 }
-for tool in curl promtool; do
+for tool in curl promtool nbdinfo; do
   if ! command -v $tool >/dev/null 2>&1; then
     if [ "${CI:-}" = true ]; then fail "$tool is not installed (scripts/setup.sh installs it)"; fi
     echo "SKIP: $tool not installed"
@@ -150,6 +150,28 @@ scrape portal
 [ "$(value "$dir/portal.prom" ipsan_iscsi_logins_total)" = 0 ] || fail "portal: iscsi logins"
 kill -INT "$PPID_"
 wait "$PPID_" || fail "portal exited with $?"
+
+# ipsan nbd-export --metrics: after one nbdinfo, one NBD handshake counted.
+mkfifo "$dir/nbd.fifo"
+"$IPSAN" nbd-export -s "127.0.0.1:$PORT_UDP" -n alice --key-file "$dir/alice.key" \
+  --listen 127.0.0.1:0 --metrics 127.0.0.1:0 >"$dir/nbd.fifo" 2>"$dir/nbd.err.log" &
+NPID=$!
+pids="$pids $NPID"
+exec 4<"$dir/nbd.fifo"
+IFS= read -r nline <&4 || fail "nbd-export did not start: $(cat "$dir/nbd.err.log")"
+IFS= read -r nmline <&4 || fail "nbd-export: no metrics line"
+cat <&4 >"$dir/nbd.log" &
+exec 4<&-
+NP=$(echo "$nline" | sed -n 's/.*listening on 127.0.0.1:\([0-9]*\) .*/\1/p')
+PM=$(echo "$nmline" | sed -n 's/.*metrics on http:\/\/127.0.0.1:\([0-9]*\)\/metrics$/\1/p')
+[ -n "$NP" ] && [ -n "$PM" ] || fail "nbd-export: no ports in: $nline / $nmline"
+nbdinfo "nbd://127.0.0.1:$NP" >"$dir/nbdinfo.out" 2>&1 || fail "nbdinfo"
+URL="http://127.0.0.1:$PM/metrics"
+scrape nbd
+[ "$(value "$dir/nbd.prom" ipsan_nbd_handshakes_total)" = 1 ] || fail "nbd: handshakes"
+[ "$(value "$dir/nbd.prom" ipsan_client_logins_total)" = 1 ] || fail "nbd: client logins"
+kill -INT "$NPID"
+wait "$NPID" || fail "nbd-export exited with $?"
 
 kill -INT "$PID"
 wait "$PID" || fail "server exited with $?"
