@@ -36,6 +36,7 @@ done
 TSHARK="tshark -n -X lua_script:$LUA -o udp.try_heuristic_first:TRUE -o tcp.try_heuristic_first:TRUE"
 
 key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+umask 077  # key files must not be readable by others (the server refuses them)
 echo "alice $key" >"$dir/keys"
 echo "$key" >"$dir/alice.key"
 
