@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "client_metrics.h"
 #include "connect_flags.h"
 #include "ipsan/base/crypto.h"
 #include "ipsan/base/key.h"
@@ -26,6 +27,8 @@
 #include "ipsan/client/scsi/bus.h"
 #include "ipsan/iscsi/portal.h"
 #include "ipsan/iscsi/posting_target.h"
+#include "ipsan/metrics/encode.h"
+#include "ipsan/metrics/http.h"
 #include "ipsan/netem/config.h"
 #include "ipsan/netem/udp_proxy.h"
 
@@ -49,6 +52,7 @@ struct Args : client::ConnectArgs {
   std::string idle_timeout = "120s";
   std::size_t max_connections = 256;
   std::string sanitize_min = "10s";
+  std::string metrics;
 };
 
 constexpr int kExitRuntime = 1;  // could not log in, attach or listen
@@ -282,9 +286,48 @@ void run(const Args& a) {
     finish_client();
     die(r.error().message, kExitRuntime);
   }
+  // Live metrics (docs/METRICS.md): the portal's counters (this thread) and the client driver's
+  // (copied from its thread), served on this thread.
+  metrics::Registry registry;
+  registry.add_collector([&portal](metrics::Collect& c) {
+    const PortalStats s = portal.stats();
+    auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+      c.counter(name, help, {}, static_cast<double>(v));
+    };
+    counter("ipsan_iscsi_connections_total", "iSCSI connections accepted", s.connections);
+    counter("ipsan_iscsi_logins_total", "iSCSI logins completed", s.logins);
+    counter("ipsan_iscsi_login_failures_total", "iSCSI logins refused", s.login_failures);
+    counter("ipsan_iscsi_commands_total", "SCSI commands received", s.commands);
+    counter("ipsan_iscsi_rejects_total", "Reject PDUs sent", s.rejects);
+    counter("ipsan_iscsi_resets_total", "Connections closed after a protocol violation",
+            s.resets);
+  });
+  std::unique_ptr<metrics::ClientMetrics> client_metrics;
+  std::unique_ptr<metrics::HttpExposer> exposer;
+  if (!a.metrics.empty()) {
+    auto hp = parse_host_port(a.metrics, "127.0.0.1", 0);
+    if (!hp) {
+      portal.stop();
+      finish_client();
+      die("--metrics: " + hp.error().message);
+    }
+    client_metrics = std::make_unique<metrics::ClientMetrics>(registry, client_io, *san);
+    auto e = metrics::HttpExposer::start(
+        io, hp->host, hp->port, [&registry] { return metrics::encode_text(registry.snapshot()); });
+    if (!e) {
+      client_metrics.reset();
+      portal.stop();
+      finish_client();
+      die(e.error().message, kExitRuntime);
+    }
+    exposer = std::move(*e);
+  }
   std::printf("ipsan iscsi-portal: listening on %s:%u", lp->host.c_str(), portal.port());
   for (const auto& tg : targets) std::printf(" %s", tg.name.c_str());
   std::printf("\n");
+  if (exposer)
+    std::printf("ipsan iscsi-portal: metrics on http://%s:%u/metrics\n",
+                parse_host_port(a.metrics, "127.0.0.1", 0)->host.c_str(), exposer->port());
   std::fflush(stdout);
   if (!a.port_file.empty()) {
     std::ofstream pf(a.port_file + ".tmp");
@@ -298,6 +341,8 @@ void run(const Args& a) {
     io.stop();
   });
   io.run();
+  exposer.reset();
+  client_metrics.reset();
   portal.stop();
   finish_client();
 }
@@ -347,6 +392,8 @@ void add_cli(CLI::App& app) {
                   "A SANITIZE OVERWRITE lasts at least this long (paced; 0: no minimum), so "
                   "that initiators can see it in progress on fast back ends")
       ->capture_default_str();
+  cmd->add_option("--metrics", a->metrics,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics (docs/METRICS.md)");
   cmd->callback([a] { run(*a); });
 }
 

@@ -14,10 +14,13 @@
 #include <memory>
 #include <thread>
 
+#include "client_metrics.h"
 #include "connect_flags.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
 #include "ipsan/client/san_client.h"
+#include "ipsan/metrics/encode.h"
+#include "ipsan/metrics/http.h"
 #include "ipsan/nbd/server.h"
 #include "ipsan/netem/config.h"
 #include "ipsan/netem/udp_proxy.h"
@@ -43,8 +46,7 @@ struct Args : client::ConnectArgs {
   bool no_multi_conn = false;
   std::string netem;
   std::uint64_t netem_seed = 1;
-  // --metrics HOST:PORT (Prometheus) is added by the metrics work of issue 22: it reads
-  // nbd::Server::stats().
+  std::string metrics;  // --metrics HOST:PORT (docs/METRICS.md)
 };
 
 constexpr int kExitRuntime = 1;  // could not log in, identify or listen
@@ -213,6 +215,46 @@ void run(const Args& a) {
     finish_client();
     die(r.error().message, kExitRuntime);
   }
+  // Live metrics (docs/METRICS.md): the NBD server's counters (atomics, any thread) and the
+  // client driver's (copied from its thread), served on a thread of their own.
+  metrics::Registry registry;
+  registry.add_collector([&server](metrics::Collect& c) {
+    const ServerStats s = server.stats();
+    auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+      c.counter(name, help, {}, static_cast<double>(v));
+    };
+    counter("ipsan_nbd_connections_total", "NBD connections accepted", s.connections);
+    counter("ipsan_nbd_handshakes_total", "Connections that entered transmission", s.handshakes);
+    counter("ipsan_nbd_handshake_failures_total", "Connections closed during the handshake",
+            s.handshake_failures);
+    counter("ipsan_nbd_tls_handshakes_total", "TLS handshakes completed", s.tls_handshakes);
+    counter("ipsan_nbd_requests_total", "NBD requests", s.requests);
+    counter("ipsan_nbd_request_errors_total", "Replies with a nonzero NBD error", s.request_errors);
+    counter("ipsan_nbd_read_bytes_total", "Bytes read by NBD clients", s.bytes_read);
+    counter("ipsan_nbd_written_bytes_total", "Bytes written by NBD clients", s.bytes_written);
+    counter("ipsan_nbd_protocol_errors_total", "Connections closed for a bad request magic",
+            s.protocol_errors);
+  });
+  asio::io_context metrics_io;
+  std::unique_ptr<metrics::ClientMetrics> client_metrics;
+  std::unique_ptr<metrics::HttpExposer> exposer;
+  std::thread metrics_thread;
+  if (!a.metrics.empty()) {
+    auto hp = parse_host_port(a.metrics, "127.0.0.1", 0);
+    auto e = hp ? metrics::HttpExposer::start(
+                      metrics_io, hp->host, hp->port,
+                      [&registry] { return metrics::encode_text(registry.snapshot()); })
+                : Result<std::unique_ptr<metrics::HttpExposer>, Error>(
+                      make_unexpected(hp.error()));
+    if (!e) {
+      server.stop();
+      finish_client();
+      die("--metrics: " + e.error().message, hp ? kExitRuntime : kExitUsage);
+    }
+    exposer = std::move(*e);
+    client_metrics = std::make_unique<metrics::ClientMetrics>(registry, client_io, *san);
+    metrics_thread = std::thread([&metrics_io] { metrics_io.run(); });
+  }
   std::printf("ipsan nbd-export: listening on");
   if (so.tcp) std::printf(" %s:%u", so.tcp_address.c_str(), server.port());
   if (!so.unix_path.empty()) std::printf(" unix:%s", so.unix_path.c_str());
@@ -222,6 +264,9 @@ void run(const Args& a) {
                 e.read_only ? ",ro" : "");
   }
   std::printf("\n");
+  if (exposer)
+    std::printf("ipsan nbd-export: metrics on http://%s:%u/metrics\n",
+                parse_host_port(a.metrics, "127.0.0.1", 0)->host.c_str(), exposer->port());
   std::fflush(stdout);
   if (!a.port_file.empty()) {
     std::ofstream pf(a.port_file + ".tmp");
@@ -231,6 +276,12 @@ void run(const Args& a) {
   }
   int sig = 0;
   sigwait(&sigs, &sig);
+  if (metrics_thread.joinable()) {
+    metrics_io.stop();
+    metrics_thread.join();
+  }
+  exposer.reset();
+  client_metrics.reset();
   server.stop();
   finish_client();
   pthread_sigmask(SIG_UNBLOCK, &sigs, nullptr);
@@ -270,6 +321,8 @@ void add_cli(CLI::App& app) {
                   "Impair the client<->server link in process (a netem profile, e.g. lossy-1pct, "
                   "or a spec, e.g. 'loss=1%'; udp only)");
   cmd->add_option("--netem-seed", a->netem_seed, "Seed of the impairment")->capture_default_str();
+  cmd->add_option("--metrics", a->metrics,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics (docs/METRICS.md)");
   cmd->callback([a, listen] {
     a->listen_given = listen->count() > 0;
     run(*a);

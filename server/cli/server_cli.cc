@@ -12,11 +12,14 @@
 #include "ipsan/backends/spec.h"
 #include "ipsan/base/log.h"
 #include "ipsan/base/units.h"
+#include "ipsan/metrics/encode.h"
+#include "ipsan/metrics/http.h"
 #include "ipsan/netem/pcap.h"
 #include "ipsan/proto/rudp/udp_transport.h"
 #include "ipsan/proto/tcp_transport.h"
 #include "ipsan/server/admin.h"
 #include "ipsan/server/server.h"
+#include "ipsan/server/server_metrics.h"
 
 namespace ipsan::server {
 namespace {
@@ -40,6 +43,7 @@ struct Args {
   std::string admin_socket;
   bool trace_io = false;
   std::string capture;
+  std::string metrics;
 };
 
 [[noreturn]] void die(const std::string& msg, int code = 1) {
@@ -117,7 +121,11 @@ void add_cli(CLI::App& app) {
   cmd->add_option("-c,--config", a->config,
                   "TOML layout of back ends, virtual disks and exports (docs/CONFIG.md)");
   cmd->add_option("--admin-socket", a->admin_socket,
-                  "Unix socket for online changes (`ipsan disk ...`); needs --config");
+                  "Unix socket for `ipsan stats` and online changes (`ipsan disk ...`, which "
+                  "need --config)");
+  cmd->add_option("--metrics", a->metrics,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics (docs/METRICS.md; "
+                  "port 0: any)");
   cmd->add_flag("--trace-io", a->trace_io,
                 "Print every back-end command of the virtual disks (disk, back end, op, physical "
                 "LBA, blocks)");
@@ -153,8 +161,6 @@ void add_cli(CLI::App& app) {
         });
       }
       exports = layout->exports();
-    } else if (!a->admin_socket.empty()) {
-      die("--admin-socket needs --config (online changes edit the layout file)");
     }
     if (a->devices.empty() && a->config.empty()) a->devices.push_back("ram:256M");
     for (auto& e : open_exports(a->devices)) {
@@ -260,18 +266,40 @@ void add_cli(CLI::App& app) {
       die("cannot listen on " + a->listen + ":" + std::to_string(a->port) + ": " + e.what());
     }
     server->start();
+    // Live metrics: recorded on the io thread, scraped there (HTTP) or read by `ipsan stats`.
+    metrics::Registry registry;
+    ServerMetrics server_metrics(registry, *server);
+    std::unique_ptr<metrics::HttpExposer> exposer;
+    if (!a->metrics.empty()) {
+      auto hp = parse_host_port(a->metrics, "127.0.0.1", 0);
+      if (!hp) die("--metrics: " + hp.error().message);
+      auto e = metrics::HttpExposer::start(io, hp->host, hp->port, [&registry] {
+        return metrics::encode_text(registry.snapshot());
+      });
+      if (!e) die("--metrics: " + e.error().message);
+      exposer = std::move(*e);
+    }
     std::unique_ptr<AdminEndpoint> admin;
     if (!a->admin_socket.empty()) {
       try {
         admin = std::make_unique<AdminEndpoint>(
-            io, a->admin_socket,
-            [&](const nlohmann::json& req) { return layout->handle(req, *server); });
+            io, a->admin_socket, [&](const nlohmann::json& req) -> nlohmann::json {
+              if (req.value("op", std::string()) == "stats") return stats_reply(registry);
+              if (!layout)
+                return {{"ok", false},
+                        {"error", "online changes need a server started with --config"}};
+              return layout->handle(req, *server);
+            });
       } catch (const std::exception& e) {
         die(e.what());
       }
     }
     std::printf("ipsan server: listening on %s udp=%u tcp=%u epoch=%u\n", a->listen.c_str(),
                 udp_port, tcp_port, server->boot_epoch());
+    if (exposer)
+      std::printf("ipsan server: metrics on http://%s:%u/metrics port=%u\n",
+                  parse_host_port(a->metrics, "127.0.0.1", 0)->host.c_str(), exposer->port(),
+                  exposer->port());
     for (const auto& e : server->exports())
       std::printf("  export %u %s (%s)\n", e.device_id, e.name.c_str(),
                   e.backend->describe().c_str());
@@ -280,7 +308,9 @@ void add_cli(CLI::App& app) {
       std::string tmp = a->port_file + ".tmp";
       {
         std::ofstream f(tmp);
-        f << "udp=" << udp_port << " tcp=" << tcp_port << "\n";
+        f << "udp=" << udp_port << " tcp=" << tcp_port;
+        if (exposer) f << " metrics=" << exposer->port();
+        f << "\n";
       }
       std::rename(tmp.c_str(), a->port_file.c_str());
     }
@@ -304,6 +334,7 @@ void add_cli(CLI::App& app) {
       });
     }
     io.run();
+    exposer.reset();
     if (pcap) pcap->close();
     std::printf("ipsan server: stopped; %s\n", server->stats_line().c_str());
     std::fflush(stdout);

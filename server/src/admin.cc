@@ -11,6 +11,7 @@
 #include "ipsan/backends/spec.h"
 #include "ipsan/base/log.h"
 #include "ipsan/base/units.h"
+#include "ipsan/metrics/encode.h"
 #include "ipsan/virt/layout_edit.h"
 
 namespace ipsan::server {
@@ -138,6 +139,14 @@ Result<json, Error> admin_call(const std::filesystem::path& socket, const json& 
   io.run_for(timeout);
   if (reply) return *reply;
   return fail("admin request failed: " + (err.empty() ? std::string("no answer in time") : err));
+}
+
+json stats_reply(const metrics::Registry& registry) {
+  try {
+    return json{{"ok", true}, {"metrics", metrics::encode_json(registry.snapshot())}};
+  } catch (const std::exception& e) {
+    return json{{"ok", false}, {"error", std::string("stats: ") + e.what()}};
+  }
 }
 
 // ------------------------------------------------------------------------- LayoutManager ----

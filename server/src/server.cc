@@ -559,18 +559,26 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
     return;
   }
 
+  // Live metrics: every device request's outcome and latency (set_io_observer).
+  const TimePoint started = io_observer_ ? steady_now() : TimePoint{};
+  auto observe = [this, started, dev = req->device_id, op](std::uint64_t n, Errc e) {
+    if (io_observer_) io_observer_(IoEvent{dev, op, n, steady_now() - started, e});
+  };
+  auto refuse = [&](Errc e) {
+    observe(0, e);
+    reply_status(e);
+  };
   const auto g = ex->exp.backend->geometry();
   const bool is_write = op == Op::kWrite || op == Op::kTrim || op == Op::kWriteZeroes;
-  if (is_write && (id.capabilities & proto::kCapReadOnly))
-    return reply_status(Errc::kWriteProtected);
+  if (is_write && (id.capabilities & proto::kCapReadOnly)) return refuse(Errc::kWriteProtected);
   if (op != Op::kFlush) {
     if (backends::check_range(g, req->lba, req->blocks) != Errc::kOk)
-      return reply_status(Errc::kLbaOutOfRange);
+      return refuse(Errc::kLbaOutOfRange);
   }
   const std::uint64_t bytes = std::uint64_t{req->blocks} * g.block_size;
   if ((op == Op::kRead || op == Op::kWrite) && bytes > opt_.max_io_bytes)
-    return reply_status(Errc::kTooLarge);
-  if (op == Op::kWrite && req->data.size() != bytes) return reply_status(Errc::kInvalidArgument);
+    return refuse(Errc::kTooLarge);
+  if (op == Op::kWrite && req->data.size() != bytes) return refuse(Errc::kInvalidArgument);
 
   auto backend = ex->exp.backend;
   auto alive = alive_;
@@ -589,6 +597,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   if (op == Op::kRead) {
     if (req->blocks == 0) {
       in_flight_--;
+      observe(0, Errc::kOk);
       proto::Reply rep;
       finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), true);  // small
       return;
@@ -608,6 +617,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
     backend->read(req->lba, into, [=, this](Errc e) {
       complete_on_io([=, this] {
         Session& ss = *job->s;
+        observe(e == Errc::kOk ? bytes : 0, e);
         if (e != Errc::kOk) {
           stats_.device_errors++;
           if (reexecute) {
@@ -643,6 +653,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   auto done = [=, this](Errc e) {
     complete_on_io([=, this] {
       (void)backend;
+      observe(e == Errc::kOk && op != Op::kFlush ? bytes : 0, e);
       if (e != Errc::kOk)
         stats_.device_errors++;
       else if (op == Op::kWrite)
@@ -756,6 +767,30 @@ ServerStats StorageServer::stats() const {
   ServerStats s = stats_;
   s.sessions = sessions_.size();
   return s;
+}
+
+std::vector<SessionInfo> StorageServer::sessions() const {
+  std::vector<SessionInfo> out;
+  for (const auto& [id, s] : sessions_) {
+    SessionInfo i;
+    i.id = id;
+    i.client = s->client;
+    // A connection the session's calls come on: that of its lowest slot that has carried one.
+    for (const Route& r : s->reply_to) {
+      if (r.transport == nullptr) continue;
+      for (std::size_t t = 0; t < transports_.size(); ++t)
+        if (transports_[t].get() == r.transport) {
+          i.transport = t;
+          i.peer = r.peer;
+          i.has_route = true;
+        }
+      if (i.has_route) break;
+    }
+    out.push_back(std::move(i));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const SessionInfo& a, const SessionInfo& b) { return a.id < b.id; });
+  return out;
 }
 
 std::string StorageServer::stats_line() const {

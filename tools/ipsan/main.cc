@@ -8,6 +8,7 @@
 #include "disk_cli.h"
 #include "ipsan/base/log.h"
 #include "server_cli.h"
+#include "stats_cli.h"
 #ifdef HAVE_IPSAN_NETEM_CLI
 #include "netem_cli.h"
 #endif
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
   ipsan::server::add_cli(app);
   ipsan::client::add_cli(app);
   ipsan::server::add_disk_cli(app);
+  ipsan::server::add_stats_cli(app);
 #ifdef HAVE_IPSAN_NETEM_CLI
   ipsan::netem::add_cli(app);
 #endif

@@ -554,7 +554,12 @@ class UdpServerTransport;
 struct ServerCore : std::enable_shared_from_this<ServerCore> {
   ServerCore(asio::io_context& io_ctx, std::uint32_t epoch, const Config& cfg,
              const UdpOptions& opt)
-      : socket(io_ctx), timer(io_ctx), listener(epoch, cfg, opt.secret), io(opt, max_dg(cfg)) {}
+      : socket(io_ctx), timer(io_ctx), listener(epoch, cfg, opt.secret), io(opt, max_dg(cfg)) {
+    // Totals outlive connections (stats() must not go back when one closes).
+    listener.on_forget = [this](std::uint64_t, const Connection& c) {
+      add_counters(closed_stats, to_transport_stats(c.stats()));
+    };
+  }
   static std::size_t max_dg(const Config& c) {
     return std::clamp(c.max_datagram, kMinDatagram, kMaxDatagram);
   }
@@ -564,6 +569,7 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   Listener listener;
   Io io;
   std::map<std::uint64_t, udp::endpoint> peers;
+  TransportStats closed_stats;  // counters of the connections already forgotten
   UdpServerTransport* owner = nullptr;
   std::optional<TimePoint> armed;  // expiry of the pending timer wait (none: no wait)
   std::uint64_t timer_gen = 0;
@@ -627,7 +633,9 @@ class UdpServerTransport final : public ServerTransport {
     return core_->socket.local_endpoint(ec).port();
   }
   TransportStats stats() const override {
-    TransportStats t;
+    TransportStats t = core_->closed_stats;
+    t.srtt_us = 0;  // gauges: of the live connections only
+    t.cwnd_bytes = 0;
     core_->listener.for_each([&t](std::uint64_t, const Connection& c) {
       add_concurrent(t, to_transport_stats(c.stats()));
     });
@@ -642,6 +650,11 @@ class UdpServerTransport final : public ServerTransport {
                                            : Protection::kOff;
     core_->listener.protect(peer, session_key, p, steady_now());
     core_->pump();
+  }
+  void for_each_peer(
+      const std::function<void(PeerId, const TransportStats&)>& f) const override {
+    core_->listener.for_each(
+        [&f](std::uint64_t id, const Connection& c) { f(id, to_transport_stats(c.stats())); });
   }
   std::string peer_name(PeerId peer) const override {
     auto it = core_->peers.find(peer);

@@ -261,6 +261,7 @@ std::optional<std::pair<std::uint64_t, Errc>> Listener::poll_closed() {
       recently_closed_order_.pop_front();
     }
     forget_source(it->first);
+    if (on_forget) on_forget(it->first, c);
     conns_.erase(it);
     return result;
   }

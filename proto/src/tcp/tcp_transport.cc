@@ -348,6 +348,10 @@ class TcpServer final : public ServerTransport {
     t.accept_backoffs += limits_.accept_backoffs;
     return t;
   }
+  void for_each_peer(
+      const std::function<void(PeerId, const TransportStats&)>& f) const override {
+    for (const auto& [id, p] : peers_) f(id, p.stream->stats);
+  }
   std::string peer_name(PeerId peer) const override {
     auto it = peers_.find(peer);
     return it == peers_.end() ? "tcp (closed peer)" : it->second.name;

@@ -152,6 +152,10 @@ class ServerTransport {
     std::uint32_t protection = 1;
   };
   std::function<std::optional<SessionLookup>(std::uint64_t session_id)> session_lookup;
+  // Statistics of each live connection (live metrics; docs/METRICS.md). Default: none.
+  virtual void for_each_peer(const std::function<void(PeerId, const TransportStats&)>& f) const {
+    (void)f;
+  }
 };
 
 }  // namespace ipsan::proto

@@ -20,6 +20,7 @@
 
 #include "ipsan/base/clock.h"
 #include "ipsan/base/result.h"
+#include "ipsan/metrics/registry.h"
 #include "ipsan/server/server.h"
 #include "ipsan/virt/layout.h"
 
@@ -76,6 +77,10 @@ class LayoutManager {
 // Thin pools: is `op` one of handle_thin's, and the pools' usage for `show` (admin_thin.cc).
 bool is_thin_op(const std::string& op);
 nlohmann::json thin_pools_json(const virt::Layout& layout);
+
+// The "stats" request (`ipsan stats`): {"ok": true, "metrics": <the registry as JSON, the same
+// numbers as the Prometheus endpoint>}. Call on the thread the registry's collectors need.
+nlohmann::json stats_reply(const metrics::Registry& registry);
 
 // Converts the virtualization layer's exports to the server's.
 std::vector<Export> to_server_exports(const virt::Layout& layout);

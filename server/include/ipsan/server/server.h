@@ -75,6 +75,24 @@ struct ServerStats {
   std::uint64_t sessions = 0;          // live sessions now
 };
 
+// One device request's outcome, for live metrics (set_io_observer).
+struct IoEvent {
+  std::uint32_t device_id = 0;
+  proto::Op op = proto::Op::kNull;
+  std::uint64_t bytes = 0;  // READ/WRITE payload; blocks x block size for TRIM/WRITE_ZEROES
+  Duration latency{};       // admission to completion (back end included)
+  Errc status = Errc::kOk;
+};
+
+// A live session and the connection its latest call came on.
+struct SessionInfo {
+  std::uint64_t id = 0;
+  std::string client;
+  std::size_t transport = 0;  // index of the attached transport
+  proto::PeerId peer = 0;
+  bool has_route = false;
+};
+
 class StorageServer {
  public:
   StorageServer(boost::asio::io_context& io, ServerOptions options, KeyRing keys,
@@ -104,6 +122,14 @@ class StorageServer {
   ServerStats stats() const;
   std::string stats_line() const;  // one human-readable line
   proto::TransportStats transport_stats() const;
+  // Live metrics (docs/METRICS.md): called on the io thread once per device request that reached
+  // a device (READ, WRITE, FLUSH, TRIM, WRITE_ZEROES, and refusals such as out-of-range).
+  void set_io_observer(std::function<void(const IoEvent&)> observer) {
+    io_observer_ = std::move(observer);
+  }
+  std::vector<SessionInfo> sessions() const;
+  std::size_t transport_count() const { return transports_.size(); }
+  const proto::ServerTransport& transport(std::size_t index) const { return *transports_[index]; }
 
   // Identity reported for an export (also used by tests).
   static proto::Identity make_identity(const Export& e, std::uint32_t max_io_bytes);
@@ -160,6 +186,7 @@ class StorageServer {
   bool stopping_ = false;
   std::function<void()> stop_done_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::function<void(const IoEvent&)> io_observer_;
 };
 
 }  // namespace ipsan::server

@@ -72,6 +72,9 @@ class Listener {
   std::optional<std::pair<std::uint64_t, Bytes>> poll_message();
   // Reports and forgets one closed connection (after its last datagram went out).
   std::optional<std::pair<std::uint64_t, Errc>> poll_closed();
+  // Called with each connection just before poll_closed() forgets it (e.g. to keep its
+  // statistics in a transport's totals).
+  std::function<void(std::uint64_t, const Connection&)> on_forget;
 
   Connection* find(std::uint64_t conn_id);
   const Connection* find(std::uint64_t conn_id) const;
