@@ -54,11 +54,14 @@ struct Session {
       done = true;
       io.stop();
     });
-    io.run_for(co.request_timeout + std::chrono::seconds(1));
+    io.run_for(settings->connect_timeout);
     io.restart();
-    if (!done || result != Errc::kOk)
+    if (!done)
+      die("no server answered at " + c.server + " over " + c.transport + " within " +
+          c.connect_timeout + " (is `ipsan server` running there? --connect-timeout)");
+    if (result != Errc::kOk)
       die("cannot log in to " + c.server + " over " + c.transport + ": " +
-          std::string(to_string(done ? result : Errc::kTimeout)));
+          std::string(to_string(result)));
   }
 
   // One request; a CAPACITY_CHANGED notice (the device was resized online) is reported on stderr

@@ -67,6 +67,10 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
   if (*t <= Duration::zero()) return fail("--timeout must be positive");
   if (a.slots == 0) return fail("--slots must be at least 1");
   s.client.client_name = a.name;
+  auto ct = parse_duration(a.connect_timeout);
+  if (!ct) return fail("--connect-timeout: " + ct.error().message);
+  if (*ct <= Duration::zero()) return fail("--connect-timeout must be positive");
+  s.connect_timeout = *ct;
   s.client.request_timeout = *t;
   s.client.login_timeout = std::min<Duration>(*t, std::chrono::seconds(10));
   s.client.max_slots = a.slots;

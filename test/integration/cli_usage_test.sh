@@ -36,6 +36,8 @@ expect 2 iscsi-portal --transport carrier-pigeon --key 00
 IPSAN_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 export IPSAN_KEY
 expect 2 client --timeout 0s identify
+expect 2 client --connect-timeout 0s identify
+expect 2 client --connect-timeout soon identify
 expect 2 client --server 127.0.0.1:99999 identify
 expect 2 client --key-file /nonexistent/key identify
 expect 2 iscsi-portal --slots 0

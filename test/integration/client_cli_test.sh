@@ -63,4 +63,13 @@ grep -q '"bytes_read":1048576' "$dir/v.out" || fail "verify --json: $(cat "$dir/
 kill -INT "$pid"
 wait "$pid" || fail "server exited with $?"
 pid=""
+
+# No server there any more: the command says so after --connect-timeout, over both transports
+# (it used to wait for the 30 s request timeout and say "timeout").
+for t in udp tcp; do
+  timeout 60 $C -t $t --connect-timeout 2s identify >"$dir/none.out" 2>"$dir/none.log" &&
+    fail "identify with no server succeeded over $t"
+  grep -q "no server answered at 127.0.0.1:$PORT over $t within 2s" "$dir/none.log" ||
+    fail "no server over $t said: $(cat "$dir/none.log")"
+done
 echo "client_cli: ok"

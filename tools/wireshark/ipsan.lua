@@ -32,6 +32,7 @@ local status_names = {
   [16] = "MISCOMPARE", [17] = "TIMEOUT", [18] = "CONNECTION_LOST", [19] = "SHUTDOWN",
   [20] = "CAPACITY_CHANGED", [21] = "INTERNAL" }
 local procs = { [0] = "NULL", [1] = "LOGIN_BEGIN", [2] = "LOGIN_FINISH", [3] = "LOGOUT",
+                [4] = "SLOT_FENCE", [5] = "END_SESSION",
                 [10] = "READY", [11] = "IDENTIFY", [12] = "CAPACITY", [20] = "READ", [21] = "WRITE",
                 [22] = "FLUSH", [23] = "TRIM", [24] = "WRITE_ZEROES" }
 local flavors = { [0] = "AUTH_NONE", [AUTH_IPSAN] = "AUTH_IPSAN" }
@@ -110,6 +111,9 @@ P.data = ProtoField.bytes("ipsan.data", "Data")
 P.client_name = ProtoField.string("ipsan.login.client", "Client name")
 P.client_nonce = ProtoField.bytes("ipsan.login.client_nonce", "Client nonce")
 P.server_nonce = ProtoField.bytes("ipsan.login.server_nonce", "Server nonce")
+P.transport_security = ProtoField.uint32("ipsan.login.transport_security", "Transport security",
+                                         base.DEC, { [0] = "off", [1] = "integrity", [2] = "encrypted" })
+P.end_session = ProtoField.uint64("ipsan.end_session", "Session to end", base.HEX)
 P.proof = ProtoField.bytes("ipsan.login.proof", "Client proof")
 P.server_proof = ProtoField.bytes("ipsan.login.server_proof", "Server proof")
 P.boot_epoch = ProtoField.uint32("ipsan.login.boot_epoch", "Boot epoch")
@@ -310,13 +314,18 @@ local function dissect_call(rd, tvb, pinfo, tree, conv, xid)
   if proc == 1 then
     local r = rd:opaque(P.client_name, 64, at)
     rd:fixed(P.client_nonce, 16, at)
+    -- Optional offer (docs/PROTOCOL.md "Login"): absent in older clients' calls.
+    if rd:left() >= 4 then rd:u32(P.transport_security, at) end
     if r then info = " client=" .. r:string() end
   elseif proc == 2 then
     local r = rd:opaque(P.client_name, 64, at)
     rd:fixed(P.client_nonce, 16, at)
     rd:fixed(P.server_nonce, 16, at)
     rd:fixed(P.proof, 32, at)
+    if rd:left() >= 4 then rd:u32(P.transport_security, at) end
     if r then info = " client=" .. r:string() end
+  elseif proc == 5 then
+    rd:u64(P.end_session, at)
   elseif proc >= 10 and proc <= 24 and procs[proc] then
     info = io_args(rd, proc, at)
   end

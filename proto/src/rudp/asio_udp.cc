@@ -79,6 +79,7 @@ TransportStats to_transport_stats(const ConnectionStats& c) {
   t.datagrams_received = c.packets_received;
   t.retransmissions = c.packets_retransmitted;
   t.dropped_bad_crc = c.dropped_bad_crc;
+  t.dropped_unauthenticated = c.dropped_unauthenticated;
   t.dropped_malformed = c.dropped_malformed;
   t.bytes_sent = c.bytes_sent;
   t.bytes_received = c.bytes_received;

@@ -45,6 +45,7 @@ struct ConnectArgs {
   std::string key;
   std::string key_file;
   std::string timeout = "30s";
+  std::string connect_timeout = "5s";  // how long a command waits for the login to complete
   std::uint32_t slots = 64;
   std::string transport_security = "integrity";  // off | integrity | encrypted
 };
@@ -52,6 +53,9 @@ struct ConnectSettings {
   TransportOptions transport;
   ClientOptions client;  // login timeout: the request timeout, at most 10 s
   KeyForm key_form = KeyForm::kHex;  // how the key was read (reported on stderr)
+  // A command gives up when no login completed within this (no server there, or it is down),
+  // instead of waiting for the request timeout.
+  Duration connect_timeout = std::chrono::seconds(5);
 };
 // Checks and resolves the arguments (port 5260 when HOST has none); the error says which
 // argument is wrong and why. With `key_required` false, no key at all (no --key, --key-file or

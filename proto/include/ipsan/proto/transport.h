@@ -32,6 +32,9 @@ struct TransportStats {
   std::uint64_t datagrams_received = 0;  // UDP only
   std::uint64_t retransmissions = 0;     // UDP only
   std::uint64_t dropped_bad_crc = 0;     // UDP only
+  // UDP only: a protected packet whose tag did not verify (corruption or forgery), or a clear
+  // packet on a connection that switched to protection (docs/RUDP.md).
+  std::uint64_t dropped_unauthenticated = 0;
   std::uint64_t dropped_malformed = 0;
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
@@ -60,6 +63,7 @@ inline void add_counters(TransportStats& t, const TransportStats& s) {
   t.datagrams_received += s.datagrams_received;
   t.retransmissions += s.retransmissions;
   t.dropped_bad_crc += s.dropped_bad_crc;
+  t.dropped_unauthenticated += s.dropped_unauthenticated;
   t.dropped_malformed += s.dropped_malformed;
   t.bytes_sent += s.bytes_sent;
   t.bytes_received += s.bytes_received;
