@@ -34,7 +34,7 @@ test-debug:
 
 # The sanitizer build runs the unit and integration tests.
 test-asan:
-	cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	cd build/asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/test/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j 2 -L 'unit|integration' --timeout 900 --output-junit junit.xml
 
 # Every test that did not pass, from both runs; fails under CI=true if any test was skipped.

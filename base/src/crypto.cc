@@ -140,6 +140,8 @@ Tag128 aead_seal(const Key256& key, const Nonce96& nonce, std::span<const std::u
   if (openssl_aead(true, key, nonce, ad, inout, n, inout, tag) == 1) return tag;
 #endif
   unsigned long long tag_len = 0;
+  std::uint8_t empty = 0;  // libsodium's pointers are declared non-null, even for 0 bytes
+  if (n == 0) inout = &empty;
   crypto_aead_chacha20poly1305_ietf_encrypt_detached(inout, tag.data(), &tag_len, inout, n,
                                                      ad.data(), ad.size(), nullptr, nonce.data(),
                                                      key.data());
@@ -158,6 +160,11 @@ bool aead_open(const Key256& key, const Nonce96& nonce, std::span<const std::uin
     if (r >= 0) return r == 1;
   }
 #endif
+  std::uint8_t empty = 0;  // libsodium's pointers are declared non-null, even for 0 bytes
+  if (n == 0) {
+    in = &empty;
+    out = &empty;
+  }
   return crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, in, n, tag.data(),
                                                             ad.data(), ad.size(), nonce.data(),
                                                             key.data()) == 0;

@@ -149,7 +149,7 @@ TEST_F(NasIntegration, LibnfsUtilsCopyCatList) {
   const fs::path src = dir_ / "src.bin";
   {
     std::ofstream f(src, std::ios::binary);
-    for (int i = 0; i < 3 * 1024 * 1024; ++i) f.put(static_cast<char>((i * 7919) >> 5));
+    for (std::uint32_t i = 0; i < 3u * 1024 * 1024; ++i) f.put(static_cast<char>((i * 7919u) >> 5));
   }
   int rc = 0;
   std::string out = run("nfs-cp " + src.string() + " '" + srv.url("/copied.bin") + "' 2>&1", &rc);

@@ -179,7 +179,10 @@ static void manifest(const char* rel, int depth) {
   for (int i = 0; i < n; ++i) {
     char path[8192];
     snprintf(path, sizeof path, "%s%s%s", rel, *rel ? "/" : "", names[i]);
-    if (depth == 0 && !strcmp(names[i], "lost+found")) continue;
+    if (depth == 0 && !strcmp(names[i], "lost+found")) {
+      free(names[i]);
+      continue;
+    }
     struct St s;
     int e = w_lstat(path, &s);
     if (e < 0) die(path, -e);
