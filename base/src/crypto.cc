@@ -165,9 +165,8 @@ bool aead_open(const Key256& key, const Nonce96& nonce, std::span<const std::uin
     in = &empty;
     out = &empty;
   }
-  return crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, in, n, tag.data(),
-                                                            ad.data(), ad.size(), nonce.data(),
-                                                            key.data()) == 0;
+  return crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+             out, nullptr, in, n, tag.data(), ad.data(), ad.size(), nonce.data(), key.data()) == 0;
 }
 
 bool constant_time_equal(std::span<const std::uint8_t> a,

@@ -364,8 +364,7 @@ void add_cli(CLI::App& app) {
       std::printf(
           "ipsan client verify: %s over %s, device %u, %s at lba %llu, io %s, qd %u, seed %llu\n",
           common->server.c_str(), common->transport.c_str(), common->device,
-          format_bytes(vo.blocks * vo.block_size).c_str(),
-          static_cast<unsigned long long>(vo.lba),
+          format_bytes(vo.blocks * vo.block_size).c_str(), static_cast<unsigned long long>(vo.lba),
           format_bytes(std::uint64_t{vo.io_blocks} * vo.block_size).c_str(), vo.queue_depth,
           static_cast<unsigned long long>(vo.seed));
       std::printf("  %s\n", result->summary().c_str());

@@ -9,8 +9,9 @@
 
 namespace ipsan::client {
 
-// Adds -s/--server, -t/--transport, -n/--name, --key-file (and -k/--key, which is refused), --timeout and (unless
-// `slots` is false: a command with its own queue depth) --slots.
+// Adds -s/--server, -t/--transport, -n/--name, --key-file (and -k/--key, which is refused),
+// --timeout, --connect-timeout, --transport-security and (unless `slots` is false: a command with
+// its own queue depth) --slots.
 inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) {
   cmd->add_option("-s,--server", a.server, "ipsan server HOST:PORT")->capture_default_str();
   cmd->add_option("-t,--transport", a.transport, "udp (reliable UDP) or tcp")

@@ -48,8 +48,9 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
   s.transport.port = hp->port;
   if (!proto::valid_client_name(a.name)) return fail("--name must be 1..64 printable characters");
   if (!a.key.empty()) {
-    return fail("-k/--key: a key on the command line is visible to every local user (ps, "
-                "/proc); use --key-file FILE (mode 0600) or the IPSAN_KEY environment variable");
+    return fail(
+        "-k/--key: a key on the command line is visible to every local user (ps, "
+        "/proc); use --key-file FILE (mode 0600) or the IPSAN_KEY environment variable");
   }
   const char* env = std::getenv("IPSAN_KEY");
   const bool any_key = !a.key_file.empty() || (env != nullptr && *env != '\0');
@@ -59,8 +60,7 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
     s.client.key = key->key;
     s.key_form = key->form;
     std::fprintf(stderr, "ipsan: key of client '%s' read as %s from %s\n", a.name.c_str(),
-                 key_form_name(key->form),
-                 a.key_file.empty() ? "IPSAN_KEY" : a.key_file.c_str());
+                 key_form_name(key->form), a.key_file.empty() ? "IPSAN_KEY" : a.key_file.c_str());
   }
   auto t = parse_duration(a.timeout);
   if (!t) return fail("--timeout: " + t.error().message);

@@ -51,7 +51,7 @@ struct ConnectArgs {
 };
 struct ConnectSettings {
   TransportOptions transport;
-  ClientOptions client;  // login timeout: the request timeout, at most 10 s
+  ClientOptions client;              // login timeout: the request timeout, at most 10 s
   KeyForm key_form = KeyForm::kHex;  // how the key was read (reported on stderr)
   // A command gives up when no login completed within this (no server there, or it is down),
   // instead of waiting for the request timeout.
