@@ -250,9 +250,8 @@ struct FileState {
   Errc write_rwf_atomic(std::uint64_t off, std::span<const std::uint8_t> in, bool fua) {
     constexpr int kRwfAtomic = 0x00000040;  // RWF_ATOMIC (Linux 6.11); not in older headers
     const std::size_t len = in.size();
-    if (!options.direct || atomic_unit_max == 0 || !rwf_atomic_ok.load() ||
-        len < atomic_unit_min || len > atomic_unit_max || (len & (len - 1)) != 0 ||
-        off % len != 0) {
+    if (!options.direct || atomic_unit_max == 0 || !rwf_atomic_ok.load() || len < atomic_unit_min ||
+        len > atomic_unit_max || (len & (len - 1)) != 0 || off % len != 0) {
       return Errc::kNotSupported;
     }
     AlignedBuf bounce;
@@ -265,8 +264,8 @@ struct FileState {
     }
     iovec iov{const_cast<std::uint8_t*>(p), len};
     for (;;) {
-      const ssize_t r = ::pwritev2(fd, &iov, 1, static_cast<off_t>(off),
-                                   kRwfAtomic | (fua ? RWF_DSYNC : 0));
+      const ssize_t r =
+          ::pwritev2(fd, &iov, 1, static_cast<off_t>(off), kRwfAtomic | (fua ? RWF_DSYNC : 0));
       if (r < 0 && errno == EINTR) continue;
       if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
         rwf_atomic_ok.store(false);  // not for this file after all: the locked path from now on
@@ -555,19 +554,25 @@ void FileBackend::read(std::uint64_t lba, std::span<std::uint8_t> out, Completio
   });
 }
 
-void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
-                        Completion done) {
-  const Geometry& g = st_->geometry;
+namespace {
+
+// WRITE and WRITE ATOMIC: the same checks and queueing; an atomic write holds the device's I/O
+// lock exclusively (no read or write overlaps it), a plain one shares it.
+void submit_write(detail::FileState* s, std::uint64_t lba, std::span<const std::uint8_t> in,
+                  bool fua, bool atomic, Completion done) {
+  const Geometry& g = s->geometry;
   if (in.size() % g.block_size != 0) return done(Errc::kInvalidArgument);
   if (Errc e = check_range(g, lba, in.size() / g.block_size); e != Errc::kOk) return done(e);
-  if (st_->options.read_only) return done(Errc::kWriteProtected);
+  if (s->options.read_only) return done(Errc::kWriteProtected);
   if (in.empty() && !fua) return done(Errc::kOk);
-  FileState* s = st_.get();
   const std::uint64_t off = lba * g.block_size;
-  s->post([s, off, in, fua, done = std::move(done)](bool shutdown) {
+  s->post([s, off, in, fua, atomic, done = std::move(done)](bool shutdown) {
     if (shutdown) return done(Errc::kShutdown);
     Errc e = Errc::kOk;
-    {
+    if (atomic) {
+      std::unique_lock lock(s->io_mu);
+      e = s->do_write_atomic(off, in, fua);
+    } else {
       std::shared_lock lock(s->io_mu);
       e = s->do_write(off, in, fua);
     }
@@ -575,24 +580,16 @@ void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, boo
   });
 }
 
+}  // namespace
+
+void FileBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
+                        Completion done) {
+  submit_write(st_.get(), lba, in, fua, /*atomic=*/false, std::move(done));
+}
+
 void FileBackend::write_atomic(std::uint64_t lba, std::span<const std::uint8_t> in, bool fua,
                                Completion done) {
-  const Geometry& g = st_->geometry;
-  if (in.size() % g.block_size != 0) return done(Errc::kInvalidArgument);
-  if (Errc e = check_range(g, lba, in.size() / g.block_size); e != Errc::kOk) return done(e);
-  if (st_->options.read_only) return done(Errc::kWriteProtected);
-  if (in.empty() && !fua) return done(Errc::kOk);
-  FileState* s = st_.get();
-  const std::uint64_t off = lba * g.block_size;
-  s->post([s, off, in, fua, done = std::move(done)](bool shutdown) {
-    if (shutdown) return done(Errc::kShutdown);
-    Errc e = Errc::kOk;
-    {
-      std::unique_lock lock(s->io_mu);
-      e = s->do_write_atomic(off, in, fua);
-    }
-    done(e);
-  });
+  submit_write(st_.get(), lba, in, fua, /*atomic=*/true, std::move(done));
 }
 
 std::pair<std::uint32_t, std::uint32_t> FileBackend::atomic_write_unit_bytes() const {
