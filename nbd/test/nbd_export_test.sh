@@ -193,7 +193,7 @@ clients)
   qemu-img convert -f raw -O qcow2 "$URI" "$WORK/q.qcow2" || fail "qemu-img convert from the export"
   qemu-img compare -f raw -F qcow2 "$WORK/q.img" "$WORK/q.qcow2" || fail "qcow2 differs"
   fio --name=nbdverify --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --size=32M \
-    --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --randseed=7 \
+    --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --randseed=7 --verify_state_save=0 \
     --output="$WORK/fio.txt" || { cat "$WORK/fio.txt"; fail "fio verify"; }
   grep -q 'err= 0' "$WORK/fio.txt" || { cat "$WORK/fio.txt"; fail "fio errors"; }
   check_alive; stop_export
@@ -276,7 +276,7 @@ netem)
   nbdcopy "$URI" "$WORK/n.back" && cmp -n 16777216 "$WORK/n.back" "$WORK/n.img" ||
     fail "netem round trip differs"
   fio --name=lossy --ioengine=nbd --uri="$URI" --rw=randrw --bs=16k --size=8M --iodepth=8 \
-    --verify=crc32c --do_verify=1 --verify_fatal=1 --randseed=3 --output="$WORK/fio.txt" ||
+    --verify=crc32c --do_verify=1 --verify_fatal=1 --randseed=3 --verify_state_save=0 --output="$WORK/fio.txt" ||
     { cat "$WORK/fio.txt"; fail "fio verify through netem"; }
   check_alive; stop_export
   ;;

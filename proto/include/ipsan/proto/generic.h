@@ -1,6 +1,6 @@
 // ipsan/proto/generic.h: the generic storage request and reply (patent FIG. 5 step 550, FIG. 6).
 //
-// Device-protocol independent: the SCSI and ATA front ends in client_sim turn commands into these,
+// Device-protocol independent: the SCSI and ATA front ends in client turn commands into these,
 // the server executes them through the virtualization layer onto any back end. This, plus the wire
 // codec, is all the client and the server share. Each Op is one ONC-RPC procedure of program
 // IPSAN_PROG (see proto/ipsan.x and docs/PROTOCOL.md); numbers are part of the wire protocol.

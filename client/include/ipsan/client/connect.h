@@ -35,7 +35,7 @@ Result<ParsedKey, Error> load_client_key(const std::string& key_file, std::strin
 bool parse_transport_kind(std::string_view text, proto::TransportKind& out);
 
 // How to reach a server, as the command lines of `ipsan client`, `ipsan iscsi-portal`,
-// `ipsan replay` and `ipsan bench` give it (client_sim/cli/connect_flags.h adds the flags):
+// `ipsan replay` and `ipsan bench` give it (client/cli/connect_flags.h adds the flags):
 // -s HOST:PORT, -t udp|tcp, -n NAME, --key-file F / IPSAN_KEY, --timeout, --slots. `key` holds a
 // -k/--key value only so that it can be refused with a clear message (keys never go in argv).
 struct ConnectArgs {

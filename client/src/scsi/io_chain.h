@@ -1,4 +1,4 @@
-// client_sim/src/scsi/io_chain.h (private): runs generic requests one after another and splits
+// client/src/scsi/io_chain.h (private): runs generic requests one after another and splits
 // transfers into requests of at most Identity::max_transfer_blocks. Shared by the SCSI and ATA
 // front ends so that equivalent commands produce identical requests.
 //

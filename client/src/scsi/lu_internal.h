@@ -1,4 +1,4 @@
-// client_sim/src/scsi/lu_internal.h (private): the per-command context and handler table of
+// client/src/scsi/lu_internal.h (private): the per-command context and handler table of
 // LogicalUnit. One Cmd lives (shared) until its completion has been called.
 #pragma once
 

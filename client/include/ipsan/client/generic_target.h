@@ -1,7 +1,7 @@
 // ipsan/client/generic_target.h: what the client's front ends (SCSI, ATA, iSCSI portal) talk to.
 //
 // A GenericTarget executes generic storage requests (proto/generic.h) on one server: the SAN/IP
-// driver (client_sim/client.h) implements it over the network; tests use an in-memory fake.
+// driver (client/client.h) implements it over the network; tests use an in-memory fake.
 // Threading: execute() and the completion follow the implementation's rules; SanClient calls the
 // completion on its io_context thread.
 #pragma once

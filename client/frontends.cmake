@@ -1,4 +1,4 @@
-# client_sim front ends: SCSI logical units and bus, ATA devices, SCSI/ATA traces, and the
+# client front ends: SCSI logical units and bus, ATA devices, SCSI/ATA traces, and the
 # in-memory GenericTarget used by tests, conformance traces and fuzzers.
 ipsan_library(NAME frontends
   SOURCES
