@@ -30,7 +30,7 @@ inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) 
       ->capture_default_str();
   cmd->add_option("--transport-security", a.transport_security,
                   "Packet protection asked for at login: off, integrity (every reliable-UDP "
-                  "packet MAC'd) or encrypted (AEAD; udp only)")
+                  "packet MAC'd; TCP: RPC MACs) or encrypted (AEAD, UDP packets or TCP records)")
       ->capture_default_str();
   if (slots) {
     cmd->add_option("--slots", a.slots, "Maximum requests in flight")->capture_default_str();

@@ -79,10 +79,8 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
     return fail("--transport-security must be off, integrity or encrypted, not '" +
                 a.transport_security + "'");
   }
-  if (p == proto::rudp::Protection::kEncrypted && s.transport.kind == proto::TransportKind::kTcp) {
-    return fail("--transport-security encrypted is implemented for --transport udp only");
-  }
   s.transport.rudp.protection = p;
+  s.transport.tcp.protection = static_cast<std::uint32_t>(p);
   s.client.transport_security = static_cast<std::uint32_t>(p);
   return s;
 }

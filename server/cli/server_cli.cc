@@ -113,7 +113,7 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--epoch", a->epoch, "Boot epoch (default random; for tests)");
   cmd->add_option("--transport-security", a->transport_security,
                   "Weakest packet protection accepted at login: off, integrity (every "
-                  "reliable-UDP packet MAC'd) or encrypted (AEAD)")
+                  "reliable-UDP packet MAC'd) or encrypted (AEAD on UDP packets and TCP records)")
       ->capture_default_str();
   cmd->add_option("--capture", a->capture,
                   "Record the server's traffic to this pcap file: reliable-UDP datagrams and TCP "

@@ -37,7 +37,8 @@ TEST_P(LoginAttack, LoginBeginFloodFillsNothing) {
     random_bytes(a.client_nonce);
     flood.t->send(proto::encode_login_begin_call(i + 1, a));
   }
-  ASSERT_TRUE(run_until(io, [&] { return flood.replies.size() == kFlood; }));
+  ASSERT_TRUE(run_until(io, [&] { return flood.replies.size() == kFlood; }))
+      << flood.replies.size() << " of " << kFlood << " answered";
   std::size_t ok = 0;
   for (const Bytes& m : flood.replies) {
     auto r = proto::parse_reply(m);

@@ -6,6 +6,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 #include <deque>
 #include <unordered_map>
 
@@ -63,6 +64,85 @@ void append_record(Bytes& out, ByteSpan message, std::size_t max_fragment) {
 
 namespace {
 
+constexpr std::string_view kBindLabel = "ipsan-tcp-bind-v1";
+constexpr std::string_view kRecordLabel = "ipsan-tcp-record-v1";
+constexpr std::uint32_t kBindMagic = 0x49505342;  // "IPSB"
+constexpr std::uint32_t kBindVersion = 1;
+
+Tag128 bind_tag(const Key256& session_key, std::uint64_t session_id, ByteSpan salt) {
+  std::array<std::uint8_t, 8> sid;
+  store_be64(sid.data(), session_id);
+  const Digest256 d = hmac_sha256(session_key, {as_bytes(kBindLabel), sid, salt});
+  Tag128 t;
+  std::memcpy(t.data(), d.data(), t.size());
+  return t;
+}
+
+}  // namespace
+
+Bytes encode_tcp_bind(const TcpBindRecord& b, const Key256& session_key) {
+  Bytes out(kTcpBindRecordSize);
+  store_be32(out.data(), kBindMagic);
+  store_be32(out.data() + 4, kBindVersion);
+  store_be64(out.data() + 8, b.session_id);
+  std::memcpy(out.data() + 16, b.salt.data(), b.salt.size());
+  const Tag128 t = bind_tag(session_key, b.session_id, b.salt);
+  std::memcpy(out.data() + 48, t.data(), t.size());
+  return out;
+}
+
+std::optional<TcpBindRecord> parse_tcp_bind(ByteSpan record) {
+  // An RPC call from a client has msg_type CALL (0) as its second word; a bind record has 1 there
+  // and its own magic as "xid", so the two cannot be confused.
+  if (record.size() != kTcpBindRecordSize) return std::nullopt;
+  if (load_be32(record.data()) != kBindMagic || load_be32(record.data() + 4) != kBindVersion)
+    return std::nullopt;
+  TcpBindRecord b;
+  b.session_id = load_be64(record.data() + 8);
+  std::memcpy(b.salt.data(), record.data() + 16, b.salt.size());
+  return b;
+}
+
+bool verify_tcp_bind(ByteSpan record, const Key256& session_key) {
+  auto b = parse_tcp_bind(record);
+  if (!b) return false;
+  const Tag128 t = bind_tag(session_key, b->session_id, b->salt);
+  return constant_time_equal(t, record.subspan(48, 16));
+}
+
+RecordCipher::RecordCipher(const Key256& session_key, const std::array<std::uint8_t, 32>& salt,
+                           bool client, bool tx) {
+  // The mode is part of the label (only encrypted sessions use record protection).
+  const bool c2s = client == tx;
+  const Digest256 d = hmac_sha256(
+      session_key, {as_bytes(kRecordLabel), salt, as_bytes(c2s ? "c2s" : "s2c")});
+  std::memcpy(key_.data(), d.data(), key_.size());
+}
+
+void RecordCipher::seal(Bytes& message) {
+  Nonce96 n{};
+  store_be64(n.data() + 4, counter_++);
+  const std::size_t len = message.size();
+  message.resize(len + 16);
+  const Tag128 t = aead_seal(key_, n, {}, message.data(), len);
+  std::memcpy(message.data() + len, t.data(), t.size());
+}
+
+bool RecordCipher::open(Bytes& record) {
+  if (record.size() < 16) return false;
+  Nonce96 n{};
+  store_be64(n.data() + 4, counter_);
+  const std::size_t len = record.size() - 16;
+  Tag128 t;
+  std::memcpy(t.data(), record.data() + len, t.size());
+  if (!aead_open(key_, n, {}, record.data(), len, record.data(), t)) return false;
+  counter_++;
+  record.resize(len);
+  return true;
+}
+
+namespace {
+
 std::atomic<std::uint64_t> g_next_connection{1};
 
 // One TCP connection: reads records, writes a queue of records. Shared by client and server.
@@ -71,7 +151,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
   Stream(tcp::socket socket, const TcpConfig& cfg, bool server_side)
       : socket_(std::move(socket)),
         cfg_(cfg),
-        reader_(cfg.max_message),
+        reader_(cfg.max_message + 16),  // + a record tag when protected
         server_side_(server_side) {}
 
   std::function<void(Bytes)> on_message;
@@ -84,6 +164,29 @@ class Stream : public std::enable_shared_from_this<Stream> {
   std::size_t queued_bytes() const { return queued_bytes_; }
   // Server side: the bytes queued on all connections together (shared by the server's streams).
   void share_queue_total(std::shared_ptr<std::size_t> total) { total_queued_ = std::move(total); }
+  // Server side: finds a reconnecting client's session from its bind record.
+  std::function<std::optional<ServerTransport::SessionLookup>(std::uint64_t)> session_lookup;
+
+  // Client: the session is bound; with record protection, the bind record goes out (clear, ahead
+  // of everything sent later) and every record after it is sealed.
+  void start_protection(std::uint64_t session_id, const Key256& key) {
+    if (server_side_ || protection_ != Prot::kClear || closed_) return;
+    TcpBindRecord b;
+    b.session_id = session_id;
+    random_bytes(b.salt);
+    queue_record(encode_tcp_bind(b, key));
+    tx_.emplace(key, b.salt, /*client=*/true, /*tx=*/true);
+    rx_.emplace(key, b.salt, /*client=*/true, /*tx=*/false);
+    protection_ = Prot::kOn;
+  }
+  // Server: a session of this connection is encrypted; its bind record must come next (the
+  // client sends it once the login reply verified). Replies wait for it.
+  void expect_bind(const Key256& key) {
+    if (!server_side_ || protection_ != Prot::kClear) return;
+    await_key_ = key;
+    protection_ = Prot::kAwaitBind;
+  }
+  bool protected_stream() const { return protection_ == Prot::kOn; }
 
   void start() {
     boost::system::error_code ec;
@@ -105,6 +208,22 @@ class Stream : public std::enable_shared_from_this<Stream> {
   Errc send(Bytes message) {
     if (closed_) return Errc::kConnectionLost;
     if (message.size() > cfg_.max_message) return Errc::kTooLarge;
+    if (protection_ == Prot::kAwaitBind) {
+      // No keys yet: hold the reply until the client's bind record arrives (bounded like the queue).
+      held_bytes_ += message.size();
+      if (held_bytes_ > cfg_.max_queued_bytes) {
+        stats.send_queue_overflows++;
+        close(Errc::kBusy);
+        return Errc::kConnectionLost;
+      }
+      held_.push_back(std::move(message));
+      return Errc::kOk;
+    }
+    if (protection_ == Prot::kOn) tx_->seal(message);
+    return queue_record(std::move(message));
+  }
+
+  Errc queue_record(Bytes message) {
     Bytes framed;
     framed.reserve(message.size() + 4 + 4 * (message.size() / cfg_.max_fragment));
     append_record(framed, message, cfg_.max_fragment);
@@ -162,6 +281,11 @@ class Stream : public std::enable_shared_from_this<Stream> {
           std::vector<Bytes> records;
           Errc e = reader_.feed(ByteSpan(buf_.data(), n), records);
           for (auto& r : records) {
+            if (!unprotect(r)) return;
+            if (r.empty() && protection_ == Prot::kOn && bound_now_) {
+              bound_now_ = false;  // the bind record itself: nothing to deliver
+              continue;
+            }
             stats.messages_received++;
             if (on_message) on_message(std::move(r));
             if (closed_) return;
@@ -210,6 +334,52 @@ class Stream : public std::enable_shared_from_this<Stream> {
     });
   }
 
+  // Applies record protection to one received record: decrypts it, or handles a bind record
+  // (then `record` is cleared and bound_now_ set). False: the connection was closed.
+  bool unprotect(Bytes& record) {
+    auto refuse = [&](const char* why) {
+      IPSAN_LOG(LogLevel::kWarn, "tcp", why, "; closing");
+      stats.dropped_malformed++;
+      close(Errc::kAuthFailed);
+      return false;
+    };
+    if (protection_ == Prot::kOn) {
+      if (!rx_->open(record)) return refuse("record failed its tag (tampered, or not this key)");
+      return true;
+    }
+    if (!server_side_) return true;  // before the bind: login replies
+    auto bind = parse_tcp_bind(record);
+    if (!bind) {
+      if (protection_ == Prot::kAwaitBind) {
+        return refuse("clear record where the encrypted session's bind record was due");
+      }
+      return true;
+    }
+    Key256 key = await_key_;
+    if (protection_ != Prot::kAwaitBind) {
+      std::optional<ServerTransport::SessionLookup> s;
+      if (session_lookup) s = session_lookup(bind->session_id);
+      if (!s) return refuse("bind record for an unknown session");
+      if (s->protection != 2) return refuse("bind record for a session that is not encrypted");
+      key = s->key;
+    }
+    if (!verify_tcp_bind(record, key)) return refuse("bind record failed its tag");
+    tx_.emplace(key, bind->salt, /*client=*/false, /*tx=*/true);
+    rx_.emplace(key, bind->salt, /*client=*/false, /*tx=*/false);
+    protection_ = Prot::kOn;
+    await_key_ = {};
+    record.clear();
+    bound_now_ = true;
+    auto held = std::move(held_);
+    held_.clear();
+    held_bytes_ = 0;
+    for (auto& m : held) {
+      tx_->seal(m);
+      if (queue_record(std::move(m)) != Errc::kOk) return false;
+    }
+    return !closed_;
+  }
+
   void account(std::ptrdiff_t delta) {
     queued_bytes_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(queued_bytes_) + delta);
     if (total_queued_)
@@ -239,12 +409,23 @@ class Stream : public std::enable_shared_from_this<Stream> {
   std::chrono::steady_clock::time_point last_active_{};
   std::size_t queued_bytes_ = 0;  // framed bytes queued or being written
   std::shared_ptr<std::size_t> total_queued_;
+  // Record protection (header comment).
+  enum class Prot { kClear, kAwaitBind, kOn };
+  Prot protection_ = Prot::kClear;
+  std::optional<RecordCipher> tx_;
+  std::optional<RecordCipher> rx_;
+  Key256 await_key_{};
+  std::vector<Bytes> held_;  // replies sent while awaiting the bind record
+  std::size_t held_bytes_ = 0;
+  bool bound_now_ = false;
 };
 
 class TcpClient final : public ClientTransport {
  public:
   TcpClient(asio::io_context& io, const tcp::endpoint& server, const TcpConfig& cfg)
-      : server_(server), stream_(std::make_shared<Stream>(tcp::socket(io), cfg, false)) {
+      : server_(server),
+        protection_(cfg.protection),
+        stream_(std::make_shared<Stream>(tcp::socket(io), cfg, false)) {
     stream_->on_message = [this](Bytes m) {
       if (on_message) on_message(std::move(m));
     };
@@ -272,6 +453,9 @@ class TcpClient final : public ClientTransport {
   }
   bool is_open() const override { return stream_->open(); }
   std::uint32_t peer_epoch() const override { return 0; }
+  void bind_session(std::uint64_t session_id, const Key256& session_key) override {
+    if (protection_ == 2) stream_->start_protection(session_id, session_key);
+  }
   TransportStats stats() const override { return stream_->stats; }
   std::string describe() const override {
     return "tcp " + server_.address().to_string() + ":" + std::to_string(server_.port());
@@ -279,6 +463,7 @@ class TcpClient final : public ClientTransport {
 
  private:
   tcp::endpoint server_;
+  std::uint32_t protection_ = 1;
   std::shared_ptr<Stream> stream_;
 };
 
@@ -355,6 +540,11 @@ class TcpServer final : public ServerTransport {
   std::string peer_name(PeerId peer) const override {
     auto it = peers_.find(peer);
     return it == peers_.end() ? "tcp (closed peer)" : it->second.name;
+  }
+  void bind_session(PeerId peer, const Key256& session_key, std::uint32_t protection) override {
+    if (protection < 2) return;  // integrity: the RPC MACs (header comment)
+    auto it = peers_.find(peer);
+    if (it != peers_.end()) it->second.stream->expect_bind(session_key);
   }
 
  private:
@@ -441,6 +631,10 @@ class TcpServer final : public ServerTransport {
           (ec2 ? std::string("?") : rep.address().to_string() + ":" + std::to_string(rep.port()));
       auto s = std::make_shared<Stream>(std::move(sock), cfg_, true);
       s->share_queue_total(total_queued_);
+      s->session_lookup = [this](std::uint64_t sid) -> std::optional<SessionLookup> {
+        if (!session_lookup) return std::nullopt;
+        return session_lookup(sid);
+      };
       s->on_message = [this, id](Bytes m) {
         if (on_message) on_message(id, std::move(m));
       };
