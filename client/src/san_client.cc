@@ -131,7 +131,7 @@ void SanClient::send_login_begin() {
   state_ = State::kLoggingIn;
   random_bytes(client_nonce_);
   login_xid_ = next_xid();
-  login_deadline_ = steady_now() + opt_.login_timeout;
+  login_deadline_ = now() + opt_.login_timeout;
   proto::LoginBeginArgs a{opt_.client_name, client_nonce_, opt_.transport_security};
   transport_->send(proto::encode_login_begin_call(login_xid_, a));
 }
@@ -301,7 +301,7 @@ void SanClient::execute(proto::Request request, std::function<void(proto::Reply)
   auto c = std::make_shared<Call>();
   c->req = std::move(request);
   c->done = std::move(done);
-  c->deadline = steady_now() + opt_.request_timeout;
+  c->deadline = now() + opt_.request_timeout;
   stats_.requests++;
   if (state_ == State::kClosed) {
     proto::Reply rep;
@@ -448,8 +448,18 @@ void SanClient::session_lost() {
 
 void SanClient::on_transport_closed(Errc why) {
   last_error_ = why;
-  IPSAN_LOG(LogLevel::kInfo, "client", "transport closed: ", to_string(why));
+  last_failure_ = transport_ ? transport_->failure() : std::string();
+  IPSAN_LOG(LogLevel::kInfo, "client", "transport closed: ", to_string(why),
+            last_failure_.empty() ? "" : " (", last_failure_, last_failure_.empty() ? "" : ")");
   if (state_ == State::kClosed) return;
+  if (opt_.fail_fast_when_refused && transport_ && transport_->refused() && stats_.logins == 0 &&
+      session_id_ == 0) {
+    // Nobody listens there (and never did for us): say so now rather than after the connect
+    // timeout. Requests already queued keep their own deadlines.
+    auto waiters = std::move(connect_waiters_);
+    connect_waiters_.clear();
+    for (auto& w : waiters) w(Errc::kConnectionLost);
+  }
   if (why == Errc::kStaleSession && session_id_ != 0) {
     // New server boot epoch: the session is gone. Reconnect first, then log in again.
     forget_session();
@@ -478,7 +488,7 @@ void SanClient::schedule_reconnect() {
 
 void SanClient::arm_tick() {
   if (state_ == State::kClosed) return;
-  tick_timer_.expires_after(std::chrono::milliseconds(50));
+  tick_timer_.expires_after(opt_.tick_interval);
   auto alive = alive_;
   tick_timer_.async_wait([this, alive](boost::system::error_code ec) {
     if (ec || !*alive) return;
@@ -490,7 +500,7 @@ void SanClient::arm_tick() {
 }
 
 void SanClient::tick() {
-  const TimePoint now = steady_now();
+  const TimePoint now = this->now();
   if (state_ == State::kLoggingIn && now > login_deadline_) {
     login_failed(Errc::kTimeout, false);
   }
@@ -583,8 +593,8 @@ void SanClient::start_fence(const std::shared_ptr<Call>& c) {
   f->seq = ++slot.seq;
   f->session = session_id_;
   f->xid = next_xid();
-  f->deadline = steady_now() + opt_.fence_timeout;
-  f->retry_at = steady_now() + opt_.fence_retry;
+  f->deadline = now() + opt_.fence_timeout;
+  f->retry_at = now() + opt_.fence_retry;
   f->fenced = c;
   f->wire = proto::encode_slot_fence_call(
       f->xid, proto::SlotCred{f->session, static_cast<std::uint32_t>(f->slot), f->seq},
@@ -642,7 +652,7 @@ void SanClient::on_control_reply(const std::shared_ptr<Call>& c, const proto::Pa
     // The old session's last calls are still running on the server: ask again shortly.
     if (e != ending_.end()) {
       e->in_flight = false;
-      e->next_try = steady_now() + opt_.fence_retry;
+      e->next_try = now() + opt_.fence_retry;
     }
     return;
   }
@@ -679,7 +689,7 @@ void SanClient::resolve_session(std::uint64_t sid) {
 
 void SanClient::send_end_sessions() {
   if (state_ != State::kReady || session_id_ == 0 || !transport_) return;
-  const TimePoint now = steady_now();
+  const TimePoint now = this->now();
   std::size_t next = 0;
   for (auto& e : ending_) {
     if (e.in_flight || e.next_try > now) continue;

@@ -33,6 +33,9 @@
 #ifdef HAVE_IPSAN_NAS_CLI
 #include "nas_cli.h"
 #endif
+#ifdef HAVE_IPSAN_REMOTE
+#include "ipsan/remote/remote_backend.h"
+#endif
 
 namespace {
 constexpr int kExitUsage = 2;  // bad arguments, as every subcommand's own checks return
@@ -57,6 +60,10 @@ int main(int argc, char** argv) {
     ipsan::LogLevel l;
     if (ipsan::parse_log_level(level, l)) ipsan::set_log_level(l);
   });
+#ifdef HAVE_IPSAN_REMOTE
+  // ipsan://HOST:PORT/DEVICE back ends (a device of another server) in -d and layout files.
+  ipsan::remote::register_remote_backend();
+#endif
   ipsan::server::add_cli(app);
   ipsan::client::add_cli(app);
   ipsan::server::add_disk_cli(app);

@@ -433,8 +433,12 @@ class TcpClient final : public ClientTransport {
       if (on_closed) on_closed(e);
     };
     auto s = stream_;
-    s->socket().async_connect(server_, [s](boost::system::error_code ec) {
+    auto failure = failure_;
+    s->socket().async_connect(server_, [s, failure, server = server_](boost::system::error_code ec) {
       if (ec) {
+        failure->refused = ec == asio::error::connection_refused;
+        failure->text = ec.message() + " (tcp " + server.address().to_string() + ":" +
+                        std::to_string(server.port()) + ")";
         s->close(Errc::kConnectionLost);
         return;
       }
@@ -460,10 +464,17 @@ class TcpClient final : public ClientTransport {
   std::string describe() const override {
     return "tcp " + server_.address().to_string() + ":" + std::to_string(server_.port());
   }
+  std::string failure() const override { return failure_->text; }
+  bool refused() const override { return failure_->refused; }
 
  private:
+  struct Failure {
+    std::string text;
+    bool refused = false;
+  };
   tcp::endpoint server_;
   std::uint32_t protection_ = 1;
+  std::shared_ptr<Failure> failure_ = std::make_shared<Failure>();
   std::shared_ptr<Stream> stream_;
 };
 

@@ -57,6 +57,15 @@ struct ClientOptions {
   // Transport security offered at login: 0 off, 1 integrity, 2 encrypted (the rudp transport's
   // Config::protection must match; connect.cc sets both from --transport-security).
   std::uint32_t transport_security = 1;
+  // The clock every deadline (login, request, fence, END_SESSION retry) is measured on; empty:
+  // steady_now(). Tests pass a VirtualClock's now() so that expiry is exact and never sleeps. The
+  // io_context timer that looks at the deadlines fires every tick_interval of real time.
+  std::function<TimePoint()> clock;
+  Duration tick_interval = std::chrono::milliseconds(50);
+  // A first connection the peer refuses outright (TCP: connection refused; no listener there)
+  // fails connect() at once instead of retrying until the caller's connect timeout. Only before
+  // the first login: later, a refused reconnect is a server restarting, and the client retries.
+  bool fail_fast_when_refused = true;
 };
 
 struct ClientStats {
@@ -100,6 +109,9 @@ class SanClient final : public GenericTarget {
   std::size_t unresolved() const;
   const ClientStats& stats() const { return stats_; }
   proto::TransportStats transport_stats() const;
+  // What the transport said when it last closed, if it knew more than the Errc (e.g. "connection
+  // refused (tcp 127.0.0.1:5260)"); empty otherwise.
+  const std::string& last_failure() const { return last_failure_; }
 
  private:
   enum class State { kIdle, kConnecting, kLoggingIn, kReady, kBackoff, kFailed, kClosed };
@@ -132,6 +144,7 @@ class SanClient final : public GenericTarget {
   void arm_tick();
   void tick();
   std::uint32_t next_xid() { return xid_++; }
+  TimePoint now() const { return opt_.clock ? opt_.clock() : steady_now(); }
 
   boost::asio::io_context& io_;
   TransportFactory make_transport_;
@@ -170,6 +183,7 @@ class SanClient final : public GenericTarget {
   boost::asio::steady_timer reconnect_timer_;
   Duration backoff_;
   Errc last_error_ = Errc::kOk;
+  std::string last_failure_;
   ClientStats stats_;
   proto::TransportStats closed_transport_stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -110,6 +110,11 @@ class ClientTransport {
   virtual std::uint32_t peer_epoch() const = 0;
   virtual TransportStats stats() const = 0;
   virtual std::string describe() const = 0;  // e.g. "udp 127.0.0.1:3260"
+  // Why the transport closed, when it knows more than on_closed's Errc (e.g. "connection
+  // refused (tcp 127.0.0.1:5260)"); empty otherwise. refused(): the peer refused the connection
+  // before it opened (nobody listens there). Defaults: nothing known.
+  virtual std::string failure() const { return {}; }
+  virtual bool refused() const { return false; }
 
   // Binds session `session_id` (key `session_key`) to this transport: reliable UDP protects
   // every later packet with keys derived from it (docs/RUDP.md "Packet protection"). Called
