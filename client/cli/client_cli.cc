@@ -2,10 +2,9 @@
 
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -17,14 +16,12 @@
 #include "ipsan/base/log.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
-#include "ipsan/client/san_client.h"
+#include "ipsan/client/runtime.h"
 #include "ipsan/client/verify.h"
 #include "ipsan/proto/codec.h"
 
 namespace ipsan::client {
 namespace {
-
-namespace asio = boost::asio;
 
 struct Common : ConnectArgs {
   std::uint32_t device = 0;
@@ -35,58 +32,27 @@ struct Common : ConnectArgs {
   throw CLI::RuntimeError(code);
 }
 
-// A connected client on its own io_context, for one command.
+// A connected client (client::Runtime) for one command.
 struct Session {
-  asio::io_context io;
-  std::unique_ptr<SanClient> client;
+  std::unique_ptr<Runtime> rt;
 
   explicit Session(const Common& c) {
-    auto settings = resolve_connect_args(c);
-    if (!settings) die(settings.error().message, 2);
-    auto factory = make_transport_factory(io, settings->transport);
-    if (!factory) die(factory.error().message);
-    const ClientOptions& co = settings->client;
-    client = std::make_unique<SanClient>(io, std::move(*factory), co);
-    Errc result = Errc::kTimeout;
-    bool done = false;
-    client->connect([&](Errc e) {
-      result = e;
-      done = true;
-      io.stop();
-    });
-    io.run_for(settings->connect_timeout);
-    io.restart();
-    if (!done)
-      die("no server answered at " + c.server + " over " + c.transport + " within " +
-          c.connect_timeout + " (is `ipsan server` running there? --connect-timeout)");
-    if (result != Errc::kOk)
-      die("cannot log in to " + c.server + " over " + c.transport + ": " +
-          std::string(to_string(result)));
+    auto options = runtime_options(c);
+    if (!options) die(options.error().message, 2);
+    auto r = Runtime::start(std::move(*options));
+    if (!r) die(r.error().message);
+    rt = std::move(*r);
   }
 
   // One request; a CAPACITY_CHANGED notice (the device was resized online) is reported on stderr
   // and the request retried once, as a SCSI initiator does after the unit attention.
   proto::Reply call(proto::Request req) {
-    proto::Reply r = call_once(req);
+    proto::Reply r = rt->call(req);
     if (r.status == Errc::kCapacityChanged) {
       std::fprintf(stderr, "ipsan client: device %u capacity changed\n", req.device_id);
-      r = call_once(std::move(req));
+      r = rt->call(std::move(req));
     }
     return r;
-  }
-
-  proto::Reply call_once(proto::Request req) {
-    proto::Reply out;
-    bool done = false;
-    client->execute(std::move(req), [&](proto::Reply r) {
-      out = std::move(r);
-      done = true;
-      io.stop();
-    });
-    io.run();
-    io.restart();
-    if (!done) out.status = Errc::kTimeout;
-    return out;
   }
 
   proto::Identity identify(std::uint32_t device) {
@@ -97,13 +63,6 @@ struct Session {
     if (r.status != Errc::kOk)
       die("identify device " + std::to_string(device) + ": " + std::string(to_string(r.status)));
     return r.identity;
-  }
-
-  ~Session() {
-    if (client) {
-      client->close();
-      io.run_for(std::chrono::milliseconds(50));  // let the LOGOUT leave
-    }
   }
 };
 
@@ -318,16 +277,14 @@ void add_cli(CLI::App& app) {
     vo.seed = va->seed;
     vo.write = !va->read_only;
     vo.read = !va->write_only;
-    std::optional<VerifyResult> result;
-    run_verify(*s.client, vo, [&](VerifyResult r) {
-      result = std::move(r);
-      s.io.stop();
+    std::promise<VerifyResult> verified;
+    auto result_future = verified.get_future();
+    s.rt->run_on_io([&] {
+      run_verify(s.rt->client(), vo, [&](VerifyResult r) { verified.set_value(std::move(r)); });
     });
-    s.io.run();
-    s.io.restart();
-    if (!result) die("verify did not finish");
-    auto ts = s.client->transport_stats();
-    auto& cs = s.client->stats();
+    std::optional<VerifyResult> result = result_future.get();
+    const auto ts = s.rt->transport_stats();
+    const auto cs = s.rt->stats();
     if (va->json) {
       auto mbps = [](std::uint64_t bytes, Duration d) {
         const double sec = to_seconds(d);

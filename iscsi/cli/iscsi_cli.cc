@@ -1,10 +1,9 @@
-// iscsi_cli.cc: `ipsan iscsi-portal`: logs in to an ipsan server as a client (SanClient on its
-// own io_context thread), maps LUNs to server devices on a scsi::Bus, and serves them to iSCSI
-// initiators (Portal on the main thread). Optionally an in-process netem::UdpProxy impairs the
-// client <-> server link (--netem PROFILE), for conformance runs over a lossy network.
+// iscsi_cli.cc: `ipsan iscsi-portal`: logs in to an ipsan server as a client (client::Runtime:
+// a SanClient on its own io thread), maps LUNs to server devices on a scsi::Bus, and serves them to iSCSI
+// initiators (Portal on the main thread). Optionally the Runtime's in-process netem proxy impairs
+// the client <-> server link (--netem PROFILE), for conformance runs over a lossy network.
 #include "iscsi_cli.h"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -23,14 +22,11 @@
 #include "ipsan/base/key.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
-#include "ipsan/client/san_client.h"
+#include "ipsan/client/runtime.h"
 #include "ipsan/client/scsi/bus.h"
 #include "ipsan/iscsi/portal.h"
-#include "ipsan/iscsi/posting_target.h"
 #include "ipsan/metrics/encode.h"
 #include "ipsan/metrics/http.h"
-#include "ipsan/netem/config.h"
-#include "ipsan/netem/udp_proxy.h"
 
 namespace ipsan::iscsi {
 namespace {
@@ -164,72 +160,28 @@ void apply_access(const Args& a, std::vector<PortalTarget>& targets, PortalOptio
 }
 
 void run(const Args& a) {
-  auto settings = client::resolve_connect_args(a);
-  if (!settings) die(settings.error().message);
-  client::TransportOptions to = settings->transport;
-  const client::ClientOptions co = settings->client;
+  auto options = client::runtime_options(a);
+  if (!options) die(options.error().message);
+  options->netem = a.netem;
+  options->netem_seed = a.netem_seed;
+  const client::ClientOptions co = options->client;
   auto lp = parse_host_port(a.listen, "127.0.0.1", 3260);
   if (!lp) die("--listen: " + lp.error().message);
   std::vector<client::scsi::LunMapping> maps;
   for (const auto& l : a.luns) maps.push_back(parse_lun(l));
   if (maps.empty()) maps.push_back(parse_lun("0=0"));
 
-  // The SAN/IP driver's thread.
-  asio::io_context client_io;
-  std::unique_ptr<netem::UdpProxy> proxy;
-  if (!a.netem.empty()) {
-    if (to.kind != proto::TransportKind::kUdp) die("--netem needs --transport udp");
-    // A profile name, or an impairment spec such as "loss=1%" (netem::parse_spec).
-    auto cfg = netem::profile_by_name(a.netem);
-    if (!cfg && a.netem.find('=') != std::string::npos) cfg = netem::parse_spec(a.netem);
-    if (!cfg) die(cfg.error().message);
-    netem::UdpProxyOptions po;
-    po.listen = asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0);
-    auto fwd = netem::parse_endpoint(to.host + ":" + std::to_string(to.port));
-    if (!fwd) die(fwd.error().message);
-    po.forward = *fwd;
-    po.up = *cfg;
-    po.down = *cfg;
-    po.seed = a.netem_seed;
-    auto p = netem::UdpProxy::create(client_io, po);
-    if (!p) die(p.error().message, kExitRuntime);
-    proxy = std::move(*p);
-    to.host = "127.0.0.1";
-    to.port = proxy->local_endpoint().port();
+  // The SAN/IP driver (client::Runtime): logged in on its own io thread, which also paces the
+  // background work below. Requests from the portal's thread are posted to it.
+  auto started = client::Runtime::start(std::move(*options));
+  if (!started) {
+    die(started.error().message,
+        started.error().code == Errc::kInvalidArgument ? kExitUsage : kExitRuntime);
   }
-  auto factory = client::make_transport_factory(client_io, to);
-  if (!factory) die(factory.error().message, kExitRuntime);
-  auto san = std::make_unique<client::SanClient>(client_io, std::move(*factory), co);
-  Errc login = Errc::kTimeout;
-  bool connected = false;
-  san->connect([&](Errc e) {
-    login = e;
-    connected = true;
-    client_io.stop();
-  });
-  client_io.run_for(co.login_timeout + std::chrono::seconds(1));
-  client_io.restart();
-  if (!connected || login != Errc::kOk) {
-    die("cannot log in to " + a.server + ": " +
-            std::string(to_string(connected ? login : Errc::kTimeout)),
-        kExitRuntime);
-  }
-  auto work = asio::make_work_guard(client_io);
-  std::thread client_thread([&] { client_io.run(); });
-  auto finish_client = [&] {
-    std::promise<void> closed;
-    asio::post(client_io, [&] {
-      san->close();
-      if (proxy) proxy->stop();
-      closed.set_value();
-    });
-    closed.get_future().wait();
-    work.reset();
-    client_io.stop();
-    client_thread.join();
-  };
+  std::unique_ptr<client::Runtime> rt = std::move(*started);
+  asio::io_context& client_io = rt->io();
+  auto finish_client = [&] { rt->stop(); };
 
-  PostingTarget posting(client_io, *san);
   // What libiscsi's conformance tests exercise: 64Ki-block transfers (MAXIMUM TRANSFER LENGTH)
   // and at most 1Mi blocks per UNMAP / WRITE SAME.
   client::scsi::LogicalUnitOptions lu_options;
@@ -254,7 +206,7 @@ void run(const Args& a) {
     });
   };
   client::scsi::Bus bus(lu_options);
-  bus.add_server("server", posting);
+  bus.add_server("server", *rt);
   std::map<std::uint32_t, bool> target_ids;
   for (const auto& m : maps) {
     if (auto r = bus.map(m); !r) {
@@ -311,7 +263,7 @@ void run(const Args& a) {
       finish_client();
       die("--metrics: " + hp.error().message);
     }
-    client_metrics = std::make_unique<metrics::ClientMetrics>(registry, client_io, *san);
+    client_metrics = std::make_unique<metrics::ClientMetrics>(registry, client_io, rt->client());
     auto e = metrics::HttpExposer::start(
         io, hp->host, hp->port, [&registry] { return metrics::encode_text(registry.snapshot()); });
     if (!e) {

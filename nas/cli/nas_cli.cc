@@ -3,7 +3,6 @@
 // through the SAN/IP driver (--device N with the usual connection flags).
 #include "nas_cli.h"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -18,7 +17,7 @@
 #include "ipsan/backends/spec.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
-#include "ipsan/client/san_client.h"
+#include "ipsan/client/runtime.h"
 #include "ipsan/nas/block_device.h"
 #include "ipsan/nas/nas.h"
 #include "ipsan/nas/server.h"
@@ -42,27 +41,14 @@ struct DiskArgs : client::ConnectArgs {
   bool unclaimed = false;
 };
 
-// Owns whatever reaches the disk: a local back end, or a logged-in SanClient on its own thread.
+// Owns whatever reaches the disk: a local back end, or a logged-in client::Runtime.
 struct Disk {
-  asio::io_context client_io;
-  std::unique_ptr<client::SanClient> san;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::thread client_thread;
+  std::unique_ptr<client::Runtime> rt;
   std::unique_ptr<BlockDevice> dev;
 
   ~Disk() {
     dev.reset();
-    if (san) {
-      std::promise<void> closed;
-      asio::post(client_io, [&] {
-        san->close();
-        closed.set_value();
-      });
-      closed.get_future().wait();
-      work.reset();
-      client_io.stop();
-      client_thread.join();
-    }
+    if (rt) rt->stop();
   }
 };
 
@@ -82,29 +68,12 @@ std::unique_ptr<Disk> open_disk(const DiskArgs& a) {
         "(you guarantee nobody else writes it), or serve a local --disk (flock-claimed)",
         kExitRuntime);
   }
-  auto settings = client::resolve_connect_args(a);
-  if (!settings) die(settings.error().message);
-  auto factory = client::make_transport_factory(d->client_io, settings->transport);
-  if (!factory) die(factory.error().message, kExitRuntime);
-  d->san = std::make_unique<client::SanClient>(d->client_io, std::move(*factory),
-                                               settings->client);
-  Errc login = Errc::kTimeout;
-  bool connected = false;
-  d->san->connect([&](Errc e) {
-    login = e;
-    connected = true;
-    d->client_io.stop();
-  });
-  d->client_io.run_for(settings->client.login_timeout + std::chrono::seconds(1));
-  d->client_io.restart();
-  d->work.emplace(asio::make_work_guard(d->client_io));
-  d->client_thread = std::thread([io = &d->client_io] { io->run(); });
-  if (!connected || login != Errc::kOk) {
-    die("cannot log in to " + a.server + ": " +
-            std::string(to_string(connected ? login : Errc::kTimeout)),
-        kExitRuntime);
-  }
-  auto r = make_remote_device(d->client_io, *d->san, static_cast<std::uint32_t>(a.device));
+  auto options = client::runtime_options(a);
+  if (!options) die(options.error().message);
+  auto started = client::Runtime::start(std::move(*options));
+  if (!started) die(started.error().message, kExitRuntime);
+  d->rt = std::move(*started);
+  auto r = make_remote_device(d->rt->io(), d->rt->client(), static_cast<std::uint32_t>(a.device));
   if (!r) die(r.error().message, kExitRuntime);
   d->dev = std::move(*r);
   return d;

@@ -1,12 +1,10 @@
-// nbd_cli.cc: `ipsan nbd-export`: logs in to an ipsan server as a client (SanClient on its own
-// io_context thread), asks each exported device for its identity, and serves the devices to NBD
+// nbd_cli.cc: `ipsan nbd-export`: logs in to an ipsan server as a client (client::Runtime: a
+// SanClient on its own io thread), asks each exported device for its identity, and serves the devices to NBD
 // clients (nbd::Server) over TCP and/or a Unix socket, optionally with TLS. Like `ipsan
 // iscsi-portal`, an in-process netem::UdpProxy can impair the client <-> server link (--netem).
 #include "nbd_cli.h"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -18,12 +16,10 @@
 #include "connect_flags.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
-#include "ipsan/client/san_client.h"
+#include "ipsan/client/runtime.h"
 #include "ipsan/metrics/encode.h"
 #include "ipsan/metrics/http.h"
 #include "ipsan/nbd/server.h"
-#include "ipsan/netem/config.h"
-#include "ipsan/netem/udp_proxy.h"
 
 namespace ipsan::nbd {
 namespace {
@@ -57,21 +53,6 @@ constexpr int kExitUsage = 2;    // bad arguments
   throw CLI::RuntimeError(code);
 }
 
-// The SAN/IP driver's requests are executed on its io_context thread.
-class Posting final : public client::GenericTarget {
- public:
-  Posting(asio::io_context& io, client::GenericTarget& t) : io_(io), t_(t) {}
-  void execute(proto::Request r, std::function<void(proto::Reply)> done) override {
-    asio::post(io_, [this, r = std::move(r), done = std::move(done)]() mutable {
-      t_.execute(std::move(r), std::move(done));
-    });
-  }
-
- private:
-  asio::io_context& io_;
-  client::GenericTarget& t_;
-};
-
 // "NAME=DEVICE[,ro]"
 ExportConfig parse_export(const std::string& text) {
   ExportConfig e;
@@ -95,10 +76,10 @@ ExportConfig parse_export(const std::string& text) {
 }
 
 void run(const Args& a) {
-  auto settings = client::resolve_connect_args(a);
-  if (!settings) die(settings.error().message);
-  client::TransportOptions to = settings->transport;
-  const client::ClientOptions co = settings->client;
+  auto options = client::runtime_options(a);
+  if (!options) die(options.error().message);
+  options->netem = a.netem;
+  options->netem_seed = a.netem_seed;
 
   ServerOptions so;
   if (a.tls == "off") so.tls.mode = TlsMode::kOff;
@@ -139,68 +120,20 @@ void run(const Args& a) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  asio::io_context client_io;
-  std::unique_ptr<netem::UdpProxy> proxy;
-  if (!a.netem.empty()) {
-    if (to.kind != proto::TransportKind::kUdp) die("--netem needs --transport udp");
-    auto cfg = netem::profile_by_name(a.netem);
-    if (!cfg && a.netem.find('=') != std::string::npos) cfg = netem::parse_spec(a.netem);
-    if (!cfg) die(cfg.error().message);
-    netem::UdpProxyOptions po;
-    po.listen = asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0);
-    auto fwd = netem::parse_endpoint(to.host + ":" + std::to_string(to.port));
-    if (!fwd) die(fwd.error().message);
-    po.forward = *fwd;
-    po.up = *cfg;
-    po.down = *cfg;
-    po.seed = a.netem_seed;
-    auto p = netem::UdpProxy::create(client_io, po);
-    if (!p) die(p.error().message, kExitRuntime);
-    proxy = std::move(*p);
-    to.host = "127.0.0.1";
-    to.port = proxy->local_endpoint().port();
+  // The SAN/IP driver (client::Runtime): logged in on its own io thread.
+  auto started = client::Runtime::start(std::move(*options));
+  if (!started) {
+    die(started.error().message,
+        started.error().code == Errc::kInvalidArgument ? kExitUsage : kExitRuntime);
   }
-  auto factory = client::make_transport_factory(client_io, to);
-  if (!factory) die(factory.error().message, kExitRuntime);
-  auto san = std::make_unique<client::SanClient>(client_io, std::move(*factory), co);
-  Errc login = Errc::kTimeout;
-  bool connected = false;
-  san->connect([&](Errc e) {
-    login = e;
-    connected = true;
-    client_io.stop();
-  });
-  client_io.run_for(co.login_timeout + std::chrono::seconds(1));
-  client_io.restart();
-  if (!connected || login != Errc::kOk) {
-    die("cannot log in to " + a.server + ": " +
-            std::string(to_string(connected ? login : Errc::kTimeout)),
-        kExitRuntime);
-  }
-  auto work = asio::make_work_guard(client_io);
-  std::thread client_thread([&] { client_io.run(); });
-  auto finish_client = [&] {
-    std::promise<void> closed;
-    asio::post(client_io, [&] {
-      san->close();
-      if (proxy) proxy->stop();
-      closed.set_value();
-    });
-    closed.get_future().wait();
-    work.reset();
-    client_io.stop();
-    client_thread.join();
-  };
-  Posting posting(client_io, *san);
+  std::unique_ptr<client::Runtime> rt = std::move(*started);
+  auto finish_client = [&] { rt->stop(); };
 
   for (auto& e : exports) {
-    auto done = std::make_shared<std::promise<proto::Reply>>();
-    auto f = done->get_future();
     proto::Request q;
     q.op = proto::Op::kIdentify;
     q.device_id = e.device_id;
-    posting.execute(std::move(q), [done](proto::Reply r) { done->set_value(std::move(r)); });
-    const proto::Reply r = f.get();  // the SanClient answers every request (kTimeout at worst)
+    const proto::Reply r = rt->call(std::move(q));  // answered (kTimeout at worst)
     if (r.status != Errc::kOk) {
       finish_client();
       die("export '" + e.name + "': device " + std::to_string(e.device_id) + ": " +
@@ -210,7 +143,7 @@ void run(const Args& a) {
     e.identity = r.identity;
   }
 
-  Server server(posting, exports, so);
+  Server server(*rt, exports, so);
   if (auto r = server.start(); !r) {
     finish_client();
     die(r.error().message, kExitRuntime);
@@ -252,7 +185,7 @@ void run(const Args& a) {
       die("--metrics: " + e.error().message, hp ? kExitRuntime : kExitUsage);
     }
     exposer = std::move(*e);
-    client_metrics = std::make_unique<metrics::ClientMetrics>(registry, client_io, *san);
+    client_metrics = std::make_unique<metrics::ClientMetrics>(registry, rt->io(), rt->client());
     metrics_thread = std::thread([&metrics_io] { metrics_io.run(); });
   }
   std::printf("ipsan nbd-export: listening on");

@@ -15,7 +15,7 @@
 //
 // Threading: one accept thread; per connection a reader thread (handshake, requests) and a writer
 // thread (replies). target.execute() is called from reader threads and must be thread-safe (wrap
-// a SanClient in iscsi::PostingTarget); completions may run on any thread.
+// a client::Runtime); completions may run on any thread.
 #pragma once
 
 #include <cstdint>
