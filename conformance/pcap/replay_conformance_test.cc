@@ -33,7 +33,7 @@
 #include "ipsan/replay/ipsan_capture.h"
 #include "ipsan/replay/iscsi.h"
 #include "ipsan/replay/iscsi_replay.h"
-#include "ipsan/replay/remote_target.h"
+#include "ipsan/client/runtime.h"
 #include "ipsan/replay/trace_replay.h"
 #include "server_fixture.h"
 
@@ -56,13 +56,15 @@ std::vector<std::string> trace_files() {
   return out;
 }
 
-RemoteOptions remote(std::uint16_t port, proto::TransportKind kind = proto::TransportKind::kUdp) {
-  RemoteOptions o;
-  o.port = port;
-  o.kind = kind;
-  o.client_name = "alice";
-  o.key = testing::fixture_key();
-  o.request_timeout = std::chrono::seconds(20);
+client::RuntimeOptions remote(std::uint16_t port,
+                              proto::TransportKind kind = proto::TransportKind::kUdp) {
+  client::RuntimeOptions o;
+  o.transport.port = port;
+  o.transport.kind = kind;
+  o.client.client_name = "alice";
+  o.client.key = testing::fixture_key();
+  o.client.request_timeout = std::chrono::seconds(20);
+  o.connect_timeout = std::chrono::seconds(30);
   return o;
 }
 
@@ -100,9 +102,9 @@ void check_trace_against_server(client::GenericTarget& target, const client::tra
     proto::Request req;
     req.op = proto::Op::kIdentify;
     req.device_id = m.device_id;
-    auto* rt = dynamic_cast<RemoteTarget*>(&target);
+    auto* rt = dynamic_cast<client::Runtime*>(&target);
     ASSERT_NE(rt, nullptr);
-    const proto::Reply id = rt->execute_and_wait(req, std::chrono::seconds(20));
+    const proto::Reply id = rt->call_for(req, std::chrono::seconds(20));
     ASSERT_EQ(id.status, Errc::kOk);
     mem.add_device(m.device_id, id.identity);
   }
@@ -142,7 +144,7 @@ TEST_P(ServerTrace, AnswersLikeTheReferenceTarget) {
   ASSERT_TRUE(trace) << trace.error().message;
   ServerFixture server(kTraceDevices);
   ASSERT_EQ(server.error(), "");
-  auto target = RemoteTarget::connect(remote(server.udp_port()));
+  auto target = client::Runtime::start(remote(server.udp_port()));
   ASSERT_TRUE(target) << target.error().message;
   std::size_t matched = 0;
   check_trace_against_server(**target, *trace, matched);
@@ -168,11 +170,11 @@ void run_all_traces(proto::TransportKind kind, const std::string& netem_profile)
     ASSERT_TRUE(trace) << trace.error().message;
     ServerFixture server(kTraceDevices);
     ASSERT_EQ(server.error(), "");
-    RemoteOptions o =
+    client::RuntimeOptions o =
         remote(kind == proto::TransportKind::kUdp ? server.udp_port() : server.tcp_port(), kind);
-    o.netem_profile = netem_profile;
+    o.netem = netem_profile;
     o.netem_seed = 42;
-    auto target = RemoteTarget::connect(o);
+    auto target = client::Runtime::start(o);
     ASSERT_TRUE(target) << target.error().message;
     check_trace_against_server(**target, *trace, matched);
   }
@@ -188,13 +190,13 @@ TEST(ServerTraces, AllOverTcp) { run_all_traces(proto::TransportKind::kTcp, "");
 // ---- ipsan captures ----
 
 // A deterministic workload: writes of seeded patterns, reads back, flush, trim, identify.
-void run_workload(RemoteTarget& t) {
+void run_workload(client::Runtime& t) {
   const auto timeout = std::chrono::seconds(20);
   for (std::uint32_t dev : {1u, 3u}) {
     proto::Request id;
     id.op = proto::Op::kIdentify;
     id.device_id = dev;
-    const auto ident = t.execute_and_wait(id, timeout);
+    const auto ident = t.call_for(id, timeout);
     ASSERT_EQ(ident.status, Errc::kOk);
     const std::uint32_t bs = ident.identity.block_size;
     for (std::uint64_t lba = 0; lba < 64; lba += 8) {
@@ -205,7 +207,7 @@ void run_workload(RemoteTarget& t) {
       w.blocks = 4;
       w.data.resize(std::size_t{4} * bs);
       fill_pattern_blocks(w.data, bs, 99, lba, 0);
-      ASSERT_EQ(t.execute_and_wait(w, timeout).status, Errc::kOk);
+      ASSERT_EQ(t.call_for(w, timeout).status, Errc::kOk);
     }
     for (std::uint64_t lba = 0; lba < 64; lba += 16) {
       proto::Request r;
@@ -213,16 +215,16 @@ void run_workload(RemoteTarget& t) {
       r.device_id = dev;
       r.lba = lba;
       r.blocks = 16;  // 128 KiB for the 4K device: fragmented over many datagrams
-      ASSERT_EQ(t.execute_and_wait(r, timeout).status, Errc::kOk);
+      ASSERT_EQ(t.call_for(r, timeout).status, Errc::kOk);
     }
     proto::Request f;
     f.op = proto::Op::kFlush;
     f.device_id = dev;
-    ASSERT_EQ(t.execute_and_wait(f, timeout).status, Errc::kOk);
+    ASSERT_EQ(t.call_for(f, timeout).status, Errc::kOk);
     proto::Request c;
     c.op = proto::Op::kCapacity;
     c.device_id = dev;
-    ASSERT_EQ(t.execute_and_wait(c, timeout).status, Errc::kOk);
+    ASSERT_EQ(t.call_for(c, timeout).status, Errc::kOk);
   }
   // A failing request is captured and replayed too.
   proto::Request bad;
@@ -230,13 +232,13 @@ void run_workload(RemoteTarget& t) {
   bad.device_id = 1;
   bad.lba = 1u << 30;
   bad.blocks = 1;
-  EXPECT_EQ(t.execute_and_wait(bad, timeout).status, Errc::kLbaOutOfRange);
+  EXPECT_EQ(t.call_for(bad, timeout).status, Errc::kLbaOutOfRange);
   proto::Request ro;
   ro.op = proto::Op::kWrite;
   ro.device_id = 2;
   ro.blocks = 1;
   ro.data.resize(512, 0xAB);
-  EXPECT_EQ(t.execute_and_wait(ro, timeout).status, Errc::kWriteProtected);
+  EXPECT_EQ(t.call_for(ro, timeout).status, Errc::kWriteProtected);
 }
 
 void replay_capture_and_check(const std::string& pcap, std::size_t min_calls,
@@ -247,7 +249,7 @@ void replay_capture_and_check(const std::string& pcap, std::size_t min_calls,
   const IpsanCapture calls = extract_ipsan(*cap, eo);
   ServerFixture fresh(kTraceDevices);
   ASSERT_EQ(fresh.error(), "");
-  auto target = RemoteTarget::connect(
+  auto target = client::Runtime::start(
       remote(kind == proto::TransportKind::kUdp ? fresh.udp_port() : fresh.tcp_port(), kind));
   ASSERT_TRUE(target) << target.error().message;
   const auto report = replay_ipsan(calls, **target, PcapReplayOptions{});
@@ -272,10 +274,10 @@ TEST(IpsanCapture, NetemProxyCaptureReplaysOnFreshServer) {
   {
     ServerFixture server(kTraceDevices);
     ASSERT_EQ(server.error(), "");
-    RemoteOptions o = remote(server.udp_port());
-    o.netem_profile = "lan";
+    client::RuntimeOptions o = remote(server.udp_port());
+    o.netem = "lan";
     o.netem_capture = pcap;
-    auto target = RemoteTarget::connect(o);
+    auto target = client::Runtime::start(o);
     ASSERT_TRUE(target) << target.error().message;
     run_workload(**target);
   }
@@ -290,7 +292,7 @@ TEST(IpsanCapture, ServerTapCaptureReplaysOnFreshServer) {
   {
     ServerFixture server(kTraceDevices, pcap);
     ASSERT_EQ(server.error(), "");
-    auto target = RemoteTarget::connect(remote(server.udp_port()));
+    auto target = client::Runtime::start(remote(server.udp_port()));
     ASSERT_TRUE(target) << target.error().message;
     run_workload(**target);
   }
@@ -299,7 +301,7 @@ TEST(IpsanCapture, ServerTapCaptureReplaysOnFreshServer) {
   auto cap = read_capture(pcap);
   ASSERT_TRUE(cap);
   ServerFixture fresh(kTraceDevices);
-  auto target = RemoteTarget::connect(remote(fresh.udp_port()));
+  auto target = client::Runtime::start(remote(fresh.udp_port()));
   ASSERT_TRUE(target);
   PcapReplayOptions po;
   po.timing = Timing::kOriginal;
@@ -317,7 +319,7 @@ TEST(IpsanCapture, ServerTcpTapCaptureReplaysOnFreshServer) {
   {
     ServerFixture server(kTraceDevices, pcap);
     ASSERT_EQ(server.error(), "");
-    auto target = RemoteTarget::connect(remote(server.tcp_port(), proto::TransportKind::kTcp));
+    auto target = client::Runtime::start(remote(server.tcp_port(), proto::TransportKind::kTcp));
     ASSERT_TRUE(target) << target.error().message;
     run_workload(**target);
   }
@@ -337,7 +339,7 @@ TEST(IpsanCapture, ServerTcpTapCaptureReplaysOnFreshServer) {
   replay_capture_and_check(pcap, 30, ExtractOptions{}, proto::TransportKind::kTcp);
   // Original timing over TCP: the same answers.
   ServerFixture fresh(kTraceDevices);
-  auto target = RemoteTarget::connect(remote(fresh.tcp_port(), proto::TransportKind::kTcp));
+  auto target = client::Runtime::start(remote(fresh.tcp_port(), proto::TransportKind::kTcp));
   ASSERT_TRUE(target);
   PcapReplayOptions po;
   po.timing = Timing::kOriginal;
@@ -362,7 +364,7 @@ TEST(IpsanCapture, ServerCaptureIsReadableByTcpdumpAndTshark) {
     tcp_port = server.tcp_port();
     udp_port = server.udp_port();
     for (auto kind : {proto::TransportKind::kUdp, proto::TransportKind::kTcp}) {
-      auto target = RemoteTarget::connect(
+      auto target = client::Runtime::start(
           remote(kind == proto::TransportKind::kUdp ? udp_port : tcp_port, kind));
       ASSERT_TRUE(target) << target.error().message;
       run_workload(**target);
@@ -478,7 +480,7 @@ TEST(IpsanCapture, TcpRunCapturedByTcpdumpReplays) {
     ServerFixture server(kTraceDevices);
     ASSERT_EQ(server.error(), "");
     port = server.tcp_port();
-    auto target = RemoteTarget::connect(remote(port, proto::TransportKind::kTcp));
+    auto target = client::Runtime::start(remote(port, proto::TransportKind::kTcp));
     ASSERT_TRUE(target) << target.error().message;
     run_workload(**target);
   }
@@ -504,7 +506,7 @@ void replay_iscsi_capture(const std::string& pcap, std::size_t min_matched) {
   // tgt's LUN 1 is a 4 MiB file of 512-byte blocks: ipsan's device 0 is the same size.
   ServerFixture server({{0, "ram:4M"}});
   ASSERT_EQ(server.error(), "");
-  auto target = RemoteTarget::connect(remote(server.udp_port()));
+  auto target = client::Runtime::start(remote(server.udp_port()));
   ASSERT_TRUE(target) << target.error().message;
   auto map = parse_device_map("1=0");
   ASSERT_TRUE(map);

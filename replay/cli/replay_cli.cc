@@ -13,13 +13,13 @@
 #include "ipsan/base/crypto.h"
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
+#include "ipsan/client/runtime.h"
 #include "ipsan/client/trace/runner.h"
 #include "ipsan/client/trace/trace.h"
 #include "ipsan/replay/capture.h"
 #include "ipsan/replay/ipsan_capture.h"
 #include "ipsan/replay/iscsi.h"
 #include "ipsan/replay/iscsi_replay.h"
-#include "ipsan/replay/remote_target.h"
 #include "ipsan/replay/trace_replay.h"
 
 namespace ipsan::replay {
@@ -56,25 +56,14 @@ const char* g_command = "ipsan replay";
   throw CLI::RuntimeError(code);
 }
 
-RemoteOptions remote_options(const Args& a) {
-  auto settings = client::resolve_connect_args(a);
-  if (!settings) die(settings.error().message);
-  RemoteOptions o;
-  o.kind = settings->transport.kind;
-  o.host = settings->transport.host;
-  o.port = settings->transport.port;
-  o.client_name = settings->client.client_name;
-  o.key = settings->client.key;
-  o.request_timeout = settings->client.request_timeout;
-  o.max_slots = settings->client.max_slots;
-  o.netem_profile = a.netem;
-  o.netem_seed = a.netem_seed;
-  o.netem_capture = a.netem_capture;
-  return o;
-}
-
-std::unique_ptr<RemoteTarget> connect_or_die(const Args& a) {
-  auto t = RemoteTarget::connect(remote_options(a));
+// The client runtime (logged in, optionally through --netem), or a clear error and exit 2.
+std::unique_ptr<client::Runtime> connect_or_die(const Args& a) {
+  auto o = client::runtime_options(a);
+  if (!o) die(o.error().message);
+  o->netem = a.netem;
+  o->netem_seed = a.netem_seed;
+  o->netem_capture = a.netem_capture;
+  auto t = client::Runtime::start(std::move(*o));
   if (!t) die(t.error().message);
   return std::move(*t);
 }

@@ -12,7 +12,7 @@
 // restart) count once. The MACs are not checked: they are bound to the captured session's key.
 //
 // Replay: every replayable call (a device op whose arguments decode and whose MAC'd reply was
-// captured) is re-encoded by a fresh SanClient session (RemoteTarget: log in with the user's key,
+// captured) is re-encoded by a fresh SanClient session (client::Runtime: log in with the user's key,
 // new slots, new MACs) in capture order, one at a time, with the original spacing
 // (Timing::kOriginal) or back to back (kFast); each reply is compared with the captured one:
 // status, and READ data / IDENTIFY identity / CAPACITY and READY capacity when OK.

@@ -1,5 +1,5 @@
 // ipsan/replay/trace_replay.h: SCSI traces (docs/TRACES.md) against a real server: the LUN map
-// and the Bus over a GenericTarget (normally a RemoteTarget), for `ipsan replay TRACE...`.
+// and the Bus over a GenericTarget (normally a client::Runtime), for `ipsan replay TRACE...`.
 //
 // Map text: "LUN=DEVICE_ID" or "T:L=DEVICE_ID", several separated by commas, e.g. "0=1,1=2,2=3"
 // (the traces' reference layout, kReferenceMap). Parsing treats the text as untrusted.
