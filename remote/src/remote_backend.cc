@@ -100,6 +100,22 @@ std::string lower(std::string s) {
   return s;
 }
 
+// One request per `per` blocks of [lba, lba + blocks).
+std::vector<proto::Request> chunks(proto::Op op, std::uint32_t device, std::uint64_t lba,
+                                   std::uint64_t blocks, std::uint64_t per, std::uint32_t flags) {
+  std::vector<proto::Request> reqs;
+  for (std::uint64_t at = 0; at < blocks; at += per) {
+    proto::Request r;
+    r.op = op;
+    r.device_id = device;
+    r.lba = lba + at;
+    r.blocks = static_cast<std::uint32_t>(std::min(per, blocks - at));
+    r.flags = flags;
+    reqs.push_back(std::move(r));
+  }
+  return reqs;
+}
+
 constexpr std::uint64_t kMaxChunkBytes = 8u << 20;
 constexpr std::uint64_t kMaxRangeBlocks = 1u << 30;  // per TRIM / WRITE_ZEROES request
 
@@ -332,15 +348,7 @@ void RemoteBackend::read(std::uint64_t lba, std::span<std::uint8_t> out, Complet
   if (out.size() % bs != 0) return done(Errc::kInvalidArgument);
   const std::uint64_t blocks = out.size() / bs;
   if (Errc e = backends::check_range(geometry_, lba, blocks); e != Errc::kOk) return done(e);
-  std::vector<proto::Request> reqs;
-  for (std::uint64_t at = 0; at < blocks; at += chunk_blocks_) {
-    proto::Request r;
-    r.op = proto::Op::kRead;
-    r.device_id = options_.device_id;
-    r.lba = lba + at;
-    r.blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_blocks_, blocks - at));
-    reqs.push_back(std::move(r));
-  }
+  auto reqs = chunks(proto::Op::kRead, options_.device_id, lba, blocks, chunk_blocks_, 0);
   submit(std::move(reqs), nullptr, out, std::move(done));
 }
 
@@ -351,16 +359,8 @@ void RemoteBackend::write(std::uint64_t lba, std::span<const std::uint8_t> in, b
   if (in.size() % bs != 0) return done(Errc::kInvalidArgument);
   const std::uint64_t blocks = in.size() / bs;
   if (Errc e = backends::check_range(geometry_, lba, blocks); e != Errc::kOk) return done(e);
-  std::vector<proto::Request> reqs;
-  for (std::uint64_t at = 0; at < blocks; at += chunk_blocks_) {
-    proto::Request r;
-    r.op = proto::Op::kWrite;
-    r.device_id = options_.device_id;
-    r.lba = lba + at;
-    r.blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_blocks_, blocks - at));
-    r.flags = fua ? proto::kFlagFua : 0;
-    reqs.push_back(std::move(r));
-  }
+  auto reqs = chunks(proto::Op::kWrite, options_.device_id, lba, blocks, chunk_blocks_,
+                     fua ? proto::kFlagFua : 0);
   submit(std::move(reqs), in.data(), {}, std::move(done));
 }
 
@@ -371,23 +371,15 @@ void RemoteBackend::write_atomic(std::uint64_t lba, std::span<const std::uint8_t
   if (in.size() % bs != 0 || in.size() / bs > atomic_max_) return done(Errc::kInvalidArgument);
   const std::uint64_t blocks = in.size() / bs;
   if (Errc e = backends::check_range(geometry_, lba, blocks); e != Errc::kOk) return done(e);
-  proto::Request r;
-  r.op = proto::Op::kWrite;
-  r.device_id = options_.device_id;
-  r.lba = lba;
-  r.blocks = static_cast<std::uint32_t>(blocks);
-  r.flags = proto::kFlagAtomic | (fua ? proto::kFlagFua : 0);
-  std::vector<proto::Request> reqs;
-  reqs.push_back(std::move(r));
+  auto reqs = chunks(proto::Op::kWrite, options_.device_id, lba, blocks, blocks,
+                     proto::kFlagAtomic | (fua ? proto::kFlagFua : 0));
   submit(std::move(reqs), in.data(), {}, std::move(done));
 }
 
 void RemoteBackend::flush(Completion done) {
-  proto::Request r;
-  r.op = proto::Op::kFlush;
-  r.device_id = options_.device_id;
-  std::vector<proto::Request> reqs;
-  reqs.push_back(std::move(r));
+  std::vector<proto::Request> reqs(1);
+  reqs[0].op = proto::Op::kFlush;
+  reqs[0].device_id = options_.device_id;
   submit(std::move(reqs), nullptr, {}, std::move(done));
 }
 
@@ -395,15 +387,7 @@ void RemoteBackend::trim(std::uint64_t lba, std::uint64_t blocks, Completion don
   if (caps_.read_only) return done(Errc::kWriteProtected);
   if (Errc e = backends::check_range(geometry_, lba, blocks); e != Errc::kOk) return done(e);
   if (!caps_.trim) return done(Errc::kNotSupported);
-  std::vector<proto::Request> reqs;
-  for (std::uint64_t at = 0; at < blocks; at += kMaxRangeBlocks) {
-    proto::Request r;
-    r.op = proto::Op::kTrim;
-    r.device_id = options_.device_id;
-    r.lba = lba + at;
-    r.blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(kMaxRangeBlocks, blocks - at));
-    reqs.push_back(std::move(r));
-  }
+  auto reqs = chunks(proto::Op::kTrim, options_.device_id, lba, blocks, kMaxRangeBlocks, 0);
   submit(std::move(reqs), nullptr, {}, std::move(done));
 }
 
@@ -411,16 +395,8 @@ void RemoteBackend::write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool m
                                  Completion done) {
   if (caps_.read_only) return done(Errc::kWriteProtected);
   if (Errc e = backends::check_range(geometry_, lba, blocks); e != Errc::kOk) return done(e);
-  std::vector<proto::Request> reqs;
-  for (std::uint64_t at = 0; at < blocks; at += kMaxRangeBlocks) {
-    proto::Request r;
-    r.op = proto::Op::kWriteZeroes;
-    r.device_id = options_.device_id;
-    r.lba = lba + at;
-    r.blocks = static_cast<std::uint32_t>(std::min<std::uint64_t>(kMaxRangeBlocks, blocks - at));
-    r.flags = may_trim ? proto::kFlagMayTrim : 0;
-    reqs.push_back(std::move(r));
-  }
+  auto reqs = chunks(proto::Op::kWriteZeroes, options_.device_id, lba, blocks, kMaxRangeBlocks,
+                     may_trim ? proto::kFlagMayTrim : 0);
   submit(std::move(reqs), nullptr, {}, std::move(done));
 }
 
