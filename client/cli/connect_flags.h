@@ -26,7 +26,8 @@ inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) 
                   "of 12+ characters; without it, the IPSAN_KEY environment variable");
   cmd->add_option("--timeout", a.timeout, "Request timeout, e.g. 30s")->capture_default_str();
   cmd->add_option("--connect-timeout", a.connect_timeout,
-                  "Give up when no login completed within this (no server answering)")
+                  "Give up when no login completed within this (no server answering over udp; "
+                  "over tcp a refused connection is reported at once)")
       ->capture_default_str();
   cmd->add_option("--transport-security", a.transport_security,
                   "Packet protection asked for at login: off, integrity (every reliable-UDP "
