@@ -24,6 +24,11 @@ if(TARGET ipsan_backends_cli)
   target_compile_definitions(ipsan_backends_cli PRIVATE HAVE_IPSAN_BACKENDS_RBD=1)
 endif()
 
+# Spec parsing and registration: no cluster.
+ipsan_test(NAME backends_rbd_spec_test LABELS unit TIMEOUT 60
+  SOURCES test/rbd_spec_test.cc
+  LIBS ipsan_backends_rbd)
+
 # Tests against a real cluster: the `ceph` fixture starts one under the build tree
 # (scripts/ceph-cluster.sh, ~40 s on a loaded 2-core machine) and stops it at the end. Each test
 # case is its own CTest test with the labels integration and ceph; RESOURCE_LOCK keeps them from

@@ -4,8 +4,8 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
-#include <atomic>
 #include <unistd.h>
+#include <atomic>
 
 #include <cerrno>
 #include <condition_variable>
@@ -73,8 +73,8 @@ struct RbdState {
     const int err = -r;
     switch (err) {
       case 0: return Errc::kOk;
-      case 108:     // EBLOCKLISTED: another gateway broke our lock and fenced us
-      case EROFS:   // the exclusive lock is held elsewhere
+      case 108:    // EBLOCKLISTED: another gateway broke our lock and fenced us
+      case EROFS:  // the exclusive lock is held elsewhere
         if (!options.read_only && options.snapshot.empty()) {
           bool was = fenced.exchange(true);
           if (!was) {
@@ -241,8 +241,8 @@ Result<std::shared_ptr<RbdBackend>, Error> RbdBackend::open(const RbdOptions& o)
   rados_conf_parse_env(st->cluster, nullptr);
   if (!o.keyring.empty()) {
     if (::access(o.keyring.c_str(), R_OK) != 0) {
-      return fail(Errc::kInvalidArgument, what + "keyring '" + o.keyring + "': " +
-                                              errno_text(errno));
+      return fail(Errc::kInvalidArgument,
+                  what + "keyring '" + o.keyring + "': " + errno_text(errno));
     }
     rados_conf_set(st->cluster, "keyring", o.keyring.c_str());
   }
@@ -280,8 +280,9 @@ Result<std::shared_ptr<RbdBackend>, Error> RbdBackend::open(const RbdOptions& o)
     }
     if ((features & RBD_FEATURE_EXCLUSIVE_LOCK) == 0) {
       return fail(Errc::kInvalidArgument,
-                  what + "the image has no exclusive-lock feature, so two gateways could write "
-                         "it unknowingly; enable it (rbd feature enable " +
+                  what +
+                      "the image has no exclusive-lock feature, so two gateways could write "
+                      "it unknowingly; enable it (rbd feature enable " +
                       o.pool + "/" + o.image + " exclusive-lock) or open with ,nolock");
     }
     r = rbd_lock_acquire(st->image, RBD_LOCK_MODE_EXCLUSIVE);
@@ -297,14 +298,14 @@ Result<std::shared_ptr<RbdBackend>, Error> RbdBackend::open(const RbdOptions& o)
                   " (it is blocklisted)");
         const int br = rbd_lock_break(st->image, RBD_LOCK_MODE_EXCLUSIVE, owner.c_str());
         if (br < 0 && br != -ENOENT) {
-          return fail(Errc::kBusy, what + "cannot break the lock of " + owner + ": " +
-                                       errno_text(-br));
+          return fail(Errc::kBusy,
+                      what + "cannot break the lock of " + owner + ": " + errno_text(-br));
         }
       }
       r = rbd_lock_acquire(st->image, RBD_LOCK_MODE_EXCLUSIVE);
       if (r < 0) {
-        return fail(Errc::kBusy, what + "exclusive lock still unavailable after takeover: " +
-                                     errno_text(-r));
+        return fail(Errc::kBusy,
+                    what + "exclusive lock still unavailable after takeover: " + errno_text(-r));
       }
     }
     st->exclusive = true;
@@ -548,7 +549,8 @@ Result<RbdOptions, Error> parse_rbd_spec(const BackendSpec& spec) {
   auto nolock = spec.flag_option("nolock");
   if (!nolock) return make_unexpected(nolock.error());
   o.no_lock = *nolock;
-  if (o.takeover && o.no_lock) return fail("'" + spec.text + "': takeover and nolock exclude each other");
+  if (o.takeover && o.no_lock)
+    return fail("'" + spec.text + "': takeover and nolock exclude each other");
   return o;
 }
 

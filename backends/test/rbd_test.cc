@@ -234,7 +234,7 @@ TEST_F(Rbd, SnapshotsReadOnlyExportAndDiff) {
   ASSERT_TRUE(b);
   ASSERT_EQ(do_write(*b, 0, pattern(65536, 1)), Errc::kOk);
   ASSERT_TRUE(b->snapshot_create("s1").has_value());
-  EXPECT_FALSE(b->snapshot_create("s1").has_value());       // exists
+  EXPECT_FALSE(b->snapshot_create("s1").has_value());        // exists
   EXPECT_FALSE(b->snapshot_create("bad/name").has_value());  // refused
   ASSERT_EQ(do_write(*b, 0, pattern(4096, 2)), Errc::kOk);
   ASSERT_EQ(do_write(*b, 20000, pattern(4096, 3)), Errc::kOk);
@@ -379,7 +379,8 @@ TEST_F(Rbd, OsdKilledAndRestartedUnderLoad) {
       std::uint64_t slot = rng() % kSlots;
       while (busy[slot]) slot = (slot + 1) % kSlots;
       busy[slot] = true;
-      const std::uint8_t ver = static_cast<std::uint8_t>(version[slot] == 255 ? 1 : version[slot] + 1);
+      const std::uint8_t ver =
+          static_cast<std::uint8_t>(version[slot] == 255 ? 1 : version[slot] + 1);
       ++in_flight;
       l.unlock();
       bufs[q] = pattern(kBlocks * 512, ver);
@@ -500,7 +501,8 @@ client::ClientOptions alice() {
 proto::Reply call(boost::asio::io_context& io, client::SanClient& c, proto::Request req) {
   std::optional<proto::Reply> out;
   c.execute(std::move(req), [&](proto::Reply r) { out = std::move(r); });
-  EXPECT_TRUE(run_until(io, [&] { return out.has_value(); }, std::chrono::seconds(120)));
+  EXPECT_TRUE(run_until(
+      io, [&] { return out.has_value(); }, std::chrono::seconds(120)));
   return out.value_or(proto::Reply{Errc::kTimeout, {}, {}, {}});
 }
 
@@ -516,7 +518,8 @@ client::VerifyResult verify(boost::asio::io_context& io, client::SanClient& c, s
   std::printf("verify seed %llu\n", static_cast<unsigned long long>(seed));
   std::optional<client::VerifyResult> r;
   client::run_verify(c, vo, [&](client::VerifyResult x) { r = x; });
-  EXPECT_TRUE(run_until(io, [&] { return r.has_value(); }, std::chrono::seconds(240)));
+  EXPECT_TRUE(run_until(
+      io, [&] { return r.has_value(); }, std::chrono::seconds(240)));
   if (r) return *r;
   client::VerifyResult timeout;
   timeout.status = Errc::kTimeout;
