@@ -57,15 +57,18 @@ foreach(_t Rbd.ReadWriteFlushZeroesAndCapabilities Rbd.BlockSize4096AndReadOnly
   set_tests_properties(rbd.${_t} PROPERTIES FIXTURES_REQUIRED ceph LABELS "integration;ceph"
     TIMEOUT 400 RESOURCE_LOCK ceph ENVIRONMENT "${_ceph_env}")
 endforeach()
-# The `ipsan` program on RBD: a SIGKILLed gateway taken over by another, online growth; and a
+# The `ipsan` program on RBD: a SIGKILLed gateway taken over by another, online growth; RBD
+# snapshots through `ipsan disk snapshot` on a layout; and a
 # short iscsi-test-cu subset (~19 suites, LUN 0) on an RBD-backed disk.
 # (tools/ defines `ipsan` after this folder: the generator expressions resolve it at generate time.)
 add_test(NAME rbd.cli_failover
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test/rbd_cli_test.sh $<TARGET_FILE:ipsan> failover)
+add_test(NAME rbd.cli_snapshots
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test/rbd_cli_test.sh $<TARGET_FILE:ipsan> snapshots)
 add_test(NAME rbd.iscsi_test_cu
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test/rbd_cli_test.sh $<TARGET_FILE:ipsan> iscsi
           ${PROJECT_SOURCE_DIR}/conformance/iscsi/run_iscsi_test_cu.sh
           ${PROJECT_SOURCE_DIR}/conformance/iscsi/baseline.txt)
-set_tests_properties(rbd.cli_failover rbd.iscsi_test_cu PROPERTIES FIXTURES_REQUIRED ceph
+set_tests_properties(rbd.cli_failover rbd.cli_snapshots rbd.iscsi_test_cu PROPERTIES FIXTURES_REQUIRED ceph
   LABELS "integration;ceph" TIMEOUT 600 RESOURCE_LOCK ceph ENVIRONMENT "${_ceph_env}"
   SKIP_RETURN_CODE 77)

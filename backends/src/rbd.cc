@@ -481,6 +481,19 @@ Result<std::vector<RbdExtent>, Error> RbdBackend::diff(const std::string& from) 
   return out;
 }
 
+std::string RbdBackend::snapshot_spec(std::string_view spec, const std::string& name) const {
+  // Drop options a read-only snapshot open has no use for (or that would conflict).
+  auto parsed = parse_backend_spec(spec);
+  std::string out = "rbd:" + (parsed ? parsed->target : st_->name().substr(4));
+  if (parsed) {
+    for (const auto& [k, v] : parsed->options) {
+      if (k == "snap" || k == "takeover" || k == "nolock" || k == "ro") continue;
+      out += "," + k + (v.empty() ? "" : "=" + v);
+    }
+  }
+  return out + ",snap=" + name;
+}
+
 Result<void, Error> RbdBackend::resize(std::uint64_t size_bytes, bool allow_shrink) {
   if (st_->options.read_only) return fail(Errc::kWriteProtected, st_->name() + ": read-only");
   if (size_bytes % st_->options.block_size != 0 || size_bytes == 0) {

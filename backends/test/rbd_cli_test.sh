@@ -4,6 +4,8 @@
 #   rbd_cli_test.sh IPSAN failover      gateway A (a process) killed with SIGKILL while it holds
 #                                       the image; gateway B is refused without takeover, takes
 #                                       over with it; the client's acknowledged data is all there
+#   rbd_cli_test.sh IPSAN snapshots     `ipsan disk snapshot create/list/delete`, `disk diff` and a
+#                                       read-only export of the snapshot, on an RBD back end
 #   rbd_cli_test.sh IPSAN iscsi RUNNER BASELINE
 #                                       a short iscsi-test-cu subset (the lossy_rtt list, clean
 #                                       link) through `ipsan iscsi-portal` on an RBD-backed disk
@@ -23,6 +25,7 @@ RBD=(timeout 60 rbd --conf "$D/ceph.conf" --keyring "$D/client.admin.keyring")
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  "${RBD[@]}" snap purge "rbd/$img" >/dev/null 2>&1
   "${RBD[@]}" rm "rbd/$img" >/dev/null 2>&1
   rm -rf "$work"
 }
@@ -91,6 +94,47 @@ case $MODE in
     done
     [[ $(cat "$work/cap.out") == "512 393216" ]] || fail "capacity after resize: $(cat "$work/cap.out")"
     echo "rbd_cli failover: ok"
+    ;;
+  snapshots)
+    # `ipsan disk snapshot ...` on an RBD back end of a layout: native RBD snapshots.
+    cat >"$work/layout.toml" <<TOML
+[backend.vm]
+spec = "$SPEC"
+
+[[export]]
+device_id = 0
+disk = "vm"
+TOML
+    "$IPSAN" server --listen 127.0.0.1 --port 0 --port-file "$work/s.port" --key-file "$work/keys" \
+      --config "$work/layout.toml" --admin-socket "$work/adm.sock" >"$work/s.log" 2>&1 &
+    pids+=($!)
+    for ((i = 0; i < 600; i++)); do [[ -s $work/s.port ]] && break; sleep 0.1; done
+    [[ -s $work/s.port ]] || fail "server with layout did not start"
+    PORT=$(sed 's/.*udp=\([0-9]*\).*/\1/' "$work/s.port")
+    C="$IPSAN client -s 127.0.0.1:$PORT -n alice --key-file $work/alice.key"
+    disk() { "$IPSAN" disk -a "$work/adm.sock" "$@"; }
+    $C verify --bytes 8M --seed 21 --json >"$work/v1.out" 2>"$work/v1.log" || fail "verify 1"
+    disk snapshot create --disk vm --name monday >"$work/sc.out" 2>&1 || fail "snapshot create: $(cat "$work/sc.out")"
+    grep -q "monday" "$work/sc.out" || fail "snapshot create said: $(cat "$work/sc.out")"
+    "${RBD[@]}" snap ls "rbd/$img" | grep -q monday || fail "no RBD snapshot 'monday'"
+    grep -q "snap=monday" "$work/layout.toml" || fail "snapshot not persisted in the layout"
+    disk snapshot list --disk vm >"$work/sl.out" 2>&1 || fail "snapshot list: $(cat "$work/sl.out")"
+    grep -q "monday" "$work/sl.out" || fail "snapshot list: $(cat "$work/sl.out")"
+    # New data on the disk; the snapshot, exported read-only, still has the old.
+    $C verify --bytes 1M --seed 22 --json >"$work/v2.out" 2>"$work/v2.log" || fail "verify 2"
+    disk export --name monday --device-id 5 --read-only >"$work/ex.out" 2>&1 || fail "export: $(cat "$work/ex.out")"
+    $C -d 5 verify --bytes 8M --seed 21 --read-only --json >"$work/v3.out" 2>"$work/v3.log" ||
+      fail "snapshot does not hold the old data: $(cat "$work/v3.out" "$work/v3.log")"
+    head -c 4096 /dev/urandom >"$work/blk"
+    $C -d 5 write --lba 0 -i "$work/blk" >"$work/w5.out" 2>&1 && fail "write to a snapshot succeeded"
+    disk diff --from monday --to vm >"$work/diff.out" 2>&1 || fail "diff: $(cat "$work/diff.out")"
+    grep -q "changed lba 0 " "$work/diff.out" || fail "diff: $(cat "$work/diff.out")"
+    disk snapshot delete --name monday >"$work/sd.out" 2>&1 && fail "deleted an exported snapshot"
+    disk unexport --device-id 5 >/dev/null 2>&1 || fail "unexport"
+    disk snapshot delete --name monday >"$work/sd.out" 2>&1 || fail "snapshot delete: $(cat "$work/sd.out")"
+    "${RBD[@]}" snap ls "rbd/$img" | grep -q monday && fail "RBD snapshot still there"
+    grep -q "snap=monday" "$work/layout.toml" && fail "snapshot still in the layout"
+    echo "rbd_cli snapshots: ok"
     ;;
   iscsi)
     RUNNER=${3:?run_iscsi_test_cu.sh}

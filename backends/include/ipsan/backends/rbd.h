@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "ipsan/backends/backend.h"
+#include "ipsan/backends/native_snapshots.h"
 #include "ipsan/backends/spec.h"
 #include "ipsan/base/result.h"
 
@@ -58,24 +59,14 @@ struct RbdOptions {
   bool no_lock = false;
 };
 
-struct RbdSnapshot {
-  std::uint64_t id = 0;
-  std::string name;
-  std::uint64_t size_bytes = 0;
-};
-
-// One changed range of an image since a snapshot (rbd diff).
-struct RbdExtent {
-  std::uint64_t offset = 0;  // bytes
-  std::uint64_t length = 0;
-  bool data = true;  // false: the range is now zero (discarded)
-};
+using RbdSnapshot = NativeSnapshot;
+using RbdExtent = ChangedRange;  // one changed range of an image since a snapshot (rbd diff)
 
 namespace detail {
 struct RbdState;
 }
 
-class RbdBackend final : public Backend {
+class RbdBackend final : public Backend, public NativeSnapshots {
  public:
   static Result<std::shared_ptr<RbdBackend>, Error> open(const RbdOptions& options);
   ~RbdBackend() override;
@@ -94,12 +85,12 @@ class RbdBackend final : public Backend {
   void write_zeroes(std::uint64_t lba, std::uint64_t blocks, bool may_trim,
                     Completion done) override;
 
-  // Management (blocking; not from a completion).
-  Result<void, Error> snapshot_create(const std::string& name);
-  Result<std::vector<RbdSnapshot>, Error> snapshots();
-  Result<void, Error> snapshot_remove(const std::string& name);
-  // Ranges changed since snapshot `from` ("" : since the image was created), in offset order.
-  Result<std::vector<RbdExtent>, Error> diff(const std::string& from);
+  // Management (blocking; not from a completion). Snapshots: NativeSnapshots.
+  Result<void, Error> snapshot_create(const std::string& name) override;
+  Result<std::vector<RbdSnapshot>, Error> snapshots() override;
+  Result<void, Error> snapshot_remove(const std::string& name) override;
+  Result<std::vector<RbdExtent>, Error> diff(const std::string& from) override;
+  std::string snapshot_spec(std::string_view spec, const std::string& name) const override;
   // Grows (or, with allow_shrink, shrinks) the image; geometry() follows at once.
   Result<void, Error> resize(std::uint64_t size_bytes, bool allow_shrink = false);
   // True while this gateway holds the image's exclusive lock (false for read-only opens).
