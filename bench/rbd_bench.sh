@@ -28,13 +28,15 @@ trap cleanup EXIT
   "rbd/$img" >/dev/null
 
 rbd_bench() {  # TYPE PATTERN SIZE THREADS
-  # Runs RT seconds; on SIGINT rbd bench prints "elapsed: S ops: N ops/sec: X bytes/sec: ...".
-  local out ops bytes
+  # Runs RT seconds. rbd bench prints one line a second, "SEC OPS OPS/SEC BYTES/SEC" with OPS
+  # cumulative; the rate is the last OPS over the last SEC (SIGINT does not always get the
+  # summary line printed).
+  local out bytes
   out=$(timeout -s INT "$RT" "${RBD[@]}" bench --io-type "$1" --io-pattern "$2" --io-size "$3" \
         --io-threads "$4" --io-total 100G "rbd/$img" 2>&1 || true)
-  ops=$(echo "$out" | sed -n 's/.*ops\/sec: \([0-9.]*\).*/\1/p' | tail -n 1)
   bytes=$(numfmt --from=iec "$3")
-  awk -v o="${ops:-0}" -v b="$bytes" 'BEGIN {printf "%.0f IOPS, %.1f MiB/s\n", o, o * b / 1048576}'
+  echo "$out" | awk -v b="$bytes" '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ {sec = $1; ops = $2}
+    END {o = sec ? ops / sec : 0; printf "%.0f IOPS, %.1f MiB/s (%d s)\n", o, o * b / 1048576, sec}'
 }
 
 declare -A ipsan_rw=([read-rand]=randread [write-rand]=randwrite [read-seq]=read [write-seq]=write)
