@@ -8,6 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "ipsan/backends/probe.h"
+#ifdef HAVE_IPSAN_BACKENDS_RBD
+#include "ipsan/backends/rbd.h"
+#endif
 
 namespace ipsan::backends {
 namespace {
@@ -84,6 +87,9 @@ nlohmann::json to_json(const ProbeReport& r) {
 void add_cli(CLI::App& app) {
   // The program that offers `probe` can also open sg:/ata: specs (server --device sg:/dev/sg0).
   register_hw_backends();
+#ifdef HAVE_IPSAN_BACKENDS_RBD
+  register_rbd_backend();  // rbd:POOL/IMAGE (docs/CEPH.md)
+#endif
   auto* cmd = app.add_subcommand("probe", "Show what ipsan finds on a SCSI or ATA device (SG_IO)");
   auto device = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);

@@ -80,6 +80,11 @@ struct Registry {
   Registry() {
     kinds["ram"] = open_ram;
     kinds["file"] = open_file;
+    // Replaced by register_rbd_backend() (rbd.h) in programs built with librbd.
+    kinds["rbd"] = [](const BackendSpec& spec) -> Result<BackendPtr, Error> {
+      return fail(Errc::kNotSupported,
+                  "'" + spec.text + "': this program has no RBD back end (built without librbd)");
+    };
     // A block device (or large file) for everyday real disks: the file back end with O_DIRECT
     // unless `,buffered` is given.
     kinds["blockdev"] = [](const BackendSpec& spec) -> Result<BackendPtr, Error> {

@@ -18,6 +18,7 @@
 # ISCSI_CHAP=mutual: the portal requires CHAP (secrets in a 0600 file, --chap-file), admits only
 # the suite's two initiator names (--allow-initiator), and libiscsi authenticates both ways; the
 # secrets reach iscsi-test-cu through LIBISCSI_CHAP_* environment variables, never argv.
+# ISCSI_DEVICE: the server's back end instead of ram:128M (e.g. an rbd: spec; docs/CEPH.md).
 set -uo pipefail
 
 IPSAN=${1:?ipsan binary}
@@ -62,7 +63,7 @@ echo "cu $KEY" > "$WORK/keys"
 echo "$KEY" > "$WORK/cu.key"
 
 "$IPSAN" server --listen 127.0.0.1 --port 0 --port-file "$WORK/server.port" \
-  --key-file "$WORK/keys" --device ram:128M > "$WORK/server.log" 2>&1 &
+  --key-file "$WORK/keys" --device "${ISCSI_DEVICE:-ram:128M}" > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 if ! wait_for_file "$WORK/server.port" "$SERVER_PID"; then
   echo "server did not start"; cat "$WORK/server.log"; exit 1

@@ -295,7 +295,10 @@ json LayoutManager::handle(const json& req, StorageServer& server) {
     const virt::GeometryMap geo = layout_.backend_geometry();
     Result<virt::LayoutDesc, Error> next = fail("unknown op '" + op + "' (show, create, grow, remove, export, unexport)");
     if (op == "show") return show();
-    if (is_thin_op(op)) return handle_thin(req);
+    if (is_thin_op(op)) {
+      if (auto native = handle_native_snapshots(req, server)) return *native;
+      return handle_thin(req);
+    }
     if (op == "create") {
       const json& d = req.value("disk", json::object());
       virt::DiskDesc disk;

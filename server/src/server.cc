@@ -526,8 +526,10 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
            proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs), true);
     return;
   }
-  const ExportEntry* ex = find_export(req->device_id);
-  if (ex == nullptr) return reply_status(Errc::kUnknownDevice);
+  auto ex_it = exports_.find(req->device_id);
+  if (ex_it == exports_.end()) return reply_status(Errc::kUnknownDevice);
+  ExportEntry* ex = &ex_it->second;
+  note_live_capacity(*ex);
   if (!ex->exp.allowed_clients.empty() &&
       std::find(ex->exp.allowed_clients.begin(), ex->exp.allowed_clients.end(), s->client) ==
           ex->exp.allowed_clients.end()) {
@@ -688,6 +690,19 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   }
 }
 
+void StorageServer::note_live_capacity(ExportEntry& ex) {
+  // A back end that grows (or shrinks) by itself, e.g. an RBD image resized by `rbd resize` on
+  // another host: the same object reports a new geometry. Sessions get CAPACITY_CHANGED as after
+  // update_exports().
+  const auto g = ex.exp.backend->geometry();
+  if (g.block_count == ex.identity.block_count && g.block_size == ex.identity.block_size) return;
+  IPSAN_LOG(LogLevel::kInfo, "server", "device ", ex.exp.device_id, " capacity ",
+            ex.identity.block_count, " -> ", g.block_count, " blocks (changed by its back end)");
+  ex.identity.block_count = g.block_count;
+  ex.identity.block_size = g.block_size;
+  ex.generation++;
+}
+
 void StorageServer::update_exports(std::vector<Export> exports) {
   std::unordered_map<std::uint32_t, ExportEntry> next;
   for (auto& e : exports) {
@@ -702,7 +717,9 @@ void StorageServer::update_exports(std::vector<Export> exports) {
         entry.identity.uuid = old->second.identity.uuid;
         entry.identity.serial = old->second.identity.serial;
       }
-      auto g_old = old->second.exp.backend->geometry();
+      // What sessions were last told (a back end may have changed size by itself since).
+      const backends::Geometry g_old{old->second.identity.block_size,
+                                     old->second.identity.block_count};
       auto g_new = e.backend->geometry();
       if (g_old.block_count != g_new.block_count || g_old.block_size != g_new.block_size) {
         entry.generation++;

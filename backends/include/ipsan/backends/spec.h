@@ -9,7 +9,8 @@
 //   file:<path>[,size=<size>][,bs=512|4096][,ro][,direct][,threads=N]
 //        e.g. file:/srv/disk.img,size=1G (created sparse if missing)  file:/dev/sdb  file:/x,ro
 // Paths cannot contain ','. Unknown options, repeated options and bad values are errors.
-// Other kinds (sg:, ata:) register a factory with register_backend_kind().
+//   rbd:<pool>/<image>[,conf=..][,id=..][,keyring=..][,snap=..][,ro][,takeover]  Ceph RBD (rbd.h)
+// Other kinds (sg:, ata:, rbd:) register a factory with register_backend_kind().
 //
 // Threading: parse/open functions are thread-safe; the registry is guarded by a mutex.
 #pragma once

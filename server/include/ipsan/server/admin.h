@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "ipsan/base/clock.h"
@@ -68,6 +69,10 @@ class LayoutManager {
   nlohmann::json show() const;
   // Thin pool requests (admin_thin.cc): snapshot-create|list|delete|rollback|clone, diff, check.
   nlohmann::json handle_thin(const nlohmann::json& request);
+  // The same snapshot requests on a back end with native snapshots (Ceph RBD;
+  // admin_native_snapshots.cc); nullopt when the request does not name such a back end.
+  std::optional<nlohmann::json> handle_native_snapshots(const nlohmann::json& request,
+                                                        StorageServer& server);
 
   std::filesystem::path path_;
   virt::Layout layout_;

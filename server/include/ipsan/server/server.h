@@ -147,6 +147,8 @@ class StorageServer {
     std::uint64_t generation = 0;  // bumped when the capacity changes
   };
 
+  // Bumps the export's generation when its back end's live geometry differs from the identity's.
+  void note_live_capacity(ExportEntry& ex);
   void on_message(proto::ServerTransport* t, proto::PeerId peer, Bytes message);
   void handle_login_begin(const Route& r, std::uint32_t xid, ByteSpan args);
   void handle_login_finish(const Route& r, std::uint32_t xid, ByteSpan args);
