@@ -112,8 +112,10 @@ class Parties {
                                      "-t",
                                      "udp",
                                      "-d",
-                                     "file:" + p.image.string() + ",size=" +
-                                         std::to_string(p.spec.size) + ",bs=4096",
+                                     p.spec.backend == "ram"
+                                         ? "ram:" + std::to_string(p.spec.size) + ",bs=4096"
+                                         : "file:" + p.image.string() + ",size=" +
+                                               std::to_string(p.spec.size) + ",bs=4096",
                                      "--client-key",
                                      "chaos=file:" + key_file_.string(),
                                      "--port-file",
@@ -372,6 +374,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
   if (binary.empty()) binary = fs::read_symlink("/proc/self/exe", ec).string();
   if (binary.empty()) return fail("cannot find the ipsan program (/proc/self/exe)");
 
+  log << "run directory " << dir.string() << "\n";
   Parties parties(binary, dir, key_file);
   for (const auto& p : s.parties) parties.add(p);
   for (auto& p : parties.all()) {
@@ -543,6 +546,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
         break;
       case Action::kRestart:
       case Action::kStart: {
+        log << stamp(t0) << to_string(e.action) << " " << p.spec.name << "\n";
         if (e.action == Action::kRestart && p.pid > 0) {
           log << stamp(t0) << "restart " << p.spec.name << ": SIGTERM pid " << p.pid << "\n";
           parties.signal_and_reap(p, SIGTERM);
@@ -552,8 +556,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
           break;
         }
         if (auto r = parties.start(p); !r) return tl::unexpected(r.error());
-        log << stamp(t0) << to_string(e.action) << " " << p.spec.name << " pid " << p.pid
-            << " port " << p.port << "\n";
+        log << stamp(t0) << p.spec.name << " up: pid " << p.pid << " port " << p.port << "\n";
         break;
       }
       default:

@@ -158,7 +158,7 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
     const auto* t = node.as_table();
     if (t == nullptr) return fail(at_line(node) + "party: must be a table");
     const std::string label = at_line(node) + "party";
-    if (auto r = check_keys(*t, "party", {"name", "size"}); !r) return tl::unexpected(r.error());
+    if (auto r = check_keys(*t, "party", {"name", "size", "backend"}); !r) return tl::unexpected(r.error());
     PartySpec p;
     auto name = get_string(*t, "name", label, present);
     if (!name) return tl::unexpected(name.error());
@@ -176,6 +176,13 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
       if (*v < (1u << 20) || *v > (1ull << 40) || *v % 4096 != 0)
         return fail(label + ": 'size' must be a multiple of 4 KiB in [1 MiB, 1 TiB]");
       p.size = *v;
+    }
+    auto backend = get_string(*t, "backend", label, present);
+    if (!backend) return tl::unexpected(backend.error());
+    if (present) {
+      if (*backend != "file" && *backend != "ram")
+        return fail(label + ": 'backend' must be \"file\" or \"ram\"");
+      p.backend = *backend;
     }
     s.parties.push_back(std::move(p));
   }
@@ -308,6 +315,7 @@ std::string format_schedule(const Schedule& s) {
   for (const auto& p : s.parties) {
     o << "\n[[party]]\nname = " << quoted(p.name) << "\nsize = " << quoted(std::to_string(p.size))
       << "\n";
+    if (p.backend != "file") o << "backend = " << quoted(p.backend) << "\n";
   }
   for (const auto& e : s.events) {
     o << "\n[[event]]\nat = " << quoted(fmt_duration(e.at)) << "\ndo = " << quoted(to_string(e.action))
@@ -327,7 +335,7 @@ Schedule generate_schedule(std::uint64_t seed) {
   s.seed = seed & (UINT64_MAX >> 1);
   const auto ms = [](std::uint64_t v) { return Duration(std::chrono::milliseconds(v)); };
   s.duration = ms(8000 + 1000 * rng.below(5));
-  s.parties.push_back(PartySpec{"A", 64ull << 20});
+  s.parties.push_back(PartySpec{"A", 64ull << 20, "file"});
   s.workload.target = "A";
   s.workload.blocks = 256 + 256 * rng.below(4);
   s.workload.queue_depth = static_cast<std::uint32_t>(1 + rng.below(8));

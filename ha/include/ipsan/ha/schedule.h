@@ -22,7 +22,10 @@ namespace ipsan::ha {
 
 struct PartySpec {
   std::string name;                       // [A-Za-z0-9_]{1,32}; "client" is reserved
-  std::uint64_t size = 64ull << 20;       // file back end size in bytes
+  std::uint64_t size = 64ull << 20;       // back end size in bytes
+  // "file" (in the run directory: survives kill -9) or "ram" (volatile: a kill loses every
+  // write; the negative control that shows the checker catches lost writes).
+  std::string backend = "file";
 };
 
 struct WorkloadSpec {
