@@ -241,6 +241,8 @@ class Workload {
   std::uint32_t in_flight() const { return in_flight_; }
   WriteLedger& ledger() { return ledger_; }
   Duration longest_pause() const { return longest_pause_; }
+  // Acknowledgement times, ascending (one io thread).
+  const std::vector<Clock::time_point>& ack_times() const { return ack_times_; }
 
  private:
   static std::uint64_t derive_seed(std::uint64_t s, std::uint64_t stream) {
@@ -266,6 +268,7 @@ class Workload {
           const auto now = Clock::now();
           if (running_) longest_pause_ = std::max<Duration>(longest_pause_, now - last_ack_);
           last_ack_ = now;
+          ack_times_.push_back(now);
         } else {
           ledger_.unknown(b, id);
         }
@@ -282,6 +285,7 @@ class Workload {
   std::uint32_t in_flight_ = 0;
   Clock::time_point last_ack_{};
   Duration longest_pause_{};
+  std::vector<Clock::time_point> ack_times_;
 };
 
 // Runs `f` on the io thread and waits for its result.
@@ -486,13 +490,19 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
     }
   };
 
+  // Moments a fault ended (restart, start, cont, end of a partition, heal): the report gives the
+  // time from each to the next acknowledged write, i.e. how long the client took to recover.
+  std::vector<std::pair<std::string, Clock::time_point>> recoveries;
   for (const auto& op : ops) {
     if (op.at > s.duration) break;
     wait_until(t0 + op.at);
     const EventSpec& e = op.event;
     if (op.kind != OpKind::kEvent) {
       Link& l = links.at(e.target);
-      if (op.kind == OpKind::kEndPartition) l.state.partitioned = false;
+      if (op.kind == OpKind::kEndPartition) {
+        l.state.partitioned = false;
+        recoveries.emplace_back("end partition " + e.target, Clock::now());
+      }
       if (op.kind == OpKind::kEndLoss) l.state.loss = 0.0;
       if (op.kind == OpKind::kEndDelay) l.state.delay = Duration::zero();
       apply_link(l);
@@ -517,6 +527,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
           break;
         default:
           l.state = LinkState{};
+          recoveries.emplace_back("heal " + e.target, Clock::now());
           break;
       }
       apply_link(l);
@@ -542,6 +553,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
         if (p.pid > 0 && p.stopped) {
           ::kill(p.pid, SIGCONT);
           p.stopped = false;
+          recoveries.emplace_back("cont " + p.spec.name, Clock::now());
         }
         break;
       case Action::kRestart:
@@ -557,6 +569,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
         }
         if (auto r = parties.start(p); !r) return tl::unexpected(r.error());
         log << stamp(t0) << p.spec.name << " up: pid " << p.pid << " port " << p.port << "\n";
+        recoveries.emplace_back(std::string(to_string(e.action)) + " " + p.spec.name, Clock::now());
         break;
       }
       default:
@@ -649,6 +662,16 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
     for (std::size_t i = 0; i < blocks.size(); ++i) work.ledger().check(blocks[i], rs->data[i], v);
     work.ledger().totals(v);
     report.longest_pause = work.longest_pause();
+    const auto& acks = work.ack_times();
+    for (const auto& [what, when] : recoveries) {
+      const auto it = std::upper_bound(acks.begin(), acks.end(), when);
+      log << "recovery after " << what << " (at " << std::fixed << std::setprecision(3)
+          << std::chrono::duration<double>(when - t0).count() << "s): "
+          << (it == acks.end() ? std::string("no acknowledged write after it")
+                               : "first acknowledged write " + fmt_ms(*it - when) + " later")
+          << "\n";
+      if (it != acks.end()) report.recoveries.push_back(*it - when);
+    }
     const auto& st = san->stats();
     report.client_logins = st.logins;
     report.client_redriven = st.redriven;

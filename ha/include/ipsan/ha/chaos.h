@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "ipsan/base/result.h"
 #include "ipsan/ha/ledger.h"
@@ -37,6 +38,9 @@ struct ChaosReport {
   std::uint64_t client_redriven = 0;
   std::uint64_t client_resent = 0;
   Duration longest_pause{};             // longest gap between acknowledgements in the window
+  // For each fault that ended inside the window (restart, start, cont, end of a partition, heal):
+  // time from its end to the next acknowledged write.
+  std::vector<Duration> recoveries;
   std::string run_dir;
 };
 
