@@ -24,7 +24,8 @@ constexpr int kExitUsage = 2;
 std::uint64_t parse_seed(const std::string& text) {
   std::uint64_t v = 0;
   const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 10);
-  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || v > (UINT64_MAX >> 1))
+  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() ||
+      v > (UINT64_MAX >> 1))
     die(kExitUsage, "bad --seed '" + text + "': expected an unsigned number below 2^63");
   return v;
 }
@@ -80,9 +81,11 @@ void add_cli(CLI::App& app) {
       "check: no acknowledged write lost, none applied twice (exit 0 pass, 1 fail, 2 usage)");
   run_cmd->add_option("schedule", ra->file, "Schedule file (TOML, docs/HA.md)")->required();
   run_cmd->add_option("--seed", ra->seed, "Seed (default: the schedule's); same seed, same run");
-  run_cmd->add_option("--dir", ra->dir, "Run directory (kept; default a temporary one, kept on failure)");
+  run_cmd->add_option("--dir", ra->dir,
+                      "Run directory (kept; default a temporary one, kept on failure)");
   run_cmd->add_flag("--keep", ra->keep, "Keep the temporary run directory");
-  run_cmd->add_option("--ipsan", ra->ipsan, "The ipsan program for the parties (default: this one)");
+  run_cmd->add_option("--ipsan", ra->ipsan,
+                      "The ipsan program for the parties (default: this one)");
   run_cmd->callback([ra] { run(*ra); });
 
   auto seed = std::make_shared<std::string>();

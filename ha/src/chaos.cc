@@ -4,8 +4,8 @@
 
 #include <utility>  // before Asio
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
 #include <fcntl.h>
@@ -101,25 +101,25 @@ class Parties {
     if (p.pid > 0) return {};
     std::error_code ec;
     fs::remove(p.port_file, ec);
-    std::vector<std::string> args = {binary_,
-                                     "--log-level",
-                                     "info",
-                                     "server",
-                                     "-l",
-                                     "127.0.0.1",
-                                     "-p",
-                                     std::to_string(p.port),
-                                     "-t",
-                                     "udp",
-                                     "-d",
-                                     p.spec.backend == "ram"
-                                         ? "ram:" + std::to_string(p.spec.size) + ",bs=4096"
-                                         : "file:" + p.image.string() + ",size=" +
-                                               std::to_string(p.spec.size) + ",bs=4096",
-                                     "--client-key",
-                                     "chaos=file:" + key_file_.string(),
-                                     "--port-file",
-                                     p.port_file.string()};
+    std::vector<std::string> args = {
+        binary_,
+        "--log-level",
+        "info",
+        "server",
+        "-l",
+        "127.0.0.1",
+        "-p",
+        std::to_string(p.port),
+        "-t",
+        "udp",
+        "-d",
+        p.spec.backend == "ram"
+            ? "ram:" + std::to_string(p.spec.size) + ",bs=4096"
+            : "file:" + p.image.string() + ",size=" + std::to_string(p.spec.size) + ",bs=4096",
+        "--client-key",
+        "chaos=file:" + key_file_.string(),
+        "--port-file",
+        p.port_file.string()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -154,8 +154,8 @@ class Parties {
       std::this_thread::sleep_for(kPoll);  // polling a child's start, bounded by kStartTimeout
     }
     signal_and_reap(p, SIGKILL);
-    return fail("party " + p.spec.name + " did not listen within 15 s (see " +
-                p.log_file.string() + ")");
+    return fail("party " + p.spec.name + " did not listen within 15 s (see " + p.log_file.string() +
+                ")");
   }
 
   // kill -9 (or another signal) and reap.
@@ -251,7 +251,8 @@ class Workload {
   void pump() {
     while (running_ && in_flight_ < spec_.queue_depth) {
       std::uint64_t b = rng_.below(spec_.blocks);
-      for (std::uint64_t i = 0; ledger_.busy(b) && i < spec_.blocks; ++i) b = (b + 1) % spec_.blocks;
+      for (std::uint64_t i = 0; ledger_.busy(b) && i < spec_.blocks; ++i)
+        b = (b + 1) % spec_.blocks;
       if (ledger_.busy(b)) return;
       const std::uint64_t id = ledger_.issue(b);
       proto::Request r;
@@ -334,15 +335,18 @@ std::string make_key_hex() {
 
 }  // namespace
 
-Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt, std::ostream& log) {
+Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
+                                     std::ostream& log) {
   ChaosReport report;
   // Run directory and client key.
   fs::path dir;
   std::error_code ec;
   if (opt.run_dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
-    std::string templ = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/ipsan-chaos-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) return fail("cannot create a run directory in " + templ);
+    std::string templ =
+        std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/ipsan-chaos-XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr)
+      return fail("cannot create a run directory in " + templ);
     dir = templ;
   } else {
     dir = opt.run_dir;
@@ -411,9 +415,9 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
   ca.transport = "udp";
   ca.name = "chaos";
   ca.key_file = key_file.string();
-  ca.timeout = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  s.workload.request_timeout)
-                                  .count()) +
+  ca.timeout = std::to_string(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(s.workload.request_timeout)
+                       .count()) +
                "ms";
   ca.slots = std::max<std::uint32_t>(s.workload.queue_depth, 8);
   auto settings = client::resolve_connect_args(ca);
@@ -514,9 +518,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
       Link& l = links.at(e.target);
       std::string what;
       switch (e.action) {
-        case Action::kPartition:
-          l.state.partitioned = true;
-          break;
+        case Action::kPartition: l.state.partitioned = true; break;
         case Action::kLoss:
           l.state.loss = e.loss;
           what = " " + std::to_string(e.loss * 100.0).substr(0, 5) + "%";
@@ -572,8 +574,7 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
         recoveries.emplace_back(std::string(to_string(e.action)) + " " + p.spec.name, Clock::now());
         break;
       }
-      default:
-        break;
+      default: break;
     }
   }
   wait_until(t0 + s.duration);
@@ -635,8 +636,8 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
       std::lock_guard lock(rs->m);
       if (reply.status != Errc::kOk) {
         if (rs->error.empty())
-          rs->error = "read of block " + std::to_string(blocks[i]) + " failed: " +
-                      std::string(to_string(reply.status));
+          rs->error = "read of block " + std::to_string(blocks[i]) +
+                      " failed: " + std::string(to_string(reply.status));
       } else {
         rs->data[i] = std::move(reply.data);
       }
@@ -653,8 +654,9 @@ Result<ChaosReport, Error> run_chaos(const Schedule& s, const ChaosOptions& opt,
   });
   {
     std::unique_lock lock(rs->m);
-    const bool done = rs->cv.wait_for(lock, s.workload.request_timeout * 5 + std::chrono::seconds(10),
-                                      [&] { return rs->done == blocks.size(); });
+    const bool done =
+        rs->cv.wait_for(lock, s.workload.request_timeout * 5 + std::chrono::seconds(10),
+                        [&] { return rs->done == blocks.size(); });
     if (!done) return fail("read-back did not finish in time");
     if (!rs->error.empty()) return fail(rs->error);
   }

@@ -80,10 +80,12 @@ void WriteLedger::check(std::uint64_t block, ByteSpan content, Verdict& v) const
   const BlockState empty;
   const BlockState& s = it == blocks_.end() ? empty : it->second;
   auto problem = [&](std::string text) {
-    if (v.problems.size() < 20) v.problems.push_back("block " + std::to_string(block) + ": " + text);
+    if (v.problems.size() < 20)
+      v.problems.push_back("block " + std::to_string(block) + ": " + text);
   };
-  const bool zero = content.size() == kBlockSize &&
-                    std::all_of(content.begin(), content.end(), [](std::uint8_t c) { return c == 0; });
+  const bool zero =
+      content.size() == kBlockSize &&
+      std::all_of(content.begin(), content.end(), [](std::uint8_t c) { return c == 0; });
   if (zero) {
     if (s.last_acked != 0) {
       ++v.lost;

@@ -55,7 +55,8 @@ Result<std::string, Error> get_string(const toml::table& t, std::string_view key
   const toml::node* n = t.get(key);
   if (n == nullptr) return std::string();
   const auto* s = n->as_string();
-  if (s == nullptr) return fail(at_line(*n) + label + ": '" + std::string(key) + "' must be a string");
+  if (s == nullptr)
+    return fail(at_line(*n) + label + ": '" + std::string(key) + "' must be a string");
   present = true;
   return s->get();
 }
@@ -74,8 +75,8 @@ Result<Duration, Error> get_duration(const toml::table& t, std::string_view key,
 }
 
 Result<std::uint64_t, Error> get_uint(const toml::table& t, std::string_view key,
-                                      const std::string& label, std::uint64_t lo,
-                                      std::uint64_t hi, std::uint64_t fallback) {
+                                      const std::string& label, std::uint64_t lo, std::uint64_t hi,
+                                      std::uint64_t fallback) {
   const toml::node* n = t.get(key);
   if (n == nullptr) return fallback;
   const auto* i = n->as_integer();
@@ -119,8 +120,7 @@ std::string_view to_string(Action a) {
 }
 
 bool is_link_action(Action a) {
-  return a == Action::kPartition || a == Action::kLoss || a == Action::kDelay ||
-         a == Action::kHeal;
+  return a == Action::kPartition || a == Action::kLoss || a == Action::kDelay || a == Action::kHeal;
 }
 
 std::string client_link(std::string_view party) { return "client-" + std::string(party); }
@@ -136,8 +136,10 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
   Schedule s;
   if (auto r = check_keys(root, "schedule", {"seed", "duration", "workload", "party", "event"}); !r)
     return tl::unexpected(r.error());
-  if (auto v = get_uint(root, "seed", "schedule", 0, UINT64_MAX >> 1, 1); v) s.seed = *v;
-  else return tl::unexpected(v.error());
+  if (auto v = get_uint(root, "seed", "schedule", 0, UINT64_MAX >> 1, 1); v)
+    s.seed = *v;
+  else
+    return tl::unexpected(v.error());
   bool present = false;
   if (auto d = get_duration(root, "duration", "schedule", present); !d) {
     return tl::unexpected(d.error());
@@ -150,7 +152,8 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
   const toml::node* pn = root.get("party");
   if (pn == nullptr) return fail("schedule: no [[party]] (at least one server is needed)");
   const auto* parr = pn->as_array();
-  if (parr == nullptr) return fail(at_line(*pn) + "schedule: 'party' must be an array of tables ([[party]])");
+  if (parr == nullptr)
+    return fail(at_line(*pn) + "schedule: 'party' must be an array of tables ([[party]])");
   if (parr->empty() || parr->size() > kMaxParties)
     return fail(at_line(*pn) + "schedule: 1 to " + std::to_string(kMaxParties) + " parties");
   std::set<std::string> names;
@@ -158,7 +161,8 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
     const auto* t = node.as_table();
     if (t == nullptr) return fail(at_line(node) + "party: must be a table");
     const std::string label = at_line(node) + "party";
-    if (auto r = check_keys(*t, "party", {"name", "size", "backend"}); !r) return tl::unexpected(r.error());
+    if (auto r = check_keys(*t, "party", {"name", "size", "backend"}); !r)
+      return tl::unexpected(r.error());
     PartySpec p;
     auto name = get_string(*t, "name", label, present);
     if (!name) return tl::unexpected(name.error());
@@ -193,12 +197,14 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
     const auto* t = wn->as_table();
     if (t == nullptr) return fail(at_line(*wn) + "schedule: 'workload' must be a table");
     const std::string label = at_line(*wn) + "workload";
-    if (auto r = check_keys(*t, "workload", {"target", "blocks", "queue_depth", "request_timeout"}); !r)
+    if (auto r = check_keys(*t, "workload", {"target", "blocks", "queue_depth", "request_timeout"});
+        !r)
       return tl::unexpected(r.error());
     auto target = get_string(*t, "target", label, present);
     if (!target) return tl::unexpected(target.error());
     if (present) {
-      if (names.count(*target) == 0) return fail(label + ": unknown target party '" + *target + "'");
+      if (names.count(*target) == 0)
+        return fail(label + ": unknown target party '" + *target + "'");
       s.workload.target = *target;
     }
     auto blocks = get_uint(*t, "blocks", label, 1, 1u << 20, s.workload.blocks);
@@ -223,7 +229,8 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
   // Events.
   if (const toml::node* en = root.get("event")) {
     const auto* earr = en->as_array();
-    if (earr == nullptr) return fail(at_line(*en) + "schedule: 'event' must be an array of tables ([[event]])");
+    if (earr == nullptr)
+      return fail(at_line(*en) + "schedule: 'event' must be an array of tables ([[event]])");
     if (earr->size() > kMaxEvents) return fail(at_line(*en) + "schedule: too many events");
     for (const auto& node : *earr) {
       const auto* t = node.as_table();
@@ -261,8 +268,7 @@ Result<Schedule, Error> parse_schedule(std::string_view toml_text) {
           return fail(label + ": '" + *act + "' needs 'link' (and no 'party')");
         bool found = false;
         for (const auto& p : s.parties) found = found || client_link(p.name) == *lname;
-        if (!found)
-          return fail(label + ": unknown link '" + *lname + "' (links are client-PARTY)");
+        if (!found) return fail(label + ": unknown link '" + *lname + "' (links are client-PARTY)");
         e.target = *lname;
         if (has_for && e.action == Action::kHeal) return fail(label + ": 'heal' takes no 'for'");
         if (has_for && *len <= Duration::zero()) return fail(label + ": 'for' must be positive");
@@ -318,8 +324,8 @@ std::string format_schedule(const Schedule& s) {
     if (p.backend != "file") o << "backend = " << quoted(p.backend) << "\n";
   }
   for (const auto& e : s.events) {
-    o << "\n[[event]]\nat = " << quoted(fmt_duration(e.at)) << "\ndo = " << quoted(to_string(e.action))
-      << "\n";
+    o << "\n[[event]]\nat = " << quoted(fmt_duration(e.at))
+      << "\ndo = " << quoted(to_string(e.action)) << "\n";
     o << (is_link_action(e.action) ? "link = " : "party = ") << quoted(e.target) << "\n";
     if (e.action == Action::kLoss) o << "value = " << quoted(fmt_percent(e.loss)) << "\n";
     if (e.action == Action::kDelay) o << "value = " << quoted(fmt_duration(e.delay)) << "\n";

@@ -68,9 +68,9 @@ TEST(Ledger, TornMisplacedAndForeignContentIsCorrupt) {
   torn[100] ^= 1;
   WriteLedger::Verdict v;
   l.check(2, torn, v);
-  l.check(2, l.pattern(5, a), v);           // another block's data
+  l.check(2, l.pattern(5, a), v);               // another block's data
   l.check(2, WriteLedger(8).pattern(2, a), v);  // another run's data
-  l.check(2, Bytes(100, 1), v);               // short
+  l.check(2, Bytes(100, 1), v);                 // short
   EXPECT_EQ(v.corrupt, 4u);
   EXPECT_FALSE(v.ok());
 }

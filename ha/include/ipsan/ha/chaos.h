@@ -33,11 +33,11 @@ struct ChaosOptions {
 
 struct ChaosReport {
   WriteLedger::Verdict verdict;
-  std::uint64_t events = 0;             // schedule events applied
+  std::uint64_t events = 0;  // schedule events applied
   std::uint64_t client_logins = 0;
   std::uint64_t client_redriven = 0;
   std::uint64_t client_resent = 0;
-  Duration longest_pause{};             // longest gap between acknowledgements in the window
+  Duration longest_pause{};  // longest gap between acknowledgements in the window
   // For each fault that ended inside the window (restart, start, cont, end of a partition, heal):
   // time from its end to the next acknowledged write.
   std::vector<Duration> recoveries;

@@ -40,12 +40,12 @@ class WriteLedger {
 
   struct Verdict {
     std::uint64_t blocks_checked = 0;
-    std::uint64_t acknowledged = 0;      // writes acknowledged during the run
-    std::uint64_t unknown = 0;           // writes with an unknown fate
-    std::uint64_t unknown_landed = 0;    // blocks holding a write of unknown fate (allowed)
-    std::uint64_t lost = 0;              // blocks missing their last acknowledged write
-    std::uint64_t corrupt = 0;           // blocks whose content is no write of ours
-    std::vector<std::string> problems;   // the first few, for a person
+    std::uint64_t acknowledged = 0;     // writes acknowledged during the run
+    std::uint64_t unknown = 0;          // writes with an unknown fate
+    std::uint64_t unknown_landed = 0;   // blocks holding a write of unknown fate (allowed)
+    std::uint64_t lost = 0;             // blocks missing their last acknowledged write
+    std::uint64_t corrupt = 0;          // blocks whose content is no write of ours
+    std::vector<std::string> problems;  // the first few, for a person
     bool ok() const { return lost == 0 && corrupt == 0; }
   };
   // The blocks written at least once, in ascending order (what check() must be given).

@@ -21,17 +21,17 @@
 namespace ipsan::ha {
 
 struct PartySpec {
-  std::string name;                       // [A-Za-z0-9_]{1,32}; "client" is reserved
-  std::uint64_t size = 64ull << 20;       // back end size in bytes
+  std::string name;                  // [A-Za-z0-9_]{1,32}; "client" is reserved
+  std::uint64_t size = 64ull << 20;  // back end size in bytes
   // "file" (in the run directory: survives kill -9) or "ram" (volatile: a kill loses every
   // write; the negative control that shows the checker catches lost writes).
   std::string backend = "file";
 };
 
 struct WorkloadSpec {
-  std::string target;                     // party the client writes to (default: the first)
-  std::uint64_t blocks = 1024;            // distinct 4 KiB blocks written (addresses 0..blocks-1)
-  std::uint32_t queue_depth = 4;          // writes in flight (never two on one block)
+  std::string target;             // party the client writes to (default: the first)
+  std::uint64_t blocks = 1024;    // distinct 4 KiB blocks written (addresses 0..blocks-1)
+  std::uint32_t queue_depth = 4;  // writes in flight (never two on one block)
   Duration request_timeout = std::chrono::seconds(20);
 };
 
@@ -40,7 +40,7 @@ std::string_view to_string(Action a);
 bool is_link_action(Action a);
 
 struct EventSpec {
-  Duration at{};       // from the start of the run
+  Duration at{};  // from the start of the run
   Action action = Action::kKill;
   std::string target;  // a party name (process actions) or a link name "client-NAME"
   Duration length{};   // link faults: how long (0 = until a heal or the end of the run)
@@ -49,11 +49,11 @@ struct EventSpec {
 };
 
 struct Schedule {
-  std::uint64_t seed = 1;                       // default seed (`--seed` overrides it)
+  std::uint64_t seed = 1;                        // default seed (`--seed` overrides it)
   Duration duration = std::chrono::seconds(10);  // fault + workload window
   WorkloadSpec workload;
   std::vector<PartySpec> parties;
-  std::vector<EventSpec> events;                 // sorted by `at` (stable)
+  std::vector<EventSpec> events;  // sorted by `at` (stable)
 };
 
 // The link in front of party `name` that the client uses.
