@@ -317,6 +317,10 @@ udp::endpoint UdpProxy::local_endpoint() const {
 }
 
 void UdpProxy::stop() { impl_->stop(); }
+void UdpProxy::set_impairment(const ImpairmentConfig& up, const ImpairmentConfig& down) {
+  impl_->up.set_config(up);
+  impl_->down.set_config(down);
+}
 Counters UdpProxy::up_counters() const { return impl_->up.counters(); }
 Counters UdpProxy::down_counters() const { return impl_->down.counters(); }
 std::size_t UdpProxy::clients() const { return impl_->by_id.size(); }

@@ -210,6 +210,31 @@ TEST(UdpProxy, DelaysEachDirection) {
   EXPECT_GE(client.reply_times[0] - sent, milliseconds(40));
 }
 
+// A harness changes a running proxy's link: partition it, then heal it; the client's mapping
+// survives and datagrams flow again.
+TEST(UdpProxy, SetImpairmentPartitionsAndHealsMidRun) {
+  asio::io_context io;
+  EchoServer server(io);
+  auto proxy = UdpProxy::create(io, proxy_to(server));
+  ASSERT_TRUE(proxy);
+  auto& p = **proxy;
+  Client client(io);
+  client.send(p.local_endpoint(), message(0, 0));
+  ASSERT_TRUE(run_until(io, [&] { return client.replies().size() == 1; }));
+  ImpairmentConfig down;
+  down.partitions.push_back({Duration::zero(), std::chrono::hours(1), {}});
+  p.set_impairment(down, down);
+  for (std::uint32_t i = 1; i <= 5; ++i) client.send(p.local_endpoint(), message(0, i));
+  ASSERT_TRUE(run_until(io, [&] { return p.up_counters().entered == 6; }));
+  EXPECT_EQ(p.up_counters().dropped_partition, 5u);
+  EXPECT_EQ(server.echoed(), 1u);
+  p.set_impairment({}, {});
+  client.send(p.local_endpoint(), message(0, 6));
+  ASSERT_TRUE(run_until(io, [&] { return client.replies().size() == 2; }));
+  EXPECT_EQ(load_be32(client.replies()[1].data() + 4), 6u);
+  EXPECT_EQ(p.clients(), 1u);
+}
+
 TEST(UdpProxy, CapturesRealAddresses) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("ipsan_netem_proxy_" + std::to_string(::getpid()));

@@ -36,6 +36,9 @@
 #ifdef HAVE_IPSAN_REMOTE
 #include "ipsan/remote/remote_backend.h"
 #endif
+#ifdef HAVE_IPSAN_HA_CLI
+#include "chaos_cli.h"
+#endif
 
 namespace {
 constexpr int kExitUsage = 2;  // bad arguments, as every subcommand's own checks return
@@ -91,6 +94,9 @@ int main(int argc, char** argv) {
 #endif
 #ifdef HAVE_IPSAN_NAS_CLI
   ipsan::nas::add_cli(app);
+#endif
+#ifdef HAVE_IPSAN_HA_CLI
+  ipsan::ha::add_cli(app);
 #endif
   try {
     app.parse(argc, argv);

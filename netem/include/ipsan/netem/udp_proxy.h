@@ -60,6 +60,10 @@ class UdpProxy {
   // Closes all sockets and timers and the capture files; datagrams still held are discarded.
   void stop();
 
+  // Replaces both directions' settings for datagrams entering from now on (held ones keep their
+  // schedule; Impairment::set_config): a harness worsens or heals the link mid-run.
+  void set_impairment(const ImpairmentConfig& up, const ImpairmentConfig& down);
+
   Counters up_counters() const;
   Counters down_counters() const;
   std::size_t clients() const;
