@@ -299,6 +299,7 @@ json LayoutManager::handle(const json& req, StorageServer& server) {
       if (auto native = handle_native_snapshots(req, server)) return *native;
       return handle_thin(req);
     }
+    if (is_managed_op(op)) return handle_managed(req, server);
     if (op == "create") {
       const json& d = req.value("disk", json::object());
       virt::DiskDesc disk;
