@@ -230,7 +230,8 @@ void add_cli(CLI::App& app) {
     auto* au = mgr->add_subcommand("audit", "Print the audit log (oldest first)");
     au->add_option("--limit", *limit, "Last N entries")->capture_default_str();
     au->callback([c, limit] {
-      for (const auto& e : call(*c, json{{"op", "audit"}, {"limit", *limit}})["audit"])
+      const json r = call(*c, json{{"op", "audit"}, {"limit", *limit}});
+      for (const auto& e : r["audit"])
         std::printf("%lld %s %s %s %s\n", static_cast<long long>(e.value("at", 0)),
                     e.value("actor", "").c_str(), e.value("action", "").c_str(),
                     e.value("target", "").c_str(), e.value("detail", "").c_str());
@@ -240,6 +241,7 @@ void add_cli(CLI::App& app) {
     struct G {
       std::string out;
       long long device = -1;
+      std::string disk;
     };
     auto g = std::make_shared<G>();
     auto* gr = mgr->add_subcommand("grant", "A client's grants");
@@ -249,10 +251,12 @@ void add_cli(CLI::App& app) {
                  "for `ipsan client --grant`");
     fetch->add_option("-o,--out", g->out, "Grant file to write (hex)")->required();
     fetch->add_option("--device", g->device, "The grant for this device id");
+    fetch->add_option("--disk", g->disk, "The grant for this disk");
     fetch->callback([c, g] {
       json r = call(*c, json{{"op", "client-grants"}});
       for (const auto& e : r["grants"]) {
         if (g->device >= 0 && e.value("device_id", -1LL) != g->device) continue;
+        if (!g->disk.empty() && e.value("disk", "") != g->disk) continue;
         const std::string tmp = g->out + ".tmp";
         {
           std::ofstream f(tmp);

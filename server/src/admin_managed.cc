@@ -79,7 +79,13 @@ json LayoutManager::handle_managed(const json& req, StorageServer& server) {
     e.clients = {"grant:" + client};
     r = virt::add_export(*r, e, geo);
     if (!r) return error(r.error().message);
-    if (auto c = commit(std::move(*r), server); !c) return error(c.error().message);
+    if (auto c = commit(std::move(*r), server, &geo); !c) {
+      if (be == next.backends.end()) {
+        std::error_code ec;
+        std::filesystem::remove(image, ec);  // nothing refers to it
+      }
+      return error(c.error().message);
+    }
     IPSAN_LOG(LogLevel::kInfo, "admin", "manager created disk '", name, "' (", size,
               " bytes) as device ", device_id, " for '", client, "'");
     return json{{"ok", true}};

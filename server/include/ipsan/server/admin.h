@@ -65,7 +65,9 @@ class LayoutManager {
 
  private:
   LayoutManager() = default;
-  Result<void, Error> commit(virt::LayoutDesc next, StorageServer& server);
+  // `geometry`: the back ends' geometries when `next` adds one (default: the current ones).
+  Result<void, Error> commit(virt::LayoutDesc next, StorageServer& server,
+                             const virt::GeometryMap* geometry = nullptr);
   nlohmann::json show() const;
   // Thin pool requests (admin_thin.cc): snapshot-create|list|delete|rollback|clone, diff, check.
   nlohmann::json handle_thin(const nlohmann::json& request);
