@@ -49,7 +49,7 @@ json call(const Common& c, json body) {
 void print(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop = true; }
+void on_signal(int) { g_stop = true; }
 
 void add_serve(CLI::App* mgr) {
   struct Args {

@@ -65,12 +65,16 @@ fi
 grep -q "clients may only" "$dir/carol_admin.out" || fail "client-as-admin: $(cat "$dir/carol_admin.out")"
 
 declare -A SPORT SPID
+# The servers also keep a key ring (a static client "alice"): it must not reach managed disks.
+STATIC=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+echo "alice $STATIC" >"$dir/keys"
+echo "$STATIC" >"$dir/alice.static"
 start_server() {  # NAME CAPACITY
   local s=$1
   mkdir -p "$dir/$s"
-  [ -f "$dir/$s/layout.toml" ] || printf '[backend.base]\nspec = "ram:1M"\n' >"$dir/$s/layout.toml"
+  [ -f "$dir/$s/layout.toml" ] || printf '[backend.base]\nspec = "ram:1M"\n\n[[export]]\ndevice_id = 0\ndisk = "base"\n' >"$dir/$s/layout.toml"
   "$IPSAN" server --listen 127.0.0.1 --port 0 --identity "$dir/$s.key" \
-    --manager-key "$dir/manager.pub" --manager "$M" --config "$dir/$s/layout.toml" \
+    --manager-key "$dir/manager.pub" --manager "$M" --key-file "$dir/keys" --config "$dir/$s/layout.toml" \
     --managed-dir "$dir/$s/images" --managed-capacity "$2" --manager-sync 1s \
     --port-file "$dir/$s.port" >"$dir/$s.log" 2>&1 &
   SPID[$s]=$!
@@ -118,11 +122,14 @@ if client bob s2 "$DA" read --lba 0 --blocks 8 -o "$dir/steal" >"$dir/steal.out"
   fail "bob read alice's disk"
 fi
 grep -qi "unknown.device" "$dir/steal.out" || fail "bob on da: $(cat "$dir/steal.out")"
-# A key-ring-less server: no static login either.
-if "$IPSAN" client -s "127.0.0.1:${SPORT[s2]}" -t tcp -n alice --key-file "$dir/alice.key" \
-     --connect-timeout 3s -d "$DA" capacity >/dev/null 2>&1; then
-  fail "static key accepted on a manager-only server"
+# The key-ring client of the same name logs in but does not see the managed disk.
+"$IPSAN" client -s "127.0.0.1:${SPORT[s2]}" -t tcp -n alice --key-file "$dir/alice.static" \
+  --connect-timeout 3s -d 0 capacity >/dev/null 2>&1 || fail "static key login (device 0)"
+if "$IPSAN" client -s "127.0.0.1:${SPORT[s2]}" -t tcp -n alice --key-file "$dir/alice.static" \
+     --connect-timeout 3s -d "$DA" capacity >"$dir/static.out" 2>&1; then
+  fail "a key-ring client reached a managed disk"
 fi
+grep -qi "unknown.device" "$dir/static.out" || fail "static on da: $(cat "$dir/static.out")"
 
 # A grant of read-only access is enforced by the server.
 admin disk grant da carol --read-only >/dev/null || fail "grant da to carol"
