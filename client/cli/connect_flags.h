@@ -33,6 +33,15 @@ inline void add_connect_flags(CLI::App* cmd, ConnectArgs& a, bool slots = true) 
                   "Packet protection asked for at login: off, integrity (every reliable-UDP "
                   "packet MAC'd; TCP: RPC MACs) or encrypted (AEAD, UDP packets or TCP records)")
       ->capture_default_str();
+  cmd->add_option("--identity", a.identity,
+                  "Log in with storage-manager grants: this client's Ed25519 private key file "
+                  "(`ipsan key gen`; docs/MANAGER.md), instead of --key-file");
+  cmd->add_option("--manager", a.manager,
+                  "With --identity: the manager HOST:PORT to fetch and renew grants from");
+  cmd->add_option("--manager-key", a.manager_key,
+                  "With --manager: the manager's public key (64 hex digits or a file)");
+  cmd->add_option("--grant", a.grant_file,
+                  "With --identity and no --manager: a grant file (hex), re-read at every login");
   if (slots) {
     cmd->add_option("--slots", a.slots, "Maximum requests in flight")->capture_default_str();
   }

@@ -52,9 +52,13 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
         "-k/--key: a key on the command line is visible to every local user (ps, "
         "/proc); use --key-file FILE (mode 0600) or the IPSAN_KEY environment variable");
   }
+  if (!a.identity.empty()) {
+    if (!a.key_file.empty()) return fail("--identity (manager grants) and --key-file exclude each other");
+    key_required = false;
+  }
   const char* env = std::getenv("IPSAN_KEY");
   const bool any_key = !a.key_file.empty() || (env != nullptr && *env != '\0');
-  if (any_key || key_required) {
+  if ((any_key && a.identity.empty()) || key_required) {
     auto key = load_client_key(a.key_file, a.name);
     if (!key) return make_unexpected(key.error());
     s.client.key = key->key;
@@ -82,6 +86,7 @@ Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& a, bool k
   s.transport.rudp.protection = p;
   s.transport.tcp.protection = static_cast<std::uint32_t>(p);
   s.client.transport_security = static_cast<std::uint32_t>(p);
+  if (auto g = apply_grant_args(a, s); !g) return make_unexpected(g.error());
   return s;
 }
 

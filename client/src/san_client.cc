@@ -130,6 +130,18 @@ void SanClient::start_transport() {
 void SanClient::send_login_begin() {
   state_ = State::kLoggingIn;
   random_bytes(client_nonce_);
+  login_key_ = opt_.key;
+  login_grant_.clear();
+  if (opt_.grant_source) {
+    auto g = opt_.grant_source();
+    if (!g) {
+      IPSAN_LOG(LogLevel::kError, "client", "no valid grant to log in with (expired, revoked, or "
+                "the manager could not renew it)");
+      return login_failed(Errc::kAuthFailed, true);
+    }
+    login_key_ = g->key;
+    login_grant_ = std::move(g->grant);
+  }
   login_xid_ = next_xid();
   login_deadline_ = now() + opt_.login_timeout;
   proto::LoginBeginArgs a{opt_.client_name, client_nonce_, opt_.transport_security};
@@ -242,8 +254,9 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
     a.client_name = opt_.client_name;
     a.client_nonce = client_nonce_;
     a.server_nonce = server_nonce_;
-    a.proof = proto::login_client_proof(opt_.key, opt_.client_name, client_nonce_, server_nonce_);
+    a.proof = proto::login_client_proof(login_key_, opt_.client_name, client_nonce_, server_nonce_);
     a.transport_security = opt_.transport_security;
+    a.grant = login_grant_;
     login_xid_ = next_xid();
     transport_->send(proto::encode_login_finish_call(login_xid_, a));
     return;
@@ -258,7 +271,7 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
   }
   if (res->status != Errc::kOk) return login_failed(res->status, res->status == Errc::kAuthFailed);
   auto expect =
-      proto::login_server_proof(opt_.key, opt_.client_name, client_nonce_, sn, res->session_id);
+      proto::login_server_proof(login_key_, opt_.client_name, client_nonce_, sn, res->session_id);
   if (!proto::proof_equal(expect, res->server_proof)) {
     IPSAN_LOG(LogLevel::kError, "client", "server failed to prove it knows our key");
     return login_failed(Errc::kAuthFailed, true);
@@ -266,7 +279,7 @@ void SanClient::on_login_reply(const proto::ParsedReply& r, bool begin) {
   session_id_ = res->session_id;
   epoch_ = res->boot_epoch;
   session_key_ =
-      proto::derive_session_key(opt_.key, opt_.client_name, client_nonce_, sn, session_id_);
+      proto::derive_session_key(login_key_, opt_.client_name, client_nonce_, sn, session_id_);
   slots_.assign(std::min(res->slot_count, opt_.max_slots), Slot{});
   stats_.logins++;
   // Every later packet of this connection is protected (docs/RUDP.md "Packet protection").

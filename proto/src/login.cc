@@ -61,13 +61,15 @@ Bytes encode_login_begin_call(std::uint32_t xid, const LoginBeginArgs& args) {
 
 Bytes encode_login_finish_call(std::uint32_t xid, const LoginFinishArgs& args) {
   XdrWriter w;
-  w.reserve(40 + xdr_opaque_size(args.client_name.size()) + 2 * kLoginNonceBytes + kProofBytes);
+  w.reserve(40 + xdr_opaque_size(args.client_name.size()) + 2 * kLoginNonceBytes + kProofBytes +
+            xdr_opaque_size(args.grant.size()));
   detail::put_call_header_none(w, xid, static_cast<std::uint32_t>(Op::kLoginFinish));
   w.put_string(args.client_name);
   w.put_opaque_fixed(args.client_nonce);
   w.put_opaque_fixed(args.server_nonce);
   w.put_opaque_fixed(args.proof);
   w.put_u32(args.transport_security);
+  if (!args.grant.empty()) w.put_opaque(args.grant);
   return w.release();
 }
 
@@ -103,8 +105,14 @@ Result<LoginFinishArgs> decode_login_finish_args(ByteSpan bytes) {
   a.transport_security = 0;
   if (r.remaining() != 0) {
     auto ts = r.get_u32();
-    if (!ts || *ts > kTransportSecurityMax || !r.expect_end()) return fail(Errc::kBadMessage);
+    if (!ts || *ts > kTransportSecurityMax) return fail(Errc::kBadMessage);
     a.transport_security = *ts;
+    if (r.remaining() != 0) {
+      auto g = r.get_opaque(kMaxLoginGrantBytes);
+      if (!g || g->empty()) return fail(Errc::kBadMessage);
+      a.grant.assign(g->begin(), g->end());
+    }
+    if (!r.expect_end()) return fail(Errc::kBadMessage);
   }
   a.client_name = std::move(*name);
   a.client_nonce = *cn;

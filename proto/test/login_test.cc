@@ -190,6 +190,39 @@ TEST_F(Login, ClientNameValidation) {
   }
 }
 
+// The optional manager grant after transport_security (docs/MANAGER.md): round trip, absent for
+// an old client, and every truncation of a finish that carries one fails (except the forms
+// without the grant / without the offer, which are the older encodings).
+TEST_F(Login, FinishCarriesAnOptionalGrant) {
+  LoginFinishArgs a{"alice", cn_, sn_, {}, 2, Bytes(101, 0x5a)};
+  const Bytes msg = encode_login_finish_call(1, a);
+  auto c = parse_call(msg);
+  ASSERT_TRUE(c);
+  auto d = decode_login_finish_args(c->args);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->grant, a.grant);
+  EXPECT_EQ(d->transport_security, 2u);
+  const std::size_t without_grant = c->args.size() - xdr_opaque_size(101);
+  for (std::size_t n = 0; n < c->args.size(); ++n) {
+    auto t = decode_login_finish_args(c->args.first(n));
+    if (n == without_grant || n == without_grant - 4) {
+      ASSERT_TRUE(t) << n;
+      EXPECT_TRUE(t->grant.empty());
+      continue;
+    }
+    EXPECT_FALSE(t) << n;
+  }
+  // Too long, or empty (an encoder never sends an empty grant): refused.
+  a.grant.assign(kMaxLoginGrantBytes + 1, 1);
+  const Bytes big_msg = encode_login_finish_call(1, a);
+  auto big = parse_call(big_msg);
+  ASSERT_TRUE(big);
+  EXPECT_FALSE(decode_login_finish_args(big->args));
+  Bytes empty(c->args.begin(), c->args.begin() + static_cast<std::ptrdiff_t>(without_grant));
+  empty.insert(empty.end(), {0, 0, 0, 0});
+  EXPECT_FALSE(decode_login_finish_args(empty));
+}
+
 TEST_F(Login, HostileArgsAndResults) {
   const Bytes begin = encode_login_begin_call(1, {"abc", cn_});
   const Bytes finish = encode_login_finish_call(1, {"abcde", cn_, sn_, {}});

@@ -20,6 +20,7 @@
 #include "ipsan/server/admin.h"
 #include "ipsan/server/server.h"
 #include "ipsan/server/server_metrics.h"
+#include "manager_agent.h"
 
 namespace ipsan::server {
 namespace {
@@ -44,6 +45,12 @@ struct Args {
   bool trace_io = false;
   std::string capture;
   std::string metrics;
+  std::string identity;
+  std::string manager_key;
+  std::string manager;
+  std::string managed_dir;
+  std::string managed_capacity;
+  std::string manager_sync = "1s";
 };
 
 [[noreturn]] void die(const std::string& msg, int code = 1) {
@@ -126,6 +133,23 @@ void add_cli(CLI::App& app) {
   cmd->add_option("--metrics", a->metrics,
                   "Serve Prometheus metrics at http://HOST:PORT/metrics (docs/METRICS.md; "
                   "port 0: any)");
+  cmd->add_option("--identity", a->identity,
+                  "This server's Ed25519 private key file (`ipsan key gen`), for manager grants");
+  cmd->add_option("--manager-key", a->manager_key,
+                  "Accept logins with grants signed by this manager public key (64 hex digits or "
+                  "a file; needs --identity). Grants are checked offline: the manager may be down");
+  cmd->add_option("--manager", a->manager,
+                  "Register with the storage manager at HOST:PORT: report devices and space, take "
+                  "its allocations and revocations (needs --identity, --manager-key, --config, "
+                  "--managed-dir; docs/MANAGER.md)");
+  cmd->add_option("--managed-dir", a->managed_dir,
+                  "Directory for the images of disks the manager allocates here");
+  cmd->add_option("--managed-capacity", a->managed_capacity,
+                  "Space offered to the manager (e.g. 100G; default: the free space of "
+                  "--managed-dir)");
+  cmd->add_option("--manager-sync", a->manager_sync,
+                  "How often to sync with the manager (revocations take effect within this)")
+      ->capture_default_str();
   cmd->add_flag("--trace-io", a->trace_io,
                 "Print every back-end command of the virtual disks (disk, back end, op, physical "
                 "LBA, blocks)");
@@ -139,7 +163,26 @@ void add_cli(CLI::App& app) {
       auto r = keys.load_file(a->key_file);
       if (!r) die(r.error().message);
     }
-    if (keys.empty()) die("no client keys: pass --key-file FILE or --client-key NAME=file:PATH");
+    std::shared_ptr<auth::GrantVerifier> verifier;
+    std::optional<auth::Identity> identity;
+    if (!a->identity.empty()) {
+      auto id = auth::read_identity_file(a->identity);
+      if (!id) die("--identity: " + id.error().message);
+      identity = *id;
+    }
+    if (!a->manager_key.empty()) {
+      if (!identity) die("--manager-key needs --identity (this server's private key)");
+      auto pk = auth::load_public_key(a->manager_key);
+      if (!pk) die("--manager-key: " + pk.error().message);
+      verifier = std::make_shared<auth::GrantVerifier>(*pk, *identity);
+      std::fprintf(stderr, "ipsan server: accepting manager grants; server key %s\n",
+                   auth::public_key_hex(identity->public_key).c_str());
+    }
+    if (!a->manager.empty() && (!verifier || a->config.empty() || a->managed_dir.empty()))
+      die("--manager needs --identity, --manager-key, --config and --managed-dir");
+    if (keys.empty() && !verifier)
+      die("no client keys: pass --key-file FILE or --client-key NAME=file:PATH (or "
+          "--manager-key for manager grants)");
     for (const auto& [name, form] : keys.forms()) {
       std::fprintf(stderr, "ipsan server: key of client '%s' read as %s\n", name.c_str(),
                    key_form_name(form));
@@ -231,6 +274,17 @@ void add_cli(CLI::App& app) {
     so.transport_security = static_cast<std::uint32_t>(protection);
     // Reset tokens and cookies survive a restart with the same keys (docs/RUDP.md).
     udp_options.secret = keys.derive_secret("ipsan-rudp-server-secret-v1");
+    if (identity) {
+      // With an identity the secret also depends on its private key (a key ring may be empty).
+      const Digest256 d = hmac_sha256(ByteSpan(identity->secret_key.data(), 32),
+                                      {as_bytes("ipsan-rudp-server-secret-v1"), udp_options.secret});
+      std::copy(d.begin(), d.end(), udp_options.secret.begin());
+    }
+    std::unique_ptr<ManagerAgent> agent;
+    so.grants.verifier = verifier;
+    so.grants.on_refused = [&agent](const GrantRefusal& r) {
+      if (agent) agent->refused(r);
+    };
     std::unique_ptr<StorageServer> server;
     try {
       server = std::make_unique<StorageServer>(io, so, std::move(keys), std::move(exports));
@@ -294,6 +348,32 @@ void add_cli(CLI::App& app) {
         die(e.what());
       }
     }
+    if (!a->manager.empty()) {
+      AgentOptions ao;
+      ao.manager = a->manager;
+      ao.manager_key = verifier->manager_key();
+      ao.identity = *identity;
+      ao.udp_port = udp_port;
+      ao.tcp_port = tcp_port;
+      ao.address = a->listen + ":" + std::to_string(udp_port != 0 ? udp_port : tcp_port);
+      ao.managed_dir = std::filesystem::absolute(a->managed_dir).string();
+      std::error_code ec2;
+      std::filesystem::create_directories(ao.managed_dir, ec2);
+      if (!a->managed_capacity.empty()) {
+        auto c = parse_size(a->managed_capacity);
+        if (!c || *c == 0) die("--managed-capacity: expected a size like 100G");
+        ao.capacity = *c;
+      } else {
+        auto sp = std::filesystem::space(ao.managed_dir, ec2);
+        if (ec2) die("--managed-dir " + ao.managed_dir + ": " + ec2.message());
+        ao.capacity = sp.available;
+      }
+      auto d = parse_duration(a->manager_sync);
+      if (!d || *d <= Duration::zero()) die("--manager-sync: expected a duration like 1s");
+      ao.interval = *d;
+      agent = std::make_unique<ManagerAgent>(io, std::move(ao), *server, layout.get(), verifier);
+      agent->start();
+    }
     std::printf("ipsan server: listening on %s udp=%u tcp=%u epoch=%u\n", a->listen.c_str(),
                 udp_port, tcp_port, server->boot_epoch());
     if (exposer)
@@ -318,6 +398,7 @@ void add_cli(CLI::App& app) {
     auto stop = [&] {
       if (stopped) return;
       stopped = true;
+      if (agent) agent->request_stop();
       server->stop([&] { io.stop(); });
     };
     asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -334,6 +415,7 @@ void add_cli(CLI::App& app) {
       });
     }
     io.run();
+    agent.reset();  // joins its thread (a pending call to the io thread times out)
     exposer.reset();
     if (pcap) pcap->close();
     std::printf("ipsan server: stopped; %s\n", server->stats_line().c_str());

@@ -274,8 +274,10 @@ json LayoutManager::show() const {
   return out;
 }
 
-Result<void, Error> LayoutManager::commit(virt::LayoutDesc next, StorageServer& server) {
-  auto keep = virt::check_no_data_loss(layout_.desc, next, layout_.backend_geometry());
+Result<void, Error> LayoutManager::commit(virt::LayoutDesc next, StorageServer& server,
+                                          const virt::GeometryMap* geometry) {
+  auto keep = virt::check_no_data_loss(layout_.desc, next,
+                                       geometry ? *geometry : layout_.backend_geometry());
   if (!keep) return make_unexpected(keep.error());
   auto built = virt::build_layout(next, layout_.base_dir, &layout_);
   if (!built) return make_unexpected(built.error());
@@ -299,6 +301,7 @@ json LayoutManager::handle(const json& req, StorageServer& server) {
       if (auto native = handle_native_snapshots(req, server)) return *native;
       return handle_thin(req);
     }
+    if (is_managed_op(op)) return handle_managed(req, server);
     if (op == "create") {
       const json& d = req.value("disk", json::object());
       virt::DiskDesc disk;

@@ -12,6 +12,10 @@ Result<void, Error> KeyRing::add(std::string name, const Key256& key, KeyForm fo
   if (!proto::valid_client_name(name))
     return fail("invalid client name '" + name + "' (1-64 printable ASCII characters)");
   if (keys_.count(name)) return fail("client '" + name + "' is listed twice");
+  // "grant:NAME" in an export's client list means "NAME with a manager grant" (docs/MANAGER.md):
+  // no key-ring client may carry such a name.
+  if (name.rfind("grant:", 0) == 0)
+    return fail("client name '" + name + "' is reserved (grant: names manager grants)");
   keys_.emplace(std::move(name), Entry{key, form});
   return {};
 }

@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <sstream>
 
 #include "ipsan/base/crypto.h"
@@ -25,6 +26,7 @@ struct StorageServer::Session {
   std::vector<Route> reply_to;  // per slot: where the latest copy of the call came from
   std::unordered_map<std::uint32_t, std::uint64_t> seen_generation;  // per device id
   TimePoint last_active;
+  std::optional<GrantAccess> grant;  // logged in with a manager grant: what it allows
   Session(std::uint32_t n) : slots(n), reply_to(n) {}
 };
 
@@ -269,7 +271,15 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
     return;
   }
   proto::LoginFinishRes res;
-  std::optional<Key256> key = keys_.find(a->client_name);
+  // With a manager grant the login key comes from the grant (grant_login.cc), not the key ring.
+  std::optional<GrantAccess> grant;
+  std::optional<Key256> key;
+  if (a->grant.empty()) {
+    key = keys_.find(a->client_name);
+  } else {
+    grant = check_login_grant(opt_.grants, a->grant, a->client_name, r.transport->peer_name(r.peer));
+    if (grant) key = grant->login_key;
+  }
   // The server nonce must be one this server issued for this name and client nonce, not older
   // than the login timeout, and not used by a successful login yet (replay). Nothing here can
   // remove another client's state: a failed attempt changes nothing.
@@ -335,6 +345,7 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   auto s = std::make_shared<Session>(opt_.slot_count);
   s->id = sid;
   s->client = a->client_name;
+  s->grant = grant;
   s->key = proto::derive_session_key(*key, a->client_name, a->client_nonce, a->server_nonce, sid);
   // The offer was checked at LOGIN_BEGIN; the finish does not repeat it, so take the stronger
   // of the server's minimum and what this connection's client asked for there (the transport
@@ -371,6 +382,14 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   if (it == sessions_.end()) return deny(proto::AuthStat::kRejectedCred);
   std::shared_ptr<Session> s = it->second;
   if (!proto::verify_call(call, s->key)) return deny(proto::AuthStat::kBadVerf);
+  if (s->grant && !grant_still_valid(opt_.grants, *s->grant)) {
+    // Expired or revoked: the session ends; the client logs in again with a renewed grant, or
+    // is refused (docs/MANAGER.md "Revocation").
+    IPSAN_LOG(LogLevel::kWarn, "server", "session ", s->id, " of '", s->client, "': grant ",
+              s->grant->serial, " expired or revoked; session ended");
+    sessions_.erase(s->id);
+    return deny(proto::AuthStat::kRejectedCred);
+  }
   s->last_active = steady_now();
   r.transport->bind_session(r.peer, s->key, s->transport_security);  // no-op once bound
   const std::uint32_t slot = call.cred.slot;
@@ -530,7 +549,9 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   if (ex_it == exports_.end()) return reply_status(Errc::kUnknownDevice);
   ExportEntry* ex = &ex_it->second;
   note_live_capacity(*ex);
-  if (!ex->exp.allowed_clients.empty() &&
+  if (s->grant) {
+    if (s->grant->device_id != req->device_id) return reply_status(Errc::kUnknownDevice);
+  } else if (!ex->exp.allowed_clients.empty() &&
       std::find(ex->exp.allowed_clients.begin(), ex->exp.allowed_clients.end(), s->client) ==
           ex->exp.allowed_clients.end()) {
     return reply_status(Errc::kUnknownDevice);  // not exported to this client: do not reveal it
@@ -557,6 +578,7 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
     auto g = ex->exp.backend->geometry();  // live geometry: a grown disk reports its new size
     rep.identity.block_count = g.block_count;
     rep.capacity = proto::Capacity{g.block_size, g.block_count};
+    if (s->grant && s->grant->read_only) rep.identity.capabilities |= proto::kCapReadOnly;
     finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), true);
     return;
   }
@@ -572,7 +594,8 @@ void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::
   };
   const auto g = ex->exp.backend->geometry();
   const bool is_write = op == Op::kWrite || op == Op::kTrim || op == Op::kWriteZeroes;
-  if (is_write && (id.capabilities & proto::kCapReadOnly)) return refuse(Errc::kWriteProtected);
+  if (is_write && ((id.capabilities & proto::kCapReadOnly) || (s->grant && s->grant->read_only)))
+    return refuse(Errc::kWriteProtected);
   if (op != Op::kFlush) {
     if (backends::check_range(g, req->lba, req->blocks) != Errc::kOk)
       return refuse(Errc::kLbaOutOfRange);

@@ -9,6 +9,8 @@
 #include "ipsan/base/log.h"
 #include "server_cli.h"
 #include "stats_cli.h"
+#include "key_cli.h"
+#include "manager_cli.h"
 #ifdef HAVE_IPSAN_NETEM_CLI
 #include "netem_cli.h"
 #endif
@@ -71,6 +73,8 @@ int main(int argc, char** argv) {
   ipsan::client::add_cli(app);
   ipsan::server::add_disk_cli(app);
   ipsan::server::add_stats_cli(app);
+  ipsan::auth::add_key_cli(app);
+  ipsan::manager::add_cli(app);
 #ifdef HAVE_IPSAN_NETEM_CLI
   ipsan::netem::add_cli(app);
 #endif

@@ -48,6 +48,12 @@ struct ConnectArgs {
   std::string connect_timeout = "5s";  // how long a command waits for the login to complete
   std::uint32_t slots = 64;
   std::string transport_security = "integrity";  // off | integrity | encrypted
+  // Storage-manager grants instead of a key (docs/MANAGER.md): the client's Ed25519 private key
+  // file, and either the manager (HOST:PORT, renewals) with its public key, or a grant file.
+  std::string identity;
+  std::string manager;
+  std::string manager_key;
+  std::string grant_file;
 };
 struct ConnectSettings {
   TransportOptions transport;
@@ -62,5 +68,9 @@ struct ConnectSettings {
 // IPSAN_KEY) leaves ClientOptions::key zero instead of failing (a caller that supplies its own).
 Result<ConnectSettings, Error> resolve_connect_args(const ConnectArgs& args,
                                                     bool key_required = true);
+// --identity/--manager/--manager-key/--grant (connect_grant.cc): sets settings.client's
+// grant_source (a GrantKeeper fetched once, then renewed in the background) and the client name
+// from the grant. Does nothing without --identity.
+Result<void, Error> apply_grant_args(const ConnectArgs& args, ConnectSettings& settings);
 
 }  // namespace ipsan::client

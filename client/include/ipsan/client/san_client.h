@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -41,6 +42,13 @@
 #include "ipsan/proto/transport.h"
 
 namespace ipsan::client {
+
+// A storage-manager grant and the login key derived from it (ipsan/auth/grant.h,
+// docs/MANAGER.md); the client runtime renews grants before they expire.
+struct LoginGrant {
+  Bytes grant;
+  Key256 key{};
+};
 
 struct ClientOptions {
   std::string client_name = "default";
@@ -66,6 +74,10 @@ struct ClientOptions {
   // fails connect() at once instead of retrying until the caller's connect timeout. Only before
   // the first login: later, a refused reconnect is a server restarting, and the client retries.
   bool fail_fast_when_refused = true;
+  // Set: every login presents the grant this returns (fetched anew at each login, so a renewed
+  // grant is used after the server ends a session whose grant expired); nullopt fails the login
+  // (no valid grant). Unset: `key` (the server's key ring).
+  std::function<std::optional<LoginGrant>()> grant_source;
 };
 
 struct ClientStats {
@@ -164,6 +176,8 @@ class SanClient final : public GenericTarget {
   std::uint64_t session_id_ = 0;
   std::uint32_t epoch_ = 0;
   Key256 session_key_{};
+  Key256 login_key_{};  // this login's key: options' key, or the grant's
+  Bytes login_grant_;
   std::vector<Slot> slots_;
   std::uint32_t xid_;
 

@@ -33,6 +33,8 @@ inline constexpr std::size_t kLoginNonceBytes = 16;
 inline constexpr std::size_t kProofBytes = 32;
 // Upper bound on slot_count a client accepts (it allocates per-slot state).
 inline constexpr std::uint32_t kMaxSlots = 1024;
+// A storage-manager grant presented at LOGIN_FINISH (ipsan/auth/grant.h; opaque to proto).
+inline constexpr std::size_t kMaxLoginGrantBytes = 512;
 
 using LoginNonce = std::array<std::uint8_t, kLoginNonceBytes>;
 
@@ -59,6 +61,9 @@ struct LoginFinishArgs {
   LoginNonce server_nonce{};
   Digest256 proof{};  // login_client_proof(...)
   std::uint32_t transport_security = 1;  // as in LOGIN_BEGIN (optional on the wire: absent = 0)
+  // Optional (after transport_security; absent or empty = none): a manager grant. With a grant the
+  // login key is the one derived from it (docs/MANAGER.md), not the key ring's.
+  Bytes grant{};
 };
 
 struct LoginFinishRes {

@@ -65,7 +65,9 @@ class LayoutManager {
 
  private:
   LayoutManager() = default;
-  Result<void, Error> commit(virt::LayoutDesc next, StorageServer& server);
+  // `geometry`: the back ends' geometries when `next` adds one (default: the current ones).
+  Result<void, Error> commit(virt::LayoutDesc next, StorageServer& server,
+                             const virt::GeometryMap* geometry = nullptr);
   nlohmann::json show() const;
   // Thin pool requests (admin_thin.cc): snapshot-create|list|delete|rollback|clone, diff, check.
   nlohmann::json handle_thin(const nlohmann::json& request);
@@ -73,6 +75,8 @@ class LayoutManager {
   // admin_native_snapshots.cc); nullopt when the request does not name such a back end.
   std::optional<nlohmann::json> handle_native_snapshots(const nlohmann::json& request,
                                                         StorageServer& server);
+  // Disks allocated by the storage manager (admin_managed.cc): managed-create, managed-delete.
+  nlohmann::json handle_managed(const nlohmann::json& request, StorageServer& server);
 
   std::filesystem::path path_;
   virt::Layout layout_;
@@ -81,6 +85,7 @@ class LayoutManager {
 
 // Thin pools: is `op` one of handle_thin's, and the pools' usage for `show` (admin_thin.cc).
 bool is_thin_op(const std::string& op);
+bool is_managed_op(const std::string& op);
 nlohmann::json thin_pools_json(const virt::Layout& layout);
 
 // The "stats" request (`ipsan stats`): {"ok": true, "metrics": <the registry as JSON, the same

@@ -25,6 +25,7 @@
 #include "ipsan/base/clock.h"
 #include "ipsan/proto/generic.h"
 #include "ipsan/proto/transport.h"
+#include "ipsan/server/grant_login.h"
 #include "ipsan/server/keyring.h"
 #include "ipsan/server/slots.h"
 
@@ -54,6 +55,9 @@ struct ServerOptions {
   // Weakest transport security accepted at login: 0 off, 1 integrity, 2 encrypted
   // (`ipsan server --transport-security`, docs/PROTOCOL.md "Login").
   std::uint32_t transport_security = 1;
+  // Manager grants (docs/MANAGER.md): set, a client may log in with a grant signed by the
+  // manager instead of a key-ring key; null, grants are refused (standalone server).
+  GrantLogin grants;
 };
 
 struct ServerStats {
