@@ -384,12 +384,13 @@ class Connection {
   Duration smoothed_rtt_;
   Duration rttvar_;
   Duration min_rtt_{};
-  // Loss-discrimination RTTs (docs/RUDP.md "Random loss is not congestion"): an average over
-  // every acknowledged packet (not only the largest of each ACK: on a path that reorders, the
-  // largest is mostly a packet that overtook the others, so srtt and min_rtt fall far below the
-  // path's real RTT) and its smallest value once settled, the baseline.
+  // Loss-discrimination RTTs (docs/RUDP.md "Random loss is not congestion"): an average with
+  // one sample per ACK, the mean RTT of every packet it newly acknowledges (not only the largest
+  // of each ACK: on a path that reorders, the largest is mostly a packet that overtook the
+  // others, so srtt and min_rtt fall far below the path's real RTT), and the baseline: the
+  // smallest value a slow average of the same samples has taken once settled.
   Duration packet_rtt_{};
-  Duration packet_rttvar_{};  // mean deviation of the per-packet samples (same average)
+  Duration slow_rtt_{};  // the same samples, averaged slowly (gain 1/64): the baseline's source
   Duration base_rtt_{};
   std::uint64_t packet_rtt_samples_ = 0;
   std::uint32_t pto_count_ = 0;
