@@ -66,6 +66,7 @@ std::vector<WorkOp> make_workload(const WorkloadOptions& o) {
     }
     if (op.kind != OpKind::kFlush) {
       op.blocks = draw_blocks(rng, max_blocks);
+      if (op.blocks < o.min_io_blocks) op.blocks = std::min(o.min_io_blocks, max_blocks);
       const bool aim_recent = !recent.empty() && rng.below(100) < o.overwrite_percent;
       if (aim_recent) {
         const WorkOp& t = recent[rng.below(recent.size())];

@@ -43,6 +43,7 @@ struct WorkloadOptions {
   std::uint32_t fua_percent = 5;           // of writes
   std::uint32_t overwrite_percent = 40;    // writes aimed at a recently written range
   std::uint32_t max_io_blocks = 2048;      // 1 MiB with 512-byte blocks
+  std::uint32_t min_io_blocks = 1;         // READ/WRITE length drawn in [min, max]
 };
 
 enum class OpKind : std::uint8_t { kWrite, kRead, kFlush };

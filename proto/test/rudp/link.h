@@ -24,6 +24,9 @@ struct Impairment {
   double duplicate = 0;
   double reorder = 0;  // probability of extra delay (overtaken by later datagrams)
   Duration reorder_delay = 300us;
+  // true: a reordered datagram skips `delay` and the jitter instead (Linux netem's and
+  // `ipsan netem`'s "reorder": it overtakes everything in flight).
+  bool reorder_skips = false;
   double corrupt = 0;     // flip one random bit
   Duration delay = 20us;  // one way
   Duration jitter = 0us;
@@ -200,7 +203,13 @@ class Link {
       if (im.jitter > Duration::zero()) {
         delay += Duration(static_cast<std::int64_t>(rng_.below(im.jitter.count())));
       }
-      if (rng_.chance(im.reorder)) delay += im.reorder_delay;
+      if (rng_.chance(im.reorder)) {
+        if (im.reorder_skips) {
+          delay = Duration::zero();
+        } else {
+          delay += im.reorder_delay;
+        }
+      }
       queue_.emplace(std::make_pair(clock_.now() + delay, seq_++), std::make_pair(d, std::move(b)));
     }
   }

@@ -166,6 +166,8 @@ struct ConnectionStats {
   double srtt_us = 0;
   double rttvar_us = 0;
   double min_rtt_us = 0;
+  double packet_rtt_us = 0;  // average RTT over every acknowledged packet (loss discrimination)
+  double base_rtt_us = 0;    // its smallest settled value: the no-queue baseline
   std::uint64_t cwnd = 0;
   std::uint64_t ssthresh = 0;
   double reorder_window_us = 0;  // extra time-threshold window learned from spurious losses
@@ -315,6 +317,7 @@ class Connection {
   void on_spurious_loss(std::uint64_t pn, LostPacket& lp, TimePoint now);
   void end_round(bool reordering_seen);
   void prune_lost(TimePoint now);
+  void sample_packet_rtt(Duration rtt);
   void update_rtt(Duration latest, Duration ack_delay);
   Duration pto_base() const;
   std::optional<TimePoint> pto_deadline() const;
@@ -381,6 +384,15 @@ class Connection {
   Duration smoothed_rtt_;
   Duration rttvar_;
   Duration min_rtt_{};
+  // Loss-discrimination RTTs (docs/RUDP.md "Random loss is not congestion"): an average with
+  // one sample per ACK, the mean RTT of every packet it newly acknowledges (not only the largest
+  // of each ACK: on a path that reorders, the largest is mostly a packet that overtook the
+  // others, so srtt and min_rtt fall far below the path's real RTT), and the baseline: the
+  // smallest value a slow average of the same samples has taken once settled.
+  Duration packet_rtt_{};
+  Duration slow_rtt_{};  // the same samples, averaged slowly (gain 1/64): the baseline's source
+  Duration base_rtt_{};
+  std::uint64_t packet_rtt_samples_ = 0;
   std::uint32_t pto_count_ = 0;
   std::optional<TimePoint> loss_time_;
   TimePoint last_eliciting_sent_;
@@ -398,6 +410,7 @@ class Connection {
   bool reorder_in_round_ = false;
   std::uint64_t round_sent_ = 0;  // ack-eliciting packets sent in the current round
   std::uint64_t round_lost_ = 0;  // packets declared lost in the current round
+  std::uint64_t round_spurious_ = 0;  // of those and earlier ones: acknowledged after all
   static constexpr double kLossRatePackets = 256;  // averaging window of loss_rate_
   double loss_rate_ = 0;  // loss events per packet sent, exponential average over packets
   double pacer_tokens_;
