@@ -33,7 +33,7 @@ struct LayoutManager::MirrorWatch {
 
 namespace {
 
-constexpr std::uint64_t kStepBytes = 4 << 20;  // work per job step
+constexpr std::uint64_t kStepBytes = 1 << 20;  // work per job step (the rate limit's grain)
 
 std::string jstr(const json& j, const char* key) {
   auto it = j.find(key);
@@ -304,7 +304,7 @@ json LayoutManager::handle_mirror(const json& req, StorageServer& server) {
       if (jobs_->running("mirror-resync", name))
         return error("mirror '" + name + "' is resyncing; verify it when the resync is done");
     } else {
-      mirror->reattach_failed();
+      mirror->reattach_failed(true);
     }
     auto id = jobs_->start(op, name, params, *l);
     if (!id) return error(id.error().message);

@@ -972,6 +972,7 @@ Result<void, Error> MirrorDisk::add_leg(Member leg) {
     L.state = LegState::kSyncing;
     ++L.gen;
     L.errors = 0;
+    L.held = false;
     L.stale.assign(words_, 0);
     L.bits.assign(words_, 0);
     L.disk_bits.assign(words_, 0);
@@ -1036,18 +1037,20 @@ Result<void, Error> MirrorDisk::offline_leg(std::string_view name) {
     if (legs_[slot].state == LegState::kInSync && in_sync == 1)
       return fail(who + ": '" + std::string(name) + "' is the last in-sync leg");
     legs_[slot].state = LegState::kFailed;
+    legs_[slot].held = true;
   }
   if (Errc e = write_header_sync(); e != Errc::kOk)
     return fail(e, who + ": cannot write the bitmap header: " + std::string(to_string(e)));
   return {};
 }
 
-std::uint64_t MirrorDisk::reattach_failed() {
+std::uint64_t MirrorDisk::reattach_failed(bool include_offline) {
   std::vector<std::pair<std::uint32_t, BackendPtr>> failed;
   {
     std::lock_guard lk(mu_);
     for (std::uint32_t i = 0; i < kMaxLegs; ++i)
-      if (legs_[i].present && legs_[i].state == LegState::kFailed)
+      if (legs_[i].present && legs_[i].state == LegState::kFailed &&
+          (include_offline || !legs_[i].held))
         failed.emplace_back(i, legs_[i].backend);
   }
   std::uint64_t back = 0;
@@ -1057,6 +1060,7 @@ std::uint64_t MirrorDisk::reattach_failed() {
     std::lock_guard lk(mu_);
     if (legs_[i].present && legs_[i].backend == b && legs_[i].state == LegState::kFailed) {
       legs_[i].state = LegState::kSyncing;
+      legs_[i].held = false;
       ++back;
     }
   }

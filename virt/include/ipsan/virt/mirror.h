@@ -122,11 +122,13 @@ class MirrorDisk final : public backends::Backend,
   Result<void, Error> add_leg(Member leg);
   // Removes a leg; the last in-sync leg cannot be removed.
   Result<void, Error> remove_leg(std::string_view name);
-  // Takes a leg out as if it had failed (maintenance, tests).
+  // Takes a leg out as if it had failed (maintenance, tests). It stays out until
+  // reattach_failed(true) (or a restart of the server).
   Result<void, Error> offline_leg(std::string_view name);
   // Failed legs that answer a read of their first block again become syncing (their stale regions
-  // are copied by resync_step). Returns how many came back.
-  std::uint64_t reattach_failed();
+  // are copied by resync_step); legs taken out by offline_leg only when `include_offline`.
+  // Returns how many came back.
+  std::uint64_t reattach_failed(bool include_offline = false);
   // Copies up to `max_regions` stale regions to the legs that need them. Returns how many regions
   // were copied (0: nothing left to copy, and every syncing leg is now in sync), or an error when
   // no in-sync leg is left or reading it fails.
@@ -159,8 +161,8 @@ class MirrorDisk final : public backends::Backend,
     std::vector<std::uint64_t> stale;     // regions that differ from the truth
     std::uint64_t stale_count = 0;
     std::uint64_t errors = 0;
-  };
-  struct Action;  // work to run after the lock is released
+    bool held = false;  // taken out by offline_leg
+  };  // work to run after the lock is released
 
   // Bit helpers (mu_ held).
   static bool test(const std::vector<std::uint64_t>& v, std::uint64_t r) {
