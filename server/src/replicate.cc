@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -19,7 +21,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::uint64_t kStepBytes = 4 << 20;
+constexpr std::uint64_t kStepBytes = 16 << 20;  // per step (persisted cursor, rate-limit grain)
+constexpr std::uint64_t kPieceBytes = 1 << 20;  // per target write
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -117,20 +120,24 @@ class ReplicateJob : public jobs::Job {
     const std::uint32_t bs = src_->geometry().block_size;
     jobs::StepResult res;
     res.total_bytes = cycle_total_blocks(c) * bs;
-    std::uint64_t budget = std::max<std::uint64_t>(1, kStepBytes / bs);
+    // Up to kStepBytes per step, in pieces of at most kPieceBytes written in parallel (a WAN
+    // needs many bytes in flight); the cursor moves only when every piece is on the target.
+    struct Piece {
+      std::uint64_t lba, blocks;
+      std::vector<std::uint8_t> data;
+    };
+    std::vector<Piece> pieces;
+    std::uint64_t budget = std::max<std::uint64_t>(1, step_bytes_ / bs);
+    const std::uint64_t piece_max = std::max<std::uint64_t>(1, kPieceBytes / bs);
     while (budget > 0 && c.index < c.extents.size()) {
       const auto& e = c.extents[c.index];
-      const std::uint64_t n = std::min(budget, e.blocks - c.offset);
-      buf_.resize(static_cast<std::size_t>(n * bs));
-      const std::uint64_t lba = e.lba + c.offset;
-      Errc err = wait_for([&](backends::Completion d) { src_->read(lba, buf_, std::move(d)); });
+      const std::uint64_t n = std::min({budget, piece_max, e.blocks - c.offset});
+      Piece p{e.lba + c.offset, n, std::vector<std::uint8_t>(static_cast<std::size_t>(n * bs))};
+      Errc err = wait_for([&](backends::Completion d) { src_->read(p.lba, p.data, std::move(d)); });
       if (err != Errc::kOk)
-        return fail(err, "reading snapshot '" + c.snapshot + "' at block " + std::to_string(lba) +
+        return fail(err, "reading snapshot '" + c.snapshot + "' at block " + std::to_string(p.lba) +
                              ": " + std::string(to_string(err)));
-      err = wait_for([&](backends::Completion d) { target_->write(lba, buf_, false, std::move(d)); });
-      if (err != Errc::kOk)
-        return fail(err, "writing the target at block " + std::to_string(lba) + ": " +
-                             std::string(to_string(err)) + " (the cycle resumes from here)");
+      pieces.push_back(std::move(p));
       c.offset += n;
       c.bytes += n * bs;
       res.bytes += n * bs;
@@ -139,6 +146,34 @@ class ReplicateJob : public jobs::Job {
         ++c.index;
         c.offset = 0;
       }
+    }
+    {
+      struct Wait {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::size_t left;
+        Errc err = Errc::kOk;
+        std::uint64_t lba = 0;
+      };
+      auto w = std::make_shared<Wait>();
+      w->left = pieces.size();
+      for (auto& p : pieces) {
+        const std::uint64_t lba = p.lba;
+        target_->write(p.lba, p.data, false, [w, lba](Errc e) {
+          std::lock_guard lk(w->mu);
+          if (e != Errc::kOk && w->err == Errc::kOk) {
+            w->err = e;
+            w->lba = lba;
+          }
+          if (--w->left == 0) w->cv.notify_all();
+        });
+      }
+      std::unique_lock lk(w->mu);
+      if (!w->cv.wait_for(lk, std::chrono::seconds(300), [&] { return w->left == 0; }))
+        return fail(Errc::kTimeout, "the target did not answer within 300 s");
+      if (w->err != Errc::kOk)
+        return fail(w->err, "writing the target at block " + std::to_string(w->lba) + ": " +
+                                std::string(to_string(w->err)) + " (the cycle resumes from here)");
     }
     if (c.index < c.extents.size()) {
       // Persist the cursor only once the target has these writes (a flush per step).
@@ -193,7 +228,10 @@ class ReplicateJob : public jobs::Job {
     pool_ = *pool;
     {
       std::lock_guard lk(mgr_->mu());
-      resumed_ = mgr_->relations().at(disk_).in_cycle;
+      const auto& rel = mgr_->relations().at(disk_);
+      resumed_ = rel.in_cycle;
+      // Under a rate limit, steps of about half a second: the limit stays smooth.
+      if (rel.limit) step_bytes_ = std::clamp<std::uint64_t>(rel.limit / 2, kPieceBytes, kStepBytes);
     }
     if (auto r = mgr_->begin_cycle(disk_); !r) return r;
     std::string spec, snap;
@@ -223,9 +261,9 @@ class ReplicateJob : public jobs::Job {
   std::string disk_;
   std::shared_ptr<virt::ThinPool> pool_;
   backends::BackendPtr src_, target_;
-  std::vector<std::uint8_t> buf_;
   std::chrono::steady_clock::time_point t0_;
   bool resumed_ = false;
+  std::uint64_t step_bytes_ = kStepBytes;
   json result_ = json::object();
 };
 

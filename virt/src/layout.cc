@@ -96,8 +96,9 @@ class Planner {
     // (build_layout).
     for (const auto& [name, g] : bg_) {
       if (labels_.count(name)) continue;
+      const std::string& dev = name;
       const bool mirror = std::any_of(d_.mirrors.begin(), d_.mirrors.end(),
-                                      [&](const MirrorDesc& m) { return m.name == name; });
+                                      [&](const MirrorDesc& m) { return m.name == dev; });
       if (auto r = add_name(name, (mirror ? "mirror '" : "pool volume '") + name + "'"); !r)
         return r;
       plan_.geometry[name] = g;

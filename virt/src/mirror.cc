@@ -905,7 +905,10 @@ void MirrorDisk::flush(Completion done) {
     auto finished = std::move(st->done);
     finished(st->ok_in_sync ? Errc::kOk : (st->err == Errc::kOk ? Errc::kIoError : st->err));
   };
-  for (auto& [i, b] : targets) b->flush([one, i](Errc e) { one(i, e); });
+  for (auto& t : targets) {
+    const std::int64_t leg = t.first;
+    t.second->flush([one, leg](Errc e) { one(leg, e); });
+  }
   one(-1, Errc::kOk);
 }
 

@@ -1,6 +1,7 @@
 // MirrorDisk: write fan-out, bitmap before data, degraded mode, resync of only the stale regions,
 // crash recovery from the bitmap, verify/repair, online add/remove, bad input.
 #include "ipsan/virt/mirror.h"
+#include "ipsan/virt/layout.h"
 
 #include <gtest/gtest.h>
 
@@ -344,6 +345,47 @@ TEST(Mirror, BadInputIsRefusedWithAClearError) {
   EXPECT_NE(e5.error().message.find("written for"), std::string::npos);
   // Nothing was written to the data legs by a refused open.
   EXPECT_EQ(read_all(*small, kBlocks / 2), std::vector<std::uint8_t>(kSize / 2, 0));
+}
+
+TEST(MirrorLayout, DeclaredInTomlAndBadLayoutsRefused) {
+  const std::string base = R"(
+[backend.la]
+spec = "ram:4M"
+[backend.lb]
+spec = "ram:4M"
+[backend.small]
+spec = "ram:2M"
+[backend.bm]
+spec = "ram:1M"
+)";
+  auto ok = parse_layout(base + R"(
+[mirror.m1]
+legs = ["la", "lb"]
+bitmap = "bm"
+region = "64K"
+[[export]]
+device_id = 1
+disk = "m1"
+)", {});
+  ASSERT_TRUE(ok) << ok.error().message;
+  ASSERT_TRUE(ok->mirrors.count("m1"));
+  EXPECT_EQ(ok->find_export(1)->backend->geometry().block_count, 8192u);
+  auto again = parse_layout_desc(to_toml(ok->desc));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->mirrors, ok->desc.mirrors);
+  auto refused = [&](const std::string& extra, const std::string& what) {
+    auto l = parse_layout(base + extra, {});
+    ASSERT_FALSE(l) << extra;
+    EXPECT_NE(l.error().message.find(what), std::string::npos) << l.error().message;
+  };
+  refused("[mirror.m1]\nlegs = [\"la\", \"small\"]\nbitmap = \"bm\"\n", "fewer than the mirror");
+  refused("[mirror.m1]\nlegs = [\"la\", \"nope\"]\nbitmap = \"bm\"\n", "not a backend");
+  refused("[mirror.m1]\nlegs = [\"la\", \"lb\"]\nbitmap = \"la\"\n", "already used");
+  refused("[mirror.m1]\nlegs = [\"la\", \"lb\"]\nbitmap = \"bm\"\n[[export]]\ndevice_id = 1\ndisk = \"lb\"\n",
+          "also exported");
+  refused("[mirror.m1]\nlegs = [\"la\"]\nbitmap = \"bm\"\nwhat = 1\n", "unknown key");
+  refused("[mirror.m1]\nlegs = []\nbitmap = \"bm\"\n", "at least one");
+  refused("[mirror.m1]\nlegs = [\"la\"]\n", "missing 'bitmap'");
 }
 
 }  // namespace
