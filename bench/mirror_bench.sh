@@ -43,8 +43,8 @@ echo "$key" >"$dir/alice.key"
 
 start() {  # NAME CONFIG: sets UDP_PORT TCP_PORT PID
   mkfifo "$dir/$1.fifo"
-  "$IPSAN" server --listen 127.0.0.1 --port 0 --key-file "$dir/keys" --config "$2" \
-    --admin-socket "$dir/$1.sock" --log-level warn >"$dir/$1.fifo" 2>"$dir/$1.err" &
+  "$IPSAN" --log-level warn server --listen 127.0.0.1 --port 0 --key-file "$dir/keys" --config "$2" \
+    --admin-socket "$dir/$1.sock" >"$dir/$1.fifo" 2>"$dir/$1.err" &
   PID=$!
   pids="$pids $PID"
   exec 4<"$dir/$1.fifo"
@@ -57,7 +57,7 @@ start() {  # NAME CONFIG: sets UDP_PORT TCP_PORT PID
 
 cat >"$dir/b.toml" <<TOML
 [backend.r]
-spec = "file:r.img,size=1G"
+spec = "file:r.img,size=512M"
 [backend.rep]
 spec = "file:rep.img,size=1G"
 [[export]]
@@ -72,18 +72,18 @@ B_PORT=$UDP_PORT
 opts="client=alice&key-file=$dir/alice.key&transport=udp"
 cat >"$dir/a.toml" <<TOML
 [backend.s]
-spec = "file:s.img,size=1G"
+spec = "file:s.img,size=512M"
 [backend.l1]
-spec = "file:l1.img,size=1G"
+spec = "file:l1.img,size=512M"
 [backend.l2]
-spec = "file:l2.img,size=1G"
+spec = "file:l2.img,size=512M"
 [backend.bm2]
 spec = "file:bm2.img,size=1M"
 [mirror.mirror2]
 legs = ["l1", "l2"]
 bitmap = "bm2"
 [backend.l3]
-spec = "file:l3.img,size=1G"
+spec = "file:l3.img,size=512M"
 [backend.lr]
 spec = "ipsan://127.0.0.1:$B_PORT/1?$opts"
 [backend.bm3]
@@ -119,18 +119,18 @@ wait_synced() {  # MIRROR
     sleep 0.5
   done
 }
-echo "# initial sync of the mirrors (1 GiB each)"
+echo "# initial sync of the mirrors (512 MiB each)"
 t0=$(date +%s.%N)
 wait_synced mirror2
 t1=$(date +%s.%N)
-echo "initial sync mirror2 (two local legs): $(echo "1024 / ($t1 - $t0)" | bc -l | cut -c1-6) MiB/s (includes start-up)"
+echo "initial sync mirror2 (two local legs): $(echo "512 / ($t1 - $t0)" | bc -l | cut -c1-6) MiB/s (includes start-up)"
 wait_synced mirrorr
 bench() {  # LABEL DEVICE ARGS...
   label=$1 dev=$2
   shift 2
   "$IPSAN" bench -s "127.0.0.1:$A_PORT" -t tcp -n alice --key-file "$dir/alice.key" -d "$dev" \
     --size 256M --runtime "${RUNTIME}s" --json --label "$label" "$@" 2>/dev/null |
-    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("%-22s iops %8.0f  lat p50 %7.1f us  p99 %7.1f us" % (j.get("label"), j.get("iops", 0), j.get("lat_p50_us", j.get("latency_us", {}).get("p50", 0)), j.get("lat_p99_us", j.get("latency_us", {}).get("p99", 0))))'
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("%-22s iops %8.0f  lat p50 %7.1f us  p99 %7.1f us" % (j.get("label"), j.get("iops", 0), j["latency"].get("p50_us", 0), j["latency"].get("p99_us", 0)))'
 }
 echo "# 4 KiB random writes over TCP, ${RUNTIME}s each"
 for qd in 1 32; do

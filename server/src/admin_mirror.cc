@@ -223,6 +223,7 @@ Result<void, Error> LayoutManager::start_jobs() {
   jobs::JobEngine* engine = jobs_.get();
   watch_->thread = std::thread([watch = watch_, engine, repl = repl_] {
     std::map<std::string, std::uint64_t> last_writes;
+    std::map<std::string, int> idle;
     std::unique_lock lk(watch->mu);
     for (;;) {
       auto mirrors = watch->mirrors;
@@ -238,7 +239,9 @@ Result<void, Error> LayoutManager::start_jobs() {
           auto r = engine->start("mirror-resync", name, json::object());
           if (!r) IPSAN_LOG(LogLevel::kWarn, "mirror", name, ": cannot start a resync: ", r.error().message);
         }
-        if (last_writes[name] != st.stats.writes) {
+        // Two checkpoints after the last write: the second clears the bits of idle regions.
+        if (last_writes[name] != st.stats.writes || idle[name] < 2) {
+          idle[name] = last_writes[name] != st.stats.writes ? 0 : idle[name] + 1;
           last_writes[name] = st.stats.writes;
           m->checkpoint();
         }

@@ -821,8 +821,12 @@ void MirrorDisk::commit_bitmap() {
   }
 }
 
-void MirrorDisk::flush(Completion done) {
-  // Flush every leg that is not failed; then clear the bits of regions written before and idle.
+void MirrorDisk::flush(Completion done) { flush_impl(std::move(done), false); }
+
+void MirrorDisk::flush_impl(Completion done, bool clear) {
+  // Flush every leg that is not failed. With `clear` (checkpoint): then clear the bits of the
+  // regions written before the previous checkpoint and not since (idle for a whole period), so
+  // that hot regions keep their bits and need no bitmap write.
   struct State {
     std::size_t pending = 1;
     bool ok_in_sync = false;
@@ -837,11 +841,15 @@ void MirrorDisk::flush(Completion done) {
   std::vector<std::pair<std::uint32_t, BackendPtr>> targets;
   {
     std::lock_guard lk(mu_);
-    for (std::uint64_t r : touched_) {
-      touched_flag_[r] = false;
-      st->candidates.emplace_back(r, epoch_[r]);
+    if (clear) {
+      st->candidates = std::move(aging_);
+      aging_.clear();
+      for (std::uint64_t r : touched_) {
+        touched_flag_[r] = false;
+        aging_.emplace_back(r, epoch_[r]);
+      }
+      touched_.clear();
     }
-    touched_.clear();
     for (std::uint32_t i = 0; i < kMaxLegs; ++i) {
       const Leg& L = legs_[i];
       if (!L.present || L.state == LegState::kFailed) continue;
@@ -882,7 +890,8 @@ void MirrorDisk::flush(Completion done) {
       if (--st->pending != 0) return;
       // Clear: regions untouched since the flush began, on legs that flushed and are not stale.
       for (auto [r, ep] : st->candidates) {
-        if (self->inflight_[r] != 0 || self->epoch_[r] != ep) {
+        if (self->epoch_[r] != ep) continue;  // written since: aging again
+        if (self->inflight_[r] != 0) {
           if (!self->touched_flag_[r]) {
             self->touched_flag_[r] = true;
             self->touched_.push_back(r);
@@ -913,7 +922,7 @@ void MirrorDisk::flush(Completion done) {
 }
 
 Errc MirrorDisk::checkpoint() {
-  return wait_for([&](Completion c) { flush(std::move(c)); });
+  return wait_for([&](Completion c) { flush_impl(std::move(c), true); });
 }
 
 // ------------------------------------------------------------------------ management ----

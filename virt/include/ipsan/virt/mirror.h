@@ -9,8 +9,9 @@
 //
 // The bitmap (on its own small back end) has one bit per region (default 1 MiB) per leg. Before a
 // write is issued, the bits of its regions are set for every leg and written durably (group
-// commit: one bitmap write covers every request waiting for it); they are cleared lazily, after a
-// flush of the legs, for the legs that took the write. A leg that is failed or still syncing keeps
+// commit: one bitmap write covers every request waiting for it); they are cleared lazily by
+// checkpoint(), after a flush of the legs, once a region has been idle for a whole period, for
+// the legs that took the writes. A leg that is failed or still syncing keeps
 // its bits ("stale" regions). So after a crash every region where legs may differ has its bit set
 // somewhere: open() takes the first in-sync leg as the truth and resynchronises the others there.
 // Resynchronisation (resync_step) copies only stale regions, one region at a time, while I/O
@@ -138,7 +139,9 @@ class MirrorDisk final : public backends::Backend,
   // Advances *cursor; returns false when the end was reached.
   Result<bool, Error> verify_step(std::uint64_t* cursor, std::uint64_t max_regions, bool repair,
                                   VerifyReport& report);
-  // Flushes the legs, clears the bits of regions no longer being written, writes the bitmap.
+  // Flushes the legs and clears the bits of regions idle since the previous checkpoint (so two
+  // checkpoints with no write between clear every bit of an in-sync mirror), writes the bitmap.
+  // The server's monitor calls it every 2 s while a mirror is written (md's bitmap daemon).
   Errc checkpoint();
 
   const std::string& name() const { return name_; }
@@ -183,6 +186,7 @@ class MirrorDisk final : public backends::Backend,
   void finish(const std::shared_ptr<Req>& req);  // all legs answered
   void read_from(std::shared_ptr<Req> req);
   void commit_bitmap();  // issues the dirty pages (mu_ not held)
+  void flush_impl(backends::Completion done, bool clear);
   void run(std::vector<std::shared_ptr<Req>>& starts, bool commit);
   Errc write_header_sync();
   Errc write_all_pages_sync(std::uint32_t leg);
@@ -208,6 +212,7 @@ class MirrorDisk final : public backends::Backend,
   std::vector<std::uint32_t> epoch_;     // per region, bumped by each write
   std::vector<std::uint64_t> touched_;   // regions written since the last checkpoint
   std::vector<bool> touched_flag_;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> aging_;  // touched before the last checkpoint
   std::uint64_t exclusive_ = UINT64_MAX; // region being resynced or verified
   std::deque<std::shared_ptr<Req>> waiting_;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> dirty_pages_;  // (leg, page)
