@@ -1066,7 +1066,8 @@ std::uint64_t MirrorDisk::reattach_failed(bool include_offline) {
         failed.emplace_back(i, legs_[i].backend);
   }
   std::uint64_t back = 0;
-  for (auto& [i, b] : failed) {
+  for (auto& [i, leg_b] : failed) {
+    BackendPtr b = leg_b;  // (a lambda may not capture a structured binding before clang 16)
     std::vector<std::uint8_t> blk(geometry_.block_size);
     if (wait_for([&](Completion c) { b->read(0, blk, std::move(c)); }) != Errc::kOk) continue;
     std::lock_guard lk(mu_);
@@ -1142,7 +1143,8 @@ Result<std::uint64_t, Error> MirrorDisk::resync_step(std::uint64_t max_regions) 
     Errc re = wait_for([&](Completion c) { src_b->read(lba, buf, std::move(c)); });
     std::vector<std::pair<std::uint32_t, Errc>> results;
     if (re == Errc::kOk) {
-      for (auto& [i, b] : targets) {
+      for (auto& [i, leg_b] : targets) {
+        BackendPtr b = leg_b;
         Errc e = wait_for([&](Completion c) { b->write(lba, buf, false, std::move(c)); });
         if (e == Errc::kOk) e = wait_for([&](Completion c) { b->flush(std::move(c)); });
         results.emplace_back(i, e);
@@ -1216,7 +1218,8 @@ Result<bool, Error> MirrorDisk::verify_step(std::uint64_t* cursor, std::uint64_t
     Errc err = wait_for([&](Completion c) { src_b->read(lba, ref, std::move(c)); });
     bool mismatch = false, repaired = true;
     if (err == Errc::kOk) {
-      for (auto& [i, b] : others) {
+      for (auto& [i, leg_b] : others) {
+        BackendPtr b = leg_b;
         Errc e = wait_for([&](Completion c) { b->read(lba, other, std::move(c)); });
         if (e != Errc::kOk) {
           err = e;
