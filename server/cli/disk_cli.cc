@@ -100,6 +100,123 @@ void run_thin(const std::string& socket, const json& req) {
   }
 }
 
+// Mirror requests: prints each mirror, its legs and its recent jobs.
+void print_job(const json& j) {
+  const double p = j.value("progress", 0.0) * 100.0;
+  std::printf("job %-4llu %-14s %-16s %-9s %5.1f%%  %llu of %llu bytes  %.1f MB/s%s%s\n",
+              static_cast<unsigned long long>(j.value("id", 0ull)), j.value("kind", "").c_str(),
+              j.value("target", "").c_str(), j.value("state", "").c_str(), p,
+              static_cast<unsigned long long>(j.value("done_bytes", 0ull)),
+              static_cast<unsigned long long>(j.value("total_bytes", 0ull)),
+              j.value("rate_bytes_per_s", 0.0) / 1e6,
+              j.value("error", "").empty() ? "" : "  error: ", j.value("error", "").c_str());
+  const json& r = j.value("result", json::object());
+  if (r.contains("mismatched_regions"))
+    std::printf("    verify: %llu regions checked, %llu differ, %llu repaired\n",
+                static_cast<unsigned long long>(r.value("regions_checked", 0ull)),
+                static_cast<unsigned long long>(r.value("mismatched_regions", 0ull)),
+                static_cast<unsigned long long>(r.value("repaired_regions", 0ull)));
+  if (r.contains("regions_copied"))
+    std::printf("    resync: %llu regions copied, %llu stale\n",
+                static_cast<unsigned long long>(r.value("regions_copied", 0ull)),
+                static_cast<unsigned long long>(r.value("stale_regions", 0ull)));
+}
+
+void run_mirror(const std::string& socket, const json& req) {
+  auto r = admin_call(socket, req);
+  if (!r) die(r.error().message);
+  if (!r->value("ok", false)) die(r->value("error", std::string("request refused")));
+  if (r->contains("applied")) std::printf("applied: %s\n", (*r)["applied"].get<std::string>().c_str());
+  json mirrors = r->value("mirrors", json::array());
+  if (r->contains("mirror")) mirrors.push_back((*r)["mirror"]);
+  for (const auto& m : mirrors) {
+    std::printf("mirror %-16s %llu blocks x %u  region %llu bytes  %s  stale regions %llu\n",
+                m.value("name", "").c_str(), static_cast<unsigned long long>(m.value("blocks", 0ull)),
+                m.value("block_size", 0u), static_cast<unsigned long long>(m.value("region_bytes", 0ull)),
+                m.value("degraded", false) ? "DEGRADED" : "healthy",
+                static_cast<unsigned long long>(m.value("stale_regions", 0ull)));
+    for (const auto& l : m.value("legs", json::array()))
+      std::printf("  leg %-16s %-8s stale %llu bytes  errors %llu  %s\n", l.value("name", "").c_str(),
+                  l.value("state", "").c_str(), static_cast<unsigned long long>(l.value("stale_bytes", 0ull)),
+                  static_cast<unsigned long long>(l.value("errors", 0ull)), l.value("backend", "").c_str());
+    const json st = m.value("stats", json::object());
+    std::printf("  reads %llu writes %llu bitmap_writes %llu resync %llu regions (%llu bytes) verify %llu regions, %llu differ\n",
+                static_cast<unsigned long long>(st.value("reads", 0ull)),
+                static_cast<unsigned long long>(st.value("writes", 0ull)),
+                static_cast<unsigned long long>(st.value("bitmap_writes", 0ull)),
+                static_cast<unsigned long long>(st.value("resync_regions", 0ull)),
+                static_cast<unsigned long long>(st.value("resync_bytes", 0ull)),
+                static_cast<unsigned long long>(st.value("verify_regions", 0ull)),
+                static_cast<unsigned long long>(st.value("verify_mismatches", 0ull)));
+    for (const auto& j : m.value("jobs", json::array())) {
+      std::printf("  ");
+      print_job(j);
+    }
+  }
+  if (r->contains("job")) print_job((*r)["job"]);
+}
+
+void add_mirror_cli(CLI::App& disk, std::shared_ptr<std::string> sock) {
+  struct M {
+    std::string mirror, leg, spec, old_leg, limit;
+    bool repair = false;
+  };
+  auto m = std::make_shared<M>();
+  auto* mc = disk.add_subcommand("mirror", "Synchronous mirrors: status, legs, resync, verify (docs/MIRROR.md)");
+  mc->require_subcommand(1);
+  auto* st = mc->add_subcommand("status", "Legs, sync state, stale regions, resync/verify progress and rate");
+  st->add_option("--mirror", m->mirror, "Only this mirror");
+  st->callback([sock, m] {
+    json req{{"op", "mirror-status"}};
+    if (!m->mirror.empty()) req["mirror"] = m->mirror;
+    run_mirror(*sock, req);
+  });
+  auto limit = [m](json req) {
+    if (!m->limit.empty()) req["limit"] = m->limit;
+    return req;
+  };
+  auto* add = mc->add_subcommand("add", "Add a leg online (full sync as a job)");
+  add->add_option("--mirror", m->mirror, "Mirror")->required();
+  add->add_option("--leg", m->leg, "Device name of the new leg (an unused back end or pool volume, or a new name with --spec)")->required();
+  add->add_option("--spec", m->spec, "Open a new back end for the leg (e.g. file:legs/c.img,size=1G)");
+  add->add_option("--limit", m->limit, "Resync rate limit, bytes per second (e.g. 100M)");
+  add->callback([sock, m, limit] {
+    json req{{"op", "mirror-add-leg"}, {"mirror", m->mirror}, {"leg", m->leg}};
+    if (!m->spec.empty()) req["spec"] = m->spec;
+    run_mirror(*sock, limit(req));
+  });
+  auto* rm = mc->add_subcommand("remove", "Remove a leg online (never the last in-sync one)");
+  rm->add_option("--mirror", m->mirror, "Mirror")->required();
+  rm->add_option("--leg", m->leg, "Leg to remove")->required();
+  rm->callback([sock, m] { run_mirror(*sock, json{{"op", "mirror-remove-leg"}, {"mirror", m->mirror}, {"leg", m->leg}}); });
+  auto* rp = mc->add_subcommand("replace", "Replace a leg: add the new one (full sync), remove the old one");
+  rp->add_option("--mirror", m->mirror, "Mirror")->required();
+  rp->add_option("--old", m->old_leg, "Leg to replace")->required();
+  rp->add_option("--new", m->leg, "New leg (device name, or a new name with --spec)")->required();
+  rp->add_option("--spec", m->spec, "Open a new back end for the new leg");
+  rp->add_option("--limit", m->limit, "Resync rate limit, bytes per second");
+  rp->callback([sock, m, limit] {
+    json req{{"op", "mirror-replace-leg"}, {"mirror", m->mirror}, {"old", m->old_leg}, {"new", m->leg}};
+    if (!m->spec.empty()) req["spec"] = m->spec;
+    run_mirror(*sock, limit(req));
+  });
+  auto* off = mc->add_subcommand("offline", "Take a leg out (as if it failed); `resync` brings it back");
+  off->add_option("--mirror", m->mirror, "Mirror")->required();
+  off->add_option("--leg", m->leg, "Leg")->required();
+  off->callback([sock, m] { run_mirror(*sock, json{{"op", "mirror-offline"}, {"mirror", m->mirror}, {"leg", m->leg}}); });
+  auto* rs = mc->add_subcommand("resync", "Re-attach failed legs and copy the stale regions (a job)");
+  rs->add_option("--mirror", m->mirror, "Mirror")->required();
+  rs->add_option("--limit", m->limit, "Rate limit, bytes per second");
+  rs->callback([sock, m, limit] { run_mirror(*sock, limit(json{{"op", "mirror-resync"}, {"mirror", m->mirror}})); });
+  auto* vf = mc->add_subcommand("verify", "Compare the legs region by region (a job); --repair rewrites differences from the first in-sync leg");
+  vf->add_option("--mirror", m->mirror, "Mirror")->required();
+  vf->add_flag("--repair", m->repair, "Repair differences");
+  vf->add_option("--limit", m->limit, "Rate limit, bytes per second");
+  vf->callback([sock, m, limit] {
+    run_mirror(*sock, limit(json{{"op", "mirror-verify"}, {"mirror", m->mirror}, {"repair", m->repair}}));
+  });
+}
+
 }  // namespace
 
 void add_disk_cli(CLI::App& app) {
@@ -211,6 +328,7 @@ void add_disk_cli(CLI::App& app) {
   df->callback([sock, sn] { run_thin(*sock, json{{"op", "diff"}, {"from", sn->from}, {"to", sn->to}}); });
   cmd->add_subcommand("check", "Verify the block map of every thin pool (reference counts, free list)")
       ->callback([sock] { run_thin(*sock, json{{"op", "check"}}); });
+  add_mirror_cli(*cmd, sock);
 }
 
 }  // namespace ipsan::server

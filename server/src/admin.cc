@@ -172,6 +172,7 @@ Result<std::unique_ptr<LayoutManager>, Error> LayoutManager::load(const std::fil
   std::unique_ptr<LayoutManager> m(new LayoutManager());
   m->path_ = config;
   m->layout_ = std::move(*layout);
+  if (auto j = m->start_jobs(); !j) return make_unexpected(j.error());
   return m;
 }
 
@@ -286,6 +287,7 @@ Result<void, Error> LayoutManager::commit(virt::LayoutDesc next, StorageServer& 
     return make_unexpected(saved.error());
   layout_ = std::move(*built);
   if (trace_) layout_.set_trace(trace_);
+  watch_mirrors();
   server.update_exports(to_server_exports(layout_));
   return {};
 }
@@ -302,6 +304,7 @@ json LayoutManager::handle(const json& req, StorageServer& server) {
       return handle_thin(req);
     }
     if (is_managed_op(op)) return handle_managed(req, server);
+    if (is_mirror_op(op)) return handle_mirror(req, server);
     if (op == "create") {
       const json& d = req.value("disk", json::object());
       virt::DiskDesc disk;

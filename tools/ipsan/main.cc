@@ -6,6 +6,7 @@
 
 #include "client_cli.h"
 #include "disk_cli.h"
+#include "replicate_cli.h"
 #include "ipsan/base/log.h"
 #include "server_cli.h"
 #include "stats_cli.h"
@@ -75,6 +76,8 @@ int main(int argc, char** argv) {
   ipsan::server::add_stats_cli(app);
   ipsan::auth::add_key_cli(app);
   ipsan::manager::add_cli(app);
+  ipsan::server::add_replicate_cli(app);
+  ipsan::server::add_job_cli(app);
 #ifdef HAVE_IPSAN_NETEM_CLI
   ipsan::netem::add_cli(app);
 #endif

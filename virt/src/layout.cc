@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "ipsan/backends/spec.h"
+#include "ipsan/virt/mirror.h"
 #include "ipsan/virt/thin.h"
 
 namespace ipsan::virt {
@@ -91,10 +92,15 @@ class Planner {
       if (g == bg_.end()) return fail(Errc::kInternal, label + ": no geometry (not opened)");
       plan_.geometry[b.name] = g->second;
     }
-    // Devices with a geometry but no [backend] entry are thin pool volumes (build_layout).
+    // Devices with a geometry but no [backend] entry are thin pool volumes and mirrors
+    // (build_layout).
     for (const auto& [name, g] : bg_) {
       if (labels_.count(name)) continue;
-      if (auto r = add_name(name, "pool volume '" + name + "'"); !r) return r;
+      const std::string& dev = name;
+      const bool mirror = std::any_of(d_.mirrors.begin(), d_.mirrors.end(),
+                                      [&](const MirrorDesc& m) { return m.name == dev; });
+      if (auto r = add_name(name, (mirror ? "mirror '" : "pool volume '") + name + "'"); !r)
+        return r;
       plan_.geometry[name] = g;
     }
     for (const auto& disk : d_.disks) {
@@ -505,6 +511,84 @@ Result<void, Error> open_pools(const LayoutDesc& desc, Layout& layout, const Lay
   return {};
 }
 
+// Opens every mirror (legs: back ends or pool volumes; the bitmap: a back end of its own) and adds
+// it to layout.backends. A leg or bitmap device is the mirror's alone: nothing else may use it.
+Result<void, Error> open_mirrors(const LayoutDesc& desc, Layout& layout, const Layout* reuse) {
+  std::map<std::string, std::string, std::less<>> owner;  // device -> "mirror 'x'"
+  auto claim = [&](const std::string& dev, const std::string& label) -> Result<void, Error> {
+    auto [it, inserted] = owner.emplace(dev, label);
+    if (!inserted) return fail(label + ": '" + dev + "' is already used by " + it->second);
+    for (const auto& d : desc.disks) {
+      bool uses = std::find(d.members.begin(), d.members.end(), dev) != d.members.end();
+      for (const auto& e : d.extents) uses |= e.device == dev;
+      if (uses) return fail(label + ": '" + dev + "' is also used by disk '" + d.name + "'");
+    }
+    for (const auto& sp : desc.splits)
+      if (sp.device == dev) return fail(label + ": '" + dev + "' is also split");
+    for (const auto& e : desc.exports)
+      if (e.disk == dev)
+        return fail(label + ": '" + dev + "' is also exported (export the mirror instead)");
+    for (const auto& p : desc.pools)
+      if (p.device == dev) return fail(label + ": '" + dev + "' holds pool '" + p.name + "'");
+    return {};
+  };
+  for (const auto& m : desc.mirrors) {
+    const std::string label = "mirror '" + m.name + "'";
+    if (!valid_name(m.name)) return fail(label + ": bad name (use 1-64 of A-Z a-z 0-9 _ -)");
+    if (layout.backends.count(m.name))
+      return fail(label + ": the name of a backend or pool volume");
+    if (m.legs.empty()) return fail(label + ": no legs");
+    std::vector<Member> legs;
+    for (const auto& l : m.legs) {
+      auto it = layout.backends.find(l);
+      if (it == layout.backends.end())
+        return fail(label + ": leg '" + l + "' is not a backend or pool volume of the layout");
+      if (auto r = claim(l, label); !r) return r;
+      legs.push_back(Member{l, it->second});
+    }
+    const bool bitmap_is_backend =
+        std::any_of(desc.backends.begin(), desc.backends.end(),
+                    [&](const BackendDesc& b) { return b.name == m.bitmap; });
+    auto bm = layout.backends.find(m.bitmap);
+    if (bm == layout.backends.end() || !bitmap_is_backend)
+      return fail(label + ": bitmap '" + m.bitmap + "' is not a [backend] of the layout");
+    if (auto r = claim(m.bitmap, label); !r) return r;
+    std::shared_ptr<MirrorDisk> mirror;
+    if (reuse) {
+      auto it = reuse->mirrors.find(m.name);
+      if (it != reuse->mirrors.end()) {
+        auto names = it->second->leg_names();
+        auto want = m.legs;
+        std::sort(names.begin(), names.end());
+        std::sort(want.begin(), want.end());
+        auto old = std::find_if(reuse->desc.mirrors.begin(), reuse->desc.mirrors.end(),
+                                [&](const MirrorDesc& o) { return o.name == m.name; });
+        if (names != want || old == reuse->desc.mirrors.end() || old->bitmap != m.bitmap ||
+            old->region_bytes != m.region_bytes || old->size_bytes != m.size_bytes)
+          return fail(label + ": changed while open (legs change through `ipsan disk mirror`)");
+        mirror = it->second;
+      }
+    }
+    if (!mirror) {
+      MirrorOptions o;
+      if (m.region_bytes) o.region_bytes = m.region_bytes;
+      const std::uint32_t bs = legs[0].backend->geometry().block_size;
+      if (m.size_bytes) {
+        if (m.size_bytes % bs != 0)
+          return fail(label + ": size " + std::to_string(m.size_bytes) +
+                      " is not a multiple of the block size " + std::to_string(bs));
+        o.blocks = m.size_bytes / bs;
+      }
+      auto opened = MirrorDisk::open(m.name, std::move(legs), bm->second, o);
+      if (!opened) return make_unexpected(opened.error());
+      mirror = *opened;
+    }
+    layout.mirrors[m.name] = mirror;
+  }
+  for (const auto& [name, mirror] : layout.mirrors) layout.backends[name] = mirror;
+  return {};
+}
+
 }  // namespace
 
 Result<Layout, Error> build_layout(LayoutDesc desc, const std::filesystem::path& base_dir,
@@ -539,6 +623,7 @@ Result<Layout, Error> build_layout(LayoutDesc desc, const std::filesystem::path&
     layout.backends[b.name] = std::move(p);
   }
   if (auto r = open_pools(desc, layout, reuse); !r) return make_unexpected(r.error());
+  if (auto r = open_mirrors(desc, layout, reuse); !r) return make_unexpected(r.error());
   auto plan = plan_layout(desc, layout.backend_geometry());
   if (!plan) return make_unexpected(plan.error());
 

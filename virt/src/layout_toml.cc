@@ -167,6 +167,40 @@ Result<void, Error> parse_pools(const toml::table& root, LayoutDesc& d) {
   return {};
 }
 
+Result<void, Error> parse_mirrors(const toml::table& root, LayoutDesc& d) {
+  const toml::node* n = root.get("mirror");
+  if (!n) return {};
+  const toml::table* t = n->as_table();
+  if (!t) return fail(at_line(*n) + "'mirror' must be a table: [mirror.NAME] legs = [...]");
+  for (const auto& [key, node] : *t) {
+    MirrorDesc m;
+    m.name = std::string(key.str());
+    const std::string label = "mirror '" + m.name + "'";
+    const toml::table* mt = node.as_table();
+    if (!mt) return fail(at_line(node) + label + ": must be a table");
+    if (auto r = check_keys(*mt, label, {"legs", "bitmap", "region", "size"}); !r) return r;
+    auto legs = get_names(*mt, "legs", label);
+    if (!legs) return make_unexpected(legs.error());
+    if (legs->empty()) return fail(at_line(*mt) + label + ": 'legs' must name at least one device");
+    m.legs = std::move(*legs);
+    auto bm = get_string(*mt, "bitmap", label);
+    if (!bm) return make_unexpected(bm.error());
+    m.bitmap = *bm;
+    if (const toml::node* c = mt->get("region")) {
+      auto v = node_bytes(*c, label, "region");
+      if (!v) return make_unexpected(v.error());
+      m.region_bytes = *v;
+    }
+    if (const toml::node* c = mt->get("size")) {
+      auto v = node_bytes(*c, label, "size");
+      if (!v) return make_unexpected(v.error());
+      m.size_bytes = *v;
+    }
+    d.mirrors.push_back(std::move(m));
+  }
+  return {};
+}
+
 Result<void, Error> parse_disks(const toml::table& root, LayoutDesc& d) {
   const toml::node* n = root.get("disk");
   if (!n) return {};
@@ -351,12 +385,14 @@ Result<LayoutDesc, Error> parse_layout_desc(std::string_view toml_text) {
     return fail("line " + std::to_string(e.source().begin.line) + ", column " +
                 std::to_string(e.source().begin.column) + ": " + std::string(e.description()));
   }
-  if (auto r = check_keys(root, "layout", {"backend", "pool", "disk", "split", "export"}); !r) {
+  if (auto r = check_keys(root, "layout", {"backend", "pool", "mirror", "disk", "split", "export"});
+      !r) {
     return make_unexpected(r.error());
   }
   LayoutDesc d;
   if (auto r = parse_backends(root, d); !r) return make_unexpected(r.error());
   if (auto r = parse_pools(root, d); !r) return make_unexpected(r.error());
+  if (auto r = parse_mirrors(root, d); !r) return make_unexpected(r.error());
   if (auto r = parse_disks(root, d); !r) return make_unexpected(r.error());
   if (auto r = parse_splits(root, d); !r) return make_unexpected(r.error());
   if (auto r = parse_exports(root, d); !r) return make_unexpected(r.error());
@@ -387,6 +423,15 @@ std::string to_toml(const LayoutDesc& desc) {
         o << (i ? ", " : "") << disks[i].first << " = " << bytes_value(disks[i].second);
       o << " }\n";
     }
+  }
+  auto mirrors_sorted = desc.mirrors;
+  std::sort(mirrors_sorted.begin(), mirrors_sorted.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  for (const auto& m : mirrors_sorted) {
+    o << "\n[mirror." << m.name << "]\nlegs = " << quote_list(m.legs)
+      << "\nbitmap = " << quote(m.bitmap) << "\n";
+    if (m.region_bytes) o << "region = " << bytes_value(m.region_bytes) << "\n";
+    if (m.size_bytes) o << "size = " << bytes_value(m.size_bytes) << "\n";
   }
   auto disks_sorted = desc.disks;
   std::sort(disks_sorted.begin(), disks_sorted.end(),

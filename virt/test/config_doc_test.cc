@@ -39,7 +39,7 @@ constexpr std::uint64_t kGiB = (std::uint64_t{1} << 30) / 512;
 
 TEST(ConfigDoc, EveryExampleParsesBuildsAndRoundTrips) {
   const auto examples = toml_examples();
-  ASSERT_EQ(examples.size(), 5u) << "docs/CONFIG.md examples changed; update this test";
+  ASSERT_EQ(examples.size(), 6u) << "docs/CONFIG.md examples changed; update this test";
   for (const auto& text : examples) {
     auto l = parse_layout(text, {});
     ASSERT_TRUE(l.has_value()) << l.error().message << "\n" << text;

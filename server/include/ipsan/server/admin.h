@@ -21,6 +21,7 @@
 
 #include "ipsan/base/clock.h"
 #include "ipsan/base/result.h"
+#include "ipsan/jobs/engine.h"
 #include "ipsan/metrics/registry.h"
 #include "ipsan/server/server.h"
 #include "ipsan/virt/layout.h"
@@ -62,9 +63,21 @@ class LayoutManager {
   // Executes one admin request against `server`; returns {"ok": true, ...} or
   // {"ok": false, "error": "..."}. Never throws.
   nlohmann::json handle(const nlohmann::json& request, StorageServer& server);
+  jobs::JobEngine& jobs() { return *jobs_; }
+  ~LayoutManager();
 
  private:
   LayoutManager() = default;
+  // Mirrors and jobs (admin_mirror.cc): the job engine (state in CONFIG.jobs.json), its job kinds,
+  // resumed jobs, and a monitor thread that re-attaches failed legs and starts resyncs.
+  Result<void, Error> start_jobs();
+  void stop_jobs();
+  void watch_mirrors();
+  nlohmann::json handle_mirror(const nlohmann::json& request, StorageServer& server);
+  struct MirrorWatch;
+  std::shared_ptr<MirrorWatch> watch_;
+  std::shared_ptr<class ReplicationManager> repl_;
+  std::unique_ptr<jobs::JobEngine> jobs_;
   // `geometry`: the back ends' geometries when `next` adds one (default: the current ones).
   Result<void, Error> commit(virt::LayoutDesc next, StorageServer& server,
                              const virt::GeometryMap* geometry = nullptr);
@@ -82,6 +95,9 @@ class LayoutManager {
   virt::Layout layout_;
   virt::TraceHook trace_;
 };
+
+// Mirrors and jobs: is `op` one of handle_mirror's (mirror-*, job-*, replicate-*).
+bool is_mirror_op(const std::string& op);
 
 // Thin pools: is `op` one of handle_thin's, and the pools' usage for `show` (admin_thin.cc).
 bool is_thin_op(const std::string& op);

@@ -95,9 +95,21 @@ struct PoolDesc {
   friend bool operator==(const PoolDesc&, const PoolDesc&) = default;
 };
 
+// A synchronous mirror (mirror.h) of whole devices (back ends or pool volumes) with its
+// write-intent bitmap on a back end of its own. The mirror is a device of the layout.
+struct MirrorDesc {
+  std::string name;
+  std::vector<std::string> legs;  // in order; the first is the truth of a new mirror
+  std::string bitmap;             // a [backend] used only for the bitmap
+  std::uint64_t region_bytes = 0; // 0: default (1 MiB)
+  std::uint64_t size_bytes = 0;   // 0: the first leg's size
+  friend bool operator==(const MirrorDesc&, const MirrorDesc&) = default;
+};
+
 struct LayoutDesc {
   std::vector<BackendDesc> backends;
   std::vector<PoolDesc> pools;
+  std::vector<MirrorDesc> mirrors;
   std::vector<DiskDesc> disks;
   std::vector<SplitDesc> splits;
   std::vector<ExportDesc> exports;
@@ -147,11 +159,14 @@ struct Export {
 };
 
 class ThinPool;
+class MirrorDisk;
 
 struct Layout {
   LayoutDesc desc;
   // Opened thin pools by pool name; their volumes are also in `backends` (by volume name).
   std::map<std::string, std::shared_ptr<ThinPool>, std::less<>> pools;
+  // Opened mirrors by name; also in `backends`.
+  std::map<std::string, std::shared_ptr<MirrorDisk>, std::less<>> mirrors;
   std::filesystem::path base_dir;
   std::map<std::string, BackendPtr, std::less<>> backends;                 // opened specs + pool volumes
   std::map<std::string, std::shared_ptr<VirtualDisk>, std::less<>> disks;  // virtual disks
