@@ -194,6 +194,9 @@ n3::Stat map_err(errcode_t e) {
 
 }  // namespace
 
+// UNSTABLE writes and their metadata cached (not yet on the device) before a write-back.
+constexpr std::size_t kMaxDirtyBytes = std::size_t{64} << 20;
+
 struct Nas::Impl {
   BlockDevice* dev = nullptr;
   std::string dev_name;
@@ -244,6 +247,10 @@ struct Nas::Impl {
     } else if (durable) {
       e = io_channel_flush(fs->io);
     }
+    // Not durable: the blocks stay in the channel's write-back cache until a durable sync, or
+    // until too many are dirty; then the disk moves to this request-boundary state (the
+    // metadata above is already in the cache).
+    if (e == 0 && !durable && dirty_bytes(fs->io) > kMaxDirtyBytes) e = write_back(fs->io);
     if (e != 0) {
       IPSAN_LOG(LogLevel::kError, "nas", "writing metadata failed: ", err_text(e));
       broken = true;
