@@ -239,18 +239,20 @@ struct Nas::Impl {
   std::uint64_t isize(const ext2_inode_large& in) {
     return EXT2_I_SIZE(&in);
   }
-  // Writes metadata to the device (and flushes it when `durable`).
+  // Durable: writes libext2fs's in-memory metadata (bitmaps, superblock, group descriptors) into
+  // the channel's cache, writes the cache back and flushes the device. Not durable: everything
+  // stays cached (the in-memory metadata included) until a durable sync, or until too much is
+  // dirty; then the metadata goes into the cache and the cache is written back, so the disk moves
+  // to this request-boundary state.
   n3::Stat sync(bool durable) {
     errcode_t e = 0;
-    if ((fs->flags & (EXT2_FLAG_DIRTY | EXT2_FLAG_IB_DIRTY | EXT2_FLAG_BB_DIRTY)) != 0) {
-      e = ext2fs_flush2(fs, durable ? 0 : EXT2_FLAG_FLUSH_NO_SYNC);
-    } else if (durable) {
-      e = io_channel_flush(fs->io);
+    const bool meta = (fs->flags & (EXT2_FLAG_DIRTY | EXT2_FLAG_IB_DIRTY | EXT2_FLAG_BB_DIRTY)) != 0;
+    if (durable) {
+      e = meta ? ext2fs_flush2(fs, 0) : io_channel_flush(fs->io);
+    } else if (dirty_bytes(fs->io) > kMaxDirtyBytes) {
+      if (meta) e = ext2fs_flush2(fs, EXT2_FLAG_FLUSH_NO_SYNC);
+      if (e == 0) e = write_back(fs->io);
     }
-    // Not durable: the blocks stay in the channel's write-back cache until a durable sync, or
-    // until too many are dirty; then the disk moves to this request-boundary state (the
-    // metadata above is already in the cache).
-    if (e == 0 && !durable && dirty_bytes(fs->io) > kMaxDirtyBytes) e = write_back(fs->io);
     if (e != 0) {
       IPSAN_LOG(LogLevel::kError, "nas", "writing metadata failed: ", err_text(e));
       broken = true;
