@@ -849,7 +849,7 @@ struct Nas::Impl {
       st = n3::kNotSync;
     }
     if (st == n3::kOk) st = apply_sattr(n, s, c);
-    if (st == n3::kOk) st = sync(false);
+    if (st == n3::kOk) st = sync(true);
     w.put_u32(st);
     put_wcc(w, pre, n.ino);
     return true;
