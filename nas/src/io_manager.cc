@@ -3,8 +3,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
+#include <span>
 #include <vector>
 
 namespace ipsan::nas {
@@ -14,12 +16,30 @@ std::mutex g_mu;
 std::map<std::string, BlockDevice*> g_devices;
 std::uint64_t g_next = 1;
 
+// Write-back block cache of one channel, in device blocks. Writes land in the cache (dirty);
+// write_back() writes every dirty block in LBA order, one device request per contiguous run;
+// flush() (io_channel_flush, i.e. every durable sync of the NAS) writes back and then flushes the
+// device. Small reads (metadata: directory blocks, inode tables, bitmaps) are kept as clean
+// blocks; large reads (file data) only consult the cache. The cache never evicts a dirty block on
+// its own: the NAS calls write_back() between requests when dirty_bytes() grows past its limit,
+// so the disk only moves between request-boundary states (see io_manager.h).
 struct Chan {
   BlockDevice* dev = nullptr;
   std::vector<std::uint8_t> bounce;
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_written = 0;
+  struct Entry {
+    std::vector<std::uint8_t> data;
+    bool dirty = false;
+  };
+  std::map<std::uint64_t, Entry> cache;  // lba -> block
+  std::size_t dirty = 0;                 // dirty blocks
+  std::size_t clean_limit = 8192;        // clean blocks kept (dropped in LBA order when over)
+  std::vector<std::uint8_t> run_buf;
 };
+
+constexpr std::uint64_t kMaxSmallRead = 16;  // blocks: reads up to this size populate the cache
+constexpr std::uint64_t kMaxRun = 1024;      // blocks per write-back request
 
 errcode_t to_errcode(Errc e) {
   switch (e) {
@@ -33,6 +53,92 @@ errcode_t to_errcode(Errc e) {
 
 Chan* chan_of(io_channel c) { return static_cast<Chan*>(c->private_data); }
 
+errcode_t write_back_chan(Chan* ch) {
+  if (ch->dirty == 0) return 0;
+  const std::uint64_t bs = ch->dev->block_size();
+  auto it = ch->cache.begin();
+  while (it != ch->cache.end()) {
+    if (!it->second.dirty) {
+      ++it;
+      continue;
+    }
+    const std::uint64_t first = it->first;
+    auto end = it;
+    std::uint64_t n = 0;
+    while (end != ch->cache.end() && end->second.dirty && end->first == first + n && n < kMaxRun) {
+      ++end;
+      ++n;
+    }
+    ch->run_buf.resize(static_cast<std::size_t>(n * bs));
+    std::size_t at = 0;
+    for (auto j = it; j != end; ++j, at += bs) std::memcpy(ch->run_buf.data() + at, j->second.data.data(), bs);
+    if (Errc e = ch->dev->write(first, std::span<const std::uint8_t>(ch->run_buf)); e != Errc::kOk) {
+      return to_errcode(e);  // blocks stay dirty: a later flush retries
+    }
+    ch->bytes_written += n * bs;
+    for (auto j = it; j != end; ++j) j->second.dirty = false;
+    ch->dirty -= static_cast<std::size_t>(n);
+    it = end;
+  }
+  // Trim clean blocks over the limit.
+  if (ch->cache.size() > ch->clean_limit) {
+    for (auto j = ch->cache.begin(); j != ch->cache.end() && ch->cache.size() > ch->clean_limit;) {
+      j = j->second.dirty ? std::next(j) : ch->cache.erase(j);
+    }
+  }
+  return 0;
+}
+
+// Reads whole device blocks [lba, lba + out.size()/bs) through the cache.
+errcode_t read_blocks(Chan* ch, std::uint64_t lba, std::span<std::uint8_t> out) {
+  const std::uint64_t bs = ch->dev->block_size();
+  const std::uint64_t n = out.size() / bs;
+  const bool keep = n <= kMaxSmallRead;
+  std::uint64_t i = 0;
+  while (i < n) {
+    auto it = ch->cache.find(lba + i);
+    if (it != ch->cache.end()) {
+      std::memcpy(out.data() + i * bs, it->second.data.data(), bs);
+      ++i;
+      continue;
+    }
+    std::uint64_t m = 1;  // a run of misses: one device request
+    while (i + m < n && ch->cache.count(lba + i + m) == 0) ++m;
+    std::span<std::uint8_t> part(out.data() + i * bs, static_cast<std::size_t>(m * bs));
+    if (Errc e = ch->dev->read(lba + i, part); e != Errc::kOk) return to_errcode(e);
+    ch->bytes_read += m * bs;
+    if (keep) {
+      for (std::uint64_t k = 0; k < m; ++k) {
+        Chan::Entry& en = ch->cache[lba + i + k];
+        en.data.assign(part.begin() + static_cast<std::ptrdiff_t>(k * bs),
+                       part.begin() + static_cast<std::ptrdiff_t>((k + 1) * bs));
+      }
+    }
+    i += m;
+  }
+  if (keep && ch->cache.size() > ch->clean_limit * 2) {
+    for (auto j = ch->cache.begin(); j != ch->cache.end() && ch->cache.size() > ch->clean_limit;) {
+      j = j->second.dirty ? std::next(j) : ch->cache.erase(j);
+    }
+  }
+  return 0;
+}
+
+errcode_t write_blocks(Chan* ch, std::uint64_t lba, std::span<const std::uint8_t> in) {
+  const std::uint64_t bs = ch->dev->block_size();
+  const std::uint64_t n = in.size() / bs;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    Chan::Entry& en = ch->cache[lba + i];
+    en.data.assign(in.begin() + static_cast<std::ptrdiff_t>(i * bs),
+                   in.begin() + static_cast<std::ptrdiff_t>((i + 1) * bs));
+    if (!en.dirty) {
+      en.dirty = true;
+      ++ch->dirty;
+    }
+  }
+  return 0;
+}
+
 // Reads or writes [off, off + len) of the device, read-modify-writing partial edge blocks.
 errcode_t rw(io_channel c, std::uint64_t off, std::size_t len, void* buf, bool write) {
   Chan* ch = chan_of(c);
@@ -42,12 +148,11 @@ errcode_t rw(io_channel c, std::uint64_t off, std::size_t len, void* buf, bool w
   if (off > d->size_bytes() || len > d->size_bytes() - off) {
     return write ? EXT2_ET_SHORT_WRITE : EXT2_ET_SHORT_READ;
   }
+  if (write && d->read_only()) return EROFS;
   auto* p = static_cast<std::uint8_t*>(buf);
   if (off % bs == 0 && len % bs == 0) {
-    Errc e = write ? d->write(off / bs, std::span<const std::uint8_t>(p, len))
-                   : d->read(off / bs, std::span<std::uint8_t>(p, len));
-    if (e == Errc::kOk) (write ? ch->bytes_written : ch->bytes_read) += len;
-    return to_errcode(e);
+    return write ? write_blocks(ch, off / bs, std::span<const std::uint8_t>(p, len))
+                 : read_blocks(ch, off / bs, std::span<std::uint8_t>(p, len));
   }
   const std::uint64_t first = off / bs;
   const std::uint64_t last = (off + len - 1) / bs;
@@ -55,16 +160,13 @@ errcode_t rw(io_channel c, std::uint64_t off, std::size_t len, void* buf, bool w
   ch->bounce.resize(span_bytes);
   std::span<std::uint8_t> b(ch->bounce.data(), span_bytes);
   const std::size_t skip = static_cast<std::size_t>(off - first * bs);
-  if (Errc e = d->read(first, b); e != Errc::kOk) return to_errcode(e);
+  if (errcode_t e = read_blocks(ch, first, b); e != 0) return e;
   if (!write) {
     std::memcpy(p, b.data() + skip, len);
-    ch->bytes_read += len;
     return 0;
   }
   std::memcpy(b.data() + skip, p, len);
-  if (Errc e = d->write(first, b); e != Errc::kOk) return to_errcode(e);
-  ch->bytes_written += len;
-  return 0;
+  return write_blocks(ch, first, b);
 }
 
 std::size_t count_bytes(io_channel c, int count) {
@@ -76,10 +178,13 @@ errcode_t m_open(const char* name, int flags, io_channel* out);
 
 errcode_t m_close(io_channel c) {
   if (--c->refcount > 0) return 0;
-  delete chan_of(c);
+  Chan* ch = chan_of(c);
+  errcode_t e = write_back_chan(ch);
+  if (e == 0 && ch->dirty == 0) e = to_errcode(ch->dev->flush());
+  delete ch;
   ext2fs_free_mem(&c->name);
   ext2fs_free_mem(&c);
-  return 0;
+  return e;
 }
 errcode_t m_set_blksize(io_channel c, int blksize) {
   c->block_size = blksize;
@@ -103,7 +208,10 @@ errcode_t m_write_byte(io_channel c, unsigned long offset, int count, const void
   if (count < 0) return EXT2_ET_INVALID_ARGUMENT;
   return rw(c, offset, static_cast<std::size_t>(count), const_cast<void*>(data), true);
 }
-errcode_t m_flush(io_channel c) { return to_errcode(chan_of(c)->dev->flush()); }
+errcode_t m_flush(io_channel c) {
+  if (errcode_t e = write_back_chan(chan_of(c)); e != 0) return e;
+  return to_errcode(chan_of(c)->dev->flush());
+}
 errcode_t m_set_option(io_channel, const char*, const char*) { return EXT2_ET_INVALID_ARGUMENT; }
 errcode_t m_get_stats(io_channel c, io_stats* stats) {
   static struct struct_io_stats s;
@@ -166,6 +274,12 @@ errcode_t m_open(const char* name, int flags, io_channel* out) {
 }  // namespace
 
 io_manager block_device_io_manager() { return &g_manager; }
+
+errcode_t write_back(io_channel c) { return write_back_chan(chan_of(c)); }
+
+std::size_t dirty_bytes(io_channel c) {
+  return chan_of(c)->dirty * static_cast<std::size_t>(chan_of(c)->dev->block_size());
+}
 
 std::string register_device(BlockDevice* dev) {
   std::lock_guard lock(g_mu);

@@ -194,6 +194,9 @@ n3::Stat map_err(errcode_t e) {
 
 }  // namespace
 
+// UNSTABLE writes and their metadata cached (not yet on the device) before a write-back.
+constexpr std::size_t kMaxDirtyBytes = std::size_t{64} << 20;
+
 struct Nas::Impl {
   BlockDevice* dev = nullptr;
   std::string dev_name;
@@ -236,13 +239,19 @@ struct Nas::Impl {
   std::uint64_t isize(const ext2_inode_large& in) {
     return EXT2_I_SIZE(&in);
   }
-  // Writes metadata to the device (and flushes it when `durable`).
+  // Durable: writes libext2fs's in-memory metadata (bitmaps, superblock, group descriptors) into
+  // the channel's cache, writes the cache back and flushes the device. Not durable: everything
+  // stays cached (the in-memory metadata included) until a durable sync, or until too much is
+  // dirty; then the metadata goes into the cache and the cache is written back, so the disk moves
+  // to this request-boundary state.
   n3::Stat sync(bool durable) {
     errcode_t e = 0;
-    if ((fs->flags & (EXT2_FLAG_DIRTY | EXT2_FLAG_IB_DIRTY | EXT2_FLAG_BB_DIRTY)) != 0) {
-      e = ext2fs_flush2(fs, durable ? 0 : EXT2_FLAG_FLUSH_NO_SYNC);
-    } else if (durable) {
-      e = io_channel_flush(fs->io);
+    const bool meta = (fs->flags & (EXT2_FLAG_DIRTY | EXT2_FLAG_IB_DIRTY | EXT2_FLAG_BB_DIRTY)) != 0;
+    if (durable) {
+      e = meta ? ext2fs_flush2(fs, 0) : io_channel_flush(fs->io);
+    } else if (dirty_bytes(fs->io) > kMaxDirtyBytes) {
+      if (meta) e = ext2fs_flush2(fs, EXT2_FLAG_FLUSH_NO_SYNC);
+      if (e == 0) e = write_back(fs->io);
     }
     if (e != 0) {
       IPSAN_LOG(LogLevel::kError, "nas", "writing metadata failed: ", err_text(e));
@@ -840,7 +849,7 @@ struct Nas::Impl {
       st = n3::kNotSync;
     }
     if (st == n3::kOk) st = apply_sattr(n, s, c);
-    if (st == n3::kOk) st = sync(false);
+    if (st == n3::kOk) st = sync(true);
     w.put_u32(st);
     put_wcc(w, pre, n.ino);
     return true;

@@ -26,10 +26,40 @@ using proto::XdrWriter;
 
 constexpr std::uint32_t kNfs = 100003, kMount = 100005;
 
+// Passes everything to a real device and counts what reaches it.
+class CountingDevice : public BlockDevice {
+ public:
+  explicit CountingDevice(std::unique_ptr<BlockDevice> inner) : inner_(std::move(inner)) {}
+  std::uint32_t block_size() const override { return inner_->block_size(); }
+  std::uint64_t block_count() const override { return inner_->block_count(); }
+  bool read_only() const override { return inner_->read_only(); }
+  std::string describe() const override { return inner_->describe(); }
+  Errc read(std::uint64_t lba, std::span<std::uint8_t> out) override {
+    return inner_->read(lba, out);
+  }
+  Errc write(std::uint64_t lba, std::span<const std::uint8_t> in) override {
+    ++writes;
+    written += in.size();
+    unflushed = true;
+    return inner_->write(lba, in);
+  }
+  Errc flush() override {
+    ++flushes;
+    unflushed = false;
+    return inner_->flush();
+  }
+  std::uint64_t writes = 0, written = 0, flushes = 0;
+  bool unflushed = false;  // a write reached the device after the last flush
+
+ private:
+  std::unique_ptr<BlockDevice> inner_;
+};
+
 struct Fixture {
   std::filesystem::path dir;
   std::string image;
   std::unique_ptr<BlockDevice> dev;
+  CountingDevice* counting = nullptr;  // dev
   std::unique_ptr<Nas> nas;
   Peer peer{boost::asio::ip::make_address("127.0.0.1"), true};
   std::uint32_t xid = 1;
@@ -61,7 +91,9 @@ struct Fixture {
   void open_dev(const std::string& size) {
     auto b = backends::open_backend("file:" + image + ",size=" + size);
     ASSERT_TRUE(b.has_value()) << b.error().message;
-    dev = make_backend_device(*b);
+    auto c = std::make_unique<CountingDevice>(make_backend_device(*b));
+    counting = c.get();
+    dev = std::move(c);
   }
   void restart() {
     ASSERT_TRUE(nas->close().has_value());
@@ -358,6 +390,42 @@ TEST(NasCore, HandlesSurviveRestartAndVerifierChanges) {
   f.restart();
   ASSERT_EQ(f.write(fh, 512, 512, 0, nullptr, &v2), 0u);
   EXPECT_NE(v1, v2);
+  EXPECT_EQ(f.fsck(), 0);
+}
+
+// UNSTABLE data (and its metadata) stays in the server's cache until COMMIT; COMMIT and FILE_SYNC
+// writes are on the device and flushed before the reply; the write-back is coalesced.
+TEST(NasCore, StableHowAndCommitReachTheDevice) {
+  Fixture f("64M");
+  Bytes root = f.root_fh();
+  Bytes fh;
+  ASSERT_EQ(f.create(root, "unstable", &fh), 0u);
+  ASSERT_FALSE(f.counting->unflushed);  // CREATE is durable
+  const std::uint64_t w0 = f.counting->written, fl0 = f.counting->flushes;
+  std::uint32_t count = 0;
+  for (std::uint64_t off = 0; off < (1u << 20); off += 256 * 1024) {
+    ASSERT_EQ(f.write(fh, off, 256 * 1024, 0, &count), 0u);
+    EXPECT_EQ(count, 256u * 1024);
+  }
+  EXPECT_EQ(f.counting->written, w0) << "UNSTABLE data reached the device before COMMIT";
+  EXPECT_EQ(f.counting->flushes, fl0);
+  const std::uint64_t n0 = f.counting->writes;
+  XdrWriter a;
+  a.put_opaque(fh);
+  a.put_u64(0);
+  a.put_u32(0);
+  ASSERT_EQ(f.status(21, a.release()), 0u);  // COMMIT
+  EXPECT_GE(f.counting->written, w0 + (1u << 20));
+  EXPECT_FALSE(f.counting->unflushed) << "COMMIT replied before the device flush";
+  // 1 MiB of contiguous data plus a few metadata blocks: a handful of requests, not 256.
+  EXPECT_LE(f.counting->writes - n0, 24u);
+  // FILE_SYNC and DATA_SYNC: durable before the reply.
+  for (std::uint32_t how : {1u, 2u}) {
+    const std::uint64_t w1 = f.counting->written;
+    ASSERT_EQ(f.write(fh, (1u << 20) + how * 8192, 8192, how), 0u);
+    EXPECT_GE(f.counting->written, w1 + 8192) << how;
+    EXPECT_FALSE(f.counting->unflushed) << how;
+  }
   EXPECT_EQ(f.fsck(), 0);
 }
 
