@@ -583,9 +583,19 @@ void StorageServer::execute(Call c, ByteSpan args) {
     case Op::kIdentify:
     case Op::kCapacity:
     case Op::kReady: return status_op(c, *ex);
-    case Op::kRead: return read_op(std::move(c), *req, *ex);
-    default: return write_op(std::move(c), *req, *ex);
+    default: return data_op(std::move(c), *req, *ex);
   }
+}
+
+void StorageServer::data_op(Call c, const proto::RequestView& req, const ExportEntry& ex) {
+  // Live metrics: every device request's outcome and latency (set_io_observer).
+  const TimePoint started = io_observer_ ? now() : TimePoint{};
+  if (Errc e = check_data_request(c.op, req, ex); e != Errc::kOk) {
+    observe(c, req.device_id, started, 0, e);
+    return reply_status(c, e);
+  }
+  if (c.op == Op::kRead) return read_op(std::move(c), req, ex, started);
+  write_op(std::move(c), req, ex, started);
 }
 
 const StorageServer::ExportEntry* StorageServer::visible_export(const Session& s,
@@ -662,13 +672,9 @@ void StorageServer::complete_on_io(F fn) {
   });
 }
 
-void StorageServer::read_op(Call c, const proto::RequestView& req, const ExportEntry& ex) {
-  const TimePoint started = io_observer_ ? now() : TimePoint{};
+void StorageServer::read_op(Call c, const proto::RequestView& req, const ExportEntry& ex,
+                            TimePoint started) {
   const std::uint32_t dev = req.device_id;
-  if (Errc e = check_data_request(c.op, req, ex); e != Errc::kOk) {
-    observe(c, dev, started, 0, e);
-    return reply_status(c, e);
-  }
   if (req.blocks == 0) {
     observe(c, dev, started, 0, Errc::kOk);
     finish(c.s, c.slot, c.seq, proto::encode_reply(c.xid, c.cred(), c.s->key, c.op, {}),
@@ -716,13 +722,9 @@ void StorageServer::read_op(Call c, const proto::RequestView& req, const ExportE
   });
 }
 
-void StorageServer::write_op(Call c, const proto::RequestView& req, const ExportEntry& ex) {
-  const TimePoint started = io_observer_ ? now() : TimePoint{};
+void StorageServer::write_op(Call c, const proto::RequestView& req, const ExportEntry& ex,
+                             TimePoint started) {
   const std::uint32_t dev = req.device_id;
-  if (Errc e = check_data_request(c.op, req, ex); e != Errc::kOk) {
-    observe(c, dev, started, 0, e);
-    return reply_status(c, e);
-  }
   const std::uint64_t bytes = std::uint64_t{req.blocks} * ex.exp.backend->geometry().block_size;
   auto backend = ex.exp.backend;  // kept alive by the completion until it has run
   in_flight_++;

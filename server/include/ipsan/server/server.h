@@ -184,8 +184,10 @@ class StorageServer {
   bool capacity_notice(const Call& c, std::uint32_t device_id, const ExportEntry& ex);
   void status_op(const Call& c, const ExportEntry& ex);  // READY/IDENTIFY/CAPACITY (step 635)
   Errc check_data_request(proto::Op op, const proto::RequestView& req, const ExportEntry& ex) const;
-  void read_op(Call c, const proto::RequestView& req, const ExportEntry& ex);
-  void write_op(Call c, const proto::RequestView& req, const ExportEntry& ex);
+  // READ and the writing ops: checked (range, read-only, size), then onto the back end.
+  void data_op(Call c, const proto::RequestView& req, const ExportEntry& ex);
+  void read_op(Call c, const proto::RequestView& req, const ExportEntry& ex, TimePoint started);
+  void write_op(Call c, const proto::RequestView& req, const ExportEntry& ex, TimePoint started);
   // Replies.
   void reply_status(const Call& c, Errc e);
   void reply_spent(const Call& c);  // unauthenticated BUSY: (slot, seq) had its MAC'd reply

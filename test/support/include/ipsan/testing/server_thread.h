@@ -45,6 +45,8 @@ struct ServerThreadOptions {
   bool tcp = true;
   boost::asio::ip::tcp::endpoint tcp_bind{boost::asio::ip::make_address("127.0.0.1"), 0};
   proto::TcpConfig tcp_config;
+  // Record the server's traffic to this pcap file ("" none); complete after shutdown().
+  std::string capture;
 };
 
 class ServerThread {
@@ -72,6 +74,7 @@ class ServerThread {
       so.tcp = options.tcp;
       so.tcp_port = options.tcp_bind.port();
       so.tcp_config = options.tcp_config;
+      so.capture = options.capture;
       auto running = server::serve(io_, std::move(so), std::move(keys), std::move(exports));
       if (!running) {
         error_ = running.error().message;
