@@ -1,7 +1,8 @@
 // Micro-benchmark of request dispatch: a StorageServer handling an authenticated call end to end
 // (parse, session and slot lookup, MAC check, decode, RamBackend read/write, reply encode + MAC,
-// completion hop through the io_context) through proto's in-memory transport (mem_transport.h). Calls are encoded
-// ahead in batches outside the timed region, so the figure is the server's cost alone.
+// completion hop through the io_context) through proto's in-memory transport (mem_transport.h).
+// Calls are encoded ahead in batches outside the timed region, so the figure is the server's cost
+// alone.
 #include <benchmark/benchmark.h>
 
 #include <utility>  // before Asio

@@ -81,7 +81,8 @@ Result<std::unique_ptr<RunningServer>, Error> serve(asio::io_context& io, ServeO
     rs->capture_->tcp = std::make_unique<netem::TcpStreamRecorder>(*rs->capture_->writer);
     install_taps(rs->capture_->writer.get(), rs->capture_->tcp.get(), o);
   }
-  if (o.udp_secret_from_keys) o.udp_options.secret = keys.derive_secret("ipsan-rudp-server-secret-v1");
+  if (o.udp_secret_from_keys)
+    o.udp_options.secret = keys.derive_secret("ipsan-rudp-server-secret-v1");
   try {
     rs->server_ =
         std::make_unique<StorageServer>(io, o.server, std::move(keys), std::move(exports));
@@ -96,8 +97,7 @@ Result<std::unique_ptr<RunningServer>, Error> serve(asio::io_context& io, ServeO
       rs->udp_port_ = t->local_port();
       server.attach(std::move(t));
     } catch (const std::exception& e) {
-      return fail("cannot listen on udp " + endpoint_text(o.address, o.udp_port) + ": " +
-                  e.what());
+      return fail("cannot listen on udp " + endpoint_text(o.address, o.udp_port) + ": " + e.what());
     }
   }
   if (o.tcp) {
@@ -112,8 +112,7 @@ Result<std::unique_ptr<RunningServer>, Error> serve(asio::io_context& io, ServeO
         t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(o.address, 0), o.tcp_config);
       }
     } catch (const std::exception& e) {
-      return fail("cannot listen on tcp " + endpoint_text(o.address, o.tcp_port) + ": " +
-                  e.what());
+      return fail("cannot listen on tcp " + endpoint_text(o.address, o.tcp_port) + ": " + e.what());
     }
     rs->tcp_port_ = t->local_port();
     server.attach(std::move(t));

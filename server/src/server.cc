@@ -1,7 +1,7 @@
 #include "ipsan/server/server.h"
 
-#include <boost/asio/post.hpp>
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <cstring>
 #include <sstream>
 
@@ -52,9 +52,8 @@ proto::LoginNonce make_server_nonce(const std::array<std::uint8_t, 32>& secret,
                                     const proto::LoginNonce& cn) {
   proto::LoginNonce n{};
   store_be32(n.data(), issued);
-  const Digest256 d =
-      hmac_sha256(secret, {as_bytes("ipsan-login-nonce-v1"), ByteSpan(n.data(), 4),
-                           as_bytes(name), cn});
+  const Digest256 d = hmac_sha256(
+      secret, {as_bytes("ipsan-login-nonce-v1"), ByteSpan(n.data(), 4), as_bytes(name), cn});
   std::memcpy(n.data() + 4, d.data(), n.size() - 4);
   return n;
 }
@@ -150,8 +149,7 @@ void StorageServer::attach(std::unique_ptr<proto::ServerTransport> transport) {
       [this](std::uint64_t sid) -> std::optional<proto::ServerTransport::SessionLookup> {
     auto it = sessions_.find(sid);
     if (it == sessions_.end()) return std::nullopt;
-    return proto::ServerTransport::SessionLookup{it->second->key,
-                                                 it->second->transport_security};
+    return proto::ServerTransport::SessionLookup{it->second->key, it->second->transport_security};
   };
   transports_.push_back(std::move(transport));
 }
@@ -258,8 +256,7 @@ void StorageServer::handle_login_begin(const Route& r, std::uint32_t xid, ByteSp
   // Unknown clients get a challenge too, so a prober cannot tell which names exist; the proof at
   // LOGIN_FINISH fails for them. Stateless: a LOGIN_BEGIN flood fills nothing.
   res.server_nonce =
-      make_server_nonce(login_secret_, steady_seconds(now()), a->client_name,
-                        a->client_nonce);
+      make_server_nonce(login_secret_, steady_seconds(now()), a->client_name, a->client_nonce);
   res.boot_epoch = epoch_;
   send(r, proto::encode_login_begin_reply(xid, res));
 }
@@ -300,8 +297,8 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
       send(r, proto::encode_login_finish_reply(xid, res));
       return;
     }
-    pending_logins_[nonce_key(a->server_nonce)] =
-        PendingLogin{a->client_name, a->client_nonce, t_now + opt_.login_timeout + std::chrono::seconds(2)};
+    pending_logins_[nonce_key(a->server_nonce)] = PendingLogin{
+        a->client_name, a->client_nonce, t_now + opt_.login_timeout + std::chrono::seconds(2)};
   }
   if (!ok) {
     stats_.auth_failures++;
@@ -319,8 +316,8 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   if (sessions_.size() >= opt_.max_sessions || sessions_of_client() >= opt_.max_sessions_per_client)
     reap(t_now);
   if (sessions_.size() >= opt_.max_sessions) {
-    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name, "' refused: ",
-              sessions_.size(), " sessions (server limit ", opt_.max_sessions, ")");
+    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name,
+              "' refused: ", sessions_.size(), " sessions (server limit ", opt_.max_sessions, ")");
     res.status = Errc::kBusy;
     send(r, proto::encode_login_finish_reply(xid, res));
     return;
@@ -383,8 +380,7 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
   if (!s) return;
   bool reexecute = false;
   if (!admit_to_slot(r, *s, parsed_call, reexecute)) return;
-  Call c{std::move(s), call.xid, call.cred.slot, call.cred.seq, call.op, std::move(msg),
-         reexecute};
+  Call c{std::move(s), call.xid, call.cred.slot, call.cred.seq, call.op, std::move(msg), reexecute};
   switch (call.op) {
     case Op::kLogout: return logout(c);
     case Op::kSlotFence: return slot_fence(c);
@@ -474,7 +470,8 @@ bool StorageServer::admit_to_slot(const Route& r, Session& s, const void* parsed
 }
 
 void StorageServer::logout(const Call& c) {
-  Bytes reply = proto::encode_reply(c.xid, c.cred(), c.s->key, Op::kLogout, status_reply(Errc::kOk));
+  Bytes reply =
+      proto::encode_reply(c.xid, c.cred(), c.s->key, Op::kLogout, status_reply(Errc::kOk));
   const Route to = c.s->reply_to[c.slot];
   c.s->slots.complete(c.slot, c.seq, {});
   sessions_.erase(c.s->id);
@@ -611,8 +608,7 @@ const StorageServer::ExportEntry* StorageServer::visible_export(const Session& s
 
 // Capacity-changed notice: once per session and device after an online resize. False when the
 // call was answered here.
-bool StorageServer::capacity_notice(const Call& c, std::uint32_t device_id,
-                                    const ExportEntry& ex) {
+bool StorageServer::capacity_notice(const Call& c, std::uint32_t device_id, const ExportEntry& ex) {
   auto seen = c.s->seen_generation.find(device_id);
   if (c.reexecute) {
     // Do not consume the notice in a reply that cannot carry it.
@@ -685,8 +681,7 @@ void StorageServer::read_op(Call c, const proto::RequestView& req, const ExportE
   // Everything the completion needs in one allocation; the back end reads straight into the
   // reply's data area, and the MAC is computed once, while sealing.
   struct ReadJob {
-    ReadJob(Call call, std::size_t len)
-        : builder(call.xid, call.cred(), len), c(std::move(call)) {}
+    ReadJob(Call call, std::size_t len) : builder(call.xid, call.cred(), len), c(std::move(call)) {}
     proto::ReadReplyBuilder builder;
     Call c;
     backends::BackendPtr backend;  // keeps a removed export's back end alive until the end

@@ -112,7 +112,8 @@ class Dispatch : public ::testing::Test {
     if (r1.size() != 1) return {};
     auto p1 = proto::parse_reply(ByteSpan(r1[0]));
     auto begin = proto::decode_login_begin_res(p1->results);
-    if (!begin || begin->status != Errc::kOk) return Session{0, {}, begin ? begin->status : Errc::kBadMessage};
+    if (!begin || begin->status != Errc::kOk)
+      return Session{0, {}, begin ? begin->status : Errc::kBadMessage};
     clock_.advance(delay);
     proto::LoginFinishArgs f;
     f.client_name = name;
@@ -127,10 +128,10 @@ class Dispatch : public ::testing::Test {
     auto fin = proto::decode_login_finish_res(p2->results);
     if (!fin) return Session{0, {}, Errc::kBadMessage};
     if (fin->status != Errc::kOk) return Session{0, {}, fin->status};
-    return Session{fin->session_id,
-                   proto::derive_session_key(k, name, f.client_nonce, f.server_nonce,
-                                             fin->session_id),
-                   Errc::kOk};
+    return Session{
+        fin->session_id,
+        proto::derive_session_key(k, name, f.client_nonce, f.server_nonce, fin->session_id),
+        Errc::kOk};
   }
   Bytes call(const Session& s, std::uint32_t slot, std::uint64_t seq, Op op, std::uint64_t lba = 0,
              std::uint32_t blocks = 0, std::uint8_t fill = 0, std::uint32_t device = 0,
@@ -538,7 +539,7 @@ TEST_F(Dispatch, StopWaitsForTheDeviceThenFlushes) {
   bool stopped = false;
   server_->stop([&] { stopped = true; });
   run();
-  EXPECT_FALSE(stopped);  // a write is still on the device
+  EXPECT_FALSE(stopped);                                           // a write is still on the device
   EXPECT_TRUE(deliver(call(s1_, 1, 1, Op::kRead, 0, 1)).empty());  // nothing new is admitted
   disk_->release_all();
   run();
@@ -561,7 +562,7 @@ TEST_F(Dispatch, RetransmittedReadIsReexecutedOnceWithTheSameReply) {
   EXPECT_EQ(first.reply.data, Bytes(8 * 512, 0x11));
   auto st = server_->stats();
   auto again = answer(deliver(read), s1_, 1, 1, Op::kRead);  // the reply was lost: re-executed
-  EXPECT_EQ(again.raw, first.raw);                          // byte-identical, same MAC
+  EXPECT_EQ(again.raw, first.raw);                           // byte-identical, same MAC
   EXPECT_EQ(server_->stats().executed, st.executed + 1);
   for (int i = 0; i < 10; ++i) {  // replayed copies: no more reads
     auto more = answer(deliver(read), s1_, 1, 1, Op::kRead);
@@ -668,8 +669,8 @@ TEST_F(Dispatch, EndSessionFromANewSessionRefusesTheOldOnesCalls) {
   const Bytes held = call(s1_, 0, 1, Op::kWrite, 9, 1, 0xBB);
   Session s2 = login();
   ASSERT_NE(s2.id, 0u);
-  const Bytes end = proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 1}, s2.key,
-                                                   s1_.id);
+  const Bytes end =
+      proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 1}, s2.key, s1_.id);
   auto e = answer(deliver(end), s2, 0, 1, Op::kEndSession);
   EXPECT_TRUE(e.macd);
   EXPECT_EQ(e.status, Errc::kOk);
@@ -679,13 +680,13 @@ TEST_F(Dispatch, EndSessionFromANewSessionRefusesTheOldOnesCalls) {
   EXPECT_EQ(late.status, Errc::kStaleSession);
   EXPECT_EQ(server_->stats().bytes_written, 0u);
   // Ending an unknown session is OK too (a restarted server); ending yourself is refused.
-  auto again = answer(deliver(proto::encode_end_session_call(
-                          xid_++, proto::SlotCred{s2.id, 0, 2}, s2.key, s1_.id)),
-                      s2, 0, 2, Op::kEndSession);
+  auto again = answer(
+      deliver(proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 2}, s2.key, s1_.id)),
+      s2, 0, 2, Op::kEndSession);
   EXPECT_EQ(again.status, Errc::kOk);
-  auto self = answer(deliver(proto::encode_end_session_call(
-                         xid_++, proto::SlotCred{s2.id, 0, 3}, s2.key, s2.id)),
-                     s2, 0, 3, Op::kEndSession);
+  auto self = answer(
+      deliver(proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 3}, s2.key, s2.id)),
+      s2, 0, 3, Op::kEndSession);
   EXPECT_EQ(self.status, Errc::kInvalidArgument);
 }
 
@@ -693,17 +694,17 @@ TEST_F(Dispatch, EndSessionOfABusySessionAnswersBusyUntilItsCallsFinish) {
   disk_->set_hold(true);
   EXPECT_TRUE(deliver(call(s1_, 0, 1, Op::kWrite, 0, 1, 0x71)).empty());
   Session s2 = login();
-  auto busy = answer(deliver(proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 1},
-                                                            s2.key, s1_.id)),
-                     s2, 0, 1, Op::kEndSession);
+  auto busy = answer(
+      deliver(proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 1}, s2.key, s1_.id)),
+      s2, 0, 1, Op::kEndSession);
   EXPECT_EQ(busy.status, Errc::kBusy);
   EXPECT_TRUE(ask(s1_, 1, 1, Op::kReady).denied);  // no new call of it is admitted
   disk_->release_all();
   run();
   (void)replies();  // the old write's reply
-  auto gone = answer(deliver(proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 2},
-                                                            s2.key, s1_.id)),
-                     s2, 0, 2, Op::kEndSession);
+  auto gone = answer(
+      deliver(proto::encode_end_session_call(xid_++, proto::SlotCred{s2.id, 0, 2}, s2.key, s1_.id)),
+      s2, 0, 2, Op::kEndSession);
   EXPECT_EQ(gone.status, Errc::kOk);
   EXPECT_EQ(server_->stats().sessions_ended, 1u);
 }
@@ -719,8 +720,9 @@ TEST_F(Dispatch, AnotherClientsSessionIsNotEnded) {
 }
 
 TEST_F(Dispatch, LogoutEndsTheSession) {
-  auto r = answer(deliver(proto::encode_logout_call(xid_++, proto::SlotCred{s1_.id, 0, 1}, s1_.key)),
-                  s1_, 0, 1, Op::kLogout);
+  auto r =
+      answer(deliver(proto::encode_logout_call(xid_++, proto::SlotCred{s1_.id, 0, 1}, s1_.key)),
+             s1_, 0, 1, Op::kLogout);
   EXPECT_TRUE(r.macd);
   EXPECT_EQ(r.status, Errc::kOk);
   EXPECT_EQ(server_->stats().sessions, 0u);

@@ -131,7 +131,8 @@ TEST(Serve, OneTransportOnly) {
 
 TEST(Serve, PortsInUseAndBadExportsAreClearErrors) {
   asio::io_context io;
-  asio::ip::udp::socket taken_udp(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  asio::ip::udp::socket taken_udp(io,
+                                  asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   ServeOptions o;
   o.udp_port = taken_udp.local_endpoint().port();
   auto rs = serve(io, o, keys(), ram_export());
@@ -191,10 +192,10 @@ TEST(Serve, AdminSocketAnswersStatsAndRefusesChangesWithoutALayout) {
 
 TEST(Serve, AdminSocketWithALayoutAppliesChanges) {
   Dir dir;
-  std::ofstream(dir.path / "layout.toml")
-      << "[backend.a]\nspec = \"ram:8M\"\n"
-         "[disk.d1]\ntype = \"extents\"\nextents = [{ device = \"a\", start = \"0\", size = \"2M\" }]\n"
-         "[[export]]\ndevice_id = 3\ndisk = \"d1\"\n";
+  std::ofstream(dir.path / "layout.toml") << "[backend.a]\nspec = \"ram:8M\"\n"
+                                             "[disk.d1]\ntype = \"extents\"\nextents = [{ device = "
+                                             "\"a\", start = \"0\", size = \"2M\" }]\n"
+                                             "[[export]]\ndevice_id = 3\ndisk = \"d1\"\n";
   auto layout = LayoutManager::load(dir.path / "layout.toml");
   ASSERT_TRUE(layout) << layout.error().message;
   asio::io_context io;

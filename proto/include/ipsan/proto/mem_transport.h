@@ -65,8 +65,7 @@ class MemServerTransport final : public ServerTransport {
 
   // A client end connected as a new peer (ids from 1000 up, so they never clash with receive()'s
   // hand-picked ones); deliveries both ways are posted on `io`.
-  std::unique_ptr<MemClientTransport> connect(boost::asio::io_context& io,
-                                              std::uint32_t epoch = 0);
+  std::unique_ptr<MemClientTransport> connect(boost::asio::io_context& io, std::uint32_t epoch = 0);
 
   Errc send(PeerId peer, Bytes message) override;
   void close_peer(PeerId peer) override;
@@ -75,8 +74,7 @@ class MemServerTransport final : public ServerTransport {
   TransportStats stats() const override { return stats_; }
   std::string peer_name(PeerId peer) const override;
   void bind_session(PeerId peer, const Key256& session_key, std::uint32_t protection) override;
-  void for_each_peer(
-      const std::function<void(PeerId, const TransportStats&)>& f) const override;
+  void for_each_peer(const std::function<void(PeerId, const TransportStats&)>& f) const override;
 
  private:
   friend class MemClientTransport;
