@@ -15,11 +15,12 @@ struct MemServerTransport::Link {
 MemServerTransport::MemServerTransport(std::uint16_t port) : port_(port) {}
 
 MemServerTransport::~MemServerTransport() {
-  for (auto& [peer, link] : clients_) {
+  for (auto& entry : clients_) {
+    const std::shared_ptr<Link>& link = entry.second;
     link->server = nullptr;
     if (link->client != nullptr) {
-      asio::post(*link->io, [link] {
-        if (link->client) link->client->lost(Errc::kConnectionLost);
+      asio::post(*link->io, [l = link] {
+        if (l->client) l->client->lost(Errc::kConnectionLost);
       });
     }
   }
@@ -104,8 +105,8 @@ void MemServerTransport::close() {
   closed_ = true;
   for (auto& [peer, link] : clients_) {
     closed_peers_[peer] = true;
-    asio::post(*link->io, [link] {
-      if (link->client) link->client->lost(Errc::kConnectionLost);
+    asio::post(*link->io, [l = link] {
+      if (l->client) l->client->lost(Errc::kConnectionLost);
     });
   }
 }
