@@ -26,20 +26,16 @@
 #include "ipsan/proto/rpc.h"
 #include "ipsan/server/admin.h"
 
+#include "test_dir.h"
+
 namespace ipsan::server {
 namespace {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 
-struct Dir {
-  Dir() {
-    path = fs::temp_directory_path() / ("ipsan-serve-test-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Dir() { fs::remove_all(path); }
-  fs::path path;
+struct Dir : testing::TestDir {
+  Dir() : TestDir("serve-test") {}
 };
 
 KeyRing keys() {
