@@ -1,7 +1,8 @@
 // Micro-benchmark of request dispatch: a StorageServer handling an authenticated call end to end
 // (parse, session and slot lookup, MAC check, decode, RamBackend read/write, reply encode + MAC,
-// completion hop through the io_context) through an in-memory ServerTransport. Calls are encoded
-// ahead in batches outside the timed region, so the figure is the server's cost alone.
+// completion hop through the io_context) through proto's in-memory transport (mem_transport.h).
+// Calls are encoded ahead in batches outside the timed region, so the figure is the server's cost
+// alone.
 #include <benchmark/benchmark.h>
 
 #include <utility>  // before Asio
@@ -13,6 +14,7 @@
 #include "ipsan/backends/ram.h"
 #include "ipsan/proto/codec.h"
 #include "ipsan/proto/login.h"
+#include "ipsan/proto/mem_transport.h"
 #include "ipsan/proto/rpc.h"
 #include "ipsan/server/server.h"
 
@@ -23,24 +25,6 @@ using ipsan::ByteSpan;
 using ipsan::Errc;
 namespace proto = ipsan::proto;
 namespace server = ipsan::server;
-
-// Replies land in `last`; there is one peer.
-class MemServerTransport final : public proto::ServerTransport {
- public:
-  Errc send(proto::PeerId, Bytes message) override {
-    last = std::move(message);
-    ++replies;
-    return Errc::kOk;
-  }
-  void close_peer(proto::PeerId) override {}
-  void close() override {}
-  std::uint16_t local_port() const override { return 0; }
-  proto::TransportStats stats() const override { return {}; }
-  std::string peer_name(proto::PeerId) const override { return "mem"; }
-
-  Bytes last;
-  std::uint64_t replies = 0;
-};
 
 class Rig {
  public:
@@ -54,7 +38,7 @@ class Rig {
     exports[0].backend = *ipsan::backends::RamBackend::create(256u << 20);
     server_ = std::make_unique<server::StorageServer>(io_, server::ServerOptions{}, std::move(keys),
                                                       std::move(exports));
-    auto t = std::make_unique<MemServerTransport>();
+    auto t = std::make_unique<proto::MemServerTransport>();
     t_ = t.get();
     server_->attach(std::move(t));
     login();
@@ -65,14 +49,15 @@ class Rig {
 
   // Delivers one call and runs the io_context until its reply is out.
   void deliver(Bytes msg) {
-    const auto before = t_->replies;
-    t_->on_message(1, std::move(msg));
-    while (t_->replies == before) {
+    t_->receive(1, std::move(msg));
+    while (t_->sent_count() == 0) {
       if (io_.poll() == 0) break;
     }
     io_.restart();
+    auto sent = t_->take_sent();
+    if (!sent.empty()) last_ = std::move(sent.back().message);
   }
-  const Bytes& last_reply() const { return t_->last; }
+  const Bytes& last_reply() const { return last_; }
 
   Bytes call(proto::Op op, std::uint64_t lba, std::uint32_t blocks, ByteSpan data) {
     const std::uint32_t slot = next_slot_++ % slots_;
@@ -91,7 +76,7 @@ class Rig {
     b.client_name = "bench";
     ipsan::random_bytes(b.client_nonce);
     deliver(proto::encode_login_begin_call(xid_++, b));
-    auto r1 = proto::parse_reply(ByteSpan(t_->last));
+    auto r1 = proto::parse_reply(ByteSpan(last_));
     if (!r1 || !r1->success()) return;
     auto begin = proto::decode_login_begin_res(r1->results);
     if (!begin || begin->status != Errc::kOk) return;
@@ -101,7 +86,7 @@ class Rig {
     f.server_nonce = begin->server_nonce;
     f.proof = proto::login_client_proof(key_, "bench", f.client_nonce, f.server_nonce);
     deliver(proto::encode_login_finish_call(xid_++, f));
-    auto r2 = proto::parse_reply(ByteSpan(t_->last));
+    auto r2 = proto::parse_reply(ByteSpan(last_));
     if (!r2 || !r2->success()) return;
     auto fin = proto::decode_login_finish_res(r2->results);
     if (!fin || fin->status != Errc::kOk) return;
@@ -116,7 +101,8 @@ class Rig {
   ipsan::Key256 key_{};
   ipsan::Key256 session_key_{};
   std::unique_ptr<server::StorageServer> server_;
-  MemServerTransport* t_ = nullptr;
+  proto::MemServerTransport* t_ = nullptr;
+  Bytes last_;
   std::uint64_t session_ = 0;
   std::uint32_t slots_ = 0;
   std::uint32_t next_slot_ = 0;

@@ -8,16 +8,12 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
 #include <thread>
 
 #include "ipsan/backends/ram.h"
-#include "ipsan/proto/rudp/udp_transport.h"
-#include "ipsan/proto/tcp_transport.h"
-#include "ipsan/server/server.h"
+#include "ipsan/server/serve.h"
 
 namespace ipsan::bench {
 
@@ -27,7 +23,7 @@ struct EmbeddedServer::Impl {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{asio::make_work_guard(io)};
   std::thread thread;
-  std::unique_ptr<server::StorageServer> server;
+  std::unique_ptr<server::RunningServer> server;
   std::uint16_t udp_port = 0, tcp_port = 0;
   Key256 key{};
   std::string name;
@@ -46,7 +42,7 @@ struct EmbeddedServer::Impl {
     if (!thread.joinable()) return;
     if (server) {
       std::promise<void> stopped;
-      asio::post(io, [&] { server->stop([&] { stopped.set_value(); }); });
+      asio::post(io, [&] { server->stop([&] { stopped.set_value(); }); });  // flushed, closed
       stopped.get_future().wait_for(std::chrono::seconds(10));
       run_on_io([&] { server.reset(); });
     }
@@ -79,22 +75,19 @@ Result<std::unique_ptr<EmbeddedServer>, Error> EmbeddedServer::start(const Embed
       exports[0].device_id = 0;
       exports[0].name = "ram0";
       exports[0].backend = std::move(*ram);
-      server::ServerOptions so;
-      so.slot_count = o.slots;
-      so.transport_security = 0;  // accept any offer: the client's --transport-security decides
-      impl->server = std::make_unique<server::StorageServer>(impl->io, so, std::move(keys),
-                                                             std::move(exports));
-      auto lo = asio::ip::make_address("127.0.0.1");
-      proto::rudp::Config rc;
-      if (o.max_datagram != 0) rc.max_datagram = o.max_datagram;
-      auto u = proto::rudp::make_udp_server(impl->io, asio::ip::udp::endpoint(lo, 0),
-                                            impl->server->boot_epoch(), rc);
-      impl->udp_port = u->local_port();
-      impl->server->attach(std::move(u));
-      auto t = proto::make_tcp_server(impl->io, asio::ip::tcp::endpoint(lo, 0));
-      impl->tcp_port = t->local_port();
-      impl->server->attach(std::move(t));
-      impl->server->start();
+      server::ServeOptions so;
+      so.server.slot_count = o.slots;
+      // Accept any offer: the client's --transport-security decides.
+      so.server.transport_security = 0;
+      if (o.max_datagram != 0) so.rudp.max_datagram = o.max_datagram;
+      auto running = server::serve(impl->io, std::move(so), std::move(keys), std::move(exports));
+      if (!running) {
+        error = running.error().message;
+        return;
+      }
+      impl->server = std::move(*running);
+      impl->udp_port = impl->server->udp_port();
+      impl->tcp_port = impl->server->tcp_port();
     } catch (const std::exception& e) {
       error = e.what();
       impl->server.reset();
@@ -122,7 +115,7 @@ double EmbeddedServer::cpu_seconds() const {
 
 std::uint64_t EmbeddedServer::executed() const {
   std::uint64_t n = 0;
-  impl_->run_on_io([&] { n = impl_->server->stats().executed; });
+  impl_->run_on_io([&] { n = impl_->server->server().stats().executed; });
   return n;
 }
 

@@ -16,9 +16,8 @@
 #include "ipsan/client/san_client.h"
 #include "ipsan/netem/config.h"
 #include "ipsan/netem/udp_proxy.h"
-#include "ipsan/proto/rudp/udp_transport.h"
 #include "ipsan/server/admin.h"
-#include "ipsan/server/server.h"
+#include "ipsan/server/serve.h"
 #include "ipsan/virt/layout.h"
 
 namespace ipsan {
@@ -78,14 +77,14 @@ class SplittingOverNetwork : public ::testing::Test {
     Key256 key;
     parse_key("splitting", key);
     ASSERT_TRUE(keys.add("tester", key));
-    server_ = std::make_unique<server::StorageServer>(io_, server::ServerOptions{}, std::move(keys),
-                                                      server::to_server_exports(layout_));
+    server::ServeOptions so;
+    so.tcp = false;  // reliable UDP through the lossy proxy only
+    auto running = server::serve(io_, std::move(so), std::move(keys),
+                                 server::to_server_exports(layout_));
+    ASSERT_TRUE(running) << running.error().message;
+    server_ = std::move(*running);
+    const std::uint16_t server_port = server_->udp_port();
     auto lo = asio::ip::make_address("127.0.0.1");
-    auto udp = proto::rudp::make_udp_server(io_, asio::ip::udp::endpoint(lo, 0),
-                                            server_->boot_epoch(), proto::rudp::Config{});
-    std::uint16_t server_port = udp->local_port();
-    server_->attach(std::move(udp));
-    server_->start();
 
     const std::uint64_t seed = 0x5111700;
     std::printf("netem profile lossy-1pct, seed %llu\n", static_cast<unsigned long long>(seed));
@@ -171,7 +170,7 @@ class SplittingOverNetwork : public ::testing::Test {
   asio::io_context io_;
   virt::Layout layout_;
   std::vector<Piece> trace_;
-  std::unique_ptr<server::StorageServer> server_;
+  std::unique_ptr<server::RunningServer> server_;
   std::unique_ptr<netem::UdpProxy> proxy_;
   std::unique_ptr<client::SanClient> client_;
 };

@@ -1,23 +1,19 @@
 #include "server_cli.h"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
-#include <fstream>
 #include <memory>
+#include <optional>
 
 #include "ipsan/backends/spec.h"
 #include "ipsan/base/log.h"
 #include "ipsan/base/units.h"
-#include "ipsan/metrics/encode.h"
-#include "ipsan/metrics/http.h"
-#include "ipsan/netem/pcap.h"
+#include "ipsan/proto/login.h"
 #include "ipsan/proto/rudp/udp_transport.h"
-#include "ipsan/proto/tcp_transport.h"
 #include "ipsan/server/admin.h"
+#include "ipsan/server/serve.h"
 #include "ipsan/server/server.h"
 #include "ipsan/server/server_metrics.h"
 #include "manager_agent.h"
@@ -53,7 +49,9 @@ struct Args {
   std::string manager_sync = "1s";
 };
 
-[[noreturn]] void die(const std::string& msg, int code = 1) {
+// Exit 2 for what the user typed (options, keys, device specs, the layout file), 1 for what
+// failed at run time (a port in use, a socket that cannot be bound).
+[[noreturn]] void die(const std::string& msg, int code = 2) {
   std::fprintf(stderr, "ipsan server: %s\n", msg.c_str());
   throw CLI::RuntimeError(code);
 }
@@ -214,148 +212,69 @@ void add_cli(CLI::App& app) {
     }
     auto max_io = parse_size(a->max_io);
     if (!max_io || *max_io == 0 || *max_io > (8u << 20)) die("--max-io must be 1..8M");
-
-    asio::io_context io;
-    // --capture: the UDP transport's tap writes each datagram, the TCP transport's tap each
-    // connection as TCP segments (netem::TcpStreamRecorder), all with real addresses, into one
-    // file (declared before the server so that they outlive the transports).
-    std::unique_ptr<netem::PcapWriter> pcap;
-    std::unique_ptr<netem::TcpStreamRecorder> tcp_recorder;
-    proto::rudp::UdpOptions udp_options;
-    proto::TcpConfig tcp_config;
-    if (!a->capture.empty()) {
-      auto w = netem::PcapWriter::open(a->capture);
-      if (!w) die("--capture: " + w.error().message);
-      pcap = std::move(*w);
-      tcp_recorder = std::make_unique<netem::TcpStreamRecorder>(*pcap);
-      auto addr = [](const asio::ip::address& ip, std::uint16_t port) {
-        netem::NetAddr n;
-        if (ip.is_v4()) return netem::NetAddr::ipv4(ip.to_v4().to_uint(), port);
-        const auto b = ip.to_v6().to_bytes();
-        std::copy(b.begin(), b.end(), n.bytes.begin());
-        n.v6 = true;
-        n.port = port;
-        return n;
-      };
-      auto now = [] {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(
-            std::chrono::system_clock::now().time_since_epoch());
-      };
-      udp_options.tap = [writer = pcap.get(), addr, now](
-                            bool outbound, const asio::ip::udp::endpoint& local,
-                            const asio::ip::udp::endpoint& remote, ByteSpan d) {
-        const auto l = addr(local.address(), local.port());
-        const auto r = addr(remote.address(), remote.port());
-        writer->write(now(), outbound ? l : r, outbound ? r : l, d);
-      };
-      tcp_config.tap = [rec = tcp_recorder.get(), addr, now](const proto::TcpTapEvent& e) {
-        using Kind = proto::TcpTapEvent::Kind;
-        // The server's own connections: the peer is the client.
-        switch (e.kind) {
-          case Kind::kOpened:
-            rec->open(e.connection, now(), addr(e.remote.address(), e.remote.port()),
-                      addr(e.local.address(), e.local.port()));
-            break;
-          case Kind::kReceived: rec->data(e.connection, now(), true, e.data); break;
-          case Kind::kSent: rec->data(e.connection, now(), false, e.data); break;
-          case Kind::kClosed: rec->close(e.connection, now(), e.by_peer); break;
-        }
-      };
-    }
-    ServerOptions so;
-    so.slot_count = a->slots;
-    so.max_io_bytes = static_cast<std::uint32_t>(*max_io);
-    so.boot_epoch = a->epoch;
+    if (a->slots == 0 || a->slots > proto::kMaxSlots)
+      die("--slots must be 1.." + std::to_string(proto::kMaxSlots));
     proto::rudp::Protection protection{};
     if (!proto::rudp::parse_protection(a->transport_security, protection)) {
       die("--transport-security must be off, integrity or encrypted, not '" +
           a->transport_security + "'");
     }
-    so.transport_security = static_cast<std::uint32_t>(protection);
+    boost::system::error_code ec;
+    const auto addr = asio::ip::make_address(a->listen, ec);
+    if (ec) die("bad --listen address '" + a->listen + "'");
+    if (!a->metrics.empty()) {
+      if (auto hp = parse_host_port(a->metrics, "127.0.0.1", 0); !hp)
+        die("--metrics: " + hp.error().message);
+    }
+    std::optional<Duration> duration;
+    if (!a->duration.empty()) {
+      auto d = parse_duration(a->duration);
+      if (!d) die("--duration: " + d.error().message);
+      duration = *d;
+    }
+
+    ServeOptions so;
+    so.server.slot_count = a->slots;
+    so.server.max_io_bytes = static_cast<std::uint32_t>(*max_io);
+    so.server.boot_epoch = a->epoch;
+    so.server.transport_security = static_cast<std::uint32_t>(protection);
+    so.address = addr;
+    so.udp = a->transport != "tcp";
+    so.tcp = a->transport != "udp";
+    so.udp_port = static_cast<std::uint16_t>(a->port);
+    so.tcp_port = static_cast<std::uint16_t>(a->port);
     // Reset tokens and cookies survive a restart with the same keys (docs/RUDP.md).
-    udp_options.secret = keys.derive_secret("ipsan-rudp-server-secret-v1");
+    so.udp_secret_from_keys = true;
+    // With an identity the secret also depends on its private key (a key ring may be empty).
     if (identity) {
-      // With an identity the secret also depends on its private key (a key ring may be empty).
-      const Digest256 d = hmac_sha256(ByteSpan(identity->secret_key.data(), 32),
-                                      {as_bytes("ipsan-rudp-server-secret-v1"), udp_options.secret});
-      std::copy(d.begin(), d.end(), udp_options.secret.begin());
+      Key256 k;
+      std::copy(identity->secret_key.begin(), identity->secret_key.begin() + 32, k.begin());
+      so.udp_secret_identity = k;
     }
     std::unique_ptr<ManagerAgent> agent;
-    so.grants.verifier = verifier;
-    so.grants.on_refused = [&agent](const GrantRefusal& r) {
+    so.server.grants.verifier = verifier;
+    so.server.grants.on_refused = [&agent](const GrantRefusal& r) {
       if (agent) agent->refused(r);
     };
-    std::unique_ptr<StorageServer> server;
-    try {
-      server = std::make_unique<StorageServer>(io, so, std::move(keys), std::move(exports));
-    } catch (const std::exception& e) {
-      die(e.what());
-    }
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(a->listen, ec);
-    if (ec) die("bad --listen address '" + a->listen + "'");
-    std::uint16_t udp_port = 0, tcp_port = 0;
-    try {
-      if (a->transport != "tcp") {
-        auto t = proto::rudp::make_udp_server(
-            io, asio::ip::udp::endpoint(addr, static_cast<std::uint16_t>(a->port)),
-            server->boot_epoch(), proto::rudp::Config{}, udp_options);
-        udp_port = t->local_port();
-        server->attach(std::move(t));
-      }
-      if (a->transport != "udp") {
-        // With port 0, try to give TCP the number UDP got so one port serves both.
-        std::uint16_t want = a->port != 0 ? static_cast<std::uint16_t>(a->port) : udp_port;
-        std::unique_ptr<proto::ServerTransport> t;
-        try {
-          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, want), tcp_config);
-        } catch (const std::exception&) {
-          if (a->port != 0) throw;
-          t = proto::make_tcp_server(io, asio::ip::tcp::endpoint(addr, 0), tcp_config);
-        }
-        tcp_port = t->local_port();
-        server->attach(std::move(t));
-      }
-    } catch (const std::exception& e) {
-      die("cannot listen on " + a->listen + ":" + std::to_string(a->port) + ": " + e.what());
-    }
-    server->start();
-    // Live metrics: recorded on the io thread, scraped there (HTTP) or read by `ipsan stats`.
-    metrics::Registry registry;
-    ServerMetrics server_metrics(registry, *server);
-    std::unique_ptr<metrics::HttpExposer> exposer;
-    if (!a->metrics.empty()) {
-      auto hp = parse_host_port(a->metrics, "127.0.0.1", 0);
-      if (!hp) die("--metrics: " + hp.error().message);
-      auto e = metrics::HttpExposer::start(io, hp->host, hp->port, [&registry] {
-        return metrics::encode_text(registry.snapshot());
-      });
-      if (!e) die("--metrics: " + e.error().message);
-      exposer = std::move(*e);
-    }
-    std::unique_ptr<AdminEndpoint> admin;
-    if (!a->admin_socket.empty()) {
-      try {
-        admin = std::make_unique<AdminEndpoint>(
-            io, a->admin_socket, [&](const nlohmann::json& req) -> nlohmann::json {
-              if (req.value("op", std::string()) == "stats") return stats_reply(registry);
-              if (!layout)
-                return {{"ok", false},
-                        {"error", "online changes need a server started with --config"}};
-              return layout->handle(req, *server);
-            });
-      } catch (const std::exception& e) {
-        die(e.what());
-      }
-    }
+    so.capture = a->capture;
+    so.live_metrics = true;  // `ipsan stats` and the HTTP endpoint read the same registry
+    so.metrics = a->metrics;
+    so.admin_socket = a->admin_socket;
+    so.layout = layout.get();
+
+    asio::io_context io;
+    auto running = serve(io, std::move(so), std::move(keys), std::move(exports));
+    if (!running) die(running.error().message, 1);  // could not bind or open: not a usage error
+    RunningServer& rs = **running;
+    StorageServer& server = rs.server();
     if (!a->manager.empty()) {
       AgentOptions ao;
       ao.manager = a->manager;
       ao.manager_key = verifier->manager_key();
       ao.identity = *identity;
-      ao.udp_port = udp_port;
-      ao.tcp_port = tcp_port;
-      ao.address = a->listen + ":" + std::to_string(udp_port != 0 ? udp_port : tcp_port);
+      ao.udp_port = rs.udp_port();
+      ao.tcp_port = rs.tcp_port();
+      ao.address = a->listen + ":" + std::to_string(rs.udp_port() != 0 ? rs.udp_port() : rs.tcp_port());
       ao.managed_dir = std::filesystem::absolute(a->managed_dir).string();
       std::error_code ec2;
       std::filesystem::create_directories(ao.managed_dir, ec2);
@@ -371,54 +290,44 @@ void add_cli(CLI::App& app) {
       auto d = parse_duration(a->manager_sync);
       if (!d || *d <= Duration::zero()) die("--manager-sync: expected a duration like 1s");
       ao.interval = *d;
-      agent = std::make_unique<ManagerAgent>(io, std::move(ao), *server, layout.get(), verifier);
+      agent = std::make_unique<ManagerAgent>(io, std::move(ao), server, layout.get(), verifier);
       agent->start();
     }
     std::printf("ipsan server: listening on %s udp=%u tcp=%u epoch=%u\n", a->listen.c_str(),
-                udp_port, tcp_port, server->boot_epoch());
-    if (exposer)
+                rs.udp_port(), rs.tcp_port(), server.boot_epoch());
+    if (rs.metrics_port() != 0)
       std::printf("ipsan server: metrics on http://%s:%u/metrics port=%u\n",
-                  parse_host_port(a->metrics, "127.0.0.1", 0)->host.c_str(), exposer->port(),
-                  exposer->port());
-    for (const auto& e : server->exports())
+                  rs.metrics_host().c_str(), rs.metrics_port(), rs.metrics_port());
+    for (const auto& e : server.exports())
       std::printf("  export %u %s (%s)\n", e.device_id, e.name.c_str(),
                   e.backend->describe().c_str());
     std::fflush(stdout);
     if (!a->port_file.empty()) {
-      std::string tmp = a->port_file + ".tmp";
-      {
-        std::ofstream f(tmp);
-        f << "udp=" << udp_port << " tcp=" << tcp_port;
-        if (exposer) f << " metrics=" << exposer->port();
-        f << "\n";
-      }
-      std::rename(tmp.c_str(), a->port_file.c_str());
+      if (auto w = rs.write_port_file(a->port_file); !w) die(w.error().message, 1);
     }
     bool stopped = false;
     auto stop = [&] {
       if (stopped) return;
       stopped = true;
       if (agent) agent->request_stop();
-      server->stop([&] { io.stop(); });
+      rs.stop([&] { io.stop(); });
     };
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code e, int) {
       if (!e) stop();
     });
     asio::steady_timer timer(io);
-    if (!a->duration.empty()) {
-      auto d = parse_duration(a->duration);
-      if (!d) die(d.error().message);
-      timer.expires_after(*d);
+    if (duration) {
+      timer.expires_after(*duration);
       timer.async_wait([&](boost::system::error_code e) {
         if (!e) stop();
       });
     }
     io.run();
     agent.reset();  // joins its thread (a pending call to the io thread times out)
-    exposer.reset();
-    if (pcap) pcap->close();
-    std::printf("ipsan server: stopped; %s\n", server->stats_line().c_str());
+    const std::string line = server.stats_line();
+    running->reset();  // closes the capture file
+    std::printf("ipsan server: stopped; %s\n", line.c_str());
     std::fflush(stdout);
   });
 }

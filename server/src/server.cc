@@ -1,7 +1,7 @@
 #include "ipsan/server/server.h"
 
-#include <boost/asio/post.hpp>
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <cstring>
 #include <optional>
 #include <sstream>
@@ -54,9 +54,8 @@ proto::LoginNonce make_server_nonce(const std::array<std::uint8_t, 32>& secret,
                                     const proto::LoginNonce& cn) {
   proto::LoginNonce n{};
   store_be32(n.data(), issued);
-  const Digest256 d =
-      hmac_sha256(secret, {as_bytes("ipsan-login-nonce-v1"), ByteSpan(n.data(), 4),
-                           as_bytes(name), cn});
+  const Digest256 d = hmac_sha256(
+      secret, {as_bytes("ipsan-login-nonce-v1"), ByteSpan(n.data(), 4), as_bytes(name), cn});
   std::memcpy(n.data() + 4, d.data(), n.size() - 4);
   return n;
 }
@@ -79,6 +78,7 @@ StorageServer::StorageServer(asio::io_context& io, ServerOptions options, KeyRin
     : io_(io), opt_(std::move(options)), keys_(std::move(keys)), reaper_(io) {
   crypto_init();
   random_bytes(login_secret_);
+  if (!opt_.clock) throw std::runtime_error("server options: no clock");
   if (opt_.slot_count == 0 || opt_.slot_count > proto::kMaxSlots)
     throw std::runtime_error("slot count must be 1.." + std::to_string(proto::kMaxSlots));
   if (opt_.max_io_bytes == 0 || opt_.max_io_bytes > proto::kMaxIoBytes)
@@ -151,31 +151,32 @@ void StorageServer::attach(std::unique_ptr<proto::ServerTransport> transport) {
       [this](std::uint64_t sid) -> std::optional<proto::ServerTransport::SessionLookup> {
     auto it = sessions_.find(sid);
     if (it == sessions_.end()) return std::nullopt;
-    return proto::ServerTransport::SessionLookup{it->second->key,
-                                                 it->second->transport_security};
+    return proto::ServerTransport::SessionLookup{it->second->key, it->second->transport_security};
   };
   transports_.push_back(std::move(transport));
 }
 
 void StorageServer::start() { arm_reaper(); }
 
+void StorageServer::reap() { reap(now()); }
+
 std::uint16_t StorageServer::port(std::size_t index) const {
   return index < transports_.size() ? transports_[index]->local_port() : 0;
 }
 
 void StorageServer::arm_reaper() {
-  reaper_.expires_after(std::chrono::seconds(1));
+  reaper_.expires_after(opt_.reap_interval);
   auto alive = alive_;
   reaper_.async_wait([this, alive](boost::system::error_code ec) {
     if (ec || !*alive || stopping_) return;
-    reap(steady_now());
+    reap(now());
     arm_reaper();
   });
 }
 
-void StorageServer::reap(TimePoint now) {
+void StorageServer::reap(TimePoint t) {
   for (auto it = pending_logins_.begin(); it != pending_logins_.end();) {
-    if (it->second.expires <= now)
+    if (it->second.expires <= t)
       it = pending_logins_.erase(it);
     else
       ++it;
@@ -188,7 +189,7 @@ void StorageServer::reap(TimePoint now) {
   }
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto& s = it->second;
-    if (!s->slots.busy() && now - s->last_active > opt_.session_idle_timeout) {
+    if (!s->slots.busy() && t - s->last_active > opt_.session_idle_timeout) {
       IPSAN_LOG(LogLevel::kInfo, "server", "session ", s->id, " of '", s->client, "' expired");
       it = sessions_.erase(it);
     } else {
@@ -232,7 +233,7 @@ void StorageServer::on_message(proto::ServerTransport* t, proto::PeerId peer, By
       return;
     case Op::kLoginBegin: handle_login_begin(route, call.xid, call.args); return;
     case Op::kLoginFinish: handle_login_finish(route, call.xid, call.args); return;
-    default: handle_session_call(route, msg, call.xid, call.proc, &call); return;
+    default: handle_session_call(route, std::move(msg), &call); return;
   }
 }
 
@@ -257,8 +258,7 @@ void StorageServer::handle_login_begin(const Route& r, std::uint32_t xid, ByteSp
   // Unknown clients get a challenge too, so a prober cannot tell which names exist; the proof at
   // LOGIN_FINISH fails for them. Stateless: a LOGIN_BEGIN flood fills nothing.
   res.server_nonce =
-      make_server_nonce(login_secret_, steady_seconds(steady_now()), a->client_name,
-                        a->client_nonce);
+      make_server_nonce(login_secret_, steady_seconds(now()), a->client_name, a->client_nonce);
   res.boot_epoch = epoch_;
   send(r, proto::encode_login_begin_reply(xid, res));
 }
@@ -283,9 +283,9 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   // The server nonce must be one this server issued for this name and client nonce, not older
   // than the login timeout, and not used by a successful login yet (replay). Nothing here can
   // remove another client's state: a failed attempt changes nothing.
-  const TimePoint now = steady_now();
+  const TimePoint t_now = now();
   const std::uint32_t issued = load_be32(a->server_nonce.data());
-  const std::uint32_t now_s = steady_seconds(now);
+  const std::uint32_t now_s = steady_seconds(t_now);
   const auto timeout_s = static_cast<std::uint32_t>(
       std::chrono::duration_cast<std::chrono::seconds>(opt_.login_timeout).count());
   const proto::LoginNonce expect_sn =
@@ -301,14 +301,14 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   if (ok) {
     // Remember the used nonce until it expires (only proven logins get here, so this is
     // bounded by the rate of genuine logins; reaped with the login timeout).
-    if (pending_logins_.size() >= opt_.max_pending_logins) reap(now);
+    if (pending_logins_.size() >= opt_.max_pending_logins) reap(t_now);
     if (pending_logins_.size() >= opt_.max_pending_logins) {
       res.status = Errc::kBusy;
       send(r, proto::encode_login_finish_reply(xid, res));
       return;
     }
-    pending_logins_[nonce_key(a->server_nonce)] =
-        PendingLogin{a->client_name, a->client_nonce, now + opt_.login_timeout + std::chrono::seconds(2)};
+    pending_logins_[nonce_key(a->server_nonce)] = PendingLogin{
+        a->client_name, a->client_nonce, t_now + opt_.login_timeout + std::chrono::seconds(2)};
   }
   if (!ok) {
     stats_.auth_failures++;
@@ -324,10 +324,10 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
                       [&](const auto& e) { return e.second->client == a->client_name; }));
   };
   if (sessions_.size() >= opt_.max_sessions || sessions_of_client() >= opt_.max_sessions_per_client)
-    reap(steady_now());
+    reap(t_now);
   if (sessions_.size() >= opt_.max_sessions) {
-    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name, "' refused: ",
-              sessions_.size(), " sessions (server limit ", opt_.max_sessions, ")");
+    IPSAN_LOG(LogLevel::kWarn, "server", "login of '", a->client_name,
+              "' refused: ", sessions_.size(), " sessions (server limit ", opt_.max_sessions, ")");
     res.status = Errc::kBusy;
     send(r, proto::encode_login_finish_reply(xid, res));
     return;
@@ -351,7 +351,7 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   // of the server's minimum and what this connection's client asked for there (the transport
   // keeps it per connection; docs/PROTOCOL.md).
   s->transport_security = std::max(opt_.transport_security, a->transport_security);
-  s->last_active = steady_now();
+  s->last_active = t_now;
   for (const auto& [dev, e] : exports_) s->seen_generation[dev] = e.generation;
   sessions_.emplace(sid, s);
   stats_.logins++;
@@ -369,18 +369,65 @@ void StorageServer::handle_login_finish(const Route& r, std::uint32_t xid, ByteS
   r.transport->bind_session(r.peer, s->key, s->transport_security);
 }
 
+// One admitted session call. `msg` owns the bytes the decoded arguments point into (a WRITE's
+// data), so it lives until the back end is done with them.
+struct StorageServer::Call {
+  std::shared_ptr<Session> s;
+  std::uint32_t xid = 0;
+  std::uint32_t slot = 0;
+  std::uint64_t seq = 0;
+  Op op = Op::kNull;
+  std::shared_ptr<Bytes> msg;
+  // A retransmitted READ whose data reply was not cached: it may only be answered with a
+  // byte-identical copy of its first reply (docs/PROTOCOL.md "One MAC'd reply per (slot, seq)").
+  bool reexecute = false;
+  proto::SlotCred cred() const { return proto::SlotCred{s->id, slot, seq}; }
+};
+
 void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> msg,
-                                        std::uint32_t xid, std::uint32_t /*proc*/,
                                         const void* parsed_call) {
+  const auto& call = *static_cast<const proto::ParsedCall*>(parsed_call);
+  std::shared_ptr<Session> s = authenticate(r, parsed_call);
+  if (!s) return;
+  bool reexecute = false;
+  if (!admit_to_slot(r, *s, parsed_call, reexecute)) return;
+  Call c{std::move(s), call.xid, call.cred.slot, call.cred.seq, call.op, std::move(msg), reexecute};
+  switch (call.op) {
+    case Op::kLogout: return logout(c);
+    case Op::kSlotFence: return slot_fence(c);
+    case Op::kEndSession: return end_session(c, call.args);
+    default: break;
+  }
+  if (!proto::is_device_op(call.op)) {
+    // parse_call only admits known procedures; anything else here is a bug, answer cleanly.
+    finish(c.s, c.slot, c.seq,
+           proto::encode_reply(c.xid, c.cred(), c.s->key, c.op, status_reply(Errc::kNotSupported)),
+           true);
+    return;
+  }
+  execute(std::move(c), call.args);
+}
+
+std::shared_ptr<StorageServer::Session> StorageServer::authenticate(const Route& r,
+                                                                    const void* parsed_call) {
   const auto& call = *static_cast<const proto::ParsedCall*>(parsed_call);
   auto deny = [&](proto::AuthStat why) {
     stats_.auth_failures++;
-    send(r, proto::encode_reject(xid, proto::RpcReject{proto::RejectKind::kAuthError, xid, why}));
+    send(r, proto::encode_reject(call.xid,
+                                 proto::RpcReject{proto::RejectKind::kAuthError, call.xid, why}));
+    return nullptr;
   };
   if (call.flavor != proto::kAuthIpsan) return deny(proto::AuthStat::kTooWeak);
   auto it = sessions_.find(call.cred.session_id);
   if (it == sessions_.end()) return deny(proto::AuthStat::kRejectedCred);
   std::shared_ptr<Session> s = it->second;
+  const TimePoint t = now();
+  if (!s->slots.busy() && t - s->last_active > opt_.session_idle_timeout) {
+    // Expired, the reaper just has not run yet: the session is gone from this instant.
+    IPSAN_LOG(LogLevel::kInfo, "server", "session ", s->id, " of '", s->client, "' expired");
+    sessions_.erase(it);
+    return deny(proto::AuthStat::kRejectedCred);
+  }
   if (!proto::verify_call(call, s->key)) return deny(proto::AuthStat::kBadVerf);
   if (s->grant && !grant_still_valid(opt_.grants, *s->grant)) {
     // Expired or revoked: the session ends; the client logs in again with a renewed grant, or
@@ -390,32 +437,39 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
     sessions_.erase(s->id);
     return deny(proto::AuthStat::kRejectedCred);
   }
-  s->last_active = steady_now();
+  s->last_active = t;
   r.transport->bind_session(r.peer, s->key, s->transport_security);  // no-op once bound
+  return s;
+}
+
+bool StorageServer::admit_to_slot(const Route& r, Session& s, const void* parsed_call,
+                                  bool& reexecute) {
+  const auto& call = *static_cast<const proto::ParsedCall*>(parsed_call);
+  const std::uint32_t xid = call.xid;
   const std::uint32_t slot = call.cred.slot;
   const std::uint64_t seq = call.cred.seq;
   const SlotVerdict verdict =
-      call.op == Op::kSlotFence ? s->slots.admit_fence(slot, seq) : s->slots.admit(slot, seq);
+      call.op == Op::kSlotFence ? s.slots.admit_fence(slot, seq) : s.slots.admit(slot, seq);
   switch (verdict) {
     case SlotVerdict::kBadSlot:
       stats_.rejected++;
       send(r,
            proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kInvalidArgument)));
-      return;
+      return false;
     case SlotVerdict::kMisordered:
       stats_.misordered++;
       // Unauthenticated: this (slot, seq) had, or will have, its own MAC'd reply, and a
       // Poly1305 nonce must never MAC two different messages (docs/PROTOCOL.md).
       send(r,
            proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kSeqMisordered)));
-      return;
+      return false;
     case SlotVerdict::kInProgress:
-      s->reply_to[slot] = r;  // answer the newest copy's sender when it completes
-      return;
+      s.reply_to[slot] = r;  // answer the newest copy's sender when it completes
+      return false;
     case SlotVerdict::kReplayCached:
       stats_.replayed++;
-      send(r, s->slots.cached_reply(slot));
-      return;
+      send(r, s.slots.cached_reply(slot));
+      return false;
     case SlotVerdict::kReexecuteSpent:
       // The one re-execution this (slot, seq) may have was used: a copy re-sent again and again
       // (a replay by anyone on the path) costs no more reads and no more reply bytes. The hint
@@ -423,49 +477,43 @@ void StorageServer::handle_session_call(const Route& r, std::shared_ptr<Bytes> m
       stats_.replayed++;
       stats_.reexecute_refused++;
       send(r, proto::encode_unauthenticated_reply(xid, call.op, status_reply(Errc::kBusy)));
-      return;
-    case SlotVerdict::kReexecute: stats_.replayed++; [[fallthrough]];
-    case SlotVerdict::kExecute: s->reply_to[slot] = r; break;
+      return false;
+    case SlotVerdict::kReexecute:
+      stats_.replayed++;
+      reexecute = true;
+      s.reply_to[slot] = r;
+      return true;
+    case SlotVerdict::kExecute: s.reply_to[slot] = r; return true;
   }
-  if (call.op == Op::kLogout) {
-    Bytes reply = proto::encode_reply(xid, call.cred, s->key, Op::kLogout, status_reply(Errc::kOk));
-    s->slots.complete(slot, seq, {});
-    sessions_.erase(s->id);
-    send(r, std::move(reply));
-    return;
-  }
-  if (call.op == Op::kSlotFence) {
-    // Admitted: the slot is now past every seq below this one, and idle (admit_fence waits for
-    // a running request), so nothing older on this slot can execute after this reply.
-    stats_.fences++;
-    finish(s, slot, seq,
-           proto::encode_reply(xid, call.cred, s->key, Op::kSlotFence, status_reply(Errc::kOk)),
-           true);
-    return;
-  }
-  if (call.op == Op::kEndSession) {
-    end_session(s, xid, slot, seq, call.args);
-    return;
-  }
-  if (!proto::is_device_op(call.op)) {
-    // parse_call only admits known procedures; anything else here is a bug, answer cleanly.
-    finish(s, slot, seq,
-           proto::encode_reply(xid, call.cred, s->key, call.op, status_reply(Errc::kNotSupported)),
-           true);
-    return;
-  }
-  execute(std::move(s), xid, slot, seq, call.op, std::move(msg), call.args,
-          verdict == SlotVerdict::kReexecute);
+  return false;
 }
 
-void StorageServer::end_session(const std::shared_ptr<Session>& s, std::uint32_t xid,
-                                std::uint32_t slot, std::uint64_t seq, ByteSpan args) {
-  proto::SlotCred cred{s->id, slot, seq};
+void StorageServer::logout(const Call& c) {
+  Bytes reply =
+      proto::encode_reply(c.xid, c.cred(), c.s->key, Op::kLogout, status_reply(Errc::kOk));
+  const Route to = c.s->reply_to[c.slot];
+  c.s->slots.complete(c.slot, c.seq, {});
+  sessions_.erase(c.s->id);
+  send(to, std::move(reply));
+}
+
+void StorageServer::slot_fence(const Call& c) {
+  // Admitted: the slot is now past every seq below this one, and idle (admit_fence waits for a
+  // running request), so nothing older on this slot can execute after this reply.
+  stats_.fences++;
+  finish(c.s, c.slot, c.seq,
+         proto::encode_reply(c.xid, c.cred(), c.s->key, Op::kSlotFence, status_reply(Errc::kOk)),
+         true);
+}
+
+void StorageServer::end_session(const Call& c, ByteSpan args) {
+  const std::shared_ptr<Session>& s = c.s;
   auto old_id = proto::decode_end_session_args(args);
   if (!old_id) {
     stats_.rejected++;
-    finish(s, slot, seq,
-           proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs), true);
+    finish(s, c.slot, c.seq,
+           proto::encode_accept_error(c.xid, c.cred(), s->key, proto::AcceptStat::kGarbageArgs),
+           true);
     return;
   }
   Errc status = Errc::kOk;
@@ -495,8 +543,8 @@ void StorageServer::end_session(const std::shared_ptr<Session>& s, std::uint32_t
       }
     }
   }
-  finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, Op::kEndSession, status_reply(status)),
-         true);
+  finish(s, c.slot, c.seq,
+         proto::encode_reply(c.xid, c.cred(), s->key, Op::kEndSession, status_reply(status)), true);
 }
 
 const StorageServer::ExportEntry* StorageServer::find_export(std::uint32_t device_id) const {
@@ -507,209 +555,231 @@ const StorageServer::ExportEntry* StorageServer::find_export(std::uint32_t devic
 void StorageServer::finish(const std::shared_ptr<Session>& s, std::uint32_t slot, std::uint64_t seq,
                            Bytes reply, bool cache) {
   Route r = s->reply_to[slot];
-  if (cache) {
-    s->slots.complete(slot, seq, reply);  // copy kept for retransmissions (small: no READ data)
-    send(r, std::move(reply));
-  } else {
-    s->slots.complete(slot, seq, {});
-    send(r, std::move(reply));
+  // A cached copy is kept for retransmissions (small: never READ data).
+  s->slots.complete(slot, seq, cache ? reply : Bytes{});
+  send(r, std::move(reply));
+}
+
+void StorageServer::reply_spent(const Call& c) {
+  // A re-execution may send nothing but a byte-identical copy of the first reply, since that
+  // (slot, seq) already had its one MAC'd reply (docs/PROTOCOL.md "One MAC'd reply per (slot,
+  // seq)"). Every other outcome (the device was removed, resized, the range no longer fits, an
+  // I/O error, changed data) is answered with an unauthenticated BUSY and consumes nothing, so
+  // the client re-issues the READ on its next seq and gets the news (e.g. CAPACITY_CHANGED)
+  // there, MAC'd.
+  c.s->slots.complete(c.slot, c.seq, {});
+  send(c.s->reply_to[c.slot],
+       proto::encode_unauthenticated_reply(c.xid, c.op, status_reply(Errc::kBusy)));
+}
+
+void StorageServer::reply_status(const Call& c, Errc e) {
+  if (c.reexecute) return reply_spent(c);
+  if (e != Errc::kOk) stats_.device_errors++;
+  finish(c.s, c.slot, c.seq, proto::encode_reply(c.xid, c.cred(), c.s->key, c.op, status_reply(e)),
+         true);
+}
+
+void StorageServer::execute(Call c, ByteSpan args) {
+  if (c.reexecute && c.op != Op::kRead) return reply_spent(c);  // only READ data goes uncached
+  auto req = proto::decode_request(c.op, args);
+  if (!req) {
+    if (c.reexecute) return reply_spent(c);
+    stats_.rejected++;
+    finish(c.s, c.slot, c.seq,
+           proto::encode_accept_error(c.xid, c.cred(), c.s->key, proto::AcceptStat::kGarbageArgs),
+           true);
+    return;
+  }
+  if (auto it = exports_.find(req->device_id); it != exports_.end()) note_live_capacity(it->second);
+  const ExportEntry* ex = visible_export(*c.s, req->device_id);
+  if (ex == nullptr) return reply_status(c, Errc::kUnknownDevice);
+  stats_.executed++;
+  if (!capacity_notice(c, req->device_id, *ex)) return;
+  switch (c.op) {
+    case Op::kIdentify:
+    case Op::kCapacity:
+    case Op::kReady: return status_op(c, *ex);
+    default: return data_op(std::move(c), *req, *ex);
   }
 }
 
-void StorageServer::execute(std::shared_ptr<Session> s, std::uint32_t xid, std::uint32_t slot,
-                            std::uint64_t seq, Op op, std::shared_ptr<Bytes> msg, ByteSpan args,
-                            bool reexecute) {
-  proto::SlotCred cred{s->id, slot, seq};
-  // A re-execution (only ever of a READ whose data reply was not cached) may send nothing but a
-  // byte-identical copy of the first reply, since that (slot, seq) already had its one MAC'd
-  // reply (docs/PROTOCOL.md "One MAC'd reply per (slot, seq)"). Every other outcome (the device
-  // was removed, resized, the range no longer fits, an I/O error) is answered with an
-  // unauthenticated BUSY and consumes nothing, so the client re-issues the READ on its next seq
-  // and gets the news (e.g. CAPACITY_CHANGED) there, MAC'd.
-  auto spent = [&] {
-    s->slots.complete(slot, seq, {});
-    send(s->reply_to[slot],
-         proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
-  };
-  if (reexecute && op != Op::kRead) return spent();  // only READ data replies go uncached
-  auto reply_status = [&](Errc e) {
-    if (reexecute) return spent();
-    if (e != Errc::kOk) stats_.device_errors++;
-    finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
-  };
-  auto req = proto::decode_request(op, args);
-  if (!req) {
-    if (reexecute) return spent();
-    stats_.rejected++;
-    finish(s, slot, seq,
-           proto::encode_accept_error(xid, cred, s->key, proto::AcceptStat::kGarbageArgs), true);
-    return;
-  }
-  auto ex_it = exports_.find(req->device_id);
-  if (ex_it == exports_.end()) return reply_status(Errc::kUnknownDevice);
-  ExportEntry* ex = &ex_it->second;
-  note_live_capacity(*ex);
-  if (s->grant) {
-    if (s->grant->device_id != req->device_id) return reply_status(Errc::kUnknownDevice);
-  } else if (!ex->exp.allowed_clients.empty() &&
-      std::find(ex->exp.allowed_clients.begin(), ex->exp.allowed_clients.end(), s->client) ==
-          ex->exp.allowed_clients.end()) {
-    return reply_status(Errc::kUnknownDevice);  // not exported to this client: do not reveal it
-  }
-  const proto::Identity& id = ex->identity;
-  stats_.executed++;
-
-  // Capacity-changed notice: once per session and device after an online resize.
-  auto seen = s->seen_generation.find(req->device_id);
-  if (reexecute) {
-    // Do not consume the notice in a reply that cannot carry it.
-    if (seen == s->seen_generation.end() || seen->second != ex->generation) return spent();
-  } else if (seen == s->seen_generation.end()) {
-    s->seen_generation[req->device_id] = ex->generation;  // exported after this login
-  } else if (seen->second != ex->generation) {
-    seen->second = ex->generation;
-    if (op != Op::kIdentify && op != Op::kCapacity) return reply_status(Errc::kCapacityChanged);
-  }
-
-  // Requests that need no device access (patent FIG. 6 step 635).
-  if (op == Op::kIdentify || op == Op::kCapacity || op == Op::kReady) {
-    proto::Reply rep;
-    rep.identity = id;
-    auto g = ex->exp.backend->geometry();  // live geometry: a grown disk reports its new size
-    rep.identity.block_count = g.block_count;
-    rep.capacity = proto::Capacity{g.block_size, g.block_count};
-    if (s->grant && s->grant->read_only) rep.identity.capabilities |= proto::kCapReadOnly;
-    finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), true);
-    return;
-  }
-
+void StorageServer::data_op(Call c, const proto::RequestView& req, const ExportEntry& ex) {
   // Live metrics: every device request's outcome and latency (set_io_observer).
-  const TimePoint started = io_observer_ ? steady_now() : TimePoint{};
-  auto observe = [this, started, dev = req->device_id, op](std::uint64_t n, Errc e) {
-    if (io_observer_) io_observer_(IoEvent{dev, op, n, steady_now() - started, e});
-  };
-  auto refuse = [&](Errc e) {
-    observe(0, e);
-    reply_status(e);
-  };
-  const auto g = ex->exp.backend->geometry();
-  const bool is_write = op == Op::kWrite || op == Op::kTrim || op == Op::kWriteZeroes;
-  if (is_write && ((id.capabilities & proto::kCapReadOnly) || (s->grant && s->grant->read_only)))
-    return refuse(Errc::kWriteProtected);
-  if (op != Op::kFlush) {
-    if (backends::check_range(g, req->lba, req->blocks) != Errc::kOk)
-      return refuse(Errc::kLbaOutOfRange);
+  const TimePoint started = io_observer_ ? now() : TimePoint{};
+  const bool writes = c.op == Op::kWrite || c.op == Op::kTrim || c.op == Op::kWriteZeroes;
+  const bool grant_read_only = c.s->grant && c.s->grant->read_only;
+  if (Errc e = writes && grant_read_only ? Errc::kWriteProtected
+                                          : check_data_request(c.op, req, ex);
+      e != Errc::kOk) {
+    observe(c, req.device_id, started, 0, e);
+    return reply_status(c, e);
   }
-  const std::uint64_t bytes = std::uint64_t{req->blocks} * g.block_size;
-  if ((op == Op::kRead || op == Op::kWrite) && bytes > opt_.max_io_bytes)
-    return refuse(Errc::kTooLarge);
-  if (op == Op::kWrite && req->data.size() != bytes) return refuse(Errc::kInvalidArgument);
+  if (c.op == Op::kRead) return read_op(std::move(c), req, ex, started);
+  write_op(std::move(c), req, ex, started);
+}
 
-  auto backend = ex->exp.backend;
-  auto alive = alive_;
-  in_flight_++;
-  // Back-end completions may run on a worker thread: hop back to the io thread. Generic, so the
-  // continuation is posted as it is (no std::function allocated around it).
-  auto complete_on_io = [this, alive](auto fn) {
-    asio::post(io_, [this, alive, fn = std::move(fn)]() mutable {
-      if (!*alive) return;
-      in_flight_--;
-      fn();
-      maybe_finish_stop();
-    });
-  };
+const StorageServer::ExportEntry* StorageServer::visible_export(const Session& s,
+                                                                std::uint32_t device_id) const {
+  const ExportEntry* ex = find_export(device_id);
+  if (ex == nullptr) return nullptr;
+  // A manager grant names one device: the session sees that one only (docs/MANAGER.md).
+  if (s.grant) return s.grant->device_id == device_id ? ex : nullptr;
+  const auto& allowed = ex->exp.allowed_clients;
+  // Not exported to this client: do not reveal that it exists.
+  if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), s.client) == allowed.end())
+    return nullptr;
+  return ex;
+}
 
-  if (op == Op::kRead) {
-    if (req->blocks == 0) {
-      in_flight_--;
-      observe(0, Errc::kOk);
-      proto::Reply rep;
-      finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, rep), true);  // small
-      return;
+// Capacity-changed notice: once per session and device after an online resize. False when the
+// call was answered here.
+bool StorageServer::capacity_notice(const Call& c, std::uint32_t device_id, const ExportEntry& ex) {
+  auto seen = c.s->seen_generation.find(device_id);
+  if (c.reexecute) {
+    // Do not consume the notice in a reply that cannot carry it.
+    if (seen == c.s->seen_generation.end() || seen->second != ex.generation) {
+      reply_spent(c);
+      return false;
     }
-    // Everything the completion needs in one allocation; the back end reads straight into the
-    // reply's data area, and the MAC is computed once, while sealing (finish()).
-    struct ReadJob {
-      ReadJob(std::uint32_t x, const proto::SlotCred& c, std::size_t len) : builder(x, c, len) {}
-      proto::ReadReplyBuilder builder;
-      std::shared_ptr<Session> s;
-      backends::BackendPtr backend;  // keeps a removed export's back end alive until the end
-    };
-    auto job = std::make_shared<ReadJob>(xid, cred, static_cast<std::size_t>(bytes));
-    job->s = std::move(s);
-    job->backend = backend;
-    const MutableByteSpan into = job->builder.data();
-    backend->read(req->lba, into, [=, this](Errc e) {
-      complete_on_io([=, this] {
-        Session& ss = *job->s;
-        observe(e == Errc::kOk ? bytes : 0, e);
-        if (e != Errc::kOk) {
-          stats_.device_errors++;
-          if (reexecute) {
-            ss.slots.complete(slot, seq, {});  // nonce spent by the first reply: hint only
-            send(ss.reply_to[slot],
-                 proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
-            return;
-          }
-          finish(job->s, slot, seq, proto::encode_reply(xid, cred, ss.key, op, status_reply(e)),
-                 true);
-          return;
-        }
-        stats_.bytes_read += bytes;
-        Tag128 mac{};
-        Bytes reply = job->builder.finish(ss.key, &mac);  // READ data is not cached, only its MAC
-        const Tag128* first = ss.slots.reply_mac(slot);
-        if (reexecute && (first == nullptr || *first != mac)) {
-          // The blocks changed since the first reply: that (slot, seq) nonce is spent, so
-          // answer unauthenticated BUSY and let the client re-read on its next seq.
-          ss.slots.complete(slot, seq, {});
-          send(ss.reply_to[slot],
-               proto::encode_unauthenticated_reply(xid, op, status_reply(Errc::kBusy)));
-          return;
-        }
-        Route to = ss.reply_to[slot];
-        ss.slots.complete(slot, seq, {}, &mac);
-        send(to, std::move(reply));
-      });
-    });
+    return true;
+  }
+  if (seen == c.s->seen_generation.end()) {
+    c.s->seen_generation[device_id] = ex.generation;  // exported after this login
+    return true;
+  }
+  if (seen->second == ex.generation) return true;
+  seen->second = ex.generation;
+  if (c.op == Op::kIdentify || c.op == Op::kCapacity) return true;  // they carry the new size
+  reply_status(c, Errc::kCapacityChanged);
+  return false;
+}
+
+void StorageServer::status_op(const Call& c, const ExportEntry& ex) {
+  proto::Reply rep;
+  rep.identity = ex.identity;
+  const auto g = ex.exp.backend->geometry();  // live geometry: a grown disk reports its new size
+  rep.identity.block_count = g.block_count;
+  rep.capacity = proto::Capacity{g.block_size, g.block_count};
+  if (c.s->grant && c.s->grant->read_only) rep.identity.capabilities |= proto::kCapReadOnly;
+  finish(c.s, c.slot, c.seq, proto::encode_reply(c.xid, c.cred(), c.s->key, c.op, rep), true);
+}
+
+Errc StorageServer::check_data_request(Op op, const proto::RequestView& req,
+                                       const ExportEntry& ex) const {
+  const auto g = ex.exp.backend->geometry();
+  const bool is_write = op == Op::kWrite || op == Op::kTrim || op == Op::kWriteZeroes;
+  if (is_write && (ex.identity.capabilities & proto::kCapReadOnly)) return Errc::kWriteProtected;
+  if (op != Op::kFlush && backends::check_range(g, req.lba, req.blocks) != Errc::kOk)
+    return Errc::kLbaOutOfRange;
+  const std::uint64_t bytes = std::uint64_t{req.blocks} * g.block_size;
+  if ((op == Op::kRead || op == Op::kWrite) && bytes > opt_.max_io_bytes) return Errc::kTooLarge;
+  if (op == Op::kWrite && req.data.size() != bytes) return Errc::kInvalidArgument;
+  return Errc::kOk;
+}
+
+void StorageServer::observe(const Call& c, std::uint32_t device_id, TimePoint started,
+                            std::uint64_t bytes, Errc e) {
+  if (io_observer_) io_observer_(IoEvent{device_id, c.op, bytes, now() - started, e});
+}
+
+// Back-end completions may run on a worker thread: hop back to the io thread. Generic, so the
+// continuation is posted as it is (no std::function allocated around it).
+template <class F>
+void StorageServer::complete_on_io(F fn) {
+  asio::post(io_, [this, alive = alive_, fn = std::move(fn)]() mutable {
+    if (!*alive) return;
+    in_flight_--;
+    fn();
+    maybe_finish_stop();
+  });
+}
+
+void StorageServer::read_op(Call c, const proto::RequestView& req, const ExportEntry& ex,
+                            TimePoint started) {
+  const std::uint32_t dev = req.device_id;
+  if (req.blocks == 0) {
+    observe(c, dev, started, 0, Errc::kOk);
+    finish(c.s, c.slot, c.seq, proto::encode_reply(c.xid, c.cred(), c.s->key, c.op, {}),
+           true);  // small: cached
     return;
   }
-
-  auto done = [=, this](Errc e) {
-    complete_on_io([=, this] {
-      (void)backend;
-      observe(e == Errc::kOk && op != Op::kFlush ? bytes : 0, e);
-      if (e != Errc::kOk)
-        stats_.device_errors++;
-      else if (op == Op::kWrite)
-        stats_.bytes_written += bytes;
-      finish(s, slot, seq, proto::encode_reply(xid, cred, s->key, op, status_reply(e)), true);
-    });
+  const std::uint64_t bytes = std::uint64_t{req.blocks} * ex.exp.backend->geometry().block_size;
+  // Everything the completion needs in one allocation; the back end reads straight into the
+  // reply's data area, and the MAC is computed once, while sealing.
+  struct ReadJob {
+    ReadJob(Call call, std::size_t len) : builder(call.xid, call.cred(), len), c(std::move(call)) {}
+    proto::ReadReplyBuilder builder;
+    Call c;
+    backends::BackendPtr backend;  // keeps a removed export's back end alive until the end
   };
-  switch (op) {
-    case Op::kWrite:
-      if (req->blocks == 0) return done(Errc::kOk);
-      // `msg` owns the bytes `req->data` points into; keep it alive until the write completes.
-      if (req->flags & proto::kFlagAtomic) {
-        // All or nothing, or not at all: never a plain write in its place.
-        if (!(id.capabilities & proto::kCapAtomicWrite)) return done(Errc::kNotSupported);
-        backend->write_atomic(req->lba, req->data, (req->flags & proto::kFlagFua) != 0,
-                              [msg, done](Errc e) { done(e); });
+  auto job = std::make_shared<ReadJob>(std::move(c), static_cast<std::size_t>(bytes));
+  // `c` has moved into the job; the completion below uses job->c.
+  job->backend = ex.exp.backend;
+  in_flight_++;
+  const MutableByteSpan into = job->builder.data();
+  job->backend->read(req.lba, into, [this, job, dev, started, bytes](Errc e) {
+    complete_on_io([this, job, dev, started, bytes, e] {
+      const Call& jc = job->c;
+      Session& s = *jc.s;
+      observe(jc, dev, started, e == Errc::kOk ? bytes : 0, e);
+      if (e != Errc::kOk) {
+        stats_.device_errors++;
+        if (jc.reexecute) return reply_spent(jc);  // nonce spent by the first reply: hint only
+        finish(jc.s, jc.slot, jc.seq,
+               proto::encode_reply(jc.xid, jc.cred(), s.key, jc.op, status_reply(e)), true);
         return;
       }
-      backend->write(req->lba, req->data, (req->flags & proto::kFlagFua) != 0,
-                     [msg, done](Errc e) { done(e); });
-      return;
-    case Op::kFlush: backend->flush(done); return;
+      stats_.bytes_read += bytes;
+      Tag128 mac{};
+      Bytes reply = job->builder.finish(s.key, &mac);  // READ data is not cached, only its MAC
+      const Tag128* first = s.slots.reply_mac(jc.slot);
+      // Re-executed: the blocks changed since the first reply if the MAC differs; that (slot,
+      // seq) nonce is spent, so the client re-reads on its next seq.
+      if (jc.reexecute && (first == nullptr || *first != mac)) return reply_spent(jc);
+      const Route to = s.reply_to[jc.slot];
+      s.slots.complete(jc.slot, jc.seq, {}, &mac);
+      send(to, std::move(reply));
+    });
+  });
+}
+
+void StorageServer::write_op(Call c, const proto::RequestView& req, const ExportEntry& ex,
+                             TimePoint started) {
+  const std::uint32_t dev = req.device_id;
+  const std::uint64_t bytes = std::uint64_t{req.blocks} * ex.exp.backend->geometry().block_size;
+  auto backend = ex.exp.backend;  // kept alive by the completion until it has run
+  in_flight_++;
+  // `c.msg` owns the bytes `req.data` points into: the completion keeps it alive.
+  auto done = [this, c, backend, dev, started, bytes](Errc e) {
+    complete_on_io([this, c, backend, dev, started, bytes, e] {
+      observe(c, dev, started, e == Errc::kOk && c.op != Op::kFlush ? bytes : 0, e);
+      if (e != Errc::kOk)
+        stats_.device_errors++;
+      else if (c.op == Op::kWrite)
+        stats_.bytes_written += bytes;
+      finish(c.s, c.slot, c.seq,
+             proto::encode_reply(c.xid, c.cred(), c.s->key, c.op, status_reply(e)), true);
+    });
+  };
+  const bool fua = (req.flags & proto::kFlagFua) != 0;
+  switch (c.op) {
+    case Op::kWrite:
+      if (req.blocks == 0) return done(Errc::kOk);
+      if (req.flags & proto::kFlagAtomic) {
+        // All or nothing, or not at all: never a plain write in its place.
+        if (!(ex.identity.capabilities & proto::kCapAtomicWrite)) return done(Errc::kNotSupported);
+        return backend->write_atomic(req.lba, req.data, fua, done);
+      }
+      return backend->write(req.lba, req.data, fua, done);
+    case Op::kFlush: return backend->flush(done);
     case Op::kTrim:
-      if (req->blocks == 0) return done(Errc::kOk);
-      backend->trim(req->lba, req->blocks, done);
-      return;
+      if (req.blocks == 0) return done(Errc::kOk);
+      return backend->trim(req.lba, req.blocks, done);
     case Op::kWriteZeroes:
-      if (req->blocks == 0) return done(Errc::kOk);
-      backend->write_zeroes(req->lba, req->blocks, (req->flags & proto::kFlagMayTrim) != 0, done);
-      return;
-    default: done(Errc::kNotSupported); return;
+      if (req.blocks == 0) return done(Errc::kOk);
+      return backend->write_zeroes(req.lba, req.blocks, (req.flags & proto::kFlagMayTrim) != 0,
+                                   done);
+    default: return done(Errc::kNotSupported);
   }
 }
 

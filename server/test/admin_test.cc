@@ -12,20 +12,16 @@
 
 #include "ipsan/server/server.h"
 
+#include "test_dir.h"
+
 namespace ipsan::server {
 namespace {
 
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-struct Dir {
-  Dir() {
-    path = fs::temp_directory_path() / ("ipsan-admin-test-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Dir() { fs::remove_all(path); }
-  fs::path path;
+struct Dir : testing::TestDir {
+  Dir() : TestDir("admin-test") {}
 };
 
 class Admin : public ::testing::Test {

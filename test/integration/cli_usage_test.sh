@@ -29,6 +29,37 @@ expect 2 netem --listen 127.0.0.1:0 --forward 127.0.0.1:1 --socket-buffer lots
 expect 2 netem --listen 127.0.0.1:0 --forward 127.0.0.1:1 --loss abc
 expect 2 netem --listen 127.0.0.1:0
 expect 2 server --port notaport
+# ipsan server: bad options and keys are usage errors (2); a port in use is a run-time failure (1).
+SRVDIR=$(mktemp -d)
+trap 'rm -rf "$SRVDIR"' EXIT
+printf 'alice 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n' > "$SRVDIR/keys"
+chmod 600 "$SRVDIR/keys"
+K="--key-file $SRVDIR/keys"
+expect 2 server
+expect 2 server --key-file /nonexistent/keys
+expect 2 server --client-key alice=00112233445566778899aabbccddeeff
+expect 2 server $K --device nosuch:1M
+expect 2 server $K --device x=ram:1M
+expect 2 server $K --max-io 9M
+expect 2 server $K --slots 0
+expect 2 server $K --transport-security none
+expect 2 server $K --listen not-an-address
+expect 2 server $K --duration soon
+expect 2 server $K --metrics 127.0.0.1:notaport
+expect 2 server $K --config /nonexistent/layout.toml
+"$IPSAN" server $K -p 0 -t tcp --port-file "$SRVDIR/ports" --duration 20s > /dev/null 2>&1 &
+SRVPID=$!
+i=0
+while [ ! -s "$SRVDIR/ports" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+BUSY=$(sed -n 's/.*tcp=\([0-9]*\).*/\1/p' "$SRVDIR/ports")
+if [ -n "$BUSY" ]; then
+  expect 1 server $K -t tcp -p "$BUSY" --duration 1s
+else
+  echo "FAIL: the first server wrote no port file"
+  fail=1
+fi
+kill "$SRVPID" 2>/dev/null
+wait "$SRVPID" 2>/dev/null
 expect 2 iscsi-portal --lun x=y --key 00
 expect 2 iscsi-portal --transport carrier-pigeon --key 00
 # The connection flags shared by client, iscsi-portal and replay (resolve_connect_args). Keys come

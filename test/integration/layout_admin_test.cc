@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "ipsan/server/admin.h"
+#include "ipsan/server/serve.h"
 #include "test_server.h"
 
 namespace ipsan::testing {
@@ -31,14 +32,14 @@ TEST(LayoutAdmin, GrowIsSeenByClientsAndRefusalsKeepData) {
   boost::asio::io_context io;
   server::KeyRing keys;
   ASSERT_TRUE(keys.add("alice", test_key()));
-  server::StorageServer srv(io, {}, std::move(keys), (*mgr)->exports());
-  auto lo = boost::asio::ip::make_address("127.0.0.1");
-  auto t = proto::make_tcp_server(io, boost::asio::ip::tcp::endpoint(lo, 0));
-  std::uint16_t port = t->local_port();
-  srv.attach(std::move(t));
-  srv.start();
   auto sock = dir / "admin.sock";
-  server::AdminEndpoint admin(io, sock, [&](const json& req) { return (*mgr)->handle(req, srv); });
+  server::ServeOptions so;
+  so.udp = false;
+  so.admin_socket = sock;
+  so.layout = mgr->get();
+  auto running = server::serve(io, std::move(so), std::move(keys), (*mgr)->exports());
+  ASSERT_TRUE(running) << running.error().message;
+  const std::uint16_t port = (*running)->tcp_port();
 
   client::ClientOptions co;
   co.client_name = "alice";

@@ -8,6 +8,11 @@
 //
 // Threading: a StorageServer lives on one io_context thread; every public method must be called on
 // it. Back-end completions (which may arrive on worker threads) are posted back to that thread.
+//
+// Time: the server never reads a clock itself; it asks ServerOptions::clock (steady_now() in
+// production, a VirtualClock in tests), so login nonce age, session expiry, reaping and I/O
+// latency are exact under test. The reaper runs every ServerOptions::reap_interval on an Asio
+// timer and can be run by hand (reap()).
 #pragma once
 
 #include <utility>  // before Asio
@@ -17,12 +22,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "ipsan/backends/backend.h"
 #include "ipsan/base/clock.h"
+#include "ipsan/proto/codec.h"
 #include "ipsan/proto/generic.h"
 #include "ipsan/proto/transport.h"
 #include "ipsan/server/grant_login.h"
@@ -58,6 +65,11 @@ struct ServerOptions {
   // Manager grants (docs/MANAGER.md): set, a client may log in with a grant signed by the
   // manager instead of a key-ring key; null, grants are refused (standalone server).
   GrantLogin grants;
+  // Where the server reads the time (session expiry, login nonce age, reaping, I/O latency).
+  // Tests pass a VirtualClock's now(); nothing in the server calls steady_now() directly.
+  std::function<TimePoint()> clock = [] { return steady_now(); };
+  // How often the reaper drops expired sessions and used login nonces (on the io thread).
+  Duration reap_interval = std::chrono::seconds(1);
 };
 
 struct ServerStats {
@@ -110,6 +122,9 @@ class StorageServer {
   void attach(std::unique_ptr<proto::ServerTransport> transport);
   // Starts the session reaper.
   void start();
+  // Drops expired sessions, used login nonces past their lifetime and ended sessions whose calls
+  // have finished, as of ServerOptions::clock (the reaper timer calls it; so may tests).
+  void reap();
   // Replaces the exported devices (online layout change). A device that keeps its id keeps its
   // identity (UUID, serial); if its capacity changed, every session gets one CAPACITY_CHANGED
   // status on its next READY or data request for it (SCSI: unit attention 2Ah/09h), and
@@ -145,6 +160,7 @@ class StorageServer {
   };
   struct Session;
   struct PendingLogin;
+  struct Call;  // one admitted session call: session, xid, (slot, seq), op, re-execution or not
   struct ExportEntry {
     Export exp;
     proto::Identity identity;
@@ -153,23 +169,45 @@ class StorageServer {
 
   // Bumps the export's generation when its back end's live geometry differs from the identity's.
   void note_live_capacity(ExportEntry& ex);
+  // Admission: parse, then NULL, login or an authenticated session call.
   void on_message(proto::ServerTransport* t, proto::PeerId peer, Bytes message);
   void handle_login_begin(const Route& r, std::uint32_t xid, ByteSpan args);
   void handle_login_finish(const Route& r, std::uint32_t xid, ByteSpan args);
-  void handle_session_call(const Route& r, std::shared_ptr<Bytes> msg, std::uint32_t xid,
-                           std::uint32_t proc, const void* parsed_call);
-  void execute(std::shared_ptr<Session> s, std::uint32_t xid, std::uint32_t slot,
-               std::uint64_t seq, proto::Op op, std::shared_ptr<Bytes> msg, ByteSpan args,
-               bool reexecute);
+  void handle_session_call(const Route& r, std::shared_ptr<Bytes> msg, const void* parsed_call);
+  // The session a MAC'd call belongs to (expired ones are dropped here), or nullptr after a deny.
+  std::shared_ptr<Session> authenticate(const Route& r, const void* parsed_call);
+  // Slot admission; false when the call was answered (or left to its running copy).
+  bool admit_to_slot(const Route& r, Session& s, const void* parsed_call, bool& reexecute);
+  // Session ops (no device): LOGOUT, SLOT_FENCE, END_SESSION.
+  void logout(const Call& c);
+  void slot_fence(const Call& c);
+  void end_session(const Call& c, ByteSpan args);
+  // Device ops: decode, export visibility, capacity notice, then status or data.
+  void execute(Call c, ByteSpan args);
+  const ExportEntry* visible_export(const Session& s, std::uint32_t device_id) const;
+  bool capacity_notice(const Call& c, std::uint32_t device_id, const ExportEntry& ex);
+  void status_op(const Call& c, const ExportEntry& ex);  // READY/IDENTIFY/CAPACITY (step 635)
+  Errc check_data_request(proto::Op op, const proto::RequestView& req, const ExportEntry& ex) const;
+  // READ and the writing ops: checked (range, read-only, size), then onto the back end.
+  void data_op(Call c, const proto::RequestView& req, const ExportEntry& ex);
+  void read_op(Call c, const proto::RequestView& req, const ExportEntry& ex, TimePoint started);
+  void write_op(Call c, const proto::RequestView& req, const ExportEntry& ex, TimePoint started);
+  // Replies.
+  void reply_status(const Call& c, Errc e);
+  void reply_spent(const Call& c);  // unauthenticated BUSY: (slot, seq) had its MAC'd reply
   void finish(const std::shared_ptr<Session>& s, std::uint32_t slot, std::uint64_t seq, Bytes reply,
               bool cache);
-  void end_session(const std::shared_ptr<Session>& s, std::uint32_t xid, std::uint32_t slot,
-                   std::uint64_t seq, ByteSpan args);
   void send(const Route& r, Bytes reply);
+  // Back-end completion: hop to the io thread, account the request, run `fn`.
+  template <class F>
+  void complete_on_io(F fn);
+  void observe(const Call& c, std::uint32_t device_id, TimePoint started, std::uint64_t bytes,
+               Errc e);
   void reap(TimePoint now);
   void arm_reaper();
   void maybe_finish_stop();
   const ExportEntry* find_export(std::uint32_t device_id) const;
+  TimePoint now() const { return opt_.clock(); }
 
   boost::asio::io_context& io_;
   ServerOptions opt_;
