@@ -77,4 +77,12 @@ rc=0
 $R "$TRACES/ata.trace" --expected-differences "$dir/stale.differences" >"$dir/stale.log" 2>&1 || rc=$?
 [ "$rc" -eq 1 ] || fail "a stale entry did not fail the run (exit $rc)"
 grep -q "STALE ENTRY: ata.trace:7" "$dir/stale.log" || fail "stale entry not reported: $(cat "$dir/stale.log")"
+
+# trace import --json: one summary object (the committed tgt capture has 19 usable commands).
+PCAP="$TRACES/../pcap/tgt_small.pcap"
+"$IPSAN" trace import "$PCAP" -o "$dir/tgt.trace" --json >"$dir/import.json" 2>"$dir/import.log" ||
+  fail "trace import --json failed"
+[ "$(wc -l <"$dir/import.json")" -eq 1 ] || fail "trace import --json printed more than one line"
+grep -q '"imported":19' "$dir/import.json" || fail "trace import --json: $(cat "$dir/import.json")"
+grep -q '^scsi ' "$dir/tgt.trace" || fail "trace import --json wrote no trace"
 echo "ok"
