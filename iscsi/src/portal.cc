@@ -748,7 +748,7 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
       // no longer knows, a protocol error that drops its connection at a moment that depends on
       // whether both PDUs arrived in one read (the iSCSIDataSnInvalid flake under load).
       tasks_.erase(t->itt);
-      return respond(t, scsi::check_condition(scsi::make_sense(scsi::kAbortedCommand, 0x4B, 0x00),
+      return respond(t, scsi::check_condition(scsi::make_sense(scsi::kAbortedCommand, scsi::asc::kDataPhaseError),
                                               false));
     }
     ++t->expected_datasn;
