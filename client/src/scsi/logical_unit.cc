@@ -9,6 +9,7 @@
 #include <memory>
 #include <utility>
 
+#include "ipsan/proto/codec.h"
 #include "scsi/io_chain.h"
 #include "scsi/lu_internal.h"
 
@@ -286,9 +287,7 @@ void LogicalUnit::attach(std::function<void(Errc)> done) {
     Errc e = reply.status;
     const auto& id = reply.identity;
     // The identity comes from the network: refuse geometry that would break the arithmetic.
-    if (e == Errc::kOk &&
-        (id.block_size < 512 || id.block_size > (1u << 20) ||
-         (id.block_size & (id.block_size - 1)) != 0 || id.block_count > (std::uint64_t{1} << 56))) {
+    if (e == Errc::kOk && !proto::valid_geometry(id.block_size, id.block_count)) {
       e = Errc::kBadMessage;
     }
     if (e == Errc::kOk) {
@@ -456,8 +455,7 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
 // Medium commands.
 
 bool LuHandlers::update_capacity(LogicalUnit& lu, const proto::Capacity& cap) {
-  if (cap.block_count == 0 || cap.block_size < 512 || cap.block_size > (1u << 20) ||
-      (cap.block_size & (cap.block_size - 1)) != 0 || cap.block_count > (std::uint64_t{1} << 56)) {
+  if (cap.block_count == 0 || !proto::valid_geometry(cap.block_size, cap.block_count)) {
     return false;
   }
   std::lock_guard<std::mutex> lock(lu.mu_);
