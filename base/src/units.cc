@@ -9,7 +9,7 @@
 namespace ipsan {
 namespace {
 
-// Splits "1.5G" into 1.5 and "G"; false if the number part is malformed.
+// Splits "1.5s" into 1.5 and "s" (durations); false if the number part is malformed.
 bool split_number(std::string_view text, double& value, std::string_view& suffix) {
   std::size_t i = 0;
   bool digits = false, dot = false;
