@@ -7,7 +7,7 @@ ipsan_library(NAME frontends
     src/scsi/lu_reservations.cc src/scsi/lu_sanitize.cc src/scsi/lu_copy.cc
     src/ata/device.cc
     src/trace/trace.cc src/trace/runner.cc
-  DEPS ipsan_proto ipsan_base)
+  DEPS ipsan_scsi ipsan_proto ipsan_base)
 
 ipsan_test(NAME frontends_test LABELS unit TIMEOUT 60
   SOURCES

@@ -13,6 +13,32 @@ if(IPSAN_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+# ipsan_require(<what> <why>): under IPSAN_STRICT (CI, every preset) a configure error naming what
+# is missing; outside strict mode a warning. For every place that would otherwise leave a part of
+# the build out without a word (an optional include, a target another folder did not define).
+function(ipsan_require what why)
+  if(IPSAN_STRICT)
+    message(FATAL_ERROR "${what} is missing: ${why}. IPSAN_STRICT is on, so nothing is left out "
+                        "silently; restore it, or configure with -DIPSAN_STRICT=OFF while it is "
+                        "under development.")
+  else()
+    message(WARNING "${what} is missing: ${why} (left out; IPSAN_STRICT would fail here)")
+  endif()
+endfunction()
+
+# ipsan_include_part(<file>): include(<file>) relative to the current source dir, for folders that
+# split their targets into parts (<part>.cmake). A missing part fails configure under IPSAN_STRICT
+# (ipsan_require) instead of dropping its libraries and tests silently, as include(... OPTIONAL)
+# did. A macro, so the part's variables land in the including folder's scope as with include().
+macro(ipsan_include_part _ipsan_part)
+  if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${_ipsan_part})
+    include(${CMAKE_CURRENT_SOURCE_DIR}/${_ipsan_part})
+  else()
+    ipsan_require("${CMAKE_CURRENT_SOURCE_DIR}/${_ipsan_part}"
+                  "its targets would not be built")
+  endif()
+endmacro()
+
 # ipsan_library(NAME <name> SOURCES ... DEPS ... [PRIVATE_DEPS ...])
 # Creates target ipsan_<name>; public headers in <dir>/include, private in <dir>/src.
 function(ipsan_library)

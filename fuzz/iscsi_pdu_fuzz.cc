@@ -9,7 +9,7 @@
 #include <cstdlib>
 
 #include "ipsan/iscsi/login.h"
-#include "ipsan/iscsi/pdu.h"
+#include "ipsan/iscsi/wire/pdu.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ipsan;

@@ -24,96 +24,7 @@ constexpr std::uint16_t kDidMediumError = 0x13;
 constexpr std::uint16_t kDriverTimeout = 0x06;
 constexpr std::uint16_t kDriverSense = 0x08;
 
-void decode_ata_descriptor(const std::uint8_t* d, SenseInfo& s) {
-  // SAT-5 ATA Status Return descriptor: 09h, additional length 0Ch, then
-  // [2] EXTEND(bit0) [3] ERROR [4] COUNT 15:8 [5] COUNT 7:0 [6] LBA 31:24 [7] LBA 7:0
-  // [8] LBA 39:32 [9] LBA 15:8 [10] LBA 47:40 [11] LBA 23:16 [12] DEVICE [13] STATUS.
-  s.has_ata = true;
-  s.ata.extend = (d[2] & 0x01) != 0;
-  s.ata.error = d[3];
-  s.ata.count = static_cast<std::uint16_t>((d[4] << 8) | d[5]);
-  s.ata.lba = std::uint64_t{d[7]} | (std::uint64_t{d[9]} << 8) | (std::uint64_t{d[11]} << 16) |
-              (std::uint64_t{d[6]} << 24) | (std::uint64_t{d[8]} << 32) |
-              (std::uint64_t{d[10]} << 40);
-  s.ata.device = d[12];
-  s.ata.status = d[13];
-}
-
-void decode_descriptors(ByteSpan sense, SenseInfo& s) {
-  // Byte 7 is the additional sense length; descriptors start at byte 8.
-  std::size_t end = 8 + std::size_t{sense[7]};
-  if (end > sense.size()) end = sense.size();
-  std::size_t pos = 8;
-  while (pos + 2 <= end) {
-    const std::uint8_t type = sense[pos];
-    const std::size_t len = 2 + std::size_t{sense[pos + 1]};
-    if (pos + len > end) break;  // truncated descriptor: ignore it and the rest
-    const std::uint8_t* d = sense.data() + pos;
-    if (type == 0x00 && len >= 12) {  // information descriptor
-      s.info_valid = (d[2] & 0x80) != 0;
-      s.information = load_be64(d + 4);
-    } else if (type == 0x09 && len >= 14) {
-      decode_ata_descriptor(d, s);
-    }
-    pos += len;
-  }
-}
-
 }  // namespace
-
-SenseInfo decode_sense(ByteSpan sense) noexcept {
-  SenseInfo s;
-  if (sense.empty()) return s;
-  s.response_code = sense[0] & 0x7f;
-  switch (s.response_code) {
-    case 0x70:
-    case 0x71: {
-      if (sense.size() < 3) return s;
-      s.valid = true;
-      s.deferred = s.response_code == 0x71;
-      s.key = sense[2] & 0x0f;
-      if (sense.size() >= 7) {
-        s.info_valid = (sense[0] & 0x80) != 0;
-        s.information = load_be32(sense.data() + 3);
-      }
-      // ASC/ASCQ exist only if the additional length (byte 7) covers them.
-      const std::size_t avail = sense.size() >= 8 ? 8 + std::size_t{sense[7]} : 0;
-      if (sense.size() >= 14 && avail >= 14) {
-        s.asc = sense[12];
-        s.ascq = sense[13];
-      }
-      if (s.asc == 0x00 && s.ascq == 0x1D && sense.size() >= 12) {
-        // SAT fixed format: INFORMATION = ERROR, STATUS, DEVICE, COUNT 7:0; COMMAND-SPECIFIC
-        // INFORMATION = [8] EXTEND|flags, [9] LBA 7:0, [10] LBA 15:8, [11] LBA 23:16.
-        s.info_valid = false;
-        s.has_ata = true;
-        s.ata.error = sense[3];
-        s.ata.status = sense[4];
-        s.ata.device = sense[5];
-        s.ata.count = sense[6];
-        s.ata.extend = (sense[8] & 0x80) != 0;
-        s.ata.lba = std::uint64_t{sense[9]} | (std::uint64_t{sense[10]} << 8) |
-                    (std::uint64_t{sense[11]} << 16);
-      }
-      return s;
-    }
-    case 0x72:
-    case 0x73: {
-      if (sense.size() < 2) return s;
-      s.valid = true;
-      s.descriptor = true;
-      s.deferred = s.response_code == 0x73;
-      s.key = sense[1] & 0x0f;
-      if (sense.size() >= 4) {
-        s.asc = sense[2];
-        s.ascq = sense[3];
-      }
-      if (sense.size() >= 8) decode_descriptors(sense, s);
-      return s;
-    }
-    default: return s;
-  }
-}
 
 std::string describe_sense(const SenseInfo& s) {
   if (!s.valid) return "no valid sense data";
@@ -153,46 +64,53 @@ Verdict classify_ata(const AtaStatusReturn& a) noexcept {
 }
 
 Verdict classify_sense(const SenseInfo& s) noexcept {
+  namespace sk = ::ipsan::scsi;  // sense keys
   if (!s.valid) return {Errc::kIoError, false};
-  switch (static_cast<SenseKey>(s.key)) {
-    case SenseKey::kNoSense:
-    case SenseKey::kRecoveredError:
-    case SenseKey::kCompleted:
+  switch (s.key) {
+    case sk::kNoSense:
+    case sk::kRecoveredError:
+    case sk::kCompleted:
       // Recovered or informational (e.g. SAT's "ATA pass-through information available").
       if (s.has_ata) return classify_ata(s.ata);
       return {Errc::kOk, false};
-    case SenseKey::kNotReady:
+    case sk::kNotReady:
       // 04h/01h "becoming ready" and 04h/07h "operation in progress" pass with time.
-      if (s.asc == 0x04 && (s.ascq == 0x01 || s.ascq == 0x07)) return {Errc::kNotReady, true};
+      if (s.code() == asc::kNotReadyBecomingReady ||
+          s.code() == asc::kNotReadyOperationInProgress) {
+        return {Errc::kNotReady, true};
+      }
       return {Errc::kNotReady, false};
-    case SenseKey::kMediumError:
-    case SenseKey::kBlankCheck: return {Errc::kMediumError, false};
-    case SenseKey::kHardwareError: return {Errc::kIoError, false};
-    case SenseKey::kIllegalRequest:
-      if (s.asc == 0x21 && s.ascq == 0x00) return {Errc::kLbaOutOfRange, false};
-      if (s.asc == 0x20 && s.ascq == 0x00) return {Errc::kNotSupported, false};  // bad opcode
-      if (s.asc == 0x25) return {Errc::kUnknownDevice, false};  // LUN not supported
-      if (s.asc == 0x27) return {Errc::kWriteProtected, false};
+    case sk::kMediumError:
+    case sk::kBlankCheck: return {Errc::kMediumError, false};
+    case sk::kHardwareError: return {Errc::kIoError, false};
+    case sk::kIllegalRequest:
+      if (s.code() == asc::kLbaOutOfRange) return {Errc::kLbaOutOfRange, false};
+      if (s.code() == asc::kInvalidCommandOperationCode) return {Errc::kNotSupported, false};
+      if (s.asc == asc::kLogicalUnitNotSupported.asc)
+        return {Errc::kUnknownDevice, false};                                        // 25h/xx
+      if (s.asc == asc::kWriteProtected.asc) return {Errc::kWriteProtected, false};  // 27h/xx
       return {Errc::kInvalidArgument, false};  // 24h CDB field, 26h parameter list, ...
-    case SenseKey::kUnitAttention:
+    case sk::kUnitAttention:
       // Reported once per event (reset, capacity change, mode change); the command was not
       // executed, so re-issuing it is correct. The caller bounds the retries.
-      if (s.asc == 0x2A && s.ascq == 0x09) return {Errc::kCapacityChanged, true};
+      if (s.code() == asc::kCapacityDataHasChanged) return {Errc::kCapacityChanged, true};
       return {Errc::kNotReady, true};
-    case SenseKey::kDataProtect:
-      if (s.asc == 0x27 && s.ascq == 0x07) return {Errc::kNoSpace, false};  // thin pool full
+    case sk::kDataProtect:
+      if (s.code() == asc::kSpaceAllocationFailedWriteProtect) {
+        return {Errc::kNoSpace, false};  // thin pool full
+      }
       return {Errc::kWriteProtected, false};
-    case SenseKey::kAbortedCommand:
+    case sk::kAbortedCommand:
       if (s.has_ata && (s.ata.status & 0x01)) {
         // SAT reports a failed ATA command as ABORTED COMMAND + the ATA registers.
         const Verdict v = classify_ata(s.ata);
         if (v.errc != Errc::kOk) return v;
       }
       return {Errc::kIoError, true};
-    case SenseKey::kVolumeOverflow: return {Errc::kNoSpace, false};
-    case SenseKey::kMiscompare: return {Errc::kMiscompare, false};
-    case SenseKey::kVendorSpecific:
-    case SenseKey::kCopyAborted: return {Errc::kIoError, false};
+    case sk::kVolumeOverflow: return {Errc::kNoSpace, false};
+    case sk::kMiscompare: return {Errc::kMiscompare, false};
+    case sk::kVendorSpecific:
+    case sk::kCopyAborted: return {Errc::kIoError, false};
   }
   return {Errc::kIoError, false};
 }

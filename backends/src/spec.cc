@@ -111,44 +111,6 @@ Registry& registry() {
 
 }  // namespace
 
-Result<std::uint64_t, Error> parse_size(std::string_view text) {
-  const std::string t = lower(text);
-  if (t.empty()) return fail("empty size");
-  std::size_t i = 0;
-  std::uint64_t v = 0;
-  constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
-  while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
-    const std::uint64_t d = static_cast<std::uint64_t>(t[i] - '0');
-    if (v > (kMax - d) / 10) return fail("size '" + std::string(text) + "' is too large");
-    v = v * 10 + d;
-    ++i;
-  }
-  if (i == 0) return fail("bad size '" + std::string(text) + "' (expected e.g. 512, 64M, 1G)");
-  std::string_view suffix = std::string_view(t).substr(i);
-  unsigned shift = 0;
-  if (!suffix.empty()) {
-    switch (suffix[0]) {
-      case 'k': shift = 10; break;
-      case 'm': shift = 20; break;
-      case 'g': shift = 30; break;
-      case 't': shift = 40; break;
-      case 'p': shift = 50; break;
-      case 'b': shift = 0; break;
-      default: return fail("bad size suffix in '" + std::string(text) + "' (use K, M, G, T)");
-    }
-    std::string_view rest = suffix.substr(1);
-    if (suffix[0] == 'b') {
-      if (!rest.empty()) return fail("bad size suffix in '" + std::string(text) + "'");
-    } else if (!(rest.empty() || rest == "b" || rest == "ib")) {
-      return fail("bad size suffix in '" + std::string(text) + "' (use K, M, G, T)");
-    }
-  }
-  if (shift > 0 && v > (kMax >> shift)) {
-    return fail("size '" + std::string(text) + "' is too large");
-  }
-  return v << shift;
-}
-
 std::string format_size(std::uint64_t bytes) {
   static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   unsigned u = 0;

@@ -11,7 +11,7 @@
 #include <cerrno>
 
 #include "ipsan/backends/file.h"
-#include "temp_dir.h"
+#include "ipsan/testing/temp_dir.h"
 #include "test_util.h"
 
 namespace {
@@ -35,7 +35,7 @@ namespace ipsan::backends {
 namespace {
 
 using testing::flush_sync;
-using testing::TempDir;
+using ipsan::testing::TempDir;
 using testing::write_sync;
 
 TEST(FileBackendSync, InterposedFdatasyncIsUsed) {

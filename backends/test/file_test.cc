@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "ipsan/base/pattern.h"
-#include "temp_dir.h"
+#include "ipsan/testing/temp_dir.h"
 #include "test_util.h"
 
 namespace ipsan::backends {
@@ -19,7 +19,7 @@ namespace {
 
 using testing::flush_sync;
 using testing::read_sync;
-using testing::TempDir;
+using ipsan::testing::TempDir;
 using testing::trim_sync;
 using testing::Waiter;
 using testing::write_sync;

@@ -12,25 +12,12 @@
 #include "ipsan/backends/probe.h"
 #include "ipsan/backends/sg.h"
 #include "ipsan/backends/spec.h"
+#include "ipsan/testing/temp_dir.h"
 
 namespace ipsan::backends {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ipsan_sg_XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::ipsan::testing::TempDir;
 
 TEST(SgOpen, MissingPathIsAClearError) {
   auto b = SgBackend::open("/nonexistent/sg99");
@@ -45,7 +32,7 @@ TEST(SgOpen, MissingPathIsAClearError) {
 TEST(SgOpen, RegularFileIsNotAnSgDevice) {
   TempDir dir;
   ASSERT_FALSE(dir.path().empty());
-  const std::string file = dir.path() + "/disk.img";
+  const std::string file = dir.file("disk.img");
   std::ofstream(file) << std::string(4096, '\0');
   auto b = SgBackend::open(file);
   ASSERT_FALSE(b);

@@ -4,13 +4,13 @@
 
 #include "ipsan/backends/file.h"
 #include "ipsan/backends/ram.h"
-#include "temp_dir.h"
+#include "ipsan/testing/temp_dir.h"
 #include "test_util.h"
 
 namespace ipsan::backends {
 namespace {
 
-using testing::TempDir;
+using ipsan::testing::TempDir;
 
 TEST(ParseSize, AcceptsBinarySuffixes) {
   EXPECT_EQ(*parse_size("512"), 512u);

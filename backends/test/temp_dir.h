@@ -1,30 +1,9 @@
-// A temporary directory removed with its contents at scope exit (tests only).
+// Forwarding header (virt/ tests include it): the one TempDir of the tests is
+// ipsan/testing/temp_dir.h (test/support).
 #pragma once
 
-#include <stdlib.h>
-
-#include <filesystem>
-#include <string>
+#include "ipsan/testing/temp_dir.h"
 
 namespace ipsan::backends::testing {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ipsan-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
-
+using ::ipsan::testing::TempDir;
 }  // namespace ipsan::backends::testing

@@ -1,13 +1,15 @@
 #include "ipsan/base/units.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 namespace ipsan {
 namespace {
 
-// Splits "1.5G" into 1.5 and "G"; false if the number part is malformed.
+// Splits "1.5s" into 1.5 and "s" (durations); false if the number part is malformed.
 bool split_number(std::string_view text, double& value, std::string_view& suffix) {
   std::size_t i = 0;
   bool digits = false, dot = false;
@@ -28,27 +30,43 @@ bool split_number(std::string_view text, double& value, std::string_view& suffix
 
 }  // namespace
 
+// THE size parser (units.h): integers only, exact 64-bit arithmetic (no floating point), every
+// overflow an error.
 Result<std::uint64_t, Error> parse_size(std::string_view text) {
-  double v;
-  std::string_view suf;
-  if (!split_number(text, v, suf)) return fail("bad size '" + std::string(text) + "'");
-  double mult = 1;
-  std::string s(suf);
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (s.size() >= 2 && s.substr(s.size() - 2) == "IB") s.resize(s.size() - 2);
-  else if (!s.empty() && s.back() == 'B' && s.size() == 2) s.resize(1);
-  else if (s == "B") s.clear();
-  if (s.empty()) mult = 1;
-  else if (s == "K") mult = 1024.0;
-  else if (s == "M") mult = 1024.0 * 1024;
-  else if (s == "G") mult = 1024.0 * 1024 * 1024;
-  else if (s == "T") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (s == "P") mult = 1024.0 * 1024 * 1024 * 1024 * 1024;
-  else return fail("bad size suffix in '" + std::string(text) + "' (use K, M, G, T)");
-  double bytes = v * mult;
-  if (bytes >= 18446744073709551615.0) return fail("size '" + std::string(text) + "' too large");
-  if (bytes != std::floor(bytes)) return fail("size '" + std::string(text) + "' is not whole bytes");
-  return static_cast<std::uint64_t>(bytes);
+  if (text.empty()) return fail("empty size");
+  constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+  std::size_t i = 0;
+  std::uint64_t v = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    const auto d = static_cast<std::uint64_t>(text[i] - '0');
+    if (v > (kMax - d) / 10) return fail("size '" + std::string(text) + "' is too large");
+    v = v * 10 + d;
+    ++i;
+  }
+  if (i == 0) return fail("bad size '" + std::string(text) + "' (expected e.g. 512, 64M, 1G)");
+  std::string suffix(text.substr(i));
+  for (auto& c : suffix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  unsigned shift = 0;
+  if (!suffix.empty()) {
+    switch (suffix[0]) {
+      case 'k': shift = 10; break;
+      case 'm': shift = 20; break;
+      case 'g': shift = 30; break;
+      case 't': shift = 40; break;
+      case 'p': shift = 50; break;
+      case 'b': shift = 0; break;
+      default:
+        return fail("bad size suffix in '" + std::string(text) +
+                    "' (whole numbers with K, M, G, T or P, e.g. 1536K rather than 1.5M)");
+    }
+    const std::string_view rest = std::string_view(suffix).substr(1);
+    const bool ok = suffix[0] == 'b' ? rest.empty() : (rest.empty() || rest == "b" || rest == "ib");
+    if (!ok) return fail("bad size suffix in '" + std::string(text) + "' (use K, M, G, T, P)");
+  }
+  if (shift > 0 && v > (kMax >> shift)) {
+    return fail("size '" + std::string(text) + "' is too large");
+  }
+  return v << shift;
 }
 
 Result<Duration, Error> parse_duration(std::string_view text) {

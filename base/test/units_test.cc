@@ -10,13 +10,25 @@ TEST(Units, Sizes) {
   EXPECT_EQ(*parse_size("64K"), 65536u);
   EXPECT_EQ(*parse_size("256M"), 256u << 20);
   EXPECT_EQ(*parse_size("1GiB"), 1u << 30);
-  EXPECT_EQ(*parse_size("1.5k"), 1536u);
-  EXPECT_FALSE(parse_size(""));
-  EXPECT_FALSE(parse_size("M"));
-  EXPECT_FALSE(parse_size("12Q"));
-  EXPECT_FALSE(parse_size("-1"));
-  EXPECT_FALSE(parse_size("0.3"));
-  EXPECT_FALSE(parse_size("99999999999P"));
+  EXPECT_EQ(*parse_size("1536k"), 1536u * 1024);
+  EXPECT_EQ(*parse_size("2tb"), std::uint64_t{2} << 40);
+  EXPECT_EQ(*parse_size("100B"), 100u);
+  EXPECT_EQ(*parse_size("0"), 0u);
+  EXPECT_EQ(*parse_size("16383P"), std::uint64_t{16383} << 50);
+  EXPECT_EQ(*parse_size("18446744073709551615"), ~std::uint64_t{0});
+  // Exact: 2^53 + 1 is not rounded to 2^53 (the old floating-point parser did).
+  EXPECT_EQ(*parse_size("9007199254740993"), 9007199254740993u);
+  // One rule for every input: no fractions, spaces, signs, hex, unknown or doubled suffixes,
+  // nothing past 64 bits.
+  for (const char* bad : {"", "M", "B", "12Q", "-1", "+1", "0.3", "1.5k", "1.5G", "1 G", " 1G",
+                          "1G ", "0x10", "1Gx", "1KiBB", "1bb", "1iB", "99999999999P",
+                          "16384P", "18446744073709551616", "20000000T"}) {
+    auto r = parse_size(bad);
+    EXPECT_FALSE(r) << "'" << bad << "'";
+    if (!r) {
+      EXPECT_FALSE(r.error().message.empty());
+    }
+  }
 }
 
 TEST(Units, Durations) {

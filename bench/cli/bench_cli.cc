@@ -2,13 +2,12 @@
 // I/O, as text or one JSON object (--json).
 #include "bench_cli.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "bench_args.h"
+#include "ipsan/base/progress.h"
 #include "ipsan/base/units.h"
 #include "ipsan/bench/embedded_server.h"
 #include "ipsan/bench/loadgen.h"
@@ -124,22 +123,22 @@ void add_cli(CLI::App& app) {
       opts->key = embedded->key();
       opts->server_pid.reset();
     }
-    const bool show = a->progress || isatty(STDERR_FILENO) == 1;
-    const bool tty = isatty(STDERR_FILENO) == 1;
-    bool printed = false;
+    // The shared progress line (ipsan/base/progress.h): --progress or a terminal; the load
+    // generator's timer decides when (every second).
+    ProgressLine line = ProgressLine::for_stderr(a->progress);
     std::function<void(const Progress&)> progress;
-    if (show) {
+    if (line.enabled()) {
       opts->progress_interval = std::chrono::seconds(1);
-      progress = [&](const Progress& p) {
-        std::fprintf(stderr, "%s%6.1f s  %10.0f IOPS  %9.1f MB/s  %llu ops%s", tty ? "\r" : "",
-                     p.seconds, p.iops_now, p.mb_per_s_now, static_cast<unsigned long long>(p.ops),
-                     tty ? "" : "\n");
-        printed = true;
+      progress = [&line](const Progress& p) {
+        char text[128];
+        std::snprintf(text, sizeof text, "%6.1f s  %10.0f IOPS  %9.1f MB/s  %llu ops", p.seconds,
+                      p.iops_now, p.mb_per_s_now, static_cast<unsigned long long>(p.ops));
+        line.update(steady_now(), text, true);
       };
     }
     const double server_cpu0 = embedded ? embedded->cpu_seconds() : 0;
     auto r = run_load(*opts, progress);
-    if (printed && tty) std::fprintf(stderr, "\n");
+    line.finish();
     if (!r) die(r.error().message);
     if (embedded) r->server_cpu_s = embedded->cpu_seconds() - server_cpu0;
     if (a->json)

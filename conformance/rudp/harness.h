@@ -30,6 +30,8 @@
 #include "ipsan/proto/rudp/udp_transport.h"
 #include "ipsan/server/server.h"
 #include "ipsan/testing/server_thread.h"
+#include "ipsan/testing/tap_transport.h"
+#include "ipsan/testing/temp_dir.h"
 
 namespace ipsan::conformance {
 
@@ -72,47 +74,28 @@ class ServerThread : public testing::ServerThread {
   }
 };
 
-// Wraps a real ClientTransport. Remembers the wire bytes of every WRITE call it sends, by the
-// generation found in the first block's pattern header (workload.h), so a test can later send an
-// old WRITE again as a brand-new transport message: only the session layer (slot sequence numbers)
-// stands between such a late duplicate and the disk.
-class TapTransport final : public proto::ClientTransport {
- public:
-  explicit TapTransport(std::unique_ptr<proto::ClientTransport> inner) : inner_(std::move(inner)) {
-    inner_->on_message = [this](Bytes m) {
-      if (on_message) on_message(std::move(m));
-    };
-    inner_->on_closed = [this](Errc e) {
-      if (on_closed) on_closed(e);
-    };
-  }
-  Errc send(Bytes m) override {
+using ::ipsan::testing::TapState;
+using ::ipsan::testing::TapTransport;
+
+// The WRITE calls a client sent, by the generation found in the first block's pattern header
+// (workload.h), so a test can later send an old WRITE again as a brand-new transport message
+// (TapTransport::inject): only the session layer (slot sequence numbers) stands between such a
+// late duplicate and the disk.
+using WriteLog = std::map<std::uint64_t, Bytes>;
+
+// A TapState whose on_send records every WRITE call into `log` (shared: it outlives reconnects).
+inline std::shared_ptr<TapState> recording_writes(std::shared_ptr<WriteLog> log) {
+  auto st = std::make_shared<TapState>();
+  st->on_send = [log](const Bytes& m) {
     // ONC-RPC call: proc at offset 20; AUTH_IPSAN arguments at 76: device(4) lba(8) blocks(4)
     // flags(4) data length(4), then the data, whose first 32 bytes are the pattern header.
     constexpr std::size_t kData = 76 + 24;
     if (m.size() >= kData + 32 && load_be32(m.data() + 4) == 0 && load_be32(m.data() + 20) == 21) {
-      (*writes_)[load_be64(m.data() + kData + 24)] = m;
+      (*log)[load_be64(m.data() + kData + 24)] = m;
     }
-    return inner_->send(std::move(m));
-  }
-  void close() override { inner_->close(); }
-  bool is_open() const override { return inner_->is_open(); }
-  std::uint32_t peer_epoch() const override { return inner_->peer_epoch(); }
-  proto::TransportStats stats() const override { return inner_->stats(); }
-  std::string describe() const override { return "tap " + inner_->describe(); }
-  void bind_session(std::uint64_t session_id, const Key256& session_key) override {
-    inner_->bind_session(session_id, session_key);  // packet protection (docs/RUDP.md)
-  }
-  // Sends raw bytes as a new message (not recorded).
-  Errc inject(Bytes m) { return inner_->send(std::move(m)); }
-
-  // generation -> the WRITE call that carried it (shared so it outlives reconnects).
-  std::shared_ptr<std::map<std::uint64_t, Bytes>> writes_ =
-      std::make_shared<std::map<std::uint64_t, Bytes>>();
-
- private:
-  std::unique_ptr<proto::ClientTransport> inner_;
-};
+  };
+  return st;
+}
 
 // Runs `io` until `pred` holds or `limit` passes (event-driven: run_one_for wakes on every
 // handler); returns pred().
@@ -126,31 +109,7 @@ bool run_until(boost::asio::io_context& io, Pred pred, Duration limit) {
   return pred();
 }
 
-// A fresh directory under $TMPDIR (or /tmp); removed by remove() unless kept.
-class TempDir {
- public:
-  explicit TempDir(const std::string& prefix) {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (char* p = ::mkdtemp(buf.data())) path_ = p;
-  }
-  ~TempDir() {
-    if (!keep_) remove();
-  }
-  void keep() { keep_ = true; }
-  void remove() {
-    if (path_.empty()) return;
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  bool keep_ = false;
-};
+using ::ipsan::testing::TempDir;  // ipsan/testing/temp_dir.h
 
 // Environment knobs of the suite (docs/CONFORMANCE.md): IPSAN_CONFORMANCE_SCALE multiplies the
 // bytes per cell, IPSAN_CONFORMANCE_SEEDS sets the number of seeds, IPSAN_CONFORMANCE_SEED pins

@@ -108,6 +108,7 @@ struct ClientSide {
   asio::io_context io;
   std::unique_ptr<netem::UdpProxy> proxy;
   TapTransport* tap = nullptr;
+  std::shared_ptr<WriteLog> writes = std::make_shared<WriteLog>();  // across reconnects
   std::unique_ptr<client::SanClient> client;
   TimePoint proxy_started{};
 
@@ -136,8 +137,8 @@ struct ClientSide {
         io,
         [this, via]() -> std::unique_ptr<proto::ClientTransport> {
           auto t = std::make_unique<TapTransport>(
-              proto::rudp::make_udp_client(io, via, proto::rudp::Config{}));
-          if (tap) t->writes_ = tap->writes_;  // keep the record across reconnects
+              proto::rudp::make_udp_client(io, via, proto::rudp::Config{}),
+              recording_writes(writes));
           tap = t.get();
           return t;
         },
@@ -163,12 +164,12 @@ struct ClientSide {
 // failed. Declare it before the ClientSide so the proxy has closed its capture files by then.
 struct CaptureDir {
   TempDir dir{"ipsan-rudp-conf"};
-  std::string path(const std::string& name) const { return dir.path() + "/" + name; }
+  std::string path(const std::string& name) const { return dir.file(name); }
   ~CaptureDir() {
     if (!::testing::Test::HasFailure()) return;
     dir.keep();
     std::printf("[ FAILED ] capture kept in %s (X.pcap, X.in.pcap, X.fates.csv)\n",
-                dir.path().c_str());
+                dir.path().string().c_str());
   }
 };
 
@@ -208,8 +209,8 @@ void run_cell(const Cell& cell, const WorkloadOptions& wo) {
   ro.queue_depth = 16;
   ro.on_write_acked = [&](const WorkOp&, std::uint64_t previous) {
     if (previous == 0 || inject_rng.below(4) != 0) return;
-    auto it = cs.tap->writes_->find(previous);
-    if (it == cs.tap->writes_->end()) return;
+    auto it = cs.writes->find(previous);
+    if (it == cs.writes->end()) return;
     if (cs.tap->inject(it->second) == Errc::kOk) ++injected;
   };
   // Counters of every layer, printed at the end of the cell (and when it gets stuck).

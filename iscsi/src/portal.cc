@@ -38,15 +38,8 @@ bool sn_lt(std::uint32_t a, std::uint32_t b) {  // serial number arithmetic (RFC
   return a != b && static_cast<std::int32_t>(a - b) < 0;
 }
 
-// Single-level LUN field -> LUN number (peripheral or flat addressing); ~0 for anything else.
-std::uint32_t decode_lun(std::uint64_t field) {
-  const std::uint8_t b0 = static_cast<std::uint8_t>(field >> 56);
-  const std::uint8_t b1 = static_cast<std::uint8_t>(field >> 48);
-  if ((field & 0x0000FFFFFFFFFFFFull) != 0) return ~0u;
-  if ((b0 >> 6) == 0 && b0 == 0) return b1;
-  if ((b0 >> 6) == 1) return (std::uint32_t{b0 & 0x3Fu} << 8) | b1;
-  return ~0u;
-}
+// Single-level LUN field -> LUN number (wire::decode_lun); ~0 (never mapped) for anything else.
+std::uint32_t lun_number(std::uint64_t field) { return decode_lun(field).value_or(~0u); }
 
 std::string isid_hex(const std::uint8_t* isid) {
   char buf[16];
@@ -604,7 +597,7 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
 
   void on_tmf(const Pdu& req) {
     const std::uint8_t function = req.flags() & 0x7F;
-    const std::uint32_t lun = decode_lun(req.lun_field());
+    const std::uint32_t lun = lun_number(req.lun_field());
     Pdu r;
     r.set_opcode(Opcode::kTaskMgmtResponse);
     r.bhs[1] = 0x80;
@@ -668,7 +661,7 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
     auto t = std::make_shared<Task>();
     t->itt = req.itt();
     t->lun_field = req.lun_field();
-    t->lun = decode_lun(t->lun_field);
+    t->lun = lun_number(t->lun_field);
     t->cmdsn = req.u32(24);
     t->edtl = req.u32(20);
     t->read = req.flags() & 0x40;
@@ -755,7 +748,7 @@ class Portal::Impl::Connection : public std::enable_shared_from_this<Connection>
       // no longer knows, a protocol error that drops its connection at a moment that depends on
       // whether both PDUs arrived in one read (the iSCSIDataSnInvalid flake under load).
       tasks_.erase(t->itt);
-      return respond(t, scsi::check_condition(scsi::make_sense(scsi::kAbortedCommand, 0x4B, 0x00),
+      return respond(t, scsi::check_condition(scsi::make_sense(scsi::kAbortedCommand, scsi::asc::kDataPhaseError),
                                               false));
     }
     ++t->expected_datasn;

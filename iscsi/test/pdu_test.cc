@@ -1,7 +1,9 @@
 // Unit tests of the iSCSI PDU codec and text key lists.
-#include "ipsan/iscsi/pdu.h"
+#include "ipsan/iscsi/wire/pdu.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "ipsan/base/crc32c.h"
 
@@ -84,6 +86,79 @@ TEST(Text, RejectsMalformedPairs) {
   EXPECT_FALSE(parse_text(bytes("k=" + std::string(8193, 'v'))));
   EXPECT_FALSE(parse_text(bytes(std::string("a=1\0\0b=2\0", 9))));
   EXPECT_FALSE(parse_text(bytes(std::string("a=\x01\0", 4))));
+}
+
+TEST(Text, LenientParsingKeepsTheGoodPairsOfCapturedBytes) {
+  auto bytes = [](std::string s) { return Bytes(s.begin(), s.end()); };
+  const TextPairs want = {{"HeaderDigest", "CRC32C"}, {"DataDigest", "None"}};
+  auto nuls = [&](std::string s) {
+    std::replace(s.begin(), s.end(), '|', '\0');
+    return bytes(s);
+  };
+  EXPECT_EQ(parse_text_lenient(nuls("HeaderDigest=CRC32C|NoEquals|=v|a=\x01|DataDigest=None||")),
+            want);
+  // A captured list cannot make memory grow beyond kMaxLenientPairs pairs.
+  std::string many;
+  for (int i = 0; i < 3000; ++i) many += "k=v" + std::string(1, '\0');
+  EXPECT_EQ(parse_text_lenient(bytes(many)).size(), kMaxLenientPairs);
+  // Whatever the strict parser accepts, the lenient one gives the same.
+  TextPairs in = {{"InitiatorName", "iqn.x"}, {"Empty", ""}};
+  EXPECT_EQ(parse_text_lenient(encode_text(in)), in);
+}
+
+TEST(Stream, CutsPdusOneAfterAnotherAndReportsWhereTheStreamEnds) {
+  const DigestConfig digests{true, true};
+  Pdu a = sample();
+  Pdu b = sample();
+  b.data = {1, 2, 3, 4, 5};
+  b.set_opcode(Opcode::kDataOut);
+  Bytes stream = encode_pdu(a, digests);
+  const Bytes second = encode_pdu(b, digests);
+  stream.insert(stream.end(), second.begin(), second.end());
+  std::size_t pos = 0;
+  Pdu out;
+  ASSERT_TRUE(cut_pdu(stream, pos, digests, 8192, out));
+  EXPECT_EQ(out.itt(), a.itt());
+  EXPECT_EQ(out.data, a.data);
+  EXPECT_EQ(pos, stream.size() - second.size());
+  ASSERT_TRUE(cut_pdu(stream, pos, digests, 8192, out));
+  EXPECT_EQ(out.data, b.data);
+  EXPECT_EQ(pos, stream.size());
+  EXPECT_EQ(cut_pdu(stream, pos, digests, 8192, out).error(), PduError::kTruncated);
+  // Cut short anywhere: kTruncated, and the position stays where the PDU begins.
+  for (std::size_t n = 0; n < second.size(); ++n) {
+    Bytes cut(stream.begin(), stream.end() - static_cast<std::ptrdiff_t>(second.size() - n));
+    std::size_t p = stream.size() - second.size();
+    EXPECT_EQ(cut_pdu(cut, p, digests, 8192, out).error(), PduError::kTruncated) << n;
+    EXPECT_EQ(p, stream.size() - second.size());
+  }
+  // A bad data digest: the PDU is dropped but the framing holds (the position moves on).
+  Bytes bad = stream;
+  bad.back() ^= 0x80;
+  pos = stream.size() - second.size();
+  EXPECT_EQ(cut_pdu(bad, pos, digests, 8192, out).error(), PduError::kDataDigest);
+  EXPECT_EQ(pos, stream.size());
+  // A bad header digest: the stream cannot be trusted, the position stays.
+  Bytes bad_header = stream;
+  bad_header[stream.size() - second.size() + 20] ^= 1;
+  pos = stream.size() - second.size();
+  EXPECT_EQ(cut_pdu(bad_header, pos, digests, 8192, out).error(), PduError::kHeaderDigest);
+  EXPECT_EQ(pos, stream.size() - second.size());
+  pos = stream.size() + 5;  // a position past the end is no crash
+  EXPECT_EQ(cut_pdu(stream, pos, digests, 8192, out).error(), PduError::kTruncated);
+}
+
+TEST(Wire, OpcodesAndLunField) {
+  EXPECT_TRUE(known_opcode(0x43));  // immediate Login Request
+  EXPECT_TRUE(known_opcode(0x3F));
+  EXPECT_FALSE(known_opcode(0x07));
+  EXPECT_STREQ(opcode_name(0x21), "SCSI Response");
+  EXPECT_EQ(decode_lun(0), 0u);
+  EXPECT_EQ(decode_lun(0x0005000000000000ull), 5u);   // peripheral, bus 0
+  EXPECT_EQ(decode_lun(0x4105000000000000ull), 261u);  // flat
+  EXPECT_FALSE(decode_lun(0x0105000000000000ull));     // peripheral with a bus number
+  EXPECT_FALSE(decode_lun(0x8000000000000000ull));     // logical unit addressing
+  EXPECT_FALSE(decode_lun(0x0001000100000000ull));     // second level
 }
 
 }  // namespace

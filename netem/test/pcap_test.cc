@@ -13,6 +13,7 @@
 
 #include "ipsan/netem/config.h"
 #include "ipsan/netem/link.h"
+#include "ipsan/testing/temp_dir.h"
 
 namespace ipsan::netem {
 namespace {
@@ -20,20 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() / str_cat("ipsan_netem_", info->name(), "_", ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(std::string_view name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using ::ipsan::testing::TempDir;
 
 Bytes text(std::string_view s) { return Bytes(s.begin(), s.end()); }
 

@@ -90,6 +90,10 @@ bool valid_block_size(std::uint32_t block_size) {
          (block_size & (block_size - 1)) == 0;
 }
 
+bool valid_geometry(std::uint32_t block_size, std::uint64_t block_count) {
+  return valid_block_size(block_size) && block_count <= kMaxBlockCount;
+}
+
 bool validate_identity(const Identity& id) {
   return id.vendor.size() <= kMaxVendor && id.product.size() <= kMaxProduct &&
          id.revision.size() <= kMaxRevision && id.serial.size() <= kMaxSerial &&

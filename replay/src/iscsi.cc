@@ -36,25 +36,48 @@ void put_at(Bytes& buf, std::uint32_t offset, ByteSpan data, std::uint32_t limit
   std::copy(data.begin(), data.end(), buf.begin() + offset);
 }
 
-// Login phase of one direction: PDUs without digests until the final login PDU.
+using wire::Opcode;
+using Digests = wire::DigestConfig;
+
+// A PDU and the stream offset of its BHS (for the capture time of a command).
+struct Pdu : wire::Pdu {
+  std::uint64_t offset = 0;
+};
+
+// One direction of a connection, cut into PDUs.
 struct Stream {
   ByteSpan bytes;
   std::size_t pos = 0;
   std::vector<Pdu> pdus;
   std::string stop;  // why parsing stopped early
+  std::size_t dropped = 0;  // PDUs dropped for a data digest mismatch
 };
 
-// Parses PDUs while `pred(pdu)` says continue; false when the stream ended or broke.
+// Parses PDUs while `more(pdu)` says continue; stops at the end of the stream or where it broke
+// (`stop` says why). Unknown opcodes end the stream too: garbage or lost framing.
 template <class Pred>
 void parse_until(Stream& s, const Digests& d, Pred&& more) {
-  while (s.stop.empty()) {
-    std::string err;
-    auto pdu = next_pdu(s.bytes, s.pos, d, err);
-    if (!pdu) {
-      s.stop = err;
+  while (s.stop.empty() && s.pos < s.bytes.size()) {
+    Pdu p;
+    const std::size_t at = s.pos;
+    if (s.bytes.size() - at >= wire::kBhsSize && !wire::known_opcode(s.bytes[at])) {
+      s.stop = "unknown PDU opcode (garbage or lost framing)";
       return;
     }
-    s.pdus.push_back(std::move(*pdu));
+    auto r = wire::cut_pdu(s.bytes, s.pos, d, wire::kMaxDataSegmentLength, p);
+    if (!r) {
+      if (r.error() == wire::PduError::kDataDigest) {
+        ++s.dropped;
+        continue;
+      }
+      s.stop = r.error() == wire::PduError::kTruncated
+                   ? (s.bytes.size() - at < wire::kBhsSize ? "capture ends inside a PDU header"
+                                                           : "capture ends inside a PDU")
+                   : wire::to_string(r.error());
+      return;
+    }
+    p.offset = at;
+    s.pdus.push_back(std::move(p));
     if (!more(s.pdus.back())) return;
   }
 }
@@ -68,12 +91,12 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
   bool full_feature = false;
   bool discovery = false;
   parse_until(ts, Digests{}, [&](const Pdu& p) {
-    if (p.opcode() != kLoginResponse) {
+    if (p.opcode() != Opcode::kLoginResponse) {
       ts.stop = "PDU before the end of login";
       return false;
     }
     ++login_responses;
-    for (const auto& [k, v] : parse_text_keys(p.data)) {
+    for (const auto& [k, v] : wire::parse_text_lenient(p.data)) {
       if (k == "HeaderDigest") digests.header = v == "CRC32C";
       if (k == "DataDigest") digests.data = v == "CRC32C";
     }
@@ -91,11 +114,11 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
   });
   std::size_t login_requests = 0;
   parse_until(is, Digests{}, [&](const Pdu& p) {
-    if (p.opcode() != kLoginRequest) {
+    if (p.opcode() != Opcode::kLoginRequest) {
       is.stop = "PDU before the end of login";
       return false;
     }
-    for (const auto& [k, v] : parse_text_keys(p.data)) {
+    for (const auto& [k, v] : wire::parse_text_lenient(p.data)) {
       if (k == "SessionType" && v == "Discovery") discovery = true;
     }
     return ++login_requests < login_responses;
@@ -112,13 +135,14 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
   out.pdus += is.pdus.size() + ts.pdus.size();
   if (!is.stop.empty()) out.skipped.add("initiator stream: " + is.stop);
   if (!ts.stop.empty()) out.skipped.add("target stream: " + ts.stop);
+  out.skipped.add("PDU with a data digest mismatch (dropped)", is.dropped + ts.dropped);
 
   std::map<std::uint32_t, CommandState> cmds;  // by ITT
   std::vector<std::uint32_t> order;
   std::vector<CommandState> finished;
   for (const Pdu& p : is.pdus) {
     switch (p.opcode()) {
-      case kScsiCommand: {
+      case Opcode::kScsiCommand: {
         CommandState st;
         ImportedCommand& c = st.cmd;
         c.itt = p.itt();
@@ -141,7 +165,7 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
         }
         const std::size_t want = client::trace::cdb_length_for_opcode(c.cdb[0]);
         if (want != 0 && want <= c.cdb.size()) c.cdb.resize(want);
-        const auto lun = decode_lun(&p.bhs[8]);
+        const auto lun = wire::decode_lun(p.lun_field());
         if (!lun)
           c.skip = "unsupported LUN addressing";
         else
@@ -160,7 +184,7 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
         cmds[c.itt] = std::move(st);
         break;
       }
-      case kDataOut: {
+      case Opcode::kDataOut: {
         auto it = cmds.find(p.itt());
         if (it == cmds.end()) {
           out.skipped.add("Data-Out for an unknown task");
@@ -174,16 +198,17 @@ void decode_connection(ByteSpan ini, ByteSpan tgt, const std::string& name,
     }
   }
   for (const Pdu& p : ts.pdus) {
-    const std::uint8_t op = p.opcode();
-    if (op != kDataIn && op != kScsiResponse) continue;
+    const Opcode op = p.opcode();
+    if (op != Opcode::kDataIn && op != Opcode::kScsiResponse) continue;
     auto it = cmds.find(p.itt());
     if (it == cmds.end() || it->second.responded) {
-      out.skipped.add(std::string(opcode_name(op)) + " for an unknown task");
+      out.skipped.add(std::string(wire::opcode_name(static_cast<std::uint8_t>(op))) +
+                      " for an unknown task");
       continue;
     }
     CommandState& st = it->second;
     ImportedCommand& c = st.cmd;
-    if (op == kDataIn) {
+    if (op == Opcode::kDataIn) {
       put_at(c.data_in, load_be32(&p.bhs[40]), p.data, c.edtl, st.data_overrun);
       if ((p.flags() & 0x01) != 0) {  // S: status in this PDU
         st.responded = true;
@@ -279,112 +304,6 @@ MaskList intended_difference_masks(const Bytes& cdb) {
   }
 }
 
-const char* opcode_name(std::uint8_t opcode) {
-  switch (opcode) {
-    case kNopOut: return "NOP-Out";
-    case kScsiCommand: return "SCSI Command";
-    case kTaskMgmt: return "Task Management Request";
-    case kLoginRequest: return "Login Request";
-    case kTextRequest: return "Text Request";
-    case kDataOut: return "Data-Out";
-    case kLogoutRequest: return "Logout Request";
-    case kSnack: return "SNACK";
-    case kNopIn: return "NOP-In";
-    case kScsiResponse: return "SCSI Response";
-    case kTaskMgmtResponse: return "Task Management Response";
-    case kLoginResponse: return "Login Response";
-    case kTextResponse: return "Text Response";
-    case kDataIn: return "Data-In";
-    case kLogoutResponse: return "Logout Response";
-    case kR2t: return "R2T";
-    case kAsync: return "Async Message";
-    case kReject: return "Reject";
-    default: return "unknown opcode";
-  }
-}
-
-std::optional<Pdu> next_pdu(ByteSpan stream, std::size_t& pos, const Digests& digests,
-                            std::string& error) {
-  error.clear();
-  if (pos >= stream.size()) return std::nullopt;
-  const std::size_t left = stream.size() - pos;
-  if (left < kBhsSize) {
-    error = "capture ends inside a PDU header";
-    return std::nullopt;
-  }
-  Pdu p;
-  std::copy_n(stream.begin() + static_cast<std::ptrdiff_t>(pos), kBhsSize, p.bhs.begin());
-  p.offset = pos;
-  const std::size_t ahs_len = std::size_t{p.bhs[4]} * 4;
-  const std::size_t data_len =
-      (std::size_t{p.bhs[5]} << 16) | (std::size_t{p.bhs[6]} << 8) | std::size_t{p.bhs[7]};
-  const std::uint8_t op = p.opcode();
-  const bool known = std::string_view(opcode_name(op)) != "unknown opcode";
-  if (!known) {
-    error = "unknown PDU opcode (garbage or lost framing)";
-    return std::nullopt;
-  }
-  if (data_len > kMaxDataSegment) {
-    error = "data segment too long";
-    return std::nullopt;
-  }
-  const std::size_t hdigest = digests.header ? 4 : 0;
-  const std::size_t padded = (data_len + 3) / 4 * 4;
-  const std::size_t ddigest = digests.data && data_len > 0 ? 4 : 0;
-  const std::size_t total = kBhsSize + ahs_len + hdigest + padded + ddigest;
-  if (left < total) {
-    error = "capture ends inside a PDU";
-    return std::nullopt;
-  }
-  if (digests.header) {
-    // RFC 7143 12.1: CRC32C over BHS + AHS, sent least significant byte first.
-    const std::uint32_t want = crc32c(stream.subspan(pos, kBhsSize + ahs_len));
-    const std::uint8_t* d = &stream[pos + kBhsSize + ahs_len];
-    const std::uint32_t got = std::uint32_t{d[0]} | (std::uint32_t{d[1]} << 8) |
-                              (std::uint32_t{d[2]} << 16) | (std::uint32_t{d[3]} << 24);
-    if (want != got) {
-      error = "header digest mismatch";
-      return std::nullopt;
-    }
-  }
-  const std::size_t a = pos + kBhsSize;
-  p.ahs.assign(stream.begin() + static_cast<std::ptrdiff_t>(a),
-               stream.begin() + static_cast<std::ptrdiff_t>(a + ahs_len));
-  const std::size_t d = a + ahs_len + hdigest;
-  p.data.assign(stream.begin() + static_cast<std::ptrdiff_t>(d),
-                stream.begin() + static_cast<std::ptrdiff_t>(d + data_len));
-  pos += total;
-  return p;
-}
-
-std::vector<std::pair<std::string, std::string>> parse_text_keys(ByteSpan data) {
-  std::vector<std::pair<std::string, std::string>> out;
-  std::size_t i = 0;
-  while (i < data.size() && out.size() < 1024) {
-    std::size_t j = i;
-    while (j < data.size() && data[j] != 0) ++j;
-    std::string kv(data.begin() + static_cast<std::ptrdiff_t>(i),
-                   data.begin() + static_cast<std::ptrdiff_t>(j));
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) out.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-    i = j + 1;
-  }
-  return out;
-}
-
-std::optional<std::uint32_t> decode_lun(const std::uint8_t* lun8) {
-  for (int i = 2; i < 8; ++i) {
-    if (lun8[i] != 0) return std::nullopt;  // multi-level LUNs
-  }
-  switch (lun8[0] >> 6) {
-    case 0:
-      if ((lun8[0] & 0x3F) != 0) return std::nullopt;  // bus identifier
-      return lun8[1];
-    case 1: return (std::uint32_t{lun8[0] & 0x3Fu} << 8) | lun8[1];
-    default: return std::nullopt;
-  }
-}
-
 IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& options) {
   IscsiCapture out;
   out.skipped.merge(capture.skipped);
@@ -393,8 +312,8 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
     return port == 0 || p.src.port == port || p.dst.port == port;
   });
   // Port 0: any connection that starts like iSCSI (a Login Request answered by a Login Response).
-  auto starts_with = [](const TcpDirection& d, std::uint8_t first) {
-    return d.data.size() >= kBhsSize && (d.data[0] & 0x3F) == first;
+  auto starts_with = [](const TcpDirection& d, Opcode first) {
+    return d.data.size() >= wire::kBhsSize && (d.data[0] & 0x3F) == static_cast<std::uint8_t>(first);
   };
   for (TcpConnection& c : conns) {
     TcpDirection* ini = &c.client;
@@ -403,9 +322,9 @@ IscsiCapture import_iscsi(const CaptureFile& capture, const ImportOptions& optio
       // The initiator is the side whose destination is the iSCSI port.
       if (ini->from.port == port && ini->to.port != port) std::swap(ini, tgt);
     } else {
-      if (starts_with(*tgt, kLoginRequest) && starts_with(*ini, kLoginResponse))
+      if (starts_with(*tgt, Opcode::kLoginRequest) && starts_with(*ini, Opcode::kLoginResponse))
         std::swap(ini, tgt);
-      if (!starts_with(*ini, kLoginRequest)) {
+      if (!starts_with(*ini, Opcode::kLoginRequest)) {
         out.skipped.add("TCP connection that does not begin with an iSCSI login (ignored)");
         continue;
       }

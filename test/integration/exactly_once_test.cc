@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "ipsan/proto/codec.h"
+#include "ipsan/testing/tap_transport.h"
 #include "test_server.h"
 
 namespace ipsan::testing {
@@ -10,44 +11,6 @@ namespace {
 
 using proto::Op;
 using proto::TransportKind;
-
-// Wraps a real transport, remembering every message sent and able to inject raw messages or
-// tamper with the next one. Injected messages are new transport messages, so only the session
-// layer (slots) stands between them and the disk.
-class TapTransport final : public proto::ClientTransport {
- public:
-  explicit TapTransport(std::unique_ptr<proto::ClientTransport> inner) : inner_(std::move(inner)) {
-    inner_->on_message = [this](Bytes m) {
-      if (on_message) on_message(std::move(m));
-    };
-    inner_->on_closed = [this](Errc e) {
-      if (on_closed) on_closed(e);
-    };
-  }
-  Errc send(Bytes m) override {
-    if (tamper_next_) {
-      tamper_next_ = false;
-      m[m.size() / 2] ^= 0x01;  // flips a bit inside the MAC'd region
-    }
-    (*sent_).push_back(m);
-    return inner_->send(std::move(m));
-  }
-  void close() override { inner_->close(); }
-  bool is_open() const override { return inner_->is_open(); }
-  std::uint32_t peer_epoch() const override { return inner_->peer_epoch(); }
-  proto::TransportStats stats() const override { return inner_->stats(); }
-  std::string describe() const override { return "tap " + inner_->describe(); }
-  void bind_session(std::uint64_t session_id, const Key256& session_key) override {
-    inner_->bind_session(session_id, session_key);  // packet protection (docs/RUDP.md)
-  }
-  Errc inject(Bytes m) { return inner_->send(std::move(m)); }
-
-  std::shared_ptr<std::vector<Bytes>> sent_ = std::make_shared<std::vector<Bytes>>();
-  bool tamper_next_ = false;
-
- private:
-  std::unique_ptr<proto::ClientTransport> inner_;
-};
 
 class ExactlyOnce : public ::testing::TestWithParam<TransportKind> {
  protected:
@@ -102,7 +65,7 @@ TEST_P(ExactlyOnce, LateDuplicateOfOldWriteNeverOverwritesNewerData) {
   TapTransport* tap = nullptr;
   auto c = make_client(io, server, &tap);
   ASSERT_EQ(call(io, *c, write(7, 0xAA)).status, Errc::kOk);
-  Bytes old_write = tap->sent_->back();  // WRITE 0xAA, slot 0, seq 1
+  Bytes old_write = tap->state()->sent.back();  // WRITE 0xAA, slot 0, seq 1
   ASSERT_EQ(call(io, *c, write(7, 0xBB)).status, Errc::kOk);
   auto before = server.stats();
   // The old WRITE arrives again, late (as a duplicate a network or a retrying peer could deliver).
@@ -115,9 +78,9 @@ TEST_P(ExactlyOnce, LateDuplicateOfOldWriteNeverOverwritesNewerData) {
   auto after = server.stats();
   EXPECT_EQ(after.bytes_written, before.bytes_written);  // nothing more was written
   // An immediate retransmission of the newest call is answered from the cache, not re-run.
-  Bytes newest = tap->sent_->back();  // the READ above
+  Bytes newest = tap->state()->sent.back();  // the READ above
   ASSERT_EQ(call(io, *c, write(8, 0xCC)).status, Errc::kOk);
-  Bytes last_write = tap->sent_->back();
+  Bytes last_write = tap->state()->sent.back();
   before = server.stats();
   ASSERT_EQ(tap->inject(last_write), Errc::kOk);
   ASSERT_TRUE(run_until(
@@ -132,7 +95,7 @@ TEST_P(ExactlyOnce, ForgedCallIsRefusedAndTouchesNoData) {
   TapTransport* tap = nullptr;
   auto c = make_client(io, server, &tap);
   ASSERT_EQ(call(io, *c, write(3, 0x11)).status, Errc::kOk);
-  tap->tamper_next_ = true;
+  tap->state()->tamper_next = true;
   auto r = call(io, *c, write(3, 0x22));
   EXPECT_EQ(r.status, Errc::kAuthFailed);
   EXPECT_GE(server.stats().auth_failures, 1u);

@@ -9,6 +9,7 @@
 
 #include "ipsan/proto/codec.h"
 #include "ipsan/proto/rpc.h"
+#include "ipsan/testing/tap_transport.h"
 #include "test_server.h"
 
 namespace ipsan::testing {
@@ -17,47 +18,8 @@ namespace {
 using proto::Op;
 using proto::TransportKind;
 
-// A man-in-the-middle on the client's side of the path: calls matching `hold` are kept back (not
-// sent); release() delivers them later, as new messages on whatever connection is current.
-struct HoldBackState {
-  std::function<bool(Op)> hold;  // which calls to hold back (by procedure)
-  std::vector<Bytes> held;
-  std::vector<Bytes> sent;
-};
-
-class HoldBackTransport final : public proto::ClientTransport {
- public:
-  HoldBackTransport(std::unique_ptr<proto::ClientTransport> inner,
-                    std::shared_ptr<HoldBackState> st)
-      : inner_(std::move(inner)), st_(std::move(st)) {
-    inner_->on_message = [this](Bytes m) {
-      if (on_message) on_message(std::move(m));
-    };
-    inner_->on_closed = [this](Errc e) {
-      if (on_closed) on_closed(e);
-    };
-  }
-  Errc send(Bytes m) override {
-    auto call = proto::parse_call(m);
-    if (call && st_->hold && st_->hold(call->op)) {
-      st_->held.push_back(std::move(m));
-      return Errc::kOk;  // "sent": lost in the network, for now
-    }
-    st_->sent.push_back(m);
-    return inner_->send(std::move(m));
-  }
-  void close() override { inner_->close(); }
-  bool is_open() const override { return inner_->is_open(); }
-  std::uint32_t peer_epoch() const override { return inner_->peer_epoch(); }
-  proto::TransportStats stats() const override { return inner_->stats(); }
-  std::string describe() const override { return "holdback " + inner_->describe(); }
-  Errc inject(Bytes m) { return inner_->send(std::move(m)); }
-
- private:
-  std::unique_ptr<proto::ClientTransport> inner_;
-  std::shared_ptr<HoldBackState> st_;
-};
-
+// The man-in-the-middle on the client's side (ipsan/testing/tap_transport.h): calls matching
+// `hold` are kept back; the test re-sends them later as new messages on the current connection.
 class Integrity : public ::testing::TestWithParam<TransportKind> {
  protected:
   void SetUp() override { disk_ = *backends::RamBackend::create(1 << 20, backends::RamOptions{}); }
@@ -72,7 +34,7 @@ class Integrity : public ::testing::TestWithParam<TransportKind> {
     return std::make_unique<client::SanClient>(
         io,
         [inner, st, cur]() -> std::unique_ptr<proto::ClientTransport> {
-          auto t = std::make_unique<HoldBackTransport>(inner(), st);
+          auto t = std::make_unique<TapTransport>(inner(), st);
           *cur = t.get();
           return t;
         },
@@ -107,8 +69,8 @@ class Integrity : public ::testing::TestWithParam<TransportKind> {
   }
 
   backends::BackendPtr disk_;
-  std::shared_ptr<HoldBackState> state_ = std::make_shared<HoldBackState>();
-  HoldBackTransport* current_ = nullptr;
+  std::shared_ptr<TapState> state_ = std::make_shared<TapState>();
+  TapTransport* current_ = nullptr;
 };
 
 // The scenario of issue 15: WRITE B times out (held back on the path), WRITE C to the same block
@@ -124,7 +86,7 @@ TEST_P(Integrity, TimedOutWriteNeverLandsAfterNewerAcknowledgedWrite) {
   ASSERT_EQ(call(io, *c, write(7, 0xAA)).status, Errc::kOk);
   const auto session = c->session_id();
 
-  state_->hold = [](Op op) { return op == Op::kWrite; };
+  state_->hold = hold_calls([](Op op) { return op == Op::kWrite; });
   auto r = call(io, *c, write(7, 0xBB));
   EXPECT_EQ(r.status, Errc::kTimeout) << to_string(r.status);
   ASSERT_EQ(state_->held.size(), 1u);
@@ -158,7 +120,7 @@ TEST_P(Integrity, LostFenceEndsTheSessionBeforeTheTimeoutIsReported) {
   ASSERT_EQ(call(io, *c, write(9, 0xAA)).status, Errc::kOk);
   const auto session = c->session_id();
 
-  state_->hold = [](Op op) { return op == Op::kWrite || op == Op::kSlotFence; };
+  state_->hold = hold_calls([](Op op) { return op == Op::kWrite || op == Op::kSlotFence; });
   auto r = call(io, *c, write(9, 0xBB));
   EXPECT_EQ(r.status, Errc::kTimeout) << to_string(r.status);
   EXPECT_GE(c->stats().fences_failed, 1u);
@@ -191,7 +153,7 @@ TEST_P(Integrity, TimeoutIsNotReportedWhileTheServerCannotConfirm) {
   auto c = make_client(io, server, o);
   ASSERT_EQ(call(io, *c, write(3, 0xAA)).status, Errc::kOk);
   // Everything after the WRITE is held back: fences, logins, END_SESSION.
-  state_->hold = [](Op) { return true; };
+  state_->hold = hold_calls([](Op) { return true; });
   std::optional<proto::Reply> out;
   c->execute(write(3, 0xBB), [&](proto::Reply rep) { out = std::move(rep); });
   run_until(io, [] { return false; }, std::chrono::seconds(3));  // many timeouts' worth

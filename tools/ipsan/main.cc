@@ -18,9 +18,6 @@
 #ifdef HAVE_IPSAN_BACKENDS_CLI
 #include "backends/cli/backends_cli.h"
 #endif
-#ifdef HAVE_IPSAN_FRONTENDS_CLI
-#include "frontends_cli.h"
-#endif
 #ifdef HAVE_IPSAN_REPLAY_CLI
 #include "replay_cli.h"
 #endif
@@ -83,9 +80,6 @@ int main(int argc, char** argv) {
 #endif
 #ifdef HAVE_IPSAN_BACKENDS_CLI
   ipsan::backends::add_cli(app);
-#endif
-#ifdef HAVE_IPSAN_FRONTENDS_CLI
-  ipsan::client::add_frontends_cli(app);
 #endif
 #ifdef HAVE_IPSAN_REPLAY_CLI
   ipsan::replay::add_cli(app);

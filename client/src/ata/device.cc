@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "ipsan/proto/codec.h"
 #include "scsi/io_chain.h"
 
 namespace ipsan::client::ata {
@@ -67,9 +69,8 @@ void Device::attach(std::function<void(Errc)> done) {
   target_.execute(std::move(r), [this, done = std::move(done)](proto::Reply reply) {
     Errc e = reply.status;
     const auto& id = reply.identity;
-    if (e == Errc::kOk &&
-        (id.block_size < 512 || id.block_size > (1u << 20) ||
-         (id.block_size & (id.block_size - 1)) != 0 || id.block_count > (std::uint64_t{1} << 48))) {
+    // The identity comes from the network: the one geometry check (proto/codec.h).
+    if (e == Errc::kOk && !proto::valid_geometry(id.block_size, id.block_count)) {
       e = Errc::kBadMessage;
     }
     if (e == Errc::kOk) {
@@ -158,6 +159,196 @@ Bytes Device::identify_data(const proto::Identity& id, bool wce) {
   return d;
 }
 
+namespace {
+
+// One command in flight: what its handler may use.
+struct OpEntry;
+struct AtaCall {
+  GenericTarget& target;
+  std::uint32_t device_id;
+  std::uint32_t max_command_bytes;
+  std::mutex& mu;           // guards write_cache
+  bool& write_cache;
+  proto::Identity id;       // snapshot taken under mu
+  bool wce;                 // write cache enabled, snapshot
+  const Taskfile& tf;
+  const OpEntry& op;
+  AtaDone done;
+};
+
+// Completes with the ATA registers THE Errc table (map_errc) gives.
+void finish(AtaDone& done, Errc e, bool write, std::uint64_t lba) {
+  const AtaError m = map_errc(e, write);
+  AtaResult r;
+  r.status = m.status;
+  r.error = m.error;
+  r.lba = lba;
+  done(std::move(r));
+}
+
+// The ATA command set ipsan's IDE path implements: one row per command (like the SCSI logical
+// unit's table), READ/WRITE variants described by their addressing instead of code.
+struct OpEntry {
+  std::uint8_t command;
+  const char* name;
+  void (*run)(AtaCall&);
+  bool write = false;  // READ/WRITE family: direction
+  bool ext = false;    // 48-bit LBA and 16-bit count (else 28-bit LBA, 8-bit count)
+  bool fua = false;    // forced unit access
+  bool ncq = false;    // FPDMA QUEUED: count in FEATURES, FUA in DEVICE bit 7
+};
+
+void identify_device(AtaCall& c) {
+  AtaResult r = ok_result();
+  r.data_in = Device::identify_data(c.id, c.wce);
+  c.done(std::move(r));
+}
+
+void check_power_mode(AtaCall& c) {
+  AtaResult r = ok_result();
+  r.count = 0xFF;  // active or idle
+  c.done(std::move(r));
+}
+
+void set_features(AtaCall& c) {
+  const std::uint8_t sub = static_cast<std::uint8_t>(c.tf.features);
+  if (sub == 0x02 || sub == 0x82) {  // enable / disable the volatile write cache
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.write_cache = sub == 0x02;
+  } else if (sub != 0x03) {  // 03h: set transfer mode (accepted, nothing to do)
+    return c.done(error_result(kErrorAbrt));
+  }
+  c.done(ok_result());
+}
+
+void flush_cache(AtaCall& c) {
+  if (!(c.id.capabilities & proto::kCapFlush)) return c.done(ok_result());
+  proto::Request r;
+  r.op = proto::Op::kFlush;
+  r.device_id = c.device_id;
+  c.target.execute(std::move(r), [done = std::move(c.done)](proto::Reply reply) mutable {
+    finish(done, reply.status, true, 0);
+  });
+}
+
+void data_set_management(AtaCall& c) {
+  const Taskfile& tf = c.tf;
+  if (!(tf.features & 0x01) || !(c.id.capabilities & proto::kCapTrim) || tf.count == 0 ||
+      tf.count > 8) {
+    return c.done(error_result(kErrorAbrt));
+  }
+  if (tf.data_out.size() < std::size_t{tf.count} * 512) return c.done(error_result(kErrorAbrt));
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> ranges;
+  for (std::size_t off = 0; off < std::size_t{tf.count} * 512; off += 8) {
+    std::uint64_t e = 0;
+    for (int b = 7; b >= 0; --b) e = (e << 8) | tf.data_out[off + static_cast<std::size_t>(b)];
+    const std::uint64_t lba = e & 0xFFFFFFFFFFFFull;
+    const std::uint32_t len = static_cast<std::uint32_t>(e >> 48);
+    if (len == 0) continue;
+    if (lba > c.id.block_count || len > c.id.block_count - lba) {
+      AtaResult r = error_result(kErrorIdnf);
+      r.lba = lba;
+      return c.done(std::move(r));
+    }
+    ranges.emplace_back(lba, len);
+  }
+  auto chain = std::make_shared<detail::Chain>();
+  chain->target = &c.target;
+  chain->count = ranges.size();
+  const std::uint32_t device = c.device_id;
+  chain->make = [ranges, device](std::size_t i) {
+    proto::Request r;
+    r.op = proto::Op::kTrim;
+    r.device_id = device;
+    r.lba = ranges[i].first;
+    r.blocks = ranges[i].second;
+    return r;
+  };
+  chain->done = [done = std::move(c.done)](Errc e) mutable { finish(done, e, true, 0); };
+  detail::run_chain(std::move(chain));
+}
+
+// READ/WRITE SECTORS, DMA, EXT, FUA EXT and FPDMA QUEUED: the row says how to decode.
+void read_write(AtaCall& c) {
+  const Taskfile& tf = c.tf;
+  const OpEntry& op = c.op;
+  const std::uint32_t bs = c.id.block_size;
+  std::uint64_t lba = tf.lba;
+  std::uint64_t blocks = 0;
+  bool fua = op.fua;
+  if (op.ncq) {
+    fua = (tf.device & 0x80) != 0;
+    blocks = tf.features == 0 ? 65536 : tf.features;  // NCQ: sector count in FEATURES
+  }
+  if (!op.ext) {
+    if (tf.lba > 0xFFFFFF || !(tf.device & 0x40)) return c.done(error_result(kErrorAbrt));
+    lba = tf.lba | (std::uint64_t{tf.device & 0x0Fu} << 24);
+    blocks = (tf.count & 0xFF) == 0 ? 256 : (tf.count & 0xFF);
+  } else if (blocks == 0) {
+    if (tf.lba > 0xFFFFFFFFFFFFull) return c.done(error_result(kErrorAbrt));
+    blocks = tf.count == 0 ? 65536 : tf.count;
+  }
+  if (blocks * bs > c.max_command_bytes) return c.done(error_result(kErrorAbrt));
+  if (lba > c.id.block_count || blocks > c.id.block_count - lba) {
+    AtaResult r = error_result(kErrorIdnf);
+    r.lba = lba;
+    return c.done(std::move(r));
+  }
+  if (!op.write) {
+    return detail::read_blocks(c.target, c.device_id, lba, blocks, bs, c.id.max_transfer_blocks,
+                               [done = std::move(c.done), lba](Errc e, Bytes data) mutable {
+                                 if (e != Errc::kOk) return finish(done, e, false, lba);
+                                 AtaResult r = ok_result();
+                                 r.data_in = std::move(data);
+                                 done(std::move(r));
+                               });
+  }
+  const std::uint64_t bytes = blocks * bs;
+  if (tf.data_out.size() < bytes) return c.done(error_result(kErrorAbrt));
+  auto data = std::make_shared<Bytes>(tf.data_out.begin(),
+                                      tf.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
+  const std::uint32_t flags = (fua || !c.wce) ? proto::kFlagFua : 0u;
+  detail::write_blocks(c.target, c.device_id, lba, blocks, bs, c.id.max_transfer_blocks, flags,
+                       std::move(data), [done = std::move(c.done), lba](Errc e) mutable {
+                         finish(done, e, true, e == Errc::kOk ? 0 : lba);
+                       });
+}
+
+// {command, name, handler, write, ext, fua, ncq}
+constexpr OpEntry kOps[] = {
+    {kCmdIdentifyDevice, "IDENTIFY DEVICE", identify_device},
+    {kCmdCheckPowerMode, "CHECK POWER MODE", check_power_mode},
+    {kCmdSetFeatures, "SET FEATURES", set_features},
+    {kCmdFlushCache, "FLUSH CACHE", flush_cache},
+    {kCmdFlushCacheExt, "FLUSH CACHE EXT", flush_cache},
+    {kCmdDataSetManagement, "DATA SET MANAGEMENT", data_set_management},
+    {kCmdReadSectors, "READ SECTORS", read_write, false, false, false, false},
+    {kCmdReadDma, "READ DMA", read_write, false, false, false, false},
+    {kCmdWriteSectors, "WRITE SECTORS", read_write, true, false, false, false},
+    {kCmdWriteDma, "WRITE DMA", read_write, true, false, false, false},
+    {kCmdReadSectorsExt, "READ SECTORS EXT", read_write, false, true, false, false},
+    {kCmdReadDmaExt, "READ DMA EXT", read_write, false, true, false, false},
+    {kCmdWriteSectorsExt, "WRITE SECTORS EXT", read_write, true, true, false, false},
+    {kCmdWriteDmaExt, "WRITE DMA EXT", read_write, true, true, false, false},
+    {kCmdWriteDmaFuaExt, "WRITE DMA FUA EXT", read_write, true, true, true, false},
+    {kCmdReadFpdmaQueued, "READ FPDMA QUEUED", read_write, false, true, false, true},
+    {kCmdWriteFpdmaQueued, "WRITE FPDMA QUEUED", read_write, true, true, false, true},
+};
+
+const OpEntry* find_op(std::uint8_t command) {
+  for (const OpEntry& e : kOps) {
+    if (e.command == command) return &e;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+const char* command_name(std::uint8_t command) {
+  const OpEntry* op = find_op(command);
+  return op != nullptr ? op->name : "unsupported command";
+}
+
 void Device::execute(const Taskfile& tf, AtaDone done) {
   proto::Identity id;
   bool attached;
@@ -168,156 +359,12 @@ void Device::execute(const Taskfile& tf, AtaDone done) {
     attached = attached_;
     wce = write_cache_;
   }
-  const std::uint8_t cmd = tf.command;
   if (!attached) return done(error_result(kErrorAbrt));
-  const std::uint32_t bs = id.block_size;
-
-  auto finish_errc = [done](Errc e, bool write, std::uint64_t lba) mutable {
-    const AtaError m = map_errc(e, write);
-    AtaResult r;
-    r.status = m.status;
-    r.error = m.error;
-    r.lba = lba;
-    done(std::move(r));
-  };
-
-  switch (cmd) {
-    case kCmdIdentifyDevice: {
-      AtaResult r = ok_result();
-      r.data_in = identify_data(id, wce);
-      return done(std::move(r));
-    }
-    case kCmdCheckPowerMode: {
-      AtaResult r = ok_result();
-      r.count = 0xFF;  // active or idle
-      return done(std::move(r));
-    }
-    case kCmdSetFeatures: {
-      const std::uint8_t sub = static_cast<std::uint8_t>(tf.features);
-      if (sub == 0x02 || sub == 0x82) {
-        std::lock_guard<std::mutex> lock(mu_);
-        write_cache_ = sub == 0x02;
-      } else if (sub != 0x03) {
-        return done(error_result(kErrorAbrt));
-      }
-      return done(ok_result());
-    }
-    case kCmdFlushCache:
-    case kCmdFlushCacheExt: {
-      if (!(id.capabilities & proto::kCapFlush)) return done(ok_result());
-      proto::Request r;
-      r.op = proto::Op::kFlush;
-      r.device_id = device_id_;
-      return target_.execute(std::move(r), [finish_errc](proto::Reply reply) mutable {
-        finish_errc(reply.status, true, 0);
-      });
-    }
-    case kCmdDataSetManagement: {
-      if (!(tf.features & 0x01) || !(id.capabilities & proto::kCapTrim) || tf.count == 0 ||
-          tf.count > 8) {
-        return done(error_result(kErrorAbrt));
-      }
-      if (tf.data_out.size() < std::size_t{tf.count} * 512) return done(error_result(kErrorAbrt));
-      std::vector<std::pair<std::uint64_t, std::uint32_t>> ranges;
-      for (std::size_t off = 0; off < std::size_t{tf.count} * 512; off += 8) {
-        std::uint64_t e = 0;
-        for (int b = 7; b >= 0; --b) e = (e << 8) | tf.data_out[off + static_cast<std::size_t>(b)];
-        const std::uint64_t lba = e & 0xFFFFFFFFFFFFull;
-        const std::uint32_t len = static_cast<std::uint32_t>(e >> 48);
-        if (len == 0) continue;
-        if (lba > id.block_count || len > id.block_count - lba) {
-          AtaResult r = error_result(kErrorIdnf);
-          r.lba = lba;
-          return done(std::move(r));
-        }
-        ranges.emplace_back(lba, len);
-      }
-      auto chain = std::make_shared<detail::Chain>();
-      chain->target = &target_;
-      chain->count = ranges.size();
-      const std::uint32_t device = device_id_;
-      chain->make = [ranges, device](std::size_t i) {
-        proto::Request r;
-        r.op = proto::Op::kTrim;
-        r.device_id = device;
-        r.lba = ranges[i].first;
-        r.blocks = ranges[i].second;
-        return r;
-      };
-      chain->done = [finish_errc](Errc e) mutable { finish_errc(e, true, 0); };
-      return detail::run_chain(std::move(chain));
-    }
-    default: break;
-  }
-
-  // Reads and writes.
-  bool write = false;
-  bool ext = true;
-  bool fua = false;
-  std::uint64_t lba = tf.lba;
-  std::uint64_t blocks = 0;
-  switch (cmd) {
-    case kCmdReadSectors:
-    case kCmdReadDma:
-    case kCmdWriteSectors:
-    case kCmdWriteDma:
-      ext = false;
-      write = cmd == kCmdWriteSectors || cmd == kCmdWriteDma;
-      break;
-    case kCmdReadSectorsExt:
-    case kCmdReadDmaExt: break;
-    case kCmdWriteSectorsExt:
-    case kCmdWriteDmaExt: write = true; break;
-    case kCmdWriteDmaFuaExt:
-      write = true;
-      fua = true;
-      break;
-    case kCmdReadFpdmaQueued:
-    case kCmdWriteFpdmaQueued:
-      write = cmd == kCmdWriteFpdmaQueued;
-      fua = tf.device & 0x80;
-      blocks = tf.features == 0 ? 65536 : tf.features;  // NCQ: sector count in FEATURES
-      break;
-    default: return done(error_result(kErrorAbrt));
-  }
-  if (!ext) {
-    if (tf.lba > 0xFFFFFF || !(tf.device & 0x40)) return done(error_result(kErrorAbrt));
-    lba = tf.lba | (std::uint64_t{tf.device & 0x0Fu} << 24);
-    blocks = (tf.count & 0xFF) == 0 ? 256 : (tf.count & 0xFF);
-  } else if (blocks == 0) {
-    if (tf.lba > 0xFFFFFFFFFFFFull) return done(error_result(kErrorAbrt));
-    blocks = tf.count == 0 ? 65536 : tf.count;
-  }
-  if (blocks * bs > max_command_bytes_) return done(error_result(kErrorAbrt));
-  if (lba > id.block_count || blocks > id.block_count - lba) {
-    AtaResult r = error_result(kErrorIdnf);
-    r.lba = lba;
-    return done(std::move(r));
-  }
-  if (!write) {
-    return detail::read_blocks(target_, device_id_, lba, blocks, bs, id.max_transfer_blocks,
-                               [done, lba](Errc e, Bytes data) mutable {
-                                 if (e != Errc::kOk) {
-                                   const AtaError m = map_errc(e, false);
-                                   AtaResult r;
-                                   r.status = m.status;
-                                   r.error = m.error;
-                                   r.lba = lba;
-                                   return done(std::move(r));
-                                 }
-                                 AtaResult r = ok_result();
-                                 r.data_in = std::move(data);
-                                 done(std::move(r));
-                               });
-  }
-  const std::uint64_t bytes = blocks * bs;
-  if (tf.data_out.size() < bytes) return done(error_result(kErrorAbrt));
-  auto data = std::make_shared<Bytes>(tf.data_out.begin(),
-                                      tf.data_out.begin() + static_cast<std::ptrdiff_t>(bytes));
-  const std::uint32_t flags = (fua || !wce) ? proto::kFlagFua : 0u;
-  detail::write_blocks(
-      target_, device_id_, lba, blocks, bs, id.max_transfer_blocks, flags, std::move(data),
-      [finish_errc, lba](Errc e) mutable { finish_errc(e, true, e == Errc::kOk ? 0 : lba); });
+  const OpEntry* op = find_op(tf.command);
+  if (op == nullptr) return done(error_result(kErrorAbrt));  // ABRT: command not supported
+  AtaCall call{target_, device_id_, max_command_bytes_, mu_, write_cache_, id, wce, tf, *op,
+               std::move(done)};
+  op->run(call);
 }
 
 }  // namespace ipsan::client::ata

@@ -210,7 +210,7 @@ void Bus::execute(std::uint32_t target, std::uint32_t lun, const ScsiCommand& co
   if (!cdb.empty() && cdb[0] == 0x12 && cdb.size() >= 6) {
     return done(good_result(command, inquiry_data_no_lun(load_be16(&cdb[3]))));
   }
-  const Sense s = make_sense(kIllegalRequest, 0x25, 0x00);
+  const Sense s = make_sense(kIllegalRequest, asc::kLogicalUnitNotSupported);
   if (!cdb.empty() && cdb[0] == 0x03 && cdb.size() >= 6) {
     Bytes d = encode_sense(s, cdb[1] & 0x01);
     if (d.size() > cdb[4]) d.resize(cdb[4]);

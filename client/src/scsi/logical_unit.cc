@@ -9,6 +9,7 @@
 #include <memory>
 #include <utility>
 
+#include "ipsan/proto/codec.h"
 #include "scsi/io_chain.h"
 #include "scsi/lu_internal.h"
 
@@ -65,7 +66,8 @@ void Cmd::short_data_out(std::uint64_t needed_bytes) {
   // The initiator sent less data-out than the CDB asks for (iSCSI: EDTL too small). As iSCSI
   // targets do (and libiscsi's residual tests accept): ILLEGAL REQUEST, INVALID FIELD IN
   // INFORMATION UNIT, nothing written, overflow residual = the missing bytes.
-  ScsiResult r = check_condition(make_sense(kIllegalRequest, 0x0E, 0x03), s.mode.d_sense);
+  ScsiResult r = check_condition(
+      make_sense(kIllegalRequest, asc::kInvalidFieldInCommandInformationUnit), s.mode.d_sense);
   r.residual = static_cast<std::uint32_t>(needed_bytes - data_out_size);
   r.overflow = true;
   done(std::move(r));
@@ -90,9 +92,10 @@ void Cmd::fail(Errc e, Direction direction) {
       if (reply.status == Errc::kOk) LuHandlers::update_capacity(self->lu, reply.capacity);
       {
         std::lock_guard<std::mutex> lock(self->lu.mu_);
-        self->lu.ua_all(make_sense(kUnitAttention, 0x2A, 0x09), &self->command.nexus);
+        self->lu.ua_all(make_sense(kUnitAttention, asc::kCapacityDataHasChanged),
+                        &self->command.nexus);
       }
-      self->check(make_sense(kUnitAttention, 0x2A, 0x09));
+      self->check(make_sense(kUnitAttention, asc::kCapacityDataHasChanged));
     });
     return;
   }
@@ -284,9 +287,7 @@ void LogicalUnit::attach(std::function<void(Errc)> done) {
     Errc e = reply.status;
     const auto& id = reply.identity;
     // The identity comes from the network: refuse geometry that would break the arithmetic.
-    if (e == Errc::kOk &&
-        (id.block_size < 512 || id.block_size > (1u << 20) ||
-         (id.block_size & (id.block_size - 1)) != 0 || id.block_count > (std::uint64_t{1} << 56))) {
+    if (e == Errc::kOk && !proto::valid_geometry(id.block_size, id.block_count)) {
       e = Errc::kBadMessage;
     }
     if (e == Errc::kOk) {
@@ -298,7 +299,7 @@ void LogicalUnit::attach(std::function<void(Errc)> done) {
       default_.wce = (id.capabilities & proto::kCapFlush) != 0;
       current_ = saved_ = default_;
       unit_attentions_[""];
-      ua_all(make_sense(kUnitAttention, 0x29, 0x00));
+      ua_all(make_sense(kUnitAttention, asc::kPowerOnResetOccurred));
       stopped_ = false;
       medium_present_ = true;
       prevent_removal_.clear();
@@ -328,13 +329,13 @@ void LogicalUnit::reset() {
   current_ = saved_;
   stopped_ = false;
   prevent_removal_.clear();  // a logical unit reset allows medium removal (SPC-4 6.13)
-  pr_.reserve6.reset();  // a reset ends RESERVE(6), not persistent reservations
+  pr_.reserve6.reset();      // a reset ends RESERVE(6), not persistent reservations
   // A running SANITIZE goes on (SBC-4 4.11.2); held EXTENDED COPY results are discarded.
   for (auto it = copies_.begin(); it != copies_.end();) {
     it = it->second.status != 0 ? copies_.erase(it) : std::next(it);
   }
   unit_attentions_[""];
-  ua_all(make_sense(kUnitAttention, 0x29, 0x00));
+  ua_all(make_sense(kUnitAttention, asc::kPowerOnResetOccurred));
 }
 
 void LogicalUnit::ua_all(const Sense& sense, const std::string* except) {
@@ -358,7 +359,7 @@ std::uint16_t LogicalUnit::sanitize_progress_locked() const {
 }
 
 Sense sanitize_in_progress(std::uint16_t progress) {
-  Sense s = make_sense(kNotReady, 0x04, 0x1B);  // LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS
+  Sense s = make_sense(kNotReady, asc::kNotReadySanitizeInProgress);
   s.sks = std::array<std::uint8_t, 3>{0x80, static_cast<std::uint8_t>(progress >> 8),
                                       static_cast<std::uint8_t>(progress)};
   return s;
@@ -374,7 +375,8 @@ void LogicalUnit::nexus_lost(const std::string& nexus) {
   prevent_removal_.erase(nexus);
   // The nexus may come back (same initiator port): it then starts with I_T NEXUS LOSS OCCURRED.
   auto it = unit_attentions_.find(nexus);
-  if (it != unit_attentions_.end()) it->second.assign(1, make_sense(kUnitAttention, 0x29, 0x07));
+  if (it != unit_attentions_.end())
+    it->second.assign(1, make_sense(kUnitAttention, asc::kItNexusLossOccurred));
 }
 
 void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
@@ -405,7 +407,7 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
     }
     conflict = !ua && !cdb.empty() && reservation_conflict(cdb, c->command.nexus);
   }
-  if (cdb.empty()) return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
+  if (cdb.empty()) return c->check(make_sense(kIllegalRequest, asc::kInvalidCommandOperationCode));
   if (ua) return c->check(*ua);
   if (conflict) {
     ScsiResult r;
@@ -417,7 +419,7 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
   if (op != nullptr && !op_offered(*op, c->s)) op = nullptr;
   if (op == nullptr) {
     if (opcode_has_service_actions(cdb[0])) return c->check(invalid_field_in_cdb(1, 4));
-    return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
+    return c->check(make_sense(kIllegalRequest, asc::kInvalidCommandOperationCode));
   }
   if (cdb.size() < op->cdb_length) return c->check(invalid_field_in_cdb(0));
   // Reserved bits (those the CDB usage map does not list); vendor bits of the control byte pass.
@@ -432,19 +434,19 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
     }
   }
   if (!c->s.attached && !(op->flags & kNoAttach)) {
-    return c->check(make_sense(kNotReady, 0x04, 0x01));  // becoming ready (attach in progress)
+    return c->check(make_sense(kNotReady, asc::kNotReadyBecomingReady));  // attach in progress
   }
   if (c->s.sanitizing && !(op->flags & kDuringSanitize)) {
     return c->check(sanitize_in_progress(c->s.sanitize_progress));
   }
   if (c->s.sanitize_failed && !(op->flags & kDuringSanitize) && cdb[0] != 0x48) {
-    return c->check(make_sense(kMediumError, 0x31, 0x03));  // SANITIZE COMMAND FAILED
+    return c->check(make_sense(kMediumError, asc::kSanitizeCommandFailed));
   }
   if (!c->s.medium_present && !(op->flags & kAllowStopped)) {
-    return c->check(make_sense(kNotReady, 0x3A, 0x00));  // MEDIUM NOT PRESENT
+    return c->check(make_sense(kNotReady, asc::kMediumNotPresent));
   }
   if (c->s.stopped && !(op->flags & kAllowStopped)) {
-    return c->check(make_sense(kNotReady, 0x04, 0x02));  // initializing command required
+    return c->check(make_sense(kNotReady, asc::kNotReadyInitializingCommandRequired));
   }
   op->handler(c);
 }
@@ -453,8 +455,7 @@ void LogicalUnit::execute(const ScsiCommand& command, ScsiDone done) {
 // Medium commands.
 
 bool LuHandlers::update_capacity(LogicalUnit& lu, const proto::Capacity& cap) {
-  if (cap.block_count == 0 || cap.block_size < 512 || cap.block_size > (1u << 20) ||
-      (cap.block_size & (cap.block_size - 1)) != 0 || cap.block_count > (std::uint64_t{1} << 56)) {
+  if (cap.block_count == 0 || !proto::valid_geometry(cap.block_size, cap.block_count)) {
     return false;
   }
   std::lock_guard<std::mutex> lock(lu.mu_);
@@ -472,9 +473,9 @@ bool out_of_range(const Snapshot& s, std::uint64_t lba, std::uint64_t blocks) {
 
 std::optional<Sense> write_protect_sense(const Snapshot& s) {
   if ((s.identity.capabilities & proto::kCapReadOnly) || s.options.read_only) {
-    return make_sense(kDataProtect, 0x27, 0x00);
+    return make_sense(kDataProtect, asc::kWriteProtected);
   }
-  if (s.mode.swp) return make_sense(kDataProtect, 0x27, 0x02);
+  if (s.mode.swp) return make_sense(kDataProtect, asc::kSoftwareWriteProtected);
   return std::nullopt;
 }
 
@@ -554,7 +555,7 @@ std::int64_t first_difference(const std::uint8_t* a, const std::uint8_t* b, std:
 }
 
 Sense miscompare_at(std::uint64_t offset) {
-  Sense s = make_sense(kMiscompare, 0x1D, 0x00);
+  Sense s = make_sense(kMiscompare, asc::kMiscompareDuringVerify);
   s.information = offset;
   return s;
 }
@@ -570,9 +571,9 @@ void LuHandlers::test_unit_ready(CmdPtr c) {
     if (update_capacity(c->lu, reply.capacity)) {
       {
         std::lock_guard<std::mutex> lock(c->lu.mu_);
-        c->lu.ua_all(make_sense(kUnitAttention, 0x2A, 0x09), &c->command.nexus);
+        c->lu.ua_all(make_sense(kUnitAttention, asc::kCapacityDataHasChanged), &c->command.nexus);
       }
-      return c->check(make_sense(kUnitAttention, 0x2A, 0x09));
+      return c->check(make_sense(kUnitAttention, asc::kCapacityDataHasChanged));
     }
     c->good();
   });
@@ -582,7 +583,8 @@ void LuHandlers::read(CmdPtr c) {
   const Rw rw = decode_rw(c->command.cdb);
   if (rw.flags & 0xE0) return c->check(invalid_field_in_cdb(1, 7));  // RDPROTECT
   if (too_large(c->s, rw.blocks)) return c->check(invalid_field_in_cdb(rw.length_byte));
-  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (out_of_range(c->s, rw.lba, rw.blocks))
+    return c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
   if (rw.blocks == 0) return c->good();
   detail::read_blocks(c->lu.target_, c->lu.device_id_, rw.lba, rw.blocks, c->s.block_size,
                       c->s.identity.max_transfer_blocks, [c](Errc e, Bytes data) {
@@ -607,7 +609,7 @@ static bool check_write_common(const CmdPtr& c, const Rw& rw, std::uint64_t data
     return false;
   }
   if (out_of_range(c->s, rw.lba, rw.blocks)) {
-    c->check(make_sense(kIllegalRequest, 0x21, 0));
+    c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
     return false;
   }
   if (c->command.data_out.size() < data_bytes && !partial_ok) {
@@ -651,8 +653,8 @@ bool op_offered(const OpInfoEntry& e, const Snapshot& s) {
 
 std::uint32_t max_atomic_blocks(const Snapshot& s) {
   if (!(s.identity.capabilities & proto::kCapAtomicWrite)) return 0;
-  return std::min<std::uint32_t>({s.identity.max_transfer_blocks,
-                                  s.options.max_command_bytes / s.block_size, 0xFFFF});
+  return std::min<std::uint32_t>(
+      {s.identity.max_transfer_blocks, s.options.max_command_bytes / s.block_size, 0xFFFF});
 }
 
 void LuHandlers::write_atomic(CmdPtr c) {
@@ -686,7 +688,8 @@ void LuHandlers::verify(CmdPtr c) {
   if (rw.flags & 0xE0) return c->check(invalid_field_in_cdb(1, 7));  // VRPROTECT
   if (bytchk == 2) return c->check(invalid_field_in_cdb(1, 2));
   if (too_large(c->s, rw.blocks)) return c->check(invalid_field_in_cdb(rw.length_byte));
-  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (out_of_range(c->s, rw.lba, rw.blocks))
+    return c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
   if (rw.blocks == 0) return c->good();
   const std::uint64_t bs = c->s.block_size;
   const std::uint64_t needed = bytchk == 0 ? 0 : bytchk == 1 ? rw.blocks * bs : bs;
@@ -749,7 +752,8 @@ void LuHandlers::write_and_verify_blocks(CmdPtr c, const Rw& rw, std::uint64_t b
 
 void LuHandlers::synchronize_cache(CmdPtr c) {
   const Rw rw = decode_rw(c->command.cdb);
-  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (out_of_range(c->s, rw.lba, rw.blocks))
+    return c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
   // IMMED is accepted; status is returned after the flush completes (allowed, and errors surface).
   if (!(c->s.identity.capabilities & proto::kCapFlush)) return c->good();  // no volatile cache
   proto::Request r;
@@ -772,7 +776,8 @@ void LuHandlers::write_same(CmdPtr c) {
     return c->check(invalid_field_in_cdb(rw.length_byte));  // MAXIMUM WRITE SAME LENGTH
   }
   // The range first: libiscsi expects 0 blocks past the end to be LBA OUT OF RANGE.
-  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (out_of_range(c->s, rw.lba, rw.blocks))
+    return c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
   if (rw.blocks == 0) {
     // WSNZ=0 (Block Limits VPD): NUMBER OF LOGICAL BLOCKS 0 means from LBA to the last LBA
     // (SBC-4 5.50), as tgt does; more than MAXIMUM WRITE SAME LENGTH that way is refused too.
@@ -844,7 +849,7 @@ void LuHandlers::write_same(CmdPtr c) {
 void LuHandlers::unmap(CmdPtr c) {
   const Bytes& cdb = c->command.cdb;
   if (!(c->s.identity.capabilities & proto::kCapTrim)) {
-    return c->check(make_sense(kIllegalRequest, 0x20, 0x00));
+    return c->check(make_sense(kIllegalRequest, asc::kInvalidCommandOperationCode));
   }
   if (cdb[1] & 0x01) return c->check(invalid_field_in_cdb(1, 0));  // ANCHOR
   const std::size_t param_len = load_be16(&cdb[7]);
@@ -852,9 +857,10 @@ void LuHandlers::unmap(CmdPtr c) {
   if (auto wp = write_protect_sense(c->s)) return c->check(*wp);
   const Bytes& p = c->command.data_out;
   const std::size_t avail = std::min(param_len, p.size());
-  if (avail < 8) return c->check(make_sense(kIllegalRequest, 0x1A, 0x00));
+  if (avail < 8) return c->check(make_sense(kIllegalRequest, asc::kParameterListLengthError));
   const std::size_t bd_len = load_be16(&p[2]);
-  if (bd_len + 8 > avail) return c->check(make_sense(kIllegalRequest, 0x1A, 0x00));
+  if (bd_len + 8 > avail)
+    return c->check(make_sense(kIllegalRequest, asc::kParameterListLengthError));
   const std::size_t n = bd_len / 16;  // a truncated last descriptor is ignored (SBC-3 5.28.2)
   if (n > c->s.options.max_unmap_descriptors) {
     return c->check(invalid_field_in_parameter_list(2));
@@ -867,7 +873,8 @@ void LuHandlers::unmap(CmdPtr c) {
     if (count > c->s.options.max_write_same_blocks) {
       return c->check(invalid_field_in_parameter_list(static_cast<std::uint16_t>(off + 8)));
     }
-    if (out_of_range(c->s, lba, count)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+    if (out_of_range(c->s, lba, count))
+      return c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
     if (count != 0) ranges.emplace_back(lba, count);
   }
   // Adjacent or overlapping descriptors become one TRIM (trimming is idempotent): an initiator
@@ -1017,7 +1024,7 @@ void LuHandlers::get_lba_status(CmdPtr c) {
   const Bytes& cdb = c->command.cdb;
   const std::uint64_t lba = load_be64(&cdb[2]);
   const std::uint32_t alloc = load_be32(&cdb[10]);
-  if (lba >= c->s.block_count) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (lba >= c->s.block_count) return c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
   const std::uint64_t remaining = c->s.block_count - lba;
   auto descriptor = [](Bytes& d, std::uint64_t start, std::uint64_t count, std::uint8_t status) {
     std::uint8_t desc[16] = {};
@@ -1099,7 +1106,8 @@ void LuHandlers::start_stop_unit(CmdPtr c) {
   if (loej && !c->s.options.removable) return c->check(invalid_field_in_cdb(4, 1));
   // A removable one: while some nexus prevents medium removal, neither eject nor load (as tgt;
   // SBC-4 5.25: LOEJ with PREVENT in effect ends ILLEGAL REQUEST, MEDIUM REMOVAL PREVENTED).
-  if (loej && c->s.prevent) return c->check(make_sense(kIllegalRequest, 0x53, 0x02));
+  if (loej && c->s.prevent)
+    return c->check(make_sense(kIllegalRequest, asc::kMediumRemovalPrevented));
   proto::Request r;
   r.device_id = c->lu.device_id_;
   if (start) {
@@ -1113,7 +1121,8 @@ void LuHandlers::start_stop_unit(CmdPtr c) {
     {
       std::lock_guard<std::mutex> lock(c->lu.mu_);
       if (loej && !start && !c->lu.prevent_removal_.empty()) {
-        return c->check(make_sense(kIllegalRequest, 0x53, 0x02));  // prevented meanwhile
+        return c->check(
+            make_sense(kIllegalRequest, asc::kMediumRemovalPrevented));  // prevented meanwhile
       }
       if (!removable) c->lu.stopped_ = !start;
       if (loej) c->lu.medium_present_ = start;
@@ -1131,7 +1140,8 @@ void LuHandlers::start_stop_unit(CmdPtr c) {
 
 void LuHandlers::prefetch(CmdPtr c) {
   const Rw rw = decode_rw(c->command.cdb);
-  if (out_of_range(c->s, rw.lba, rw.blocks)) return c->check(make_sense(kIllegalRequest, 0x21, 0));
+  if (out_of_range(c->s, rw.lba, rw.blocks))
+    return c->check(make_sense(kIllegalRequest, asc::kLbaOutOfRange));
   // Nothing to stage: the server's back end caches as it sees fit. IMMED or not, GOOD means
   // "done" (CONDITION MET would promise cache space, SBC-3 5.9).
   c->good();
@@ -1168,7 +1178,7 @@ void LuHandlers::prevent_allow(CmdPtr c) {
 void LuHandlers::request_sense(CmdPtr c) {
   const bool desc = c->command.cdb[1] & 0x01;
   const std::uint8_t alloc = c->command.cdb[4];
-  Sense s = make_sense(kNoSense, 0, 0);
+  Sense s = make_sense(kNoSense, asc::kNoAdditionalSense);
   {
     std::lock_guard<std::mutex> lock(c->lu.mu_);
     auto& uas = c->lu.unit_attentions_[c->command.nexus];
@@ -1178,13 +1188,13 @@ void LuHandlers::request_sense(CmdPtr c) {
     } else if (c->lu.sanitizing_) {
       s = sanitize_in_progress(c->lu.sanitize_progress_locked());
     } else if (c->lu.sanitize_failed_) {
-      s = make_sense(kMediumError, 0x31, 0x03);
+      s = make_sense(kMediumError, asc::kSanitizeCommandFailed);
     } else if (!c->lu.attached_) {
-      s = make_sense(kNotReady, 0x04, 0x01);
+      s = make_sense(kNotReady, asc::kNotReadyBecomingReady);
     } else if (!c->lu.medium_present_) {
-      s = make_sense(kNotReady, 0x3A, 0x00);
+      s = make_sense(kNotReady, asc::kMediumNotPresent);
     } else if (c->lu.stopped_) {
-      s = make_sense(kNotReady, 0x04, 0x02);
+      s = make_sense(kNotReady, asc::kNotReadyInitializingCommandRequired);
     }
   }
   Bytes d = encode_sense(s, desc);

@@ -29,10 +29,8 @@ constexpr std::size_t kB2bLength = 28;  // block-to-block segment descriptor (02
 constexpr std::uint8_t kIdentificationCscd = 0xE4;
 constexpr std::uint8_t kBlockToBlock = 0x02;
 
-Sense copy_aborted(std::uint8_t asc, std::uint8_t ascq) {
-  return make_sense(kCopyAborted, asc, ascq);
-}
-const Sense kParameterListLength = make_sense(kIllegalRequest, 0x1A, 0x00);
+Sense copy_aborted(Asc code) { return make_sense(kCopyAborted, code); }
+const Sense kParameterListLength = make_sense(kIllegalRequest, asc::kParameterListLengthError);
 
 struct Segment {
   std::uint64_t src = 0;
@@ -64,7 +62,7 @@ void LuHandlers::extended_copy(CmdPtr c) {
 
   // CSCD descriptors: how many, which types, and whether each names this logical unit.
   if ((cscd_len + kCscdLength - 1) / kCscdLength > kXcopyMaxCscds) {
-    return c->check(make_sense(kIllegalRequest, 0x26, 0x06));  // TOO MANY TARGET DESCRIPTORS
+    return c->check(make_sense(kIllegalRequest, asc::kTooManyTargetDescriptors));
   }
   if (cscd_len % kCscdLength != 0) return c->check(kParameterListLength);
   const std::vector<Bytes> mine = lu_designators(c->s);
@@ -72,7 +70,7 @@ void LuHandlers::extended_copy(CmdPtr c) {
   for (std::size_t off = kHeader; off < kHeader + cscd_len; off += kCscdLength) {
     const std::uint8_t* d = &p[off];
     if (d[0] != kIdentificationCscd) {
-      return c->check(make_sense(kIllegalRequest, 0x26, 0x07));  // UNSUPPORTED TARGET DESCR.
+      return c->check(make_sense(kIllegalRequest, asc::kUnsupportedTargetDescriptorType));
     }
     // LU ID TYPE is ignored (SPC-4); the peripheral type must be a block device.
     if ((d[1] & 0x1F) != 0) {
@@ -102,13 +100,13 @@ void LuHandlers::extended_copy(CmdPtr c) {
   const std::size_t seg_start = kHeader + cscd_len;
   for (std::size_t off = seg_start; off < seg_start + seg_len;) {
     if (segments.size() >= kXcopyMaxSegments) {
-      return c->check(make_sense(kIllegalRequest, 0x26, 0x08));  // TOO MANY SEGMENT DESCR.
+      return c->check(make_sense(kIllegalRequest, asc::kTooManySegmentDescriptors));
     }
     if (off + 4 > seg_start + seg_len) return c->check(kParameterListLength);
     const std::uint8_t* d = &p[off];
     const std::size_t len = 4 + load_be16(&d[2]);
     if (d[0] != kBlockToBlock) {
-      return c->check(make_sense(kIllegalRequest, 0x26, 0x09));  // UNSUPPORTED SEGMENT DESCR.
+      return c->check(make_sense(kIllegalRequest, asc::kUnsupportedSegmentDescriptorType));
     }
     if (len != kB2bLength) {
       return c->check(invalid_field_in_parameter_list(static_cast<std::uint16_t>(off + 2)));
@@ -118,10 +116,10 @@ void LuHandlers::extended_copy(CmdPtr c) {
     const std::size_t dst_index = load_be16(&d[6]);
     // An index beyond the CSCD list, or a CSCD that is not this logical unit: unreachable.
     if (src_index >= reachable.size() || dst_index >= reachable.size()) {
-      return c->check(copy_aborted(0x08, 0x04));  // UNREACHABLE COPY TARGET
+      return c->check(copy_aborted(asc::kUnreachableCopyTarget));
     }
     if (!reachable[src_index] || !reachable[dst_index]) {
-      return c->check(copy_aborted(0x0D, 0x02));  // COPY TARGET DEVICE NOT REACHABLE
+      return c->check(copy_aborted(asc::kCopyTargetDeviceNotReachable));
     }
     Segment s;
     s.blocks = load_be16(&d[10]);
@@ -130,7 +128,7 @@ void LuHandlers::extended_copy(CmdPtr c) {
     if (out_of_range(c->s, s.src, s.blocks) || out_of_range(c->s, s.dst, s.blocks)) {
       // The copy target cannot be reached at that address (the sense codes libiscsi and LIO
       // agree on for a segment beyond the capacity).
-      return c->check(copy_aborted(0x0D, 0x02));
+      return c->check(copy_aborted(asc::kCopyTargetDeviceNotReachable));
     }
     segments.push_back(s);
     off += len;
@@ -143,7 +141,7 @@ void LuHandlers::extended_copy(CmdPtr c) {
     std::lock_guard<std::mutex> lock(c->lu.mu_);
     auto it = c->lu.copies_.find(key);
     if (usage != 0x03 && it != c->lu.copies_.end() && it->second.status == 0) {
-      return c->check(make_sense(kIllegalRequest, 0x00, 0x16));  // OPERATION IN PROGRESS
+      return c->check(make_sense(kIllegalRequest, asc::kOperationInProgress));
     }
     if (usage != 0x03) {
       LogicalUnit::CopyStatus st;
@@ -231,7 +229,7 @@ void LuHandlers::extended_copy(CmdPtr c) {
       // A failed READ or WRITE of a copy target ends the copy: COPY ABORTED with the segment.
       const ErrcMapping m = map_errc(e, Direction::kWrite);
       if (m.status != kStatusCheckCondition) return c->fail(e, Direction::kWrite);
-      Sense s = copy_aborted(m.sense.asc, m.sense.ascq);
+      Sense s = copy_aborted(m.sense.code());
       return c->check(s);
     }
     c->good_write(c->data_out_size);

@@ -24,10 +24,10 @@ std::string serial_of(const proto::Identity& id) {
 
 Bytes standard_inquiry(const Snapshot& s) {
   Bytes d(96, 0);
-  d[0] = s.attached ? 0x00 : 0x20;  // qualifier 000b (connected) or 001b, direct-access device
+  d[0] = s.attached ? 0x00 : 0x20;       // qualifier 000b (connected) or 001b, direct-access device
   if (s.options.removable) d[1] = 0x80;  // RMB
-  d[2] = 0x06;                      // SPC-4
-  d[3] = 0x12;                      // HISUP, response data format 2
+  d[2] = 0x06;                           // SPC-4
+  d[3] = 0x12;                           // HISUP, response data format 2
   d[4] = static_cast<std::uint8_t>(d.size() - 5);
   d[7] = 0x02;  // CMDQUE
   put_ascii(&d[8], 8, s.identity.vendor.empty() ? "IPSAN" : s.identity.vendor);
@@ -227,8 +227,8 @@ void LuHandlers::mode_sense(CmdPtr c) {
     return c->check(invalid_field_in_cdb(2, 5));
   }
   if (subpage != 0x00 && subpage != 0xFF) return c->check(invalid_field_in_cdb(3));
-  const bool wp = (c->s.identity.capabilities & proto::kCapReadOnly) || c->s.options.read_only ||
-                  c->s.mode.swp;
+  const bool wp =
+      (c->s.identity.capabilities & proto::kCapReadOnly) || c->s.options.read_only || c->s.mode.swp;
   const std::size_t header = ten ? 8 : 4;
   Bytes d(header, 0);
   d[ten ? 3 : 2] = static_cast<std::uint8_t>((wp ? 0x80 : 0) | 0x10);  // WP, DPOFUA
@@ -276,7 +276,7 @@ void LuHandlers::mode_select(CmdPtr c) {
   const std::size_t n = std::min(len, data.size());
   const std::uint8_t* p = data.data();
   const std::size_t header = ten ? 8 : 4;
-  const Sense length_error = make_sense(kIllegalRequest, 0x1A, 0x00);
+  const Sense length_error = make_sense(kIllegalRequest, asc::kParameterListLengthError);
   if (n < header) return c->check(length_error);
   const std::size_t bdl = ten ? load_be16(&p[6]) : p[3];
   if (header + bdl > n) return c->check(length_error);

@@ -32,9 +32,9 @@ bool exclusive_access(std::uint8_t t) {
          t == kExclusiveAccessAllRegistrants;
 }
 
-const Sense kReservationsPreempted = make_sense(kUnitAttention, 0x2A, 0x03);
-const Sense kReservationsReleased = make_sense(kUnitAttention, 0x2A, 0x04);
-const Sense kRegistrationsPreempted = make_sense(kUnitAttention, 0x2A, 0x05);
+const Sense kReservationsPreempted = make_sense(kUnitAttention, asc::kReservationsPreempted);
+const Sense kReservationsReleased = make_sense(kUnitAttention, asc::kReservationsReleased);
+const Sense kRegistrationsPreempted = make_sense(kUnitAttention, asc::kRegistrationsPreempted);
 
 void conflict(const CmdPtr& c) {
   ScsiResult r;
@@ -50,8 +50,7 @@ bool always_allowed(std::uint8_t op) {
     case 0x03:  // REQUEST SENSE
     case 0xA3:  // REPORT SUPPORTED OPERATION CODES
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -59,16 +58,23 @@ bool always_allowed(std::uint8_t op) {
 bool reads_only(const Bytes& cdb) {
   switch (cdb[0]) {
     case 0x00:  // TEST UNIT READY
-    case 0x08: case 0x28: case 0xA8: case 0x88:  // READ
-    case 0x2F: case 0xAF: case 0x8F:             // VERIFY
-    case 0x1A: case 0x5A:                        // MODE SENSE
-    case 0x25:                                   // READ CAPACITY(10)
-    case 0x9E:                                   // READ CAPACITY(16), GET LBA STATUS
-    case 0x34: case 0x90:                        // PRE-FETCH
-    case 0x37: case 0xB7:                        // READ DEFECT DATA
+    case 0x08:
+    case 0x28:
+    case 0xA8:
+    case 0x88:  // READ
+    case 0x2F:
+    case 0xAF:
+    case 0x8F:  // VERIFY
+    case 0x1A:
+    case 0x5A:  // MODE SENSE
+    case 0x25:  // READ CAPACITY(10)
+    case 0x9E:  // READ CAPACITY(16), GET LBA STATUS
+    case 0x34:
+    case 0x90:  // PRE-FETCH
+    case 0x37:
+    case 0xB7:  // READ DEFECT DATA
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -88,7 +94,7 @@ bool LogicalUnit::reservation_conflict(const Bytes& cdb, const std::string& nexu
   const bool holder = all_registrants(pr_.type) ? registered : pr_.holder == nexus;
   if (holder) return false;
   if (registrants_have_access(pr_.type) && registered) return false;
-  if (op == 0x16 || op == 0x17) return true;  // RESERVE/RELEASE(6) under a PR
+  if (op == 0x16 || op == 0x17) return true;                      // RESERVE/RELEASE(6) under a PR
   if (op == 0x1E) return cdb.size() > 4 && (cdb[4] & 0x03) != 0;  // PREVENT conflicts
   if (exclusive_access(pr_.type)) return true;
   return !reads_only(cdb);
@@ -184,8 +190,7 @@ void LuHandlers::persistent_reserve_in(CmdPtr c) {
         store_be32(&d[4], static_cast<std::uint32_t>(d.size() - 8));
         break;
       }
-      default:
-        break;
+      default: break;
     }
   }
   if (sa > 3) return c->check(invalid_field_in_cdb(1, 4));
@@ -200,7 +205,7 @@ void LuHandlers::persistent_reserve_out(CmdPtr c) {
   const std::uint8_t type = cdb[2] & 0x0F;
   const std::uint32_t plen = load_be32(&cdb[5]);
   if (sa > 6) return c->check(invalid_field_in_cdb(1, 4));  // REGISTER AND MOVE: not offered
-  if (plen != 24) return c->check(make_sense(kIllegalRequest, 0x1A, 0x00));
+  if (plen != 24) return c->check(make_sense(kIllegalRequest, asc::kParameterListLengthError));
   if (c->command.data_out.size() < 24) return c->short_data_out(24);
   const Bytes& p = c->command.data_out;
   const std::uint64_t key = load_be64(&p[0]);
@@ -340,7 +345,8 @@ void LuHandlers::persistent_reserve_out(CmdPtr c) {
   switch (out) {
     case Outcome::kGood: return c->good_write(24);
     case Outcome::kConflict: return conflict(c);
-    case Outcome::kBadRelease: return c->check(make_sense(kIllegalRequest, 0x26, 0x04));
+    case Outcome::kBadRelease:
+      return c->check(make_sense(kIllegalRequest, asc::kInvalidReleaseOfPersistentReservation));
     case Outcome::kBadParameter: return c->check(invalid_field_in_parameter_list(8));
   }
 }

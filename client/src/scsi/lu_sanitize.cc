@@ -125,7 +125,8 @@ void LuHandlers::sanitize(CmdPtr c) {
     if (passes == 0) return c->check(invalid_field_in_parameter_list(0, 4));
     const std::size_t ipl = load_be16(&p[2]);
     if (ipl == 0 || ipl > bs) return c->check(invalid_field_in_parameter_list(2));
-    if (ipl + 4 > param_len) return c->check(make_sense(kIllegalRequest, 0x1A, 0x00));
+    if (ipl + 4 > param_len)
+      return c->check(make_sense(kIllegalRequest, asc::kParameterListLengthError));
     pattern.assign(p.begin() + 4, p.begin() + 4 + static_cast<std::ptrdiff_t>(ipl));
   }
   if (auto wp = write_protect_sense(c->s)) return c->check(*wp);

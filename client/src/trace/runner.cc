@@ -378,7 +378,7 @@ ReplayReport run_traces(const std::vector<Trace>& traces, scsi::Bus& bus,
         } else if (c.expect.sense) {
           const auto& k = *c.expect.sense;
           if (!sense || sense->key != k[0] || sense->asc != k[1] || sense->ascq != k[2]) {
-            scsi::Sense want = scsi::make_sense(k[0], k[1], k[2]);
+            scsi::Sense want = scsi::make_sense(k[0], scsi::Asc{k[1], k[2]});  // the trace's codes
             diff = "sense: expected " + sense_text(want) + ", got " +
                    (sense ? sense_text(*sense) : std::string("none"));
           }

@@ -237,5 +237,47 @@ TEST_F(AtaTest, NotAttachedAborts) {
   EXPECT_EQ(out->error, kErrorAbrt);
 }
 
+// The op table: every command it lists has a name; anything else ends with ABRT.
+TEST_F(AtaTest, OpTableNamesItsCommandsAndAbortsTheRest) {
+  for (std::uint8_t cmd : {kCmdDataSetManagement, kCmdReadSectors, kCmdReadSectorsExt,
+                           kCmdReadDmaExt, kCmdWriteSectors, kCmdWriteSectorsExt, kCmdWriteDmaExt,
+                           kCmdWriteDmaFuaExt, kCmdReadFpdmaQueued, kCmdWriteFpdmaQueued,
+                           kCmdReadDma, kCmdWriteDma, kCmdCheckPowerMode, kCmdFlushCache,
+                           kCmdIdentifyDevice, kCmdFlushCacheExt, kCmdSetFeatures}) {
+    EXPECT_STRNE(command_name(cmd), "unsupported command") << int{cmd};
+  }
+  EXPECT_STREQ(command_name(kCmdWriteDmaFuaExt), "WRITE DMA FUA EXT");
+  for (std::uint8_t cmd : {0x00, 0x07, 0x92, 0xB0, 0xFF}) {
+    EXPECT_STREQ(command_name(cmd), "unsupported command");
+    const AtaResult r = run(tf(cmd));
+    EXPECT_EQ(r.error, kErrorAbrt) << int{cmd};
+    EXPECT_EQ(r.status & kStatusErr, kStatusErr);
+  }
+}
+
+// The one geometry check (proto::valid_geometry): the ATA device and the SCSI logical unit refuse
+// the same identities (block count up to 2^48 - 1, block sizes 512..64 KiB, powers of two).
+TEST(AtaGeometry, SameLimitsAsTheScsiLogicalUnit) {
+  struct Case {
+    std::uint64_t blocks;
+    std::uint32_t block_size;
+    bool ok;
+  };
+  for (const Case c : {Case{(std::uint64_t{1} << 48) - 1, 512, true},
+                       Case{std::uint64_t{1} << 48, 512, false},
+                       Case{std::uint64_t{1} << 56, 512, false}, Case{1000, 65536, true},
+                       Case{1000, 131072, false}, Case{1000, 1536, false}}) {
+    MemoryTarget t;
+    auto id = MemoryTarget::default_identity(1000, 512, 8);
+    id.block_count = c.blocks;
+    id.block_size = c.block_size;
+    t.add_device(1, id);
+    Device d(t, 1);
+    Errc e = Errc::kInternal;
+    d.attach([&](Errc r) { e = r; });
+    EXPECT_EQ(e == Errc::kOk, c.ok) << c.blocks << " x " << c.block_size << ": " << to_string(e);
+  }
+}
+
 }  // namespace
 }  // namespace ipsan::client::ata

@@ -26,6 +26,7 @@
 
 #include "ipsan/backends/backend.h"
 #include "ipsan/base/result.h"
+#include "ipsan/base/units.h"
 
 namespace ipsan::backends {
 
@@ -45,8 +46,9 @@ struct BackendSpec {
   Result<bool, Error> flag_option(std::string_view name) const;  // present without value
 };
 
-// Parses "64M", "1G", "4096", "2TiB", ... into bytes (binary multiples); rejects overflow.
-Result<std::uint64_t, Error> parse_size(std::string_view text);
+// Sizes in specs follow THE size rule of ipsan/base/units.h ("64M", "1G", "4096", "2TiB"; whole
+// numbers, binary multiples, exact).
+using ::ipsan::parse_size;
 // "64MiB", "1GiB", "1536KiB", "100B": the largest exact binary unit.
 std::string format_size(std::uint64_t bytes);
 

@@ -11,7 +11,11 @@
 
 namespace ipsan {
 
-// "4096", "64K", "256M", "1G", "2T", "1.5G" (binary multiples; optional "iB"/"B" suffix).
+// THE size parser of every command line, back-end spec and config file:
+//   size := digits [ K | M | G | T | P ] [ iB | B ]   or   digits B
+// binary multiples (1K = 1024), any case, no spaces, no sign, no fraction ("1.5G" is refused:
+// write 1536M), exact: a value that does not fit 64 bits is an error, never rounded.
+// "4096", "64K", "256M", "1GiB", "2tb", "100B".
 Result<std::uint64_t, Error> parse_size(std::string_view text);
 // "250us", "10ms", "2s", "1.5s", "5m", "1h"; a bare number is seconds.
 Result<Duration, Error> parse_duration(std::string_view text);

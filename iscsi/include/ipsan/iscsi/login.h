@@ -16,7 +16,7 @@
 #include <string_view>
 
 #include "ipsan/base/result.h"
-#include "ipsan/iscsi/pdu.h"
+#include "ipsan/iscsi/wire/pdu.h"
 
 namespace ipsan::iscsi {
 

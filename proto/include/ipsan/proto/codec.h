@@ -42,8 +42,16 @@ inline constexpr std::size_t kIpsanCallHeaderBytes = 24 + 8 + kIpsanCredBodyByte
 inline constexpr std::size_t kIpsanReplyHeaderBytes = 12 + 8 + kMacBytes + 4;
 inline constexpr std::size_t kIoArgsBytes = 4 + 8 + 4 + 4 + 4;  // io_args without data
 
+// Largest block count a device may report: 2^48 - 1 (the ATA 48-bit LBA range, far beyond SCSI
+// devices in practice: 128 PiB at 512 bytes), so that block_count * block_size always fits 64 bits.
+inline constexpr std::uint64_t kMaxBlockCount = (std::uint64_t{1} << 48) - 1;
+
 // block_size is a power of two in [kMinBlockSize, kMaxBlockSize].
 bool valid_block_size(std::uint32_t block_size);
+// THE device-geometry check of every front end (SCSI logical units, ATA devices) on what a server
+// reports: a valid block size and at most kMaxBlockCount blocks (zero allowed here; a medium
+// command that needs blocks checks that itself).
+bool valid_geometry(std::uint32_t block_size, std::uint64_t block_count);
 // Strings within their limits and printable ASCII, valid block size.
 bool validate_identity(const Identity& id);
 

@@ -10,14 +10,14 @@
 // (CDB, extended CDB AHS, EDTL, immediate data), Data-Out (by buffer offset), R2T (ignored),
 // Data-In (with optional status), SCSI Response (status, residuals, sense data).
 //
-// Everything here is untrusted: a PDU that does not parse ends that stream (its later commands
-// are skipped), a connection whose login was not captured is skipped, commands without a
+// Everything here is untrusted: a PDU that does not parse (or fails its header digest) ends that
+// stream (its later commands are skipped), one that fails its data digest is dropped (the target
+// dropped it too), a connection whose login was not captured is skipped, commands without a
 // response are skipped; each with a counted reason, never a crash.
 //
 // Threading: pure functions; thread-safe.
 #pragma once
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -28,65 +28,17 @@
 #include "ipsan/base/bytes.h"
 #include "ipsan/base/result.h"
 #include "ipsan/client/trace/trace.h"
+#include "ipsan/iscsi/wire/pdu.h"
 #include "ipsan/replay/capture.h"
 
 namespace ipsan::replay::iscsi {
 
 inline constexpr std::uint16_t kDefaultPort = 3260;
-inline constexpr std::size_t kBhsSize = 48;
-inline constexpr std::size_t kMaxDataSegment = 16u << 20;     // the 24-bit field's limit
 inline constexpr std::uint32_t kMaxCommandBytes = 64u << 20;  // larger EDTLs are not imported
 
-enum Opcode : std::uint8_t {
-  kNopOut = 0x00,
-  kScsiCommand = 0x01,
-  kTaskMgmt = 0x02,
-  kLoginRequest = 0x03,
-  kTextRequest = 0x04,
-  kDataOut = 0x05,
-  kLogoutRequest = 0x06,
-  kSnack = 0x10,
-  kNopIn = 0x20,
-  kScsiResponse = 0x21,
-  kTaskMgmtResponse = 0x22,
-  kLoginResponse = 0x23,
-  kTextResponse = 0x24,
-  kDataIn = 0x25,
-  kLogoutResponse = 0x26,
-  kR2t = 0x31,
-  kAsync = 0x32,
-  kReject = 0x3f,
-};
-const char* opcode_name(std::uint8_t opcode);
-
-struct Pdu {
-  std::array<std::uint8_t, kBhsSize> bhs{};
-  Bytes ahs;
-  Bytes data;                // data segment without padding
-  std::uint64_t offset = 0;  // stream offset of the BHS
-
-  std::uint8_t opcode() const { return bhs[0] & 0x3F; }
-  bool immediate() const { return (bhs[0] & 0x40) != 0; }
-  std::uint8_t flags() const { return bhs[1]; }
-  std::uint32_t itt() const { return load_be32(&bhs[16]); }
-};
-
-struct Digests {
-  bool header = false;
-  bool data = false;
-};
-
-// Cuts one PDU from `stream` at `pos`. Returns the PDU and advances `pos`; nullopt with `error`
-// empty at a clean end (fewer bytes than a whole PDU remain: `error` says so if any remain), or
-// with `error` set for a malformed PDU.
-std::optional<Pdu> next_pdu(ByteSpan stream, std::size_t& pos, const Digests& digests,
-                            std::string& error);
-
-// "Key=Value" pairs of a login/text data segment (NUL separated); later keys win.
-std::vector<std::pair<std::string, std::string>> parse_text_keys(ByteSpan data);
-
-// SAM-5 LUN field (8 bytes) -> LUN number for peripheral and flat addressing; nullopt otherwise.
-std::optional<std::uint32_t> decode_lun(const std::uint8_t* lun8);
+// The PDU framing, digests, opcodes, text keys and LUN field are the portal's own codec
+// (ipsan/iscsi/wire/pdu.h), one implementation for both directions of the project.
+namespace wire = ::ipsan::iscsi;
 
 // One SCSI command as the capture shows it.
 struct ImportedCommand {

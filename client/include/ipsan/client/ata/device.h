@@ -82,6 +82,10 @@ struct AtaResult {
 
 using AtaDone = std::function<void(AtaResult)>;
 
+// The command's name in the device's op table ("READ DMA EXT", ...); "unsupported command" for
+// the others (they end with ABRT).
+const char* command_name(std::uint8_t command);
+
 struct AtaError {
   std::uint8_t status;
   std::uint8_t error;

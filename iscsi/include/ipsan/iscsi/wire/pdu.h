@@ -1,6 +1,8 @@
-// ipsan/iscsi/pdu.h: iSCSI PDUs (RFC 7143 section 11): the 48-byte basic header segment (BHS),
-// additional header segments, the data segment, optional CRC32C header/data digests, and the
-// text key=value lists carried by Login and Text PDUs.
+// ipsan/iscsi/wire/pdu.h: THE iSCSI wire codec (library ipsan_iscsi_wire, depends on base only),
+// used by the target portal (iscsi/) and by the capture import (replay/): PDUs (RFC 7143 section
+// 11): the 48-byte basic header segment (BHS), additional header segments, the data segment,
+// optional CRC32C header/data digests, opcodes, the LUN field, and the text key=value lists carried
+// by Login and Text PDUs.
 //
 // Wire layout of every PDU (all multi-byte fields big-endian):
 //   BHS (48) | AHS (TotalAHSLength * 4) | HeaderDigest (4, optional) |
@@ -29,6 +31,8 @@ namespace ipsan::iscsi {
 
 inline constexpr std::size_t kBhsSize = 48;
 inline constexpr std::uint32_t kReservedTag = 0xFFFFFFFFu;
+// DataSegmentLength is a 24-bit field.
+inline constexpr std::size_t kMaxDataSegmentLength = (std::size_t{1} << 24) - 1;
 
 // Opcodes (RFC 7143 11.2.1.2).
 enum class Opcode : std::uint8_t {
@@ -122,6 +126,14 @@ Result<void, PduError> parse_pdu(const std::uint8_t* bhs, ByteSpan rest, const D
 // Parses exactly one PDU occupying all of `wire` (tests, fuzzing).
 Result<Pdu, PduError> parse_pdu(ByteSpan wire, const DigestConfig& digests, std::size_t max_data);
 
+// Cuts the PDU that begins at `stream[pos]` out of a byte stream (a TCP stream reassembled from a
+// capture, a receive buffer). On success `out` holds it and `pos` points past it. kTruncated: the
+// stream ends inside the PDU (`pos` unchanged; more bytes may complete it). kDataDigest: the
+// framing is intact, so `out` holds the PDU and `pos` is advanced past it (the caller drops it).
+// Any other error leaves `pos` unchanged: the stream cannot be trusted from here on.
+Result<void, PduError> cut_pdu(ByteSpan stream, std::size_t& pos, const DigestConfig& digests,
+                               std::size_t max_data, Pdu& out);
+
 // Serialises with lengths, padding and digests filled in.
 Bytes encode_pdu(const Pdu& pdu, const DigestConfig& digests);
 
@@ -130,9 +142,19 @@ using TextPairs = std::vector<std::pair<std::string, std::string>>;
 // Fails on a pair without '=', an empty or over-long key (> 63 bytes), a value over 8192 bytes or
 // bytes that are not printable ASCII. A trailing pair without its NUL is accepted.
 Result<TextPairs, Error> parse_text(ByteSpan data);
+// For bytes that were already exchanged (captures): the same splitting, but a pair that breaks a
+// rule above is left out instead of failing the list, and at most kMaxLenientPairs are kept.
+inline constexpr std::size_t kMaxLenientPairs = 1024;
+TextPairs parse_text_lenient(ByteSpan data);
 Bytes encode_text(const TextPairs& pairs);
 
-// The opcode's name ("SCSI Command", ...) for logs.
+// The opcode's name ("SCSI Command", ...) for logs; "unknown opcode" for the others.
 const char* opcode_name(std::uint8_t opcode);
+// True for the opcodes RFC 7143 defines (the low six bits of BHS byte 0).
+bool known_opcode(std::uint8_t opcode);
+
+// The 8-byte LUN field (SAM-5 4.7, big-endian as in BHS bytes 8..15) -> LUN number, for
+// single-level peripheral (00b, bus 0) and flat (01b) addressing; nullopt for anything else.
+std::optional<std::uint32_t> decode_lun(std::uint64_t field);
 
 }  // namespace ipsan::iscsi

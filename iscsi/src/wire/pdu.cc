@@ -1,7 +1,8 @@
-// iSCSI PDU codec and text key lists (see ipsan/iscsi/pdu.h).
-#include "ipsan/iscsi/pdu.h"
+// iSCSI wire codec: PDUs, digests, text key lists, LUN field (see ipsan/iscsi/wire/pdu.h).
+#include "ipsan/iscsi/wire/pdu.h"
 
 #include <cstring>
+#include <string_view>
 
 #include "ipsan/base/crc32c.h"
 
@@ -87,6 +88,19 @@ Result<Pdu, PduError> parse_pdu(ByteSpan wire, const DigestConfig& digests, std:
   return pdu;
 }
 
+Result<void, PduError> cut_pdu(ByteSpan stream, std::size_t& pos, const DigestConfig& digests,
+                               std::size_t max_data, Pdu& out) {
+  if (pos > stream.size() || stream.size() - pos < kBhsSize) return perr(PduError::kTruncated);
+  const std::uint8_t* bhs = stream.data() + pos;
+  auto ext = pdu_extent(bhs, digests, max_data);
+  if (!ext) return perr(ext.error());
+  const ByteSpan rest = stream.subspan(pos + kBhsSize);
+  if (rest.size() < ext->rest) return perr(PduError::kTruncated);
+  auto r = parse_pdu(bhs, rest, digests, max_data, out);
+  if (r || r.error() == PduError::kDataDigest) pos += kBhsSize + ext->rest;
+  return r;
+}
+
 Bytes encode_pdu(const Pdu& pdu, const DigestConfig& digests) {
   Bytes out;
   const std::size_t ahs = pad4(pdu.ahs.size());
@@ -108,30 +122,75 @@ Bytes encode_pdu(const Pdu& pdu, const DigestConfig& digests) {
   return out;
 }
 
-Result<TextPairs, Error> parse_text(ByteSpan data) {
-  TextPairs out;
+namespace {
+
+// One "key=value" pair (without its NUL) checked against RFC 7143 6.1's rules; nullptr when it
+// passes, else why not.
+const char* pair_problem(std::string_view pair) {
+  for (char ch : pair) {
+    if (static_cast<unsigned char>(ch) < 0x20 || static_cast<unsigned char>(ch) > 0x7E) {
+      return "non-printable byte in text data";
+    }
+  }
+  const auto eq = pair.find('=');
+  if (eq == std::string_view::npos) return "text pair without '='";
+  if (eq == 0 || eq > 63) return "text key empty or longer than 63 bytes";
+  if (pair.size() - eq - 1 > 8192) return "text value longer than 8192 bytes";
+  return nullptr;
+}
+
+// Calls `each(pair)` for every NUL-terminated pair; stops when it returns false. Returns false
+// when an empty pair stands before the end (only padding NULs may close the list).
+template <class Each>
+bool split_text(ByteSpan data, Each&& each) {
   std::size_t at = 0;
   while (at < data.size()) {
     std::size_t end = at;
     while (end < data.size() && data[end] != 0) ++end;
     if (end == at) {  // padding NULs or an empty pair: only allowed at the end
       while (at < data.size() && data[at] == 0) ++at;
-      if (at != data.size()) return fail("empty key=value pair in text data");
-      break;
+      return at == data.size();
     }
-    std::string_view pair(reinterpret_cast<const char*>(data.data() + at), end - at);
-    for (char ch : pair) {
-      if (static_cast<unsigned char>(ch) < 0x20 || static_cast<unsigned char>(ch) > 0x7E) {
-        return fail("non-printable byte in text data");
-      }
+    if (!each(std::string_view(reinterpret_cast<const char*>(data.data() + at), end - at))) {
+      return true;
     }
-    const auto eq = pair.find('=');
-    if (eq == std::string_view::npos) return fail("text pair without '=': " + std::string(pair.substr(0, 64)));
-    if (eq == 0 || eq > 63) return fail("text key empty or longer than 63 bytes");
-    if (pair.size() - eq - 1 > 8192) return fail("text value longer than 8192 bytes");
-    out.emplace_back(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
     at = end + 1;
   }
+  return true;
+}
+
+std::pair<std::string, std::string> split_pair(std::string_view pair) {
+  const auto eq = pair.find('=');
+  return {std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1))};
+}
+
+}  // namespace
+
+Result<TextPairs, Error> parse_text(ByteSpan data) {
+  TextPairs out;
+  std::string problem;
+  const bool tail_ok = split_text(data, [&](std::string_view pair) {
+    if (const char* p = pair_problem(pair)) {
+      problem = p;
+      if (pair.find('=') == std::string_view::npos) {
+        problem += ": " + std::string(pair.substr(0, 64));
+      }
+      return false;
+    }
+    out.push_back(split_pair(pair));
+    return true;
+  });
+  if (!problem.empty()) return fail(problem);
+  if (!tail_ok) return fail("empty key=value pair in text data");
+  return out;
+}
+
+TextPairs parse_text_lenient(ByteSpan data) {
+  TextPairs out;
+  (void)split_text(data, [&](std::string_view pair) {
+    if (pair_problem(pair) == nullptr) out.push_back(split_pair(pair));
+    return out.size() < kMaxLenientPairs;
+  });
   return out;
 }
 
@@ -167,6 +226,23 @@ const char* opcode_name(std::uint8_t opcode) {
     case 0x32: return "Asynchronous Message";
     case 0x3F: return "Reject";
     default: return "unknown opcode";
+  }
+}
+
+bool known_opcode(std::uint8_t opcode) {
+  return std::string_view(opcode_name(opcode & 0x3F)) != "unknown opcode";
+}
+
+std::optional<std::uint32_t> decode_lun(std::uint64_t field) {
+  if ((field & 0x0000FFFFFFFFFFFFull) != 0) return std::nullopt;  // multi-level LUNs
+  const std::uint8_t b0 = static_cast<std::uint8_t>(field >> 56);
+  const std::uint8_t b1 = static_cast<std::uint8_t>(field >> 48);
+  switch (b0 >> 6) {
+    case 0:
+      if (b0 != 0) return std::nullopt;  // bus identifier
+      return b1;
+    case 1: return (std::uint32_t{b0 & 0x3Fu} << 8) | b1;
+    default: return std::nullopt;
   }
 }
 
