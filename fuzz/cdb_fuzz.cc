@@ -24,16 +24,16 @@ struct World {
   World() {
     target.add_device(1, MemoryTarget::default_identity(2048, 512, 8));
     target.set_log_data(false);
-    scsi::LogicalUnitOptions o;
+    client::scsi::LogicalUnitOptions o;
     o.max_command_bytes = 256 * 1024;
     o.max_write_same_blocks = 4096;
-    lu = std::make_unique<scsi::LogicalUnit>(target, 1, o);
+    lu = std::make_unique<client::scsi::LogicalUnit>(target, 1, o);
     lu->attach([](Errc) {});
     ata = std::make_unique<ata::Device>(target, 1, 256 * 1024);
     ata->attach([](Errc) {});
   }
   MemoryTarget target;
-  std::unique_ptr<scsi::LogicalUnit> lu;
+  std::unique_ptr<client::scsi::LogicalUnit> lu;
   std::unique_ptr<ata::Device> ata;
 };
 
@@ -65,16 +65,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (r.data_in.size() > 256 * 1024 + 512) std::abort();
     });
   } else {
-    scsi::ScsiCommand c;
+    client::scsi::ScsiCommand c;
     c.cdb = std::move(cdb);
     c.data_out = std::move(out);
     const std::uint8_t sel = flags >> 2;
-    c.data_in_length = sel == 0 ? scsi::kAutoLength : static_cast<std::uint32_t>(sel) * 37u;
+    c.data_in_length = sel == 0 ? client::scsi::kAutoLength : static_cast<std::uint32_t>(sel) * 37u;
     const std::uint32_t edtl = c.data_in_length;
-    world->lu->execute(c, [&completions, edtl](scsi::ScsiResult r) {
+    world->lu->execute(c, [&completions, edtl](client::scsi::ScsiResult r) {
       ++completions;
-      if (r.status == scsi::kStatusCheckCondition && !scsi::decode_sense(r.sense)) std::abort();
-      if (edtl != scsi::kAutoLength && r.data_in.size() > edtl) std::abort();
+      if (r.status == client::scsi::kStatusCheckCondition && !client::scsi::decode_sense(r.sense)) std::abort();
+      if (edtl != client::scsi::kAutoLength && r.data_in.size() > edtl) std::abort();
     });
   }
   world->target.run_pending();

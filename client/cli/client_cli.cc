@@ -17,6 +17,7 @@
 #include "ipsan/base/units.h"
 #include "ipsan/client/connect.h"
 #include "ipsan/client/runtime.h"
+#include "ipsan/base/progress.h"
 #include "ipsan/client/verify.h"
 #include "ipsan/proto/codec.h"
 
@@ -232,6 +233,7 @@ void add_cli(CLI::App& app) {
     bool read_only = false;
     bool write_only = false;
     bool json = false;
+    bool progress = false;
   };
   auto va = std::make_shared<VerifyArgs>();
   auto* ver = cmd->add_subcommand(
@@ -246,6 +248,8 @@ void add_cli(CLI::App& app) {
                 "Only read and check (data written earlier with this seed)");
   ver->add_flag("--write-only", va->write_only, "Only write the pattern");
   ver->add_flag("--json", va->json, "Print the result as one JSON object on stdout");
+  ver->add_flag("--progress", va->progress,
+                "Progress line every second on stderr even without a tty");
   ver->callback([common, va] {
     Session s(*common);
     auto id = s.identify(common->device);
@@ -277,12 +281,23 @@ void add_cli(CLI::App& app) {
     vo.seed = va->seed;
     vo.write = !va->read_only;
     vo.read = !va->write_only;
+    // One progress line (base/progress.h), updated on the io thread; each phase's end is shown.
+    auto progress = std::make_shared<ProgressLine>(ProgressLine::for_stderr(va->progress));
+    if (progress->enabled()) {
+      vo.on_progress = [progress](bool writing, std::uint64_t done, std::uint64_t total) {
+        progress->update(steady_now(),
+                         std::string("verify: ") + (writing ? "write " : "read ") +
+                             format_bytes(done) + " of " + format_bytes(total),
+                         done == total);
+      };
+    }
     std::promise<VerifyResult> verified;
     auto result_future = verified.get_future();
     s.rt->run_on_io([&] {
       run_verify(s.rt->client(), vo, [&](VerifyResult r) { verified.set_value(std::move(r)); });
     });
     std::optional<VerifyResult> result = result_future.get();
+    progress->finish();
     const auto ts = s.rt->transport_stats();
     const auto cs = s.rt->stats();
     if (va->json) {

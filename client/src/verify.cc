@@ -118,6 +118,10 @@ class Verifier : public std::enable_shared_from_this<Verifier> {
         }
       }
     }
+    if (opt_.on_progress) {
+      opt_.on_progress(writing_, writing_ ? res_.bytes_written : res_.bytes_read,
+                       opt_.blocks * opt_.block_size);
+    }
     issue();
   }
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # `ipsan client` as a new user types it (the README's commands): flags after the command word,
-# a line on stderr for read / write / flush / trim, verify --json. Usage: client_cli_test.sh IPSAN.
+# a line on stderr for read / write / flush / trim, verify --json and --progress. Usage: client_cli_test.sh IPSAN.
 # 127.0.0.1 only, port 0; readiness is the server's "listening on" line read from a pipe.
 set -eu
 IPSAN=$1
@@ -60,6 +60,12 @@ $C verify --bytes 1M --io-size 64K --json >"$dir/v.out" 2>"$dir/v.log" || fail "
 [ "$(wc -l <"$dir/v.out")" -eq 1 ] || fail "verify --json printed more than one line"
 grep -q '"ok":true' "$dir/v.out" || fail "verify --json: $(cat "$dir/v.out")"
 grep -q '"bytes_read":1048576' "$dir/v.out" || fail "verify --json: $(cat "$dir/v.out")"
+# verify --progress: the shared progress line on stderr (each phase's end at least), stdout clean.
+$C verify --bytes 1M --io-size 64K --json --progress >"$dir/vp.out" 2>"$dir/vp.log" ||
+  fail "verify --progress"
+grep -q "verify: write 1 MiB of 1 MiB" "$dir/vp.log" || fail "no write progress: $(cat "$dir/vp.log")"
+grep -q "verify: read 1 MiB of 1 MiB" "$dir/vp.log" || fail "no read progress: $(cat "$dir/vp.log")"
+[ "$(wc -l <"$dir/vp.out")" -eq 1 ] || fail "verify --progress wrote progress to stdout"
 kill -INT "$pid"
 wait "$pid" || fail "server exited with $?"
 pid=""

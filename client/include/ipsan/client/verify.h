@@ -27,6 +27,9 @@ struct VerifyOptions {
   bool write = true;   // write phase (then FLUSH)
   bool read = true;    // read-and-check phase
   bool fua = false;
+  // Called on the target's thread after every completed request: the phase (true: writing), the
+  // bytes done in it and its total (the progress line of `ipsan client verify --progress`).
+  std::function<void(bool writing, std::uint64_t done, std::uint64_t total)> on_progress;
 };
 
 struct VerifyResult {
