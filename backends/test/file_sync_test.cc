@@ -34,8 +34,8 @@ extern "C" int fdatasync(int fd) {
 namespace ipsan::backends {
 namespace {
 
-using testing::flush_sync;
 using ipsan::testing::TempDir;
+using testing::flush_sync;
 using testing::write_sync;
 
 TEST(FileBackendSync, InterposedFdatasyncIsUsed) {

@@ -17,9 +17,9 @@
 namespace ipsan::backends {
 namespace {
 
+using ipsan::testing::TempDir;
 using testing::flush_sync;
 using testing::read_sync;
-using ipsan::testing::TempDir;
 using testing::trim_sync;
 using testing::Waiter;
 using testing::write_sync;

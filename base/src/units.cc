@@ -14,8 +14,10 @@ bool split_number(std::string_view text, double& value, std::string_view& suffix
   std::size_t i = 0;
   bool digits = false, dot = false;
   while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || (text[i] == '.' && !dot))) {
-    if (text[i] == '.') dot = true;
-    else digits = true;
+    if (text[i] == '.')
+      dot = true;
+    else
+      digits = true;
     ++i;
   }
   if (!digits) return false;
@@ -74,13 +76,20 @@ Result<Duration, Error> parse_duration(std::string_view text) {
   std::string_view suf;
   if (!split_number(text, v, suf)) return fail("bad duration '" + std::string(text) + "'");
   double ns;
-  if (suf.empty() || suf == "s") ns = v * 1e9;
-  else if (suf == "ms") ns = v * 1e6;
-  else if (suf == "us") ns = v * 1e3;
-  else if (suf == "ns") ns = v;
-  else if (suf == "m" || suf == "min") ns = v * 60e9;
-  else if (suf == "h") ns = v * 3600e9;
-  else return fail("bad duration unit in '" + std::string(text) + "' (use ns, us, ms, s, m, h)");
+  if (suf.empty() || suf == "s")
+    ns = v * 1e9;
+  else if (suf == "ms")
+    ns = v * 1e6;
+  else if (suf == "us")
+    ns = v * 1e3;
+  else if (suf == "ns")
+    ns = v;
+  else if (suf == "m" || suf == "min")
+    ns = v * 60e9;
+  else if (suf == "h")
+    ns = v * 3600e9;
+  else
+    return fail("bad duration unit in '" + std::string(text) + "' (use ns, us, ms, s, m, h)");
   if (ns > 9.0e18) return fail("duration '" + std::string(text) + "' too large");
   return Duration(static_cast<std::int64_t>(ns));
 }
@@ -102,8 +111,10 @@ Result<HostPort, Error> parse_host_port(std::string_view text, std::string_view 
     auto colon = text.rfind(':');
     if (colon == std::string_view::npos) {
       bool all_digits = text.find_first_not_of("0123456789") == std::string_view::npos;
-      if (all_digits) port_part = text;
-      else hp.host = std::string(text);
+      if (all_digits)
+        port_part = text;
+      else
+        hp.host = std::string(text);
     } else {
       if (colon > 0) hp.host = std::string(text.substr(0, colon));
       port_part = text.substr(colon + 1);
@@ -129,18 +140,24 @@ std::string format_bytes(std::uint64_t bytes) {
     ++u;
   }
   char buf[32];
-  if (u == 0 || v == std::floor(v)) std::snprintf(buf, sizeof buf, "%.0f %s", v, kUnits[u]);
-  else std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
+  if (u == 0 || v == std::floor(v))
+    std::snprintf(buf, sizeof buf, "%.0f %s", v, kUnits[u]);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
   return buf;
 }
 
 std::string format_duration(Duration d) {
   double ns = static_cast<double>(d.count());
   char buf[32];
-  if (ns < 1e3) std::snprintf(buf, sizeof buf, "%.0f ns", ns);
-  else if (ns < 1e6) std::snprintf(buf, sizeof buf, "%.1f us", ns / 1e3);
-  else if (ns < 1e9) std::snprintf(buf, sizeof buf, "%.1f ms", ns / 1e6);
-  else std::snprintf(buf, sizeof buf, "%.2f s", ns / 1e9);
+  if (ns < 1e3)
+    std::snprintf(buf, sizeof buf, "%.0f ns", ns);
+  else if (ns < 1e6)
+    std::snprintf(buf, sizeof buf, "%.1f us", ns / 1e3);
+  else if (ns < 1e9)
+    std::snprintf(buf, sizeof buf, "%.1f ms", ns / 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f s", ns / 1e9);
   return buf;
 }
 

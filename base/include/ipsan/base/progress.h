@@ -21,8 +21,7 @@ class ProgressLine {
   // `out` receives the lines (not owned); `tty` selects the in-place form.
   ProgressLine(std::FILE* out, bool enabled, bool tty, Duration interval);
   // stderr; enabled when `requested` or stderr is a terminal; one line per second.
-  static ProgressLine for_stderr(bool requested,
-                                 Duration interval = std::chrono::seconds(1));
+  static ProgressLine for_stderr(bool requested, Duration interval = std::chrono::seconds(1));
 
   bool enabled() const { return enabled_; }
   // Prints `text` if enabled and `interval` has passed since the last printed line (the first

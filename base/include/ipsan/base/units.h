@@ -28,6 +28,6 @@ Result<HostPort, Error> parse_host_port(std::string_view text, std::string_view 
                                         std::uint16_t default_port);
 
 std::string format_bytes(std::uint64_t bytes);  // "256 MiB", "1.5 GiB", "512 B"
-std::string format_duration(Duration d);         // "12.3 ms"
+std::string format_duration(Duration d);        // "12.3 ms"
 
 }  // namespace ipsan
